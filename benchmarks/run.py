@@ -1,0 +1,134 @@
+"""ghostpii benchmarks: one command, one table (benchmarks/results.md).
+
+    python benchmarks/run.py            # 1M and 10M rows
+    python benchmarks/run.py --quick    # 100k and 1M rows
+
+Ratios are against plaintext Polars on the same data, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+import ghostpii as gp
+from ghostpii.reveal import _sum_descriptor
+
+OUT = Path(__file__).parent / "results.md"
+
+
+def best(f: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, polars {pl.__version__}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    sizes = [100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000]
+    rows: list[tuple[str, str, str, str]] = []
+    rng = np.random.default_rng(7)
+    work = Path(tempfile.mkdtemp(prefix="ghostpii-bench-"))
+    with gp.Keyhost.local(work / "kh") as kh:
+        admin = kh.admin()
+        ds = admin.create_dataset("bench")
+        for n in sizes:
+            plain = pl.DataFrame({"income": rng.uniform(0, 1_000_000, n).round(2)})
+            spec = {"income": gp.number(decimals=2, bounds=(0, 1_000_000))}
+            t_enc = best(lambda: gp.encrypt(plain, ds, spec, show_progress=False), repeat=1 if n >= 10**7 else 2)
+            rows.append(
+                (f"encrypt num, {n:,} rows", f"{t_enc:.3f} s", f"{n / t_enc / 1e6:.2f} M cells/s", "target ≥ 2 M/s")
+            )
+            enc = gp.encrypt(plain, ds, spec, show_progress=False)
+            path = work / f"enc_{n}.parquet"
+            enc.write_parquet(path)
+            plain_path = work / f"plain_{n}.parquet"
+            plain.write_parquet(plain_path)
+            mem = enc.lazy()
+            t_plain_sum = best(lambda: plain.select(pl.col("income").sum()))
+            t_sum = best(lambda: mem.select(pl.col("income").ghost.sum()).ghost.collect(admin))
+            t_mean = best(lambda: mem.select(pl.col("income").ghost.mean()).ghost.collect(admin))
+            rows.append(
+                (
+                    f"revealed sum, {n:,} rows (in memory)",
+                    f"{t_sum:.3f} s",
+                    f"{t_sum / t_plain_sum:,.0f}× plaintext sum ({t_plain_sum * 1e3:.2f} ms)",
+                    "target ≤ 1 s at 10M",
+                )
+            )
+            rows.append(
+                (
+                    f"revealed mean, {n:,} rows (in memory)",
+                    f"{t_mean:.3f} s",
+                    f"{t_mean / t_plain_sum:,.0f}× plaintext sum",
+                    "",
+                )
+            )
+            t_plain_scan = best(lambda: pl.scan_parquet(plain_path).select(pl.col("income").sum()).collect())
+            t_scan = best(lambda: pl.scan_parquet(path).select(pl.col("income").ghost.sum()).ghost.collect(admin))
+            rows.append(
+                (
+                    f"revealed sum from Parquet, {n:,} rows",
+                    f"{t_scan:.3f} s",
+                    f"{t_scan / t_plain_scan:,.1f}× plaintext scan+sum ({t_plain_scan * 1e3:.1f} ms)",
+                    "",
+                )
+            )
+            sealed = mem.select(pl.col("income").ghost.sum()).collect()
+            import json
+
+            payload = json.loads(sealed["income"].ext.storage().struct.field("payload")[0])
+            desc = _sum_descriptor(payload)
+            t_key = best(lambda: admin.answer_keys([desc]))
+            rows.append(
+                (
+                    f"keyhost sum key, {n:,} rids (HTTP round trip)",
+                    f"{t_key:.3f} s",
+                    f"{n / t_key / 1e6:.1f} M rids/s",
+                    "target ≥ 20 M/s",
+                )
+            )
+            size = len(base64.b64decode(desc["rids"]))
+            rows.append((f"rid set on the wire, {n:,} rids", f"{size:,} bytes", "", ""))
+    lines = [
+        "# ghostpii benchmark results",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "| measure | time / size | rate or ratio | target |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+    ]
+    OUT.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

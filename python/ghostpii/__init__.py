@@ -1,0 +1,60 @@
+"""ghostpii: encrypted dataframes for Polars and Arrow.
+
+>>> import polars as pl, ghostpii as gp
+>>> kh = gp.Keyhost.local()
+>>> admin = kh.admin()
+>>> ds = admin.create_dataset("patrons")
+>>> enc = gp.encrypt(pl.DataFrame({"income": [10.5, 20.25]}), ds, {"income": gp.number(decimals=2, bounds=(0, 100))})
+>>> enc.select(pl.col("income").ghost.sum()).ghost.reveal(admin)["income"][0]
+30.75
+>>> kh.close()
+"""
+
+from __future__ import annotations
+
+from ghostpii import allow
+from ghostpii import namespace as _namespace  # noqa: F401  (registers the `ghost` namespaces)
+from ghostpii._internal import __version__
+from ghostpii.client import Dataset, Session, connect
+from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
+from ghostpii.encrypt import encrypt
+from ghostpii.errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    CiphertextError,
+    EncryptionError,
+    GhostError,
+    KeyhostError,
+    PermissionDenied,
+)
+from ghostpii.keyhost import Keyhost
+from ghostpii.reveal import reveal
+from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
+
+__all__ = [
+    "AuthenticationError",
+    "BudgetExhausted",
+    "CiphertextError",
+    "ColumnSpec",
+    "Dataset",
+    "EncryptedType",
+    "EncryptionError",
+    "GhostError",
+    "Keyhost",
+    "KeyhostError",
+    "PermissionDenied",
+    "SealedRowsType",
+    "SealedType",
+    "Session",
+    "__version__",
+    "allow",
+    "boolean",
+    "connect",
+    "date",
+    "datetime",
+    "encrypt",
+    "integer",
+    "number",
+    "reveal",
+    "text",
+]

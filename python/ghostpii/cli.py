@@ -1,0 +1,201 @@
+"""The ``ghostpii`` command: run a keyhost and manage identities, tokens, grants and the audit log.
+
+Examples::
+
+    ghostpii keyhost serve --data ./kh --listen 127.0.0.1:8750
+    export GHOSTPII_URL=http://127.0.0.1:8750 GHOSTPII_TOKEN=$(cat ./kh/admin.token)
+    ghostpii grant add analyst patrons --aggregate income --min-rows 10
+    ghostpii audit list --dataset patrons
+    ghostpii audit verify --data ./kh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from ghostpii.client import connect
+
+    url = args.url or os.environ.get("GHOSTPII_URL")
+    token = args.token or os.environ.get("GHOSTPII_TOKEN")
+    if token is None and args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    if not url or not token:
+        sys.exit("error: give --url and --token (or GHOSTPII_URL / GHOSTPII_TOKEN / --token-file)")
+    return connect(url, token)
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, list):
+        for row in obj:
+            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    else:
+        print(obj)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ghostpii import _internal
+
+    _internal.serve_keyhost(Path(args.data), args.listen)
+    return 0
+
+
+def _identity(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "create":
+        _print(s.create_identity(args.name, args.role), args.json)
+    else:
+        _print(s.identities(), args.json)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "create":
+        print(s.create_token(args.identity, ttl_seconds=args.ttl))
+    elif args.action == "revoke":
+        s.revoke_token(args.token_id)
+        print(f"revoked {args.token_id}")
+    else:
+        _print(s.tokens(args.identity), args.json)
+    return 0
+
+
+def _grant(args: argparse.Namespace) -> int:
+    from ghostpii import allow
+
+    s = _session(args)
+    if args.action == "list":
+        _print(s.grants(args.dataset, args.identity), args.json)
+        return 0
+    allows = [allow.decrypt(c) for c in args.decrypt or []]
+    allows += [allow.aggregate(c, min_rows=args.min_rows) for c in args.aggregate or []]
+    if args.action == "add":
+        token = s.grant(args.identity, args.dataset, allows, issue_token=args.issue_token)
+        if token:
+            print(token)
+    else:
+        n = s.revoke(args.identity, args.dataset, allows or None)
+        print(f"revoked {n} grant(s)")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.action == "verify":
+        if args.data:
+            from ghostpii import _internal
+
+            report = json.loads(_internal.verify_audit_db(Path(args.data)))
+        else:
+            report = _session(args).verify_audit()
+        print(json.dumps(report, indent=2))
+        return 0 if report.get("ok") else 1
+    df = _session(args).audit(args.dataset, identity=args.identity, since=args.since, limit=args.limit)
+    if args.json:
+        print(df.write_json())
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
+            print(df.drop("prev_hash", "rid_digest"))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ghostpii", description="ghostpii: encrypted dataframes and their keyhost.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def conn(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--url", help="keyhost URL (default $GHOSTPII_URL)")
+        sp.add_argument("--token", help="identity token (default $GHOSTPII_TOKEN)")
+        sp.add_argument("--token-file", help="read the token from this file (e.g. DIR/admin.token)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+
+    kh = sub.add_parser("keyhost", help="run a keyhost").add_subparsers(dest="action", required=True)
+    serve = kh.add_parser("serve", help="run a keyhost in the foreground until Ctrl-C")
+    serve.add_argument("--data", required=True, help="data directory (SQLite db, master.key, admin.token)")
+    serve.add_argument("--listen", default="127.0.0.1:8750", help="address to listen on (port 0: any free port)")
+    serve.set_defaults(func=_serve)
+
+    ident = sub.add_parser("identity", help="create or list identities").add_subparsers(dest="action", required=True)
+    ic = ident.add_parser("create", help="create an identity")
+    ic.add_argument("name")
+    ic.add_argument("--role", default="member", choices=["member", "owner", "admin"])
+    conn(ic)
+    conn(ident.add_parser("list", help="list identities"))
+    for sp in ident.choices.values():
+        sp.set_defaults(func=_identity)
+
+    tok = sub.add_parser("token", help="issue, list or revoke tokens").add_subparsers(dest="action", required=True)
+    tc = tok.add_parser("create", help="issue a token (printed once; stored hashed)")
+    tc.add_argument("identity")
+    tc.add_argument("--ttl", type=int, default=30 * 86400, help="lifetime in seconds")
+    conn(tc)
+    tl = tok.add_parser("list", help="list tokens (never their secrets)")
+    tl.add_argument("--identity")
+    conn(tl)
+    tr = tok.add_parser("revoke", help="revoke a token by id (immediately)")
+    tr.add_argument("token_id")
+    conn(tr)
+    for sp in tok.choices.values():
+        sp.set_defaults(func=_token)
+
+    gr = sub.add_parser("grant", help="add, list or revoke grants").add_subparsers(dest="action", required=True)
+    for name, helptext in (("add", "grant operations on columns"), ("revoke", "revoke grants")):
+        g = gr.add_parser(name, help=helptext)
+        g.add_argument("identity")
+        g.add_argument("dataset")
+        g.add_argument("--decrypt", action="append", metavar="COLUMN", help="per-row decryption of COLUMN")
+        g.add_argument("--aggregate", action="append", metavar="COLUMN", help="sums/means of COLUMN")
+        g.add_argument("--min-rows", type=int, default=None, help="smallest row set an aggregate may cover")
+        g.add_argument("--issue-token", action="store_true", help="add: also print a new token for the identity")
+        conn(g)
+    gl = gr.add_parser("list", help="list grants")
+    gl.add_argument("--dataset")
+    gl.add_argument("--identity")
+    conn(gl)
+    for sp in gr.choices.values():
+        sp.set_defaults(func=_grant)
+
+    au = sub.add_parser("audit", help="list or verify the audit log").add_subparsers(dest="action", required=True)
+    al = au.add_parser("list", help="list audit entries")
+    al.add_argument("--dataset")
+    al.add_argument("--identity")
+    al.add_argument("--since", help="RFC 3339 time")
+    al.add_argument("--limit", type=int)
+    conn(al)
+    av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
+    av.add_argument("--data", help="keyhost data directory (offline check)")
+    conn(av)
+    for sp in au.choices.values():
+        sp.set_defaults(func=_audit)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ghostpii`` command."""
+    args = _parser().parse_args(argv)
+    from ghostpii.errors import GhostError
+
+    try:
+        return int(args.func(args))
+    except GhostError as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

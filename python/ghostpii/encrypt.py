@@ -1,0 +1,126 @@
+"""``gp.encrypt``: turn plaintext columns into ``ghostpii.encrypted`` columns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from ghostpii import _internal
+from ghostpii.client import Dataset
+from ghostpii.dtypes import EncryptedType
+from ghostpii.errors import EncryptionError
+from ghostpii.progress import progress
+from ghostpii.schema import ColumnSpec
+
+__all__ = ["encrypt"]
+
+FORMAT_VERSION = 1
+CHUNK_ROWS = 1 << 20
+
+
+def _as_frame(data: pl.DataFrame | pl.LazyFrame | pa.Table) -> pl.DataFrame:
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    if isinstance(data, pa.Table):
+        out = pl.from_arrow(data)
+        assert isinstance(out, pl.DataFrame)
+        return out
+    raise TypeError(f"gp.encrypt takes a polars DataFrame/LazyFrame or a pyarrow Table, got {type(data).__name__}")
+
+
+def _column_request(name: str, spec: ColumnSpec, dtype: pl.DataType) -> dict[str, Any]:
+    logical = spec.logical_dtype(name, dtype)
+    bounds = spec.scaled_bounds()
+    req: dict[str, Any] = {
+        "name": name,
+        "dtype": logical,
+        "scale": spec.decimals,
+        "bounds": list(bounds) if bounds is not None else None,
+        "facets": list(spec.facets),
+    }
+    if isinstance(dtype, pl.Datetime):
+        req["meta"] = {"time_unit": dtype.time_unit, "time_zone": dtype.time_zone}
+    return req
+
+
+def encrypt(
+    data: pl.DataFrame | pl.LazyFrame | pa.Table,
+    dataset: Dataset,
+    schema: Mapping[str, ColumnSpec],
+    *,
+    show_progress: bool | None = None,
+) -> pl.DataFrame:
+    """Encrypt the columns named in ``schema``; other columns stay plaintext.
+
+    Row ids are allocated by the keyhost of ``dataset`` (one per row); column keys are held
+    in memory only while encrypting. Nulls stay null (their positions are public). Values
+    outside declared bounds raise :class:`EncryptionError` naming the column and first row.
+    Nothing is returned half-encrypted: any error leaves the input untouched.
+    """
+    df = _as_frame(data)
+    if not isinstance(dataset, Dataset):
+        raise TypeError("dataset must come from session.create_dataset(...) or session.dataset(...)")
+    unknown = [c for c in schema if c not in df.columns]
+    if unknown:
+        raise EncryptionError(f"schema names columns that are not in the frame: {unknown}; frame has {df.columns}")
+    for c, spec in schema.items():
+        if not isinstance(spec, ColumnSpec):
+            raise TypeError(f"schema[{c!r}] must be gp.integer()/number()/text()/…, got {spec!r}")
+    df = df.with_columns(
+        pl.col(c).cast(pl.String) for c in schema if df[c].dtype.base_type() in (pl.Categorical, pl.Enum)
+    )
+    requests_ = {c: _column_request(c, spec, df[c].dtype) for c, spec in schema.items()}
+    session = dataset.session
+    registered = {c: session.register_column(dataset.name, req) for c, req in requests_.items()}
+    n = df.height
+    rid_start = session.allocate_rids(dataset.name, n, [r["column_id"] for r in registered.values()]) if n else 1
+    total_cells = n * len(schema)
+    out: dict[str, pl.Series] = {}
+    with progress(total_cells, "encrypting", show_progress) as bar:
+        for c, spec in schema.items():
+            reg, req = registered[c], requests_[c]
+            meta = {
+                "v": FORMAT_VERSION,
+                "keyhost": reg["keyhost_id"],
+                "dataset": dataset.name,
+                "dataset_id": reg["dataset_id"],
+                "column": c,
+                "column_id": reg["column_id"],
+                "epoch": reg["epoch"],
+                "dtype": req["dtype"],
+                "scale": spec.decimals,
+                "facets": list(spec.facets),
+            }
+            if req["bounds"] is not None:
+                meta["bounds"] = req["bounds"]
+            if "meta" in req:
+                meta["time_unit"] = req["meta"]["time_unit"]
+                if req["meta"]["time_zone"]:
+                    meta["time_zone"] = req["meta"]["time_zone"]
+            meta_json = json.dumps(meta, separators=(",", ":"))
+            keys = reg["keys"]
+            num_key = _b64(keys.get("num")) if "num" in spec.facets else None
+            val_key = _b64(keys.get("val")) if "val" in spec.facets else None
+            parts = []
+            for off in range(0, max(n, 1), CHUNK_ROWS):
+                part = df[c].slice(off, CHUNK_ROWS)
+                parts.append(
+                    _internal.encrypt_column(part, meta_json, num_key, val_key, rid_start + off, spec.clip, off)
+                )
+                bar.update(part.len())
+            storage = pl.concat(parts) if len(parts) > 1 else parts[0]
+            del num_key, val_key
+            out[c] = storage.ext.to(EncryptedType(meta_json, storage.dtype)).alias(c)
+    return df.with_columns(list(out.values()))
+
+
+def _b64(s: str | None) -> bytes | None:
+    import base64
+
+    return base64.b64decode(s) if s is not None else None

@@ -1,0 +1,119 @@
+"""Column specifications for :func:`ghostpii.encrypt`: ``gp.integer()``, ``gp.number(...)``, …"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import polars as pl
+
+from ghostpii.errors import EncryptionError
+
+__all__ = ["ColumnSpec", "boolean", "date", "datetime", "integer", "number", "text"]
+
+_INT_DTYPES: dict[type[pl.DataType], str] = {
+    pl.Int8: "int8",
+    pl.Int16: "int16",
+    pl.Int32: "int32",
+    pl.Int64: "int64",
+    pl.UInt8: "uint8",
+    pl.UInt16: "uint16",
+    pl.UInt32: "uint32",
+}
+_FLOAT_DTYPES: dict[type[pl.DataType], str] = {pl.Float32: "float32", pl.Float64: "float64"}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one column is encrypted. Build it with the functions of this module."""
+
+    kind: str
+    decimals: int = 0
+    bounds: tuple[float, float] | None = None
+    clip: bool = False
+    facets: tuple[str, ...] = ("num",)
+    accepted: tuple[str, ...] = field(default=())
+
+    def logical_dtype(self, name: str, dtype: pl.DataType) -> str:
+        """The logical type name for a column of ``dtype``, or an error naming the mismatch."""
+        base = dtype.base_type()
+        if self.kind in ("integer", "number") and base in _INT_DTYPES:
+            return _INT_DTYPES[base]
+        if self.kind == "number" and base in _FLOAT_DTYPES:
+            return _FLOAT_DTYPES[base]
+        if self.kind == "boolean" and base is pl.Boolean:
+            return "boolean"
+        if self.kind == "date" and base is pl.Date:
+            return "date"
+        if self.kind == "datetime" and base is pl.Datetime:
+            return "datetime"
+        if self.kind == "text" and base in (pl.String, pl.Categorical, pl.Enum):
+            return "string"
+        hint = {
+            "integer": "Int8–Int64 or UInt8–UInt32",
+            "number": "an integer or float dtype",
+            "boolean": "Boolean",
+            "date": "Date",
+            "datetime": "Datetime",
+            "text": "String",
+        }[self.kind]
+        if base is pl.UInt64:
+            hint += " (UInt64 is not supported: values above 2^63 do not fit; cast to Int64 first)"
+        raise EncryptionError(f"column {name!r} has dtype {dtype}, but gp.{self.kind}() needs {hint}")
+
+    def scaled_bounds(self) -> tuple[int, int] | None:
+        """Bounds as stored integers (``round(x * 10^decimals)``)."""
+        if self.bounds is None:
+            return None
+        lo, hi = self.bounds
+        f = Decimal(10) ** self.decimals
+        return int((Decimal(str(lo)) * f).to_integral_value()), int((Decimal(str(hi)) * f).to_integral_value())
+
+
+def _check_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    if not lo <= hi:
+        raise EncryptionError(f"bounds must satisfy low <= high, got {bounds!r}")
+    return (lo, hi)
+
+
+def integer(*, bounds: tuple[int, int] | None = None, clip: bool = False) -> ColumnSpec:
+    """An integer column (Int8–Int64, UInt8–UInt32). Sums are exact.
+
+    ``bounds=(lo, hi)`` declares the range of values; values outside it raise
+    :class:`~ghostpii.errors.EncryptionError` unless ``clip=True``.
+    """
+    return ColumnSpec("integer", 0, _check_bounds(bounds), clip)
+
+
+def number(*, decimals: int = 6, bounds: tuple[float, float] | None = None, clip: bool = False) -> ColumnSpec:
+    """A number stored in fixed point with ``decimals`` digits after the point.
+
+    Floats are rounded to ``decimals`` digits; sums and means are exact on the rounded values.
+    ``bounds=(lo, hi)`` declares the range; out-of-range values raise unless ``clip=True``.
+    """
+    if not 0 <= decimals <= 12:
+        raise EncryptionError(f"decimals must be between 0 and 12, got {decimals}")
+    return ColumnSpec("number", decimals, _check_bounds(bounds), clip)
+
+
+def boolean() -> ColumnSpec:
+    """A boolean column (sums count the true values)."""
+    return ColumnSpec("boolean")
+
+
+def date() -> ColumnSpec:
+    """A date column (days since 1970-01-01); means and per-row decryption."""
+    return ColumnSpec("date")
+
+
+def datetime() -> ColumnSpec:
+    """A datetime column (its time unit and zone are kept)."""
+    return ColumnSpec("datetime")
+
+
+def text() -> ColumnSpec:
+    """A text column, sealed per row (``val`` facet): decryptable where a grant allows."""
+    return ColumnSpec("text", facets=("val",))

@@ -1,0 +1,21 @@
+//! ghostpii-core: the cryptographic schemes and the column format of ghostpii.
+//!
+//! This crate has no Polars and no HTTP dependency. It is shared by the keyhost (which
+//! derives answer keys) and by the Polars/Python layer (which encrypts and computes over
+//! ciphertext). Every scheme's leakage is described in `docs/threat-model.md`.
+
+pub mod error;
+pub mod keys;
+pub mod meta;
+pub mod num;
+pub mod rids;
+pub mod sealed;
+pub mod val;
+
+pub use error::CoreError;
+pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};
+pub use meta::{ColumnMeta, Facet, LogicalType};
+pub use rids::RidSet;
+
+/// Version of the on-disk column format written into every column's metadata.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,89 @@
+//! Sealed results: a masked aggregate with everything the keyhost needs to issue its answer
+//! key (the computation descriptor) but no key. Revealing one takes one answer key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::meta::ColumnMeta;
+use crate::rids::RidSet;
+
+/// The aggregate a sealed value stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SealedOp {
+    Sum,
+    Mean,
+}
+
+impl SealedOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealedOp::Sum => "sum",
+            SealedOp::Mean => "mean",
+        }
+    }
+}
+
+/// One sealed aggregate (one group of one expression).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedAggregate {
+    pub op: SealedOp,
+    pub meta: ColumnMeta,
+    /// Σ cells over the rows, wrapping in 2^128, as a decimal string.
+    pub masked: String,
+    /// Number of non-null rows summed (public: null positions are public).
+    pub n: u64,
+    /// The rows summed, as base64 of a serialized Roaring treemap.
+    pub rids: String,
+}
+
+impl SealedAggregate {
+    pub fn new(op: SealedOp, meta: ColumnMeta, masked: u128, rids: &RidSet) -> Self {
+        SealedAggregate { op, meta, masked: masked.to_string(), n: rids.len(), rids: rids.to_base64() }
+    }
+
+    /// How the value prints before it is revealed.
+    pub fn label(&self) -> String {
+        format!("<sealed {}({}) over {} rows>", self.op.as_str(), self.meta.column, thousands(self.n))
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("sealed value serializes")
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        serde_json::from_slice(b).map_err(|e| CoreError::InvalidSealed(format!("not a ghostpii sealed value: {e}")))
+    }
+
+    pub fn masked_u128(&self) -> Result<u128> {
+        self.masked
+            .parse()
+            .map_err(|_| CoreError::InvalidSealed("masked aggregate is not a 128-bit integer".into()))
+    }
+}
+
+/// `1204` → `1,204`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1204), "1,204");
+        assert_eq!(thousands(10_000_000), "10,000,000");
+    }
+}

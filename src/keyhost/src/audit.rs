@@ -1,0 +1,299 @@
+//! The audit log: one row per answer-key issuance or refusal and per management action,
+//! hash-chained so that an edited, inserted or deleted row is detected.
+//!
+//! `hash = SHA-256(domain || prev_hash || canonical(index, time, identity, dataset, column,
+//! operation, params, rid_count, rid_digest, decision, reason))`, each field length-prefixed
+//! (absent fields encoded as a distinct tag), genesis `prev_hash` = 64 zeros. The index of
+//! the last row is also kept in the `meta` table, so that cutting rows off the end is
+//! reported too. Rows are appended inside the caller's transaction: the entry and the action
+//! it records commit together, before any answer leaves the keyhost.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::db;
+use crate::error::ApiError;
+use crate::identities::Identity;
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const LAST_INDEX_KEY: &str = "audit_last_index";
+
+pub const ISSUED: &str = "issued";
+pub const REFUSED: &str = "refused";
+
+/// An entry to append (index, time and hashes are assigned by [`append`]).
+#[derive(Debug, Clone, Default)]
+pub struct NewEntry {
+    pub identity: Option<String>,
+    pub dataset: Option<String>,
+    pub column: Option<String>,
+    pub operation: String,
+    pub params: serde_json::Value,
+    pub rid_count: Option<u64>,
+    pub rid_digest: Option<String>,
+    pub decision: &'static str,
+    pub reason: Option<String>,
+}
+
+impl NewEntry {
+    pub fn new(who: &Identity, operation: &str) -> Self {
+        NewEntry {
+            identity: Some(who.name.clone()),
+            operation: operation.into(),
+            params: serde_json::Value::Object(Default::default()),
+            decision: ISSUED,
+            ..Default::default()
+        }
+    }
+    pub fn dataset(mut self, d: &str) -> Self {
+        self.dataset = Some(d.into());
+        self
+    }
+    pub fn column(mut self, c: &str) -> Self {
+        self.column = Some(c.into());
+        self
+    }
+    pub fn params(mut self, p: serde_json::Value) -> Self {
+        self.params = p;
+        self
+    }
+    pub fn reason(mut self, r: &str) -> Self {
+        self.reason = Some(r.into());
+        self
+    }
+    pub fn refused(mut self, reason: &str) -> Self {
+        self.decision = REFUSED;
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// One stored row, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub index: i64,
+    #[serde(serialize_with = "crate::clock::serialize_micros")]
+    pub time: i64,
+    pub identity: Option<String>,
+    pub dataset: Option<String>,
+    pub column: Option<String>,
+    pub operation: String,
+    #[serde(serialize_with = "serialize_params")]
+    pub params: String,
+    pub rid_count: Option<i64>,
+    pub rid_digest: Option<String>,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn serialize_params<S: serde::Serializer>(p: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(p) {
+        Ok(v) => v.serialize(s),
+        Err(_) => s.serialize_str(p),
+    }
+}
+
+fn put(h: &mut Sha256, v: Option<&str>) {
+    match v {
+        None => h.update([0u8]),
+        Some(s) => {
+            h.update([1u8]);
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+}
+
+/// The chain hash of a row.
+pub fn entry_hash(e: &Entry) -> String {
+    let mut h = Sha256::new();
+    h.update(b"ghostpii/v1/audit\0");
+    put(&mut h, Some(&e.prev_hash));
+    put(&mut h, Some(&e.index.to_string()));
+    put(&mut h, Some(&e.time.to_string()));
+    put(&mut h, e.identity.as_deref());
+    put(&mut h, e.dataset.as_deref());
+    put(&mut h, e.column.as_deref());
+    put(&mut h, Some(&e.operation));
+    put(&mut h, Some(&e.params));
+    put(&mut h, e.rid_count.map(|c| c.to_string()).as_deref());
+    put(&mut h, e.rid_digest.as_deref());
+    put(&mut h, Some(&e.decision));
+    put(&mut h, e.reason.as_deref());
+    hex::encode(h.finalize())
+}
+
+/// Append an entry; call inside the transaction of the action it records. Returns its index.
+pub fn append(conn: &Connection, new: NewEntry) -> rusqlite::Result<i64> {
+    let last: Option<(i64, String)> = conn
+        .query_row("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+    let mut e = Entry {
+        index: prev_index + 1,
+        time: clock::now_micros(),
+        identity: new.identity,
+        dataset: new.dataset,
+        column: new.column,
+        operation: new.operation,
+        params: new.params.to_string(),
+        rid_count: new.rid_count.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+        rid_digest: new.rid_digest,
+        decision: new.decision.to_owned(),
+        reason: new.reason,
+        prev_hash,
+        hash: String::new(),
+    };
+    e.hash = entry_hash(&e);
+    conn.prepare_cached(
+        "INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count,
+                            rid_digest, decision, reason, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        e.index,
+        e.time,
+        e.identity,
+        e.dataset,
+        e.column,
+        e.operation,
+        e.params,
+        e.rid_count,
+        e.rid_digest,
+        e.decision,
+        e.reason,
+        e.prev_hash,
+        e.hash
+    ])?;
+    db::meta_set(conn, LAST_INDEX_KEY, &e.index.to_string())?;
+    Ok(e.index)
+}
+
+/// Record a refused management action of an authenticated identity (its own transaction),
+/// then hand back the refusal. If the audit cannot be written the answer is an internal error.
+pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError {
+    let entry = entry.refused(err.reason);
+    let res = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        append(&tx, entry)?;
+        tx.commit()
+    })();
+    match res {
+        Ok(()) => err,
+        Err(e) => ApiError::from(e),
+    }
+}
+
+const SELECT: &str = "SELECT idx, time, identity, dataset, column, operation, params, rid_count,
+                      rid_digest, decision, reason, prev_hash, hash FROM audit";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        index: r.get(0)?,
+        time: r.get(1)?,
+        identity: r.get(2)?,
+        dataset: r.get(3)?,
+        column: r.get(4)?,
+        operation: r.get(5)?,
+        params: r.get(6)?,
+        rid_count: r.get(7)?,
+        rid_digest: r.get(8)?,
+        decision: r.get(9)?,
+        reason: r.get(10)?,
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    })
+}
+
+/// Filters of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub dataset: Option<String>,
+    pub identity: Option<String>,
+    pub since: Option<i64>,
+    pub limit: u32,
+}
+
+pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<Entry>> {
+    let mut st = conn.prepare(&format!(
+        "{SELECT} WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR identity = ?2)
+         AND (?3 IS NULL OR time >= ?3) ORDER BY idx LIMIT ?4"
+    ))?;
+    let rows = st.query_map(params![f.dataset, f.identity, f.since, f.limit], from_row)?;
+    rows.collect()
+}
+
+/// Result of checking the chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub entries: u64,
+    /// Hash of the last row (genesis hash for an empty log).
+    pub head: String,
+    pub problems: Vec<AuditProblem>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditProblem {
+    pub index: i64,
+    pub problem: String,
+}
+
+/// Recompute the whole chain and report every inconsistency.
+pub fn verify(conn: &Connection) -> rusqlite::Result<AuditVerification> {
+    let mut st = conn.prepare(&format!("{SELECT} ORDER BY idx"))?;
+    let rows = st.query_map([], from_row)?;
+    let mut problems = Vec::new();
+    let mut expected_index = 1i64;
+    let mut prev = GENESIS.to_owned();
+    let mut entries = 0u64;
+    for row in rows {
+        let e = row?;
+        entries += 1;
+        if e.index != expected_index {
+            problems.push(AuditProblem {
+                index: e.index,
+                problem: format!(
+                    "index gap: expected entry {expected_index}, found {} (rows deleted or inserted)",
+                    e.index
+                ),
+            });
+        }
+        if e.prev_hash != prev {
+            problems.push(AuditProblem {
+                index: e.index,
+                problem: "prev_hash does not match the previous entry's hash \
+                          (a row was inserted or deleted before this one)"
+                    .into(),
+            });
+        }
+        if entry_hash(&e) != e.hash {
+            problems.push(AuditProblem {
+                index: e.index,
+                problem: "hash does not match the entry's contents (the row was edited)".into(),
+            });
+        }
+        expected_index = e.index + 1;
+        prev = e.hash;
+    }
+    let recorded: Option<i64> = db::meta_get(conn, LAST_INDEX_KEY)?.and_then(|s| s.parse().ok());
+    let last = expected_index - 1;
+    if let Some(r) = recorded {
+        if r != last {
+            problems.push(AuditProblem {
+                index: last,
+                problem: format!(
+                    "the log ends at entry {last} but the keyhost recorded {r} entries \
+                     (rows cut off the end or added after it)"
+                ),
+            });
+        }
+    }
+    Ok(AuditVerification { ok: problems.is_empty(), entries, head: prev, problems })
+}

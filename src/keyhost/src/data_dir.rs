@@ -1,0 +1,96 @@
+//! The data directory: `master.key`, `keyhost.db`, `admin.token`. Created on first start,
+//! reused afterwards.
+
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use serde_json::json;
+
+use crate::audit::{self, NewEntry};
+use crate::db;
+use crate::error::KeyhostError;
+use crate::files;
+use crate::identities::{self, Role};
+use crate::master_key::MasterKey;
+use crate::state::AppState;
+use crate::tokens;
+
+pub const MASTER_KEY_FILE: &str = "master.key";
+pub const DB_FILE: &str = "keyhost.db";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub const ADMIN_IDENTITY: &str = "admin";
+
+const KEYHOST_ID_KEY: &str = "keyhost_id";
+const MASTER_CHECK_KEY: &str = "master_key_check";
+
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+pub fn admin_token_path(dir: &Path) -> PathBuf {
+    dir.join(ADMIN_TOKEN_FILE)
+}
+
+fn new_keyhost_id() -> String {
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("kh_{}", hex::encode(b))
+}
+
+/// Open the data dir, bootstrapping it on first use, and build the service state.
+pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
+    files::create_private_dir(dir)
+        .map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
+    let mk_path = dir.join(MASTER_KEY_FILE);
+    let mut conn = db::open(&db_path(dir))?;
+    db::migrate(&conn)?;
+
+    let (keyhost_id, master) = match db::meta_get(&conn, KEYHOST_ID_KEY)? {
+        Some(id) => {
+            if !mk_path.exists() {
+                return Err(KeyhostError::MasterKey(format!(
+                    "{} is missing but {} exists: without its master key this keyhost's \
+                     column keys cannot be recovered",
+                    mk_path.display(),
+                    db_path(dir).display()
+                )));
+            }
+            let master = MasterKey::load(&mk_path)?;
+            if db::meta_get(&conn, MASTER_CHECK_KEY)?.as_deref() != Some(&master.check_value(&id)) {
+                return Err(KeyhostError::MasterKey(format!(
+                    "{} does not belong to keyhost {id}",
+                    mk_path.display()
+                )));
+            }
+            (id, master)
+        }
+        None => bootstrap(dir, &mk_path, &mut conn)?,
+    };
+    Ok(AppState::new(conn, master, keyhost_id, dir.to_path_buf()))
+}
+
+fn bootstrap(
+    dir: &Path,
+    mk_path: &Path,
+    conn: &mut rusqlite::Connection,
+) -> Result<(String, MasterKey), KeyhostError> {
+    // A master key without a keyhost id is left over from an interrupted bootstrap.
+    let master = if mk_path.exists() { MasterKey::load(mk_path)? } else { MasterKey::create(mk_path)? };
+    let keyhost_id = new_keyhost_id();
+    let tx = conn.transaction()?;
+    db::meta_set(&tx, KEYHOST_ID_KEY, &keyhost_id)?;
+    db::meta_set(&tx, MASTER_CHECK_KEY, &master.check_value(&keyhost_id))?;
+    let admin = identities::insert(&tx, ADMIN_IDENTITY, Role::Admin)?;
+    let (info, secret) = tokens::issue(&tx, &admin, None)?;
+    audit::append(
+        &tx,
+        NewEntry::new(&admin, "keyhost.bootstrap")
+            .params(json!({"keyhost_id": keyhost_id, "token_id": info.token_id})),
+    )?;
+    let path = admin_token_path(dir);
+    let contents = zeroize::Zeroizing::new(format!("{}\n", secret.as_str()));
+    files::write_private(&path, contents.as_bytes())
+        .map_err(|e| KeyhostError::io("cannot write admin token file", &path, e))?;
+    tx.commit()?;
+    Ok((keyhost_id, master))
+}

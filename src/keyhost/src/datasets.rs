@@ -1,0 +1,78 @@
+//! Datasets: a name, an owner (its creator) and a row-id counter.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+use crate::identities::Identity;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub id: i64,
+    pub name: String,
+    /// Name of the owning identity.
+    pub owner: String,
+    #[serde(skip)]
+    pub owner_id: i64,
+}
+
+const SELECT: &str = "SELECT d.id, d.name, i.name, d.owner_id FROM datasets d
+                      JOIN identities i ON i.id = d.owner_id";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
+    Ok(Dataset { id: r.get(0)?, name: r.get(1)?, owner: r.get(2)?, owner_id: r.get(3)? })
+}
+
+pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Dataset>> {
+    conn.query_row(&format!("{SELECT} WHERE d.name = ?1"), [name], from_row)
+        .optional()
+}
+
+pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Dataset>> {
+    conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], from_row)
+        .optional()
+}
+
+/// The dataset called `name`, or `not_found`.
+pub fn require(conn: &Connection, name: &str) -> ApiResult<Dataset> {
+    find_by_name(conn, name)?
+        .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' does not exist on this keyhost")))
+}
+
+pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> rusqlite::Result<Dataset> {
+    conn.execute(
+        "INSERT INTO datasets (name, owner_id, created_at) VALUES (?1, ?2, ?3)",
+        params![name, owner.id, clock::now_micros()],
+    )?;
+    Ok(Dataset {
+        id: conn.last_insert_rowid(),
+        name: name.to_owned(),
+        owner: owner.name.clone(),
+        owner_id: owner.id,
+    })
+}
+
+/// All datasets (`None`), or those `identity` owns or holds an active grant on.
+pub fn list_visible(conn: &Connection, identity: Option<i64>) -> rusqlite::Result<Vec<Dataset>> {
+    let mut st = conn.prepare(&format!(
+        "{SELECT} WHERE ?1 IS NULL OR d.owner_id = ?1 OR EXISTS (
+             SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.identity_id = ?1
+             AND g.revoked_at IS NULL)
+         ORDER BY d.id"
+    ))?;
+    let rows = st.query_map([identity], from_row)?;
+    rows.collect()
+}
+
+/// Reserve `count` fresh row ids of the dataset; returns the first. Never reuses ids.
+pub fn reserve_rids(conn: &Connection, dataset_id: i64, count: u64) -> ApiResult<u64> {
+    let next: i64 =
+        conn.query_row("SELECT next_rid FROM datasets WHERE id = ?1", [dataset_id], |r| r.get(0))?;
+    let count_i = i64::try_from(count).map_err(|_| ApiError::invalid("rid count is too large"))?;
+    let end = next
+        .checked_add(count_i)
+        .ok_or_else(|| ApiError::invalid("the dataset's row-id space is exhausted"))?;
+    conn.execute("UPDATE datasets SET next_rid = ?2 WHERE id = ?1", params![dataset_id, end])?;
+    u64::try_from(next).map_err(|e| ApiError::internal("rid counter", &e))
+}

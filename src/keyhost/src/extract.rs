@@ -1,0 +1,104 @@
+//! Request extractors whose rejections use the API's JSON error shape:
+//! [`Caller`] (bearer-token authentication), [`ApiJson`] and [`ApiQuery`].
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::error::{reason, ApiError};
+use crate::identities::Identity;
+use crate::state::AppState;
+use crate::tokens::{self, TokenCheck};
+
+/// The authenticated identity of a request (`Authorization: Bearer <token>`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let kh = state.keyhost_id().to_owned();
+        let unauthenticated = |msg: String| ApiError::new(StatusCode::UNAUTHORIZED, reason::UNAUTHENTICATED, msg);
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                unauthenticated(format!(
+                    "no bearer token was sent; keyhost {kh} needs 'Authorization: Bearer <token>'"
+                ))
+            })?;
+        let token = match header.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Zeroizing::new(t.trim().to_owned()),
+            _ => {
+                return Err(unauthenticated(format!(
+                    "the Authorization header is not a bearer token; keyhost {kh} needs \
+                     'Authorization: Bearer <token>'"
+                )))
+            }
+        };
+        let check = state.db(move |conn, _| Ok(tokens::authenticate(conn, &token)?)).await?;
+        match check {
+            TokenCheck::Valid(identity) => Ok(Caller(identity)),
+            TokenCheck::Unknown => Err(unauthenticated(format!(
+                "the token is not recognised by this keyhost ({kh}); it may belong to another \
+                 keyhost or have been mistyped"
+            ))),
+            TokenCheck::Expired => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                reason::TOKEN_EXPIRED,
+                format!("the token has expired; ask an admin of keyhost {kh} for a new one"),
+            )),
+            TokenCheck::Revoked => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                reason::TOKEN_REVOKED,
+                format!("the token was revoked on keyhost {kh}"),
+            )),
+        }
+    }
+}
+
+/// `axum::Json` with JSON-shaped 400 errors.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(ApiError::invalid(format!("malformed request body: {}", rej.body_text()))),
+        }
+    }
+}
+
+/// `axum::extract::Query` with JSON-shaped 400 errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rej) => Err(ApiError::invalid(format!("malformed query string: {}", rej.body_text()))),
+        }
+    }
+}
+
+/// Parse a numeric path segment (ids) into a JSON-shaped 400 on failure.
+pub fn path_id(what: &str, s: &str) -> Result<i64, ApiError> {
+    s.parse().map_err(|_| ApiError::invalid(format!("{what} must be an integer id")))
+}

@@ -1,0 +1,107 @@
+//! Identities and their roles.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+
+/// What an identity may do beyond its grants (see ARCHITECTURE.md, "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// May create datasets; full rights on the datasets it owns.
+    Owner,
+    /// An analyst: only what its grants allow.
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    #[serde(serialize_with = "crate::clock::serialize_micros")]
+    pub created_at: i64,
+}
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Identity> {
+    let role: String = r.get(2)?;
+    Ok(Identity {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        // The CHECK constraint keeps roles valid; an unknown one gets the least rights.
+        role: Role::parse(&role).unwrap_or(Role::Member),
+        created_at: r.get(3)?,
+    })
+}
+
+/// Names are what people type: non-empty, at most 128 characters, no control characters.
+pub fn validate_name(kind: &str, name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{kind} name must be 1 to 128 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Identity>> {
+    conn.query_row(
+        "SELECT id, name, role, created_at FROM identities WHERE name = ?1",
+        [name],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Identity>> {
+    conn.query_row(
+        "SELECT id, name, role, created_at FROM identities WHERE id = ?1",
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+/// The identity called `name`, or `not_found`.
+pub fn require(conn: &Connection, name: &str) -> ApiResult<Identity> {
+    find_by_name(conn, name)?
+        .ok_or_else(|| ApiError::not_found(format!("identity '{name}' does not exist on this keyhost")))
+}
+
+pub fn insert(conn: &Connection, name: &str, role: Role) -> rusqlite::Result<Identity> {
+    let now = clock::now_micros();
+    conn.execute(
+        "INSERT INTO identities (name, role, created_at) VALUES (?1, ?2, ?3)",
+        params![name, role.as_str(), now],
+    )?;
+    Ok(Identity { id: conn.last_insert_rowid(), name: name.to_owned(), role, created_at: now })
+}
+
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Identity>> {
+    let mut st = conn.prepare("SELECT id, name, role, created_at FROM identities ORDER BY id")?;
+    let rows = st.query_map([], from_row)?;
+    rows.collect()
+}

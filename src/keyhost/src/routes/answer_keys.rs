@@ -1,0 +1,29 @@
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
+
+/// Most descriptors in one batch.
+const MAX_BATCH: usize = 100_000;
+
+#[derive(Deserialize)]
+pub struct AnswerKeyRequest {
+    requests: Vec<Value>,
+}
+
+/// `POST /v1/answer-keys`: one result per descriptor, in order; 200 even if some are refused.
+pub async fn answer(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<AnswerKeyRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.requests.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!("at most {MAX_BATCH} descriptors per request")));
+    }
+    let results = crate::answer_keys::answer(&st, who, req.requests).await?;
+    Ok(Json(json!({"results": results})))
+}

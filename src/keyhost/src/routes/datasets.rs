@@ -1,0 +1,228 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::guard;
+use crate::audit::{self, NewEntry};
+use crate::columns::{self, ColumnSpec};
+use crate::datasets;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::identities;
+use crate::policy;
+use crate::state::AppState;
+use ghostpii_core::Facet;
+
+/// Most row ids one allocation may reserve.
+const MAX_RID_COUNT: u64 = 1 << 40;
+
+#[derive(Deserialize)]
+pub struct CreateDataset {
+    name: String,
+    #[serde(default)]
+    exist_ok: bool,
+}
+
+/// `POST /v1/datasets` (owner or admin; the caller becomes the owner)
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<CreateDataset>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let entry = NewEntry::new(&who, "dataset.create").dataset(&req.name);
+        guard(conn, &entry, policy::require_create_dataset(&who))?;
+        identities::validate_name("dataset", &req.name)?;
+        let tx = conn.transaction()?;
+        let ds = match datasets::find_by_name(&tx, &req.name)? {
+            Some(existing) if req.exist_ok && policy::can_manage(&who, &existing) => existing,
+            Some(existing) => {
+                return Err(ApiError::conflict(format!(
+                    "dataset '{}' already exists (owner '{}')",
+                    existing.name, existing.owner
+                )))
+            }
+            None => {
+                let ds = datasets::insert(&tx, &req.name, &who)?;
+                audit::append(&tx, entry.params(json!({"dataset_id": ds.id})))?;
+                ds
+            }
+        };
+        tx.commit()?;
+        Ok(Json(json!({"id": ds.id, "name": ds.name, "owner": ds.owner})))
+    })
+    .await
+}
+
+/// `GET /v1/datasets`: all for admins; for others, owned or with a grant.
+pub async fn list(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let filter = if policy::is_admin(&who) { None } else { Some(who.id) };
+        Ok(Json(json!({"datasets": datasets::list_visible(conn, filter)?})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct RegisterColumn {
+    name: String,
+    dtype: String,
+    #[serde(default)]
+    scale: u32,
+    #[serde(default)]
+    bounds: Option<(i64, i64)>,
+    facets: Vec<String>,
+    #[serde(default)]
+    meta: Option<Value>,
+}
+
+fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
+    let dtype = columns::parse_dtype(&req.dtype)
+        .ok_or_else(|| ApiError::invalid(format!("unknown dtype '{}'", req.dtype)))?;
+    if let Some((lo, hi)) = req.bounds {
+        if lo > hi {
+            return Err(ApiError::invalid(format!("bounds [{lo}, {hi}] are empty (lo > hi)")));
+        }
+    }
+    if req.scale > 38 {
+        return Err(ApiError::invalid("scale must be at most 38"));
+    }
+    let facets = req
+        .facets
+        .iter()
+        .map(|f| {
+            columns::parse_facet(f)
+                .ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val)")))
+        })
+        .collect::<ApiResult<Vec<Facet>>>()?;
+    if facets.is_empty() {
+        return Err(ApiError::invalid("a column needs at least one facet"));
+    }
+    Ok(ColumnSpec { dtype, scale: req.scale, bounds: req.bounds, facets: columns::canonical_facets(facets) })
+}
+
+/// `POST /v1/datasets/{dataset}/columns` (owner or admin): register a column (or fetch an
+/// identical existing one) and hand out its facet keys for encryption.
+pub async fn register_column(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(dataset): Path<String>,
+    ApiJson(req): ApiJson<RegisterColumn>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, st| {
+        let ds = datasets::require(conn, &dataset)?;
+        let entry = NewEntry::new(&who, "column.register").dataset(&ds.name).column(&req.name);
+        guard(conn, &entry, policy::require_manage(&who, &ds, "register columns"))?;
+        identities::validate_name("column", &req.name)?;
+        let spec = column_spec(&req)?;
+        let tx = conn.transaction()?;
+        let (col, entry) = match columns::find_by_name(&tx, ds.id, &req.name)? {
+            Some(existing) => {
+                if let Some(diff) = existing.spec.difference(&spec) {
+                    return Err(ApiError::conflict(format!(
+                        "column '{}' of dataset '{}' already exists with different settings: {diff}",
+                        req.name, ds.name
+                    )));
+                }
+                let mut e = entry;
+                e.operation = "column.keys".into();
+                (existing, e)
+            }
+            None => {
+                let col = columns::insert(
+                    &tx,
+                    st.master(),
+                    st.keyhost_id(),
+                    ds.id,
+                    &req.name,
+                    &spec,
+                    req.meta.as_ref(),
+                )?;
+                (col, entry)
+            }
+        };
+        let wrapped = columns::wrapped_key(&tx, col.id, col.current_epoch)?
+            .ok_or_else(|| ApiError::internal("column keys", &"current epoch has no key"))?;
+        let keys = columns::column_keys(st.master(), st.keyhost_id(), &wrapped, ds.id, col.id, col.current_epoch)?;
+        let mut key_map = Map::new();
+        for f in &col.spec.facets {
+            let b = match f {
+                Facet::Num => B64.encode(keys.num.expose_bytes()),
+                Facet::Val => B64.encode(keys.val.expose_bytes()),
+            };
+            key_map.insert(f.as_str().into(), Value::String(b));
+        }
+        audit::append(
+            &tx,
+            entry.params(json!({
+                "column_id": col.id,
+                "epoch": col.current_epoch,
+                "dtype": req.dtype,
+                "scale": spec.scale,
+                "bounds": spec.bounds,
+                "facets": spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            })),
+        )?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "keyhost_id": st.keyhost_id(),
+            "dataset": ds.name,
+            "dataset_id": ds.id,
+            "column": col.name,
+            "column_id": col.id,
+            "epoch": col.current_epoch,
+            "keys": key_map,
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct AllocateRids {
+    count: u64,
+    #[serde(default)]
+    columns: Vec<i64>,
+}
+
+/// `POST /v1/datasets/{dataset}/rids` (owner or admin): a fresh range of row ids.
+pub async fn allocate_rids(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(dataset): Path<String>,
+    ApiJson(req): ApiJson<AllocateRids>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ds = datasets::require(conn, &dataset)?;
+        let entry = NewEntry::new(&who, "rids.allocate").dataset(&ds.name);
+        guard(conn, &entry, policy::require_manage(&who, &ds, "allocate row ids"))?;
+        if req.count == 0 || req.count > MAX_RID_COUNT {
+            return Err(ApiError::invalid(format!("count must be between 1 and {MAX_RID_COUNT}")));
+        }
+        let mut column_ids = req.columns.clone();
+        column_ids.sort_unstable();
+        column_ids.dedup();
+        let tx = conn.transaction()?;
+        for &c in &column_ids {
+            if columns::find_by_id(&tx, c)?.is_none_or(|col| col.dataset_id != ds.id) {
+                return Err(ApiError::not_found(format!(
+                    "column id {c} does not belong to dataset '{}'",
+                    ds.name
+                )));
+            }
+        }
+        let start = datasets::reserve_rids(&tx, ds.id, req.count)?;
+        for &c in &column_ids {
+            columns::record_rids(&tx, c, start, req.count)?;
+        }
+        audit::append(
+            &tx,
+            entry.params(json!({"start": start, "count": req.count, "column_ids": column_ids})),
+        )?;
+        tx.commit()?;
+        Ok(Json(json!({"start": start, "count": req.count})))
+    })
+    .await
+}

@@ -1,0 +1,119 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard;
+use crate::audit::{self, NewEntry};
+use crate::clock;
+use crate::datasets;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
+use crate::grants::{self, GrantParams, Operation};
+use crate::identities;
+use crate::policy;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct CreateGrant {
+    identity: String,
+    dataset: String,
+    column: String,
+    operation: String,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+/// `POST /v1/grants` (owner of the dataset or admin)
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<CreateGrant>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ds = datasets::require(conn, &req.dataset)?;
+        let entry = NewEntry::new(&who, "grant.create")
+            .dataset(&ds.name)
+            .column(&req.column)
+            .params(json!({"identity": req.identity, "operation": req.operation, "params": req.params}));
+        guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
+        let grantee = identities::require(conn, &req.identity)?;
+        let op = Operation::parse(&req.operation).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "operation must be 'decrypt' or 'aggregate', not '{}'",
+                req.operation
+            ))
+        })?;
+        let gp: GrantParams = match req.params.clone() {
+            None | Some(Value::Null) => GrantParams::default(),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                ApiError::invalid(format!("grant params are not supported by this keyhost: {e}"))
+            })?,
+        };
+        identities::validate_name("column", &req.column)?;
+        let tx = conn.transaction()?;
+        let grant_id = grants::insert(&tx, grantee.id, ds.id, &req.column, op, &gp)?;
+        let mut entry = entry;
+        entry.params = json!({"grant_id": grant_id, "identity": grantee.name, "operation": op, "params": gp});
+        audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "grant_id": grant_id,
+            "identity": grantee.name,
+            "dataset": ds.name,
+            "column": req.column,
+            "operation": op,
+            "params": gp,
+            "created_at": clock::format_rfc3339(clock::now_micros()),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct GrantFilter {
+    dataset: Option<String>,
+    identity: Option<String>,
+}
+
+/// `GET /v1/grants?dataset=&identity=`: admins see all, others the grants on datasets they
+/// own and their own grants.
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiQuery(q): ApiQuery<GrantFilter>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
+        let list = grants::list(conn, q.dataset.as_deref(), q.identity.as_deref(), visible_to)?;
+        Ok(Json(json!({"grants": list})))
+    })
+    .await
+}
+
+/// `DELETE /v1/grants/{grant_id}` (owner of the dataset or admin)
+pub async fn revoke(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(grant_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let grant_id = path_id("grant_id", &grant_id)?;
+    st.db(move |conn, _| {
+        let grant = grants::find(conn, grant_id)?.ok_or_else(|| {
+            ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)"))
+        })?;
+        let ds = datasets::find_by_id(conn, grant.dataset_id)?
+            .ok_or_else(|| ApiError::internal("grant", &"grant without dataset"))?;
+        let entry = NewEntry::new(&who, "grant.revoke")
+            .dataset(&ds.name)
+            .column(&grant.column)
+            .params(json!({"grant_id": grant_id, "identity": grant.identity, "operation": grant.operation}));
+        guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
+        let tx = conn.transaction()?;
+        grants::revoke(&tx, grant_id)?;
+        audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(Json(json!({"revoked": true})))
+    })
+    .await
+}

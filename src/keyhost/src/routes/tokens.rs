@@ -1,0 +1,102 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard;
+use crate::audit::{self, NewEntry};
+use crate::clock;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
+use crate::identities;
+use crate::policy;
+use crate::state::AppState;
+use crate::tokens::{self, DEFAULT_TTL_SECONDS};
+
+/// Longest token lifetime accepted: 10 years.
+const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
+#[derive(Deserialize)]
+pub struct CreateToken {
+    identity: String,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+/// `POST /v1/tokens` (admin). The secret is in this response only.
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+        let entry = NewEntry::new(&who, "token.create")
+            .params(json!({"identity": req.identity, "ttl_seconds": ttl}));
+        guard(conn, &entry, policy::require_admin(&who, "issue tokens"))?;
+        if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
+            return Err(ApiError::invalid(format!(
+                "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
+            )));
+        }
+        let tx = conn.transaction()?;
+        let ident = identities::require(&tx, &req.identity)?;
+        let (info, secret) = tokens::issue(&tx, &ident, Some(ttl))?;
+        let mut entry = entry;
+        if let Value::Object(m) = &mut entry.params {
+            m.insert("token_id".into(), json!(info.token_id));
+        }
+        audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "token_id": info.token_id,
+            "token": secret.as_str(),
+            "identity": info.identity,
+            "expires_at": info.expires_at.map(clock::format_rfc3339),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct TokenFilter {
+    identity: Option<String>,
+}
+
+/// `GET /v1/tokens?identity=NAME` (admin). Never returns secrets.
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiQuery(q): ApiQuery<TokenFilter>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let entry = NewEntry::new(&who, "token.list");
+        guard(conn, &entry, policy::require_admin(&who, "list tokens"))?;
+        Ok(Json(json!({"tokens": tokens::list(conn, q.identity.as_deref())?})))
+    })
+    .await
+}
+
+/// `DELETE /v1/tokens/{token_id}` (admin). Effective immediately.
+pub async fn revoke(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(token_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let token_id = path_id("token_id", &token_id)?;
+    st.db(move |conn, _| {
+        let entry = NewEntry::new(&who, "token.revoke").params(json!({"token_id": token_id}));
+        guard(conn, &entry, policy::require_admin(&who, "revoke tokens"))?;
+        let tx = conn.transaction()?;
+        let Some(info) = tokens::find(&tx, token_id)? else {
+            return Err(ApiError::not_found(format!("token {token_id} does not exist on this keyhost")));
+        };
+        tokens::revoke(&tx, token_id)?;
+        let mut entry = entry;
+        entry.params = json!({"token_id": token_id, "identity": info.identity});
+        audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(Json(json!({"revoked": true})))
+    })
+    .await
+}

@@ -1,0 +1,72 @@
+//! Shared state of a running keyhost and the bridge from async handlers to SQLite.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::error::{ApiError, ApiResult};
+use crate::master_key::MasterKey;
+
+/// State shared by all handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Mutex<Connection>,
+    master: MasterKey,
+    keyhost_id: String,
+    data_dir: PathBuf,
+}
+
+impl AppState {
+    pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf) -> Self {
+        AppState { inner: Arc::new(Inner { db: Mutex::new(conn), master, keyhost_id, data_dir }) }
+    }
+
+    pub fn keyhost_id(&self) -> &str {
+        &self.inner.keyhost_id
+    }
+
+    pub fn master(&self) -> &MasterKey {
+        &self.inner.master
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+
+    /// Run `f` with the database connection on the blocking thread pool.
+    pub async fn db<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &AppState) -> ApiResult<T> + Send + 'static,
+    {
+        let state = self.clone();
+        self.blocking(move || state.with_db(|conn| f(conn, &state))).await
+    }
+
+    /// Use the connection from the current (blocking) thread.
+    pub fn with_db<T>(&self, f: impl FnOnce(&mut Connection) -> ApiResult<T>) -> ApiResult<T> {
+        let mut guard = self
+            .inner
+            .db
+            .lock()
+            .map_err(|_| ApiError::internal("database lock", &"a previous request panicked"))?;
+        f(&mut guard)
+    }
+
+    /// Run CPU-bound work off the async runtime.
+    pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> ApiResult<T> + Send + 'static,
+    {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(r) => r,
+            Err(e) => Err(ApiError::internal("blocking task", &e)),
+        }
+    }
+}

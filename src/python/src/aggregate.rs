@@ -1,0 +1,90 @@
+//! Aggregation kernels: masked sums over ciphertext, sealed with their computation descriptor.
+
+use ghostpii_core::meta::{Facet, LogicalType};
+use ghostpii_core::num::from_limbs;
+use ghostpii_core::sealed::{SealedAggregate, SealedOp};
+use ghostpii_core::RidSet;
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::columns::{require_facet, values, EncryptedCells};
+
+/// Storage of a sealed value: a label that prints, and the payload that reveals.
+pub fn sealed_storage_dtype() -> DataType {
+    DataType::Struct(vec![
+        Field::new("label".into(), DataType::String),
+        Field::new("payload".into(), DataType::Binary),
+    ])
+}
+
+/// Which dtypes an aggregate accepts; checked when the plan is built.
+pub fn check_aggregable(meta: &ghostpii_core::ColumnMeta, op: SealedOp) -> PolarsResult<()> {
+    let what = format!("ghost.{}()", op.as_str());
+    require_facet(meta, Facet::Num, &what)?;
+    match (meta.dtype, op) {
+        (LogicalType::String, _) => polars_bail!(InvalidOperation:
+            "ghostpii: {what} is not defined for text column '{}'", meta.column),
+        (LogicalType::Date | LogicalType::Datetime, SealedOp::Sum) => polars_bail!(InvalidOperation:
+            "ghostpii: ghost.sum() is not defined for the temporal column '{}' (use ghost.mean())", meta.column),
+        _ => Ok(()),
+    }
+}
+
+const CHUNK: usize = 1 << 16;
+
+/// Σ cells and the rids of the non-null rows.
+fn masked_sum(cells: &EncryptedCells) -> (u128, Vec<u64>) {
+    let (lo, hi) = cells.num.as_ref().expect("num facet checked");
+    let (lo, hi, rid) = (values(lo), values(hi), values(&cells.rid));
+    let valid = cells.valid.downcast_as_array().values().clone();
+    let n = rid.len();
+    let parts: Vec<(u128, Vec<u64>)> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let mut acc = 0u128;
+            let mut rids = Vec::with_capacity(end - start);
+            for i in start..end {
+                // SAFETY: i < n == valid.len()
+                if unsafe { valid.get_bit_unchecked(i) } {
+                    acc = acc.wrapping_add(from_limbs(lo[i], hi[i]));
+                    rids.push(rid[i]);
+                }
+            }
+            (acc, rids)
+        })
+        .collect();
+    let mut total = 0u128;
+    let mut rids = Vec::with_capacity(n);
+    for (acc, r) in parts {
+        total = total.wrapping_add(acc);
+        rids.extend_from_slice(&r);
+    }
+    (total, rids)
+}
+
+fn rid_set(mut rids: Vec<u64>) -> RidSet {
+    if !rids.windows(2).all(|w| w[0] < w[1]) {
+        rids.par_sort_unstable();
+    }
+    RidSet::from_sorted(&rids)
+}
+
+/// Seal the sum or mean of an encrypted column (one group).
+pub fn seal(s: &Series, op: SealedOp) -> PolarsResult<Series> {
+    let cells = EncryptedCells::from_series(s, &format!("ghost.{}()", op.as_str()))?;
+    check_aggregable(&cells.meta, op)?;
+    let (masked, rids) = masked_sum(&cells);
+    let sealed = SealedAggregate::new(op, cells.meta, masked, &rid_set(rids));
+    let label = Series::new("label".into(), [sealed.label()]);
+    let payload = Series::new("payload".into(), [sealed.to_bytes()]);
+    let st = StructChunked::from_series(s.name().clone(), 1, [label, payload].iter())?;
+    Ok(st.into_series())
+}
+
+/// Number of non-null rows (public: null positions are part of the column format).
+pub fn count(s: &Series) -> PolarsResult<Series> {
+    let cells = EncryptedCells::from_series(s, "ghost.count()")?;
+    let n = cells.valid.sum().unwrap_or(0);
+    Ok(Series::new(s.name().clone(), [n]))
+}

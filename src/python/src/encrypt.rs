@@ -1,0 +1,212 @@
+//! Encryption of one column: plaintext Series → storage struct of the encrypted column.
+
+use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
+use ghostpii_core::num::to_limbs;
+use ghostpii_core::{num, val, NumKey, ValKey};
+use polars::prelude::*;
+use pyo3::prelude::*;
+use pyo3_polars::PySeries;
+
+use crate::columns::{NUM, NUM_HI, RID, VAL};
+use crate::errors::{core_err, polars_err, EncryptionError};
+
+/// A scaled integer printed as a decimal (`12345`, scale 2 → `123.45`).
+pub fn show_scaled(v: i64, scale: u32) -> String {
+    if scale == 0 {
+        return v.to_string();
+    }
+    let p = 10i128.pow(scale);
+    let v = v as i128;
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.abs();
+    format!("{sign}{}.{:0width$}", a / p, a % p, width = scale as usize)
+}
+
+struct Plain {
+    ints: Option<Vec<Option<i64>>>,
+    bytes: Option<Vec<Option<Vec<u8>>>>,
+}
+
+fn err(msg: String) -> PyErr {
+    EncryptionError::new_err(msg)
+}
+
+fn expected_dtype(t: LogicalType, d: &DataType) -> bool {
+    use LogicalType as L;
+    matches!(
+        (t, d),
+        (L::Int8, DataType::Int8)
+            | (L::Int16, DataType::Int16)
+            | (L::Int32, DataType::Int32)
+            | (L::Int64, DataType::Int64)
+            | (L::UInt8, DataType::UInt8)
+            | (L::UInt16, DataType::UInt16)
+            | (L::UInt32, DataType::UInt32)
+            | (L::Float32, DataType::Float32)
+            | (L::Float64, DataType::Float64)
+            | (L::Boolean, DataType::Boolean)
+            | (L::Date, DataType::Date)
+            | (L::Datetime, DataType::Datetime(_, _))
+            | (L::String, DataType::String)
+    )
+}
+
+/// Scaled 64-bit integers of a numeric-like column, with the first offending row named.
+fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec<Option<i64>>> {
+    let col = &meta.column;
+    let factor = 10i64
+        .checked_pow(meta.scale)
+        .ok_or_else(|| err(format!("column '{col}': decimals={} is too large", meta.scale)))?;
+    match s.dtype() {
+        DataType::Float32 | DataType::Float64 => {
+            let f = s.cast(&DataType::Float64).map_err(polars_err)?;
+            let f = f.f64().map_err(polars_err)?;
+            let mut out = Vec::with_capacity(f.len());
+            for (i, v) in f.iter().enumerate() {
+                out.push(match v {
+                    None => None,
+                    Some(x) => {
+                        let y = (x * factor as f64).round();
+                        if !y.is_finite() || y >= 9.223_372_036_854_775e18 || y < -9.223_372_036_854_775e18 {
+                            return Err(err(format!(
+                                "column '{col}': value {x} at row {} cannot be encrypted with {} decimals \
+                                 (not finite, or too large for 64-bit fixed point)",
+                                row_offset + i,
+                                meta.scale
+                            )));
+                        }
+                        Some(y as i64)
+                    },
+                });
+            }
+            Ok(out)
+        },
+        _ => {
+            let phys = s.to_physical_repr();
+            let ints = phys.cast(&DataType::Int64).map_err(polars_err)?;
+            let ints = ints.i64().map_err(polars_err)?;
+            let mut out = Vec::with_capacity(ints.len());
+            for (i, v) in ints.iter().enumerate() {
+                out.push(match v {
+                    None => None,
+                    Some(x) => Some(x.checked_mul(factor).ok_or_else(|| {
+                        err(format!(
+                            "column '{col}': value {x} at row {} overflows 64 bits with {} decimals",
+                            row_offset + i,
+                            meta.scale
+                        ))
+                    })?),
+                });
+            }
+            Ok(out)
+        },
+    }
+}
+
+fn enforce_bounds(vals: &mut [Option<i64>], meta: &ColumnMeta, clip: bool, row_offset: usize) -> PyResult<()> {
+    let Some((lo, hi)) = meta.bounds else { return Ok(()) };
+    for (i, v) in vals.iter_mut().enumerate() {
+        if let Some(x) = v {
+            if *x < lo || *x > hi {
+                if clip {
+                    *x = (*x).clamp(lo, hi);
+                } else {
+                    return Err(err(format!(
+                        "column '{}': value {} at row {} is outside the declared bounds [{}, {}] \
+                         (pass clip=True to clip instead)",
+                        meta.column,
+                        show_scaled(*x, meta.scale),
+                        row_offset + i,
+                        show_scaled(lo, meta.scale),
+                        show_scaled(hi, meta.scale)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plaintext(s: &Series, meta: &ColumnMeta, clip: bool, row_offset: usize) -> PyResult<Plain> {
+    if meta.dtype == LogicalType::String {
+        if meta.has(Facet::Num) {
+            return Err(err(format!("column '{}': text cannot have the num facet", meta.column)));
+        }
+        let ca = s.str().map_err(polars_err)?;
+        let bytes = ca.iter().map(|v| v.map(|t| t.as_bytes().to_vec())).collect();
+        return Ok(Plain { ints: None, bytes: Some(bytes) });
+    }
+    let mut ints = scaled_ints(s, meta, row_offset)?;
+    enforce_bounds(&mut ints, meta, clip, row_offset)?;
+    let bytes = meta
+        .has(Facet::Val)
+        .then(|| ints.iter().map(|v| v.map(|x| x.to_le_bytes().to_vec())).collect());
+    Ok(Plain { ints: Some(ints), bytes })
+}
+
+/// Encrypt `series` as the column described by `meta_json`, with rids `rid_start..`.
+/// Returns the storage struct; Python wraps it in the `ghostpii.encrypted` extension type.
+#[pyfunction]
+#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0))]
+#[allow(clippy::too_many_arguments)]
+pub fn encrypt_column(
+    py: Python<'_>,
+    series: PySeries,
+    meta_json: &str,
+    num_key: Option<Vec<u8>>,
+    val_key: Option<Vec<u8>>,
+    rid_start: u64,
+    clip: bool,
+    row_offset: usize,
+) -> PyResult<PySeries> {
+    let s = series.0;
+    let meta = ColumnMeta::from_json(meta_json).map_err(core_err)?;
+    if !expected_dtype(meta.dtype, s.dtype()) {
+        return Err(err(format!(
+            "column '{}' has dtype {}, which does not match the declared type {:?}",
+            meta.column,
+            s.dtype(),
+            meta.dtype
+        )));
+    }
+    let num_key = match (&num_key, meta.has(Facet::Num)) {
+        (Some(k), true) => Some(NumKey::try_from_slice(k).map_err(core_err)?),
+        (None, true) => return Err(err("num facet requested without a num key".into())),
+        _ => None,
+    };
+    let val_key = match (&val_key, meta.has(Facet::Val)) {
+        (Some(k), true) => Some(ValKey::try_from_slice(k).map_err(core_err)?),
+        (None, true) => return Err(err("val facet requested without a val key".into())),
+        _ => None,
+    };
+    let name = s.name().clone();
+    let out = py.detach(move || -> PyResult<Series> {
+        let plain = plaintext(&s, &meta, clip, row_offset)?;
+        let n = s.len();
+        let rids: Vec<u64> = (rid_start..rid_start + n as u64).collect();
+        let mut fields = vec![Series::new(RID.into(), &rids)];
+        if let (Some(k), Some(ints)) = (&num_key, &plain.ints) {
+            let cells = num::encrypt(k, &rids, ints);
+            let (mut lo, mut hi) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for (c, v) in cells.iter().zip(ints) {
+                let (l, h) = to_limbs(*c);
+                lo.push(v.map(|_| l));
+                hi.push(v.map(|_| h));
+            }
+            fields.push(Series::new(NUM.into(), lo));
+            fields.push(Series::new(NUM_HI.into(), hi));
+        }
+        if let (Some(k), Some(bytes)) = (&val_key, &plain.bytes) {
+            let refs: Vec<Option<&[u8]>> = bytes.iter().map(|b| b.as_deref()).collect();
+            let cells = val::encrypt(k, &meta.binding(), &rids, &refs);
+            fields.push(Series::new(VAL.into(), cells));
+        }
+        let validity = s.is_not_null();
+        let st = StructChunked::from_series(name, n, fields.iter()).map_err(polars_err)?;
+        let validity = validity.rechunk().downcast_as_array().values().clone();
+        let st = st.with_outer_validity(Some(validity));
+        Ok(st.into_series())
+    })?;
+    Ok(PySeries(out))
+}
+

@@ -1,0 +1,76 @@
+//! Thin `#[polars_expr]` wrappers: validate dtypes when the plan is built, call the kernels.
+
+use ghostpii_core::meta::SEALED_ROWS_EXT_NAME;
+use ghostpii_core::sealed::SealedOp;
+use polars::prelude::*;
+use polars_core::datatypes::extension::get_extension_type_or_generic;
+use polars_core::datatypes::ExtensionTypeInstance;
+use pyo3_polars::derive::polars_expr;
+
+use crate::aggregate::{self, check_aggregable, sealed_storage_dtype};
+use crate::columns::meta_of;
+
+fn first<'a, T>(inputs: &'a [T], what: &str) -> PolarsResult<&'a T> {
+    inputs.first().ok_or_else(|| polars_err!(ComputeError: "ghostpii: {what} takes one column"))
+}
+
+fn sealed_field(inputs: &[Field], op: SealedOp) -> PolarsResult<Field> {
+    let f = first(inputs, op.as_str())?;
+    let meta = meta_of(f.name(), f.dtype(), &format!("ghost.{}()", op.as_str()))?;
+    check_aggregable(&meta, op)?;
+    Ok(Field::new(f.name().clone(), sealed_storage_dtype()))
+}
+
+fn sum_field(inputs: &[Field]) -> PolarsResult<Field> {
+    sealed_field(inputs, SealedOp::Sum)
+}
+
+fn mean_field(inputs: &[Field]) -> PolarsResult<Field> {
+    sealed_field(inputs, SealedOp::Mean)
+}
+
+#[polars_expr(output_type_func=sum_field)]
+fn ghost_sum(inputs: &[Series]) -> PolarsResult<Series> {
+    aggregate::seal(first(inputs, "sum")?, SealedOp::Sum)
+}
+
+#[polars_expr(output_type_func=mean_field)]
+fn ghost_mean(inputs: &[Series]) -> PolarsResult<Series> {
+    aggregate::seal(first(inputs, "mean")?, SealedOp::Mean)
+}
+
+fn count_field(inputs: &[Field]) -> PolarsResult<Field> {
+    let f = first(inputs, "count")?;
+    meta_of(f.name(), f.dtype(), "ghost.count()")?;
+    Ok(Field::new(f.name().clone(), DataType::UInt32))
+}
+
+#[polars_expr(output_type_func=count_field)]
+fn ghost_count(inputs: &[Series]) -> PolarsResult<Series> {
+    aggregate::count(first(inputs, "count")?)
+}
+
+fn rows_dtype(name: &str, dtype: &DataType) -> PolarsResult<DataType> {
+    let (typ, storage) = rows_ext(name, dtype)?;
+    Ok(DataType::Extension(typ, Box::new(storage)))
+}
+
+fn rows_ext(name: &str, dtype: &DataType) -> PolarsResult<(ExtensionTypeInstance, DataType)> {
+    let meta = meta_of(name, dtype, "ghost.decrypt()")?;
+    let storage = dtype.to_storage();
+    let typ = get_extension_type_or_generic(SEALED_ROWS_EXT_NAME, &storage, Some(&meta.to_json()));
+    Ok((typ, storage))
+}
+
+fn decrypt_field(inputs: &[Field]) -> PolarsResult<Field> {
+    let f = first(inputs, "decrypt")?;
+    Ok(Field::new(f.name().clone(), rows_dtype(f.name(), f.dtype())?))
+}
+
+/// Per-row decryption is sealed too: this marks the rows; `reveal` fetches their keys.
+#[polars_expr(output_type_func=decrypt_field)]
+fn ghost_decrypt(inputs: &[Series]) -> PolarsResult<Series> {
+    let s = first(inputs, "decrypt")?;
+    let (typ, _) = rows_ext(s.name(), s.dtype())?;
+    Ok(s.to_storage().clone().into_extension(typ))
+}

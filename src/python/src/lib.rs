@@ -1,0 +1,27 @@
+//! The Polars plugin and Python bindings of ghostpii, compiled into one `_internal` module.
+//!
+//! Plugin kernels (`expressions`) are pure: no I/O, no keys. Everything that needs an answer
+//! key goes through the Python layer, which asks the keyhost in one batched request.
+
+mod aggregate;
+mod columns;
+mod decrypt;
+mod encrypt;
+mod errors;
+mod expressions;
+mod keyhost;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    m.add_function(wrap_pyfunction!(encrypt::encrypt_column, m)?)?;
+    m.add_function(wrap_pyfunction!(decrypt::open_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(decrypt::pending_rids, m)?)?;
+    m.add_function(wrap_pyfunction!(keyhost::serve_keyhost, m)?)?;
+    m.add_function(wrap_pyfunction!(keyhost::verify_audit_db, m)?)?;
+    m.add_class::<keyhost::LocalKeyhost>()?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+"""Fixtures: a real keyhost process (`ghostpii keyhost serve`) on 127.0.0.1:0 with a real SQLite file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ghostpii as gp
+
+DATA = Path(__file__).parent / "data"
+
+
+class KeyhostProcess:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ghostpii.cli",
+                "keyhost",
+                "serve",
+                "--data",
+                str(data_dir),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"keyhost did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.url = line.strip().rsplit(" ", 1)[-1]
+        self.admin_token = (data_dir / "admin.token").read_text().strip()
+
+    def admin(self) -> gp.Session:
+        return gp.connect(self.url, self.admin_token)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def keyhost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyhostProcess]:
+    kh = KeyhostProcess(tmp_path_factory.mktemp("keyhost"))
+    yield kh
+    kh.stop()
+
+
+@pytest.fixture()
+def admin(keyhost: KeyhostProcess) -> gp.Session:
+    return keyhost.admin()
+
+
+_counter = [0]
+
+
+@pytest.fixture()
+def dataset(admin: gp.Session) -> gp.Dataset:
+    """A fresh dataset per test."""
+    _counter[0] += 1
+    return admin.create_dataset(f"ds{_counter[0]}_{int(time.time() * 1000)}")

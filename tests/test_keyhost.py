@@ -1,0 +1,115 @@
+"""The keyhost process: tokens, grants, audit, CLI — against a real `ghostpii keyhost serve`."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+import ghostpii as gp
+from conftest import KeyhostProcess
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ghostpii.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_admin_token_file_is_private(keyhost: KeyhostProcess) -> None:
+    mode = (keyhost.data_dir / "admin.token").stat().st_mode & 0o777
+    assert mode == 0o600
+    assert (keyhost.data_dir / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_bad_expired_and_revoked_tokens(keyhost: KeyhostProcess, admin: gp.Session) -> None:
+    with pytest.raises(gp.AuthenticationError):
+        gp.connect(keyhost.url, "gpt_not-a-real-token")
+    admin.create_identity("shortlived", exist_ok=True)
+    tok = admin.create_token("shortlived", ttl_seconds=1)
+    gp.connect(keyhost.url, tok)
+    time.sleep(2.1)
+    with pytest.raises(gp.AuthenticationError, match="expired"):
+        gp.connect(keyhost.url, tok)
+    tok2 = admin.create_token("shortlived")
+    s = gp.connect(keyhost.url, tok2)
+    tid = [t for t in admin.tokens("shortlived") if t["revoked_at"] is None][-1]["token_id"]
+    admin.revoke_token(tid)
+    with pytest.raises(gp.AuthenticationError, match="revoked"):
+        s._whoami = None
+        s.whoami()
+
+
+def test_analysts_cannot_manage_grants(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+    token = admin.grant("nosy", dataset, [gp.allow.aggregate("x")])
+    assert token
+    an = gp.connect(keyhost.url, token)
+    with pytest.raises(gp.PermissionDenied):
+        an.grant("nosy", dataset.name, [gp.allow.decrypt("x")])
+
+
+def test_revoked_grant_denies(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+    enc = gp.encrypt(pl.DataFrame({"x": [1, 2, 3]}), dataset, {"x": gp.integer()})
+    token = admin.grant("fickle", dataset, [gp.allow.aggregate("x")])
+    assert token
+    an = gp.connect(keyhost.url, token)
+    assert enc.select(pl.col("x").ghost.sum()).ghost.reveal(an)["x"][0] == 6
+    assert admin.revoke("fickle", dataset) == 1
+    with pytest.raises(gp.PermissionDenied, match="aggregate"):
+        enc.select(pl.col("x").ghost.sum()).ghost.reveal(an)
+
+
+def test_forged_rids_are_refused(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+    enc = gp.encrypt(pl.DataFrame({"x": [1, 2, 3]}), dataset, {"x": gp.integer()})
+    st = enc["x"].ext.storage()
+    forged = pl.DataFrame({"x": st}).with_columns(pl.col("x").struct.with_fields(pl.field("rid") + 10_000_000))
+    forged = forged.with_columns(pl.col("x").ext.to(enc.schema["x"]))
+    with pytest.raises(gp.PermissionDenied, match="allocated|unknown"):
+        forged.select(pl.col("x").ghost.sum()).ghost.reveal(admin)
+
+
+def test_tampered_audit_row_is_detected(tmp_path: pytest.TempPathFactory) -> None:
+    data = tmp_path / "kh"  # type: ignore[operator]
+    with gp.Keyhost.local(data) as kh:
+        admin = kh.admin()
+        ds = admin.create_dataset("audited")
+        enc = gp.encrypt(pl.DataFrame({"x": [1, 2, 3]}), ds, {"x": gp.integer()})
+        token = admin.grant("a", ds, [gp.allow.aggregate("x")])
+        assert token
+        an = gp.connect(kh.url, token)
+        enc.select(pl.col("x").ghost.sum()).ghost.reveal(an)
+        with pytest.raises(gp.PermissionDenied):
+            enc.select(pl.col("x").ghost.decrypt()).ghost.reveal(an)
+        assert admin.verify_audit()["ok"] is True
+        log = admin.audit(ds)
+        assert {"issued", "refused"} <= set(log["decision"].to_list())
+    ok = _cli("audit", "verify", "--data", str(data))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    con = sqlite3.connect(data / "keyhost.db")
+    table = "audit" if con.execute("select name from sqlite_master where name='audit'").fetchone() else "audit_log"
+    con.execute(f"update {table} set decision = 'issued' where decision = 'refused'")
+    con.commit()
+    con.close()
+    bad = _cli("audit", "verify", "--data", str(data))
+    assert bad.returncode == 1
+    assert '"ok": false' in bad.stdout
+
+
+def test_cli_help_and_management(keyhost: KeyhostProcess, dataset: gp.Dataset) -> None:
+    for args in (["--help"], ["keyhost", "serve", "--help"], ["grant", "add", "--help"], ["audit", "list", "--help"]):
+        r = _cli(*args)
+        assert r.returncode == 0 and "usage" in r.stdout.lower()
+    import os
+
+    env = dict(os.environ, GHOSTPII_URL=keyhost.url, GHOSTPII_TOKEN=keyhost.admin_token)
+    r = _cli("grant", "add", "cli_user", dataset.name, "--aggregate", "x", "--issue-token", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("gpt_")
+    r = _cli("grant", "list", "--dataset", dataset.name, "--json", env=env)
+    assert '"cli_user"' in r.stdout
+    r = _cli("audit", "list", "--dataset", dataset.name, env=env)
+    assert r.returncode == 0 and "grant" in r.stdout
