@@ -55,7 +55,10 @@ impl RootKey {
             .expect("16 bytes is a valid HKDF length");
         hk.expand_multi_info(&[b"val/", binding.as_bytes()], &mut val)
             .expect("16 bytes is a valid HKDF length");
-        let keys = ColumnKeys { num: NumKey::from_bytes(&num), val: ValKey::from_bytes(&val) };
+        let keys = ColumnKeys {
+            num: NumKey::from_bytes(&num),
+            val: ValKey::from_bytes(&val),
+        };
         num.zeroize();
         val.zeroize();
         keys
@@ -115,7 +118,10 @@ impl Drop for NumKey {
 
 impl NumKey {
     pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        NumKey { cipher: Aes128::new(GenericArray::from_slice(bytes)), raw: *bytes }
+        NumKey {
+            cipher: Aes128::new(GenericArray::from_slice(bytes)),
+            raw: *bytes,
+        }
     }
 
     pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {
@@ -176,7 +182,10 @@ impl Drop for ValKey {
 
 impl ValKey {
     pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        ValKey { cipher: Aes128::new(GenericArray::from_slice(bytes)), raw: *bytes }
+        ValKey {
+            cipher: Aes128::new(GenericArray::from_slice(bytes)),
+            raw: *bytes,
+        }
     }
 
     pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {

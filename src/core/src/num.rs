@@ -58,7 +58,9 @@ mod tests {
         let keys = RootKey::generate().derive("t");
         let n = 10_000u64;
         let rids: Vec<u64> = (1..=n).collect();
-        let vals: Vec<Option<i64>> = (0..n).map(|i| Some(if i % 2 == 0 { i64::MAX } else { i64::MIN })).collect();
+        let vals: Vec<Option<i64>> = (0..n)
+            .map(|i| Some(if i % 2 == 0 { i64::MAX } else { i64::MIN }))
+            .collect();
         let cells = encrypt(&keys.num, &rids, &vals);
         let masks = keys.num.masks(&rids);
         for i in 0..n as usize {
@@ -72,7 +74,10 @@ mod tests {
         let big: Vec<Option<i64>> = vec![Some(i64::MAX); n as usize];
         let cells = encrypt(&keys.num, &rids, &big);
         let masked = cells.iter().fold(0u128, |a, &c| a.wrapping_add(c));
-        assert_eq!(unmask_sum(masked, keys.num.sum_masks(&rids)), i64::MAX as i128 * n as i128);
+        assert_eq!(
+            unmask_sum(masked, keys.num.sum_masks(&rids)),
+            i64::MAX as i128 * n as i128
+        );
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Sets of row ids, encoded compactly (a serialized Roaring treemap) for the wire.
+//! Sets of row ids, encoded compactly for the wire.
+//!
+//! Two encodings, the smaller is chosen when encoding: `0x01` followed by LEB128 varint pairs
+//! (gap since the end of the previous run, run length − 1) — a few bytes for long runs, the
+//! common case after a filter — or `0x02` followed by a serialized Roaring treemap (about one
+//! bit per row for dense, scattered sets).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -53,16 +58,69 @@ impl RidSet {
         self.0.iter().collect()
     }
 
+    /// Maximal runs of consecutive rids, as inclusive (start, end) pairs.
+    pub fn runs(&self) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for r in self.0.iter() {
+            match runs.last_mut() {
+                Some((_, end)) if *end + 1 == r => *end = r,
+                _ => runs.push((r, r)),
+            }
+        }
+        runs
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.serialized_size());
+        let roaring_size = self.0.serialized_size();
+        let runs = self.runs();
+        // varints: at most 10 bytes each, usually 1–3
+        if runs.len() * 4 < roaring_size {
+            let mut out = Vec::with_capacity(1 + runs.len() * 4);
+            out.push(1u8);
+            let mut prev_end: Option<u64> = None;
+            for (start, end) in runs {
+                let gap = match prev_end {
+                    None => start,
+                    Some(p) => start - p - 1,
+                };
+                put_varint(&mut out, gap);
+                put_varint(&mut out, end - start);
+                prev_end = Some(end);
+            }
+            if out.len() < roaring_size + 1 {
+                return out;
+            }
+        }
+        let mut out = Vec::with_capacity(1 + roaring_size);
+        out.push(2u8);
         self.0.serialize_into(&mut out).expect("writing to a Vec cannot fail");
         out
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
-        RoaringTreemap::deserialize_from(b)
-            .map(RidSet)
-            .map_err(|e| CoreError::InvalidRidSet(format!("cannot decode rid set: {e}")))
+        match b.split_first() {
+            Some((1, mut rest)) => {
+                let mut t = RoaringTreemap::new();
+                let mut prev_end: Option<u64> = None;
+                while !rest.is_empty() {
+                    let gap = get_varint(&mut rest)?;
+                    let len = get_varint(&mut rest)?;
+                    let start = match prev_end {
+                        None => gap,
+                        Some(p) => p.checked_add(1).and_then(|n| n.checked_add(gap)).ok_or_else(overflow)?,
+                    };
+                    let end = start.checked_add(len).ok_or_else(overflow)?;
+                    t.insert_range(start..=end);
+                    prev_end = Some(end);
+                }
+                Ok(RidSet(t))
+            }
+            Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
+                .map(RidSet)
+                .map_err(|e| CoreError::InvalidRidSet(format!("cannot decode rid set: {e}"))),
+            Some((v, _)) => Err(CoreError::InvalidRidSet(format!("unknown rid set encoding {v}"))),
+            None => Err(CoreError::InvalidRidSet("empty rid set encoding".into())),
+        }
     }
 
     pub fn to_base64(&self) -> String {
@@ -82,6 +140,33 @@ impl RidSet {
     }
 }
 
+fn overflow() -> CoreError {
+    CoreError::InvalidRidSet("rid set runs overflow 64 bits".into())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &mut &[u8]) -> Result<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b
+            .split_first()
+            .ok_or_else(|| CoreError::InvalidRidSet("truncated rid set".into()))?;
+        *b = rest;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(CoreError::InvalidRidSet("varint longer than 64 bits".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,11 +183,21 @@ mod tests {
         let scattered = RidSet::from_unsorted(&[9, 3, 3, 1 << 40, 7]);
         assert_eq!(scattered.to_vec(), vec![3, 7, 9, 1 << 40]);
         assert_eq!(RidSet::from_base64(&scattered.to_base64()).unwrap(), scattered);
+        // dense and scattered: every other rid of a million
+        let dense: Vec<u64> = (0..1_000_000).step_by(2).collect();
+        let d = RidSet::from_sorted(&dense);
+        assert_eq!(d.to_bytes()[0], 2, "roaring wins for scattered dense sets");
+        assert_eq!(RidSet::from_bytes(&d.to_bytes()).unwrap(), d);
+        let max = RidSet::from_unsorted(&[0, u64::MAX]);
+        assert_eq!(RidSet::from_bytes(&max.to_bytes()).unwrap(), max);
     }
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(RidSet::from_bytes(&[1, 2, 3]).is_err());
+        assert!(RidSet::from_bytes(&[1, 2, 0x80]).is_err());
+        assert!(RidSet::from_bytes(&[2, 2, 3]).is_err());
+        assert!(RidSet::from_bytes(&[]).is_err());
+        assert!(RidSet::from_bytes(&[9]).is_err());
         assert!(RidSet::from_base64("!!!").is_err());
     }
 }

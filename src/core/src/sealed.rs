@@ -39,12 +39,23 @@ pub struct SealedAggregate {
 
 impl SealedAggregate {
     pub fn new(op: SealedOp, meta: ColumnMeta, masked: u128, rids: &RidSet) -> Self {
-        SealedAggregate { op, meta, masked: masked.to_string(), n: rids.len(), rids: rids.to_base64() }
+        SealedAggregate {
+            op,
+            meta,
+            masked: masked.to_string(),
+            n: rids.len(),
+            rids: rids.to_base64(),
+        }
     }
 
     /// How the value prints before it is revealed.
     pub fn label(&self) -> String {
-        format!("<sealed {}({}) over {} rows>", self.op.as_str(), self.meta.column, thousands(self.n))
+        format!(
+            "<sealed {}({}) over {} rows>",
+            self.op.as_str(),
+            self.meta.column,
+            thousands(self.n)
+        )
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -67,7 +78,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

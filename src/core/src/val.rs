@@ -34,7 +34,13 @@ fn aad(binding: &str, rid: u64) -> Vec<u8> {
 pub fn seal_with(row_key: &[u8; 32], nonce: &[u8; NONCE_LEN], binding: &str, rid: u64, plain: &[u8]) -> Vec<u8> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(row_key));
     let ct = cipher
-        .encrypt(Nonce::from_slice(nonce), Payload { msg: plain, aad: &aad(binding, rid) })
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plain,
+                aad: &aad(binding, rid),
+            },
+        )
         .expect("ChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(VERSION);
@@ -61,7 +67,10 @@ pub fn open(row_key: &[u8; 32], binding: &str, rid: u64, cell: &[u8]) -> Result<
     cipher
         .decrypt(
             Nonce::from_slice(&cell[1..1 + NONCE_LEN]),
-            Payload { msg: &cell[1 + NONCE_LEN..], aad: &aad(binding, rid) },
+            Payload {
+                msg: &cell[1 + NONCE_LEN..],
+                aad: &aad(binding, rid),
+            },
         )
         .map_err(|_| CoreError::AuthenticationFailed { rid })
 }
@@ -122,7 +131,10 @@ mod tests {
         let (k, cells) = setup();
         let c = cells[0].as_ref().unwrap();
         // moved to another row id
-        assert!(matches!(open(&k.row_key(12), "1/2/1", 12, c), Err(CoreError::AuthenticationFailed { rid: 12 })));
+        assert!(matches!(
+            open(&k.row_key(12), "1/2/1", 12, c),
+            Err(CoreError::AuthenticationFailed { rid: 12 })
+        ));
         // claimed to belong to another row id, with that row's key
         assert!(open(&k.row_key(10), "1/2/1", 11, c).is_err());
         // bit flip
@@ -133,6 +145,9 @@ mod tests {
         // other column binding
         assert!(open(&k.row_key(10), "1/3/1", 10, c).is_err());
         // truncated
-        assert!(matches!(open(&k.row_key(10), "1/2/1", 10, &c[..5]), Err(CoreError::CorruptCiphertext(_))));
+        assert!(matches!(
+            open(&k.row_key(10), "1/2/1", 10, &c[..5]),
+            Err(CoreError::CorruptCiphertext(_))
+        ));
     }
 }

@@ -29,8 +29,18 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Descriptor {
-    Sum { dataset_id: i64, rids: String, terms: Vec<Term> },
-    Decrypt { dataset_id: i64, column_id: i64, epoch: u32, facet: String, rids: String },
+    Sum {
+        dataset_id: i64,
+        rids: String,
+        terms: Vec<Term>,
+    },
+    Decrypt {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        facet: String,
+        rids: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,8 +52,15 @@ struct Term {
 
 /// What to compute for one granted descriptor.
 enum Work {
-    Sum { rids: RidSet, terms: Vec<(ColumnKeys, i64)> },
-    Decrypt { rids: RidSet, keys: Box<ColumnKeys>, facet: Facet },
+    Sum {
+        rids: RidSet,
+        terms: Vec<(ColumnKeys, i64)>,
+    },
+    Decrypt {
+        rids: RidSet,
+        keys: Box<ColumnKeys>,
+        facet: Facet,
+    },
 }
 
 /// One descriptor after planning: its audit entry and either work or a refusal.
@@ -77,7 +94,10 @@ type Decoded = (NewEntry, Result<(Descriptor, RidSet), ApiError>);
 
 fn decode(v: Value) -> Decoded {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
-    let entry = NewEntry { operation: op, ..Default::default() };
+    let entry = NewEntry {
+        operation: op,
+        ..Default::default()
+    };
     let parsed = serde_json::from_value::<Descriptor>(v)
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
@@ -120,7 +140,13 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
             Descriptor::Sum { dataset_id, terms, .. } => {
                 plan_sum(conn, st, caller, &mut entry, dataset_id, terms, rids, cache)
             }
-            Descriptor::Decrypt { dataset_id, column_id, epoch, facet, .. } => plan_decrypt(
+            Descriptor::Decrypt {
+                dataset_id,
+                column_id,
+                epoch,
+                facet,
+                ..
+            } => plan_decrypt(
                 conn, st, caller, &mut entry, dataset_id, column_id, epoch, &facet, rids, cache,
             ),
         }
@@ -249,7 +275,10 @@ fn plan_sum(
     for ((col, _, _), auth) in resolved.iter().zip(&auths) {
         check_min_rows(auth, col, &rids)?;
     }
-    Ok(Work::Sum { rids, terms: resolved.into_iter().map(|(_, k, w)| (k, w)).collect() })
+    Ok(Work::Sum {
+        rids,
+        terms: resolved.into_iter().map(|(_, k, w)| (k, w)).collect(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -276,13 +305,22 @@ fn plan_decrypt(
             ApiError::invalid(format!(
                 "column '{}' has no '{facet}' facet (it has: {})",
                 col.name,
-                col.spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+                col.spec
+                    .facets
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
     let auth = policy::authorize(conn, caller, &ds, &col.name, Operation::Decrypt)?;
     set_authority(entry, std::slice::from_ref(&auth));
     check_rids(conn, cache, &col, &rids)?;
-    Ok(Work::Decrypt { rids, keys: Box::new(keys), facet })
+    Ok(Work::Decrypt {
+        rids,
+        keys: Box::new(keys),
+        facet,
+    })
 }
 
 /// Note in the audit entry on what authority the key is issued.
@@ -341,7 +379,13 @@ fn record(conn: &mut Connection, outcomes: Vec<(NewEntry, Result<Value, ApiError
     for (entry, outcome) in outcomes {
         match outcome {
             Ok(Value::Object(mut m)) => {
-                let index = audit::append(&tx, NewEntry { decision: audit::ISSUED, ..entry })?;
+                let index = audit::append(
+                    &tx,
+                    NewEntry {
+                        decision: audit::ISSUED,
+                        ..entry
+                    },
+                )?;
                 m.insert("ok".into(), Value::Bool(true));
                 m.insert("receipt".into(), json!({"audit_index": index}));
                 results.push(Value::Object(m));

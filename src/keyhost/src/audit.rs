@@ -295,5 +295,10 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<AuditVerification> {
             });
         }
     }
-    Ok(AuditVerification { ok: problems.is_empty(), entries, head: prev, problems })
+    Ok(AuditVerification {
+        ok: problems.is_empty(),
+        entries,
+        head: prev,
+        problems,
+    })
 }

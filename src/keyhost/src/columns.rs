@@ -214,7 +214,12 @@ pub fn wrapped_key(conn: &Connection, column_id: i64, epoch: u32) -> rusqlite::R
     conn.query_row(
         "SELECT key_nonce, key_sealed FROM column_epochs WHERE column_id = ?1 AND epoch = ?2",
         params![column_id, epoch],
-        |r| Ok(WrappedKey { nonce: r.get(0)?, ciphertext: r.get(1)? }),
+        |r| {
+            Ok(WrappedKey {
+                nonce: r.get(0)?,
+                ciphertext: r.get(1)?,
+            })
+        },
     )
     .optional()
 }

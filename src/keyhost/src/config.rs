@@ -13,6 +13,9 @@ pub struct Config {
 
 impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
-        Config { data_dir: data_dir.into(), listen: listen.into() }
+        Config {
+            data_dir: data_dir.into(),
+            listen: listen.into(),
+        }
     }
 }

@@ -39,10 +39,14 @@ fn new_keyhost_id() -> String {
 
 /// Open the data dir, bootstrapping it on first use, and build the service state.
 pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
-    files::create_private_dir(dir)
-        .map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
+    files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
     let mk_path = dir.join(MASTER_KEY_FILE);
-    let mut conn = db::open(&db_path(dir))?;
+    let path = db_path(dir);
+    if !path.exists() {
+        // An empty file with mode 0600; SQLite gives its -wal and -shm files the same mode.
+        files::create_private(&path).map_err(|e| KeyhostError::io("cannot create database", &path, e))?;
+    }
+    let mut conn = db::open(&path)?;
     db::migrate(&conn)?;
 
     let (keyhost_id, master) = match db::meta_get(&conn, KEYHOST_ID_KEY)? {
@@ -69,13 +73,13 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
     Ok(AppState::new(conn, master, keyhost_id, dir.to_path_buf()))
 }
 
-fn bootstrap(
-    dir: &Path,
-    mk_path: &Path,
-    conn: &mut rusqlite::Connection,
-) -> Result<(String, MasterKey), KeyhostError> {
+fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut rusqlite::Connection) -> Result<(String, MasterKey), KeyhostError> {
     // A master key without a keyhost id is left over from an interrupted bootstrap.
-    let master = if mk_path.exists() { MasterKey::load(mk_path)? } else { MasterKey::create(mk_path)? };
+    let master = if mk_path.exists() {
+        MasterKey::load(mk_path)?
+    } else {
+        MasterKey::create(mk_path)?
+    };
     let keyhost_id = new_keyhost_id();
     let tx = conn.transaction()?;
     db::meta_set(&tx, KEYHOST_ID_KEY, &keyhost_id)?;
@@ -84,8 +88,7 @@ fn bootstrap(
     let (info, secret) = tokens::issue(&tx, &admin, None)?;
     audit::append(
         &tx,
-        NewEntry::new(&admin, "keyhost.bootstrap")
-            .params(json!({"keyhost_id": keyhost_id, "token_id": info.token_id})),
+        NewEntry::new(&admin, "keyhost.bootstrap").params(json!({"keyhost_id": keyhost_id, "token_id": info.token_id})),
     )?;
     let path = admin_token_path(dir);
     let contents = zeroize::Zeroizing::new(format!("{}\n", secret.as_str()));

@@ -21,7 +21,12 @@ const SELECT: &str = "SELECT d.id, d.name, i.name, d.owner_id FROM datasets d
                       JOIN identities i ON i.id = d.owner_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
-    Ok(Dataset { id: r.get(0)?, name: r.get(1)?, owner: r.get(2)?, owner_id: r.get(3)? })
+    Ok(Dataset {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        owner: r.get(2)?,
+        owner_id: r.get(3)?,
+    })
 }
 
 pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Dataset>> {
@@ -67,12 +72,16 @@ pub fn list_visible(conn: &Connection, identity: Option<i64>) -> rusqlite::Resul
 
 /// Reserve `count` fresh row ids of the dataset; returns the first. Never reuses ids.
 pub fn reserve_rids(conn: &Connection, dataset_id: i64, count: u64) -> ApiResult<u64> {
-    let next: i64 =
-        conn.query_row("SELECT next_rid FROM datasets WHERE id = ?1", [dataset_id], |r| r.get(0))?;
+    let next: i64 = conn.query_row("SELECT next_rid FROM datasets WHERE id = ?1", [dataset_id], |r| {
+        r.get(0)
+    })?;
     let count_i = i64::try_from(count).map_err(|_| ApiError::invalid("rid count is too large"))?;
     let end = next
         .checked_add(count_i)
         .ok_or_else(|| ApiError::invalid("the dataset's row-id space is exhausted"))?;
-    conn.execute("UPDATE datasets SET next_rid = ?2 WHERE id = ?1", params![dataset_id, end])?;
+    conn.execute(
+        "UPDATE datasets SET next_rid = ?2 WHERE id = ?1",
+        params![dataset_id, end],
+    )?;
     u64::try_from(next).map_err(|e| ApiError::internal("rid counter", &e))
 }

@@ -39,7 +39,11 @@ pub enum KeyhostError {
 
 impl KeyhostError {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        KeyhostError::Io { what, path: path.into(), source }
+        KeyhostError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -76,7 +80,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, reason, message: message.into(), missing_grant: None }
+        ApiError {
+            status,
+            reason,
+            message: message.into(),
+            missing_grant: None,
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, reason::INVALID_REQUEST, message)
@@ -104,7 +113,10 @@ impl ApiError {
                 grant.operation, grant.dataset
             ),
         };
-        ApiError { missing_grant: Some(grant), ..Self::denied(message) }
+        ApiError {
+            missing_grant: Some(grant),
+            ..Self::denied(message)
+        }
     }
     /// A generic internal error. The cause is reported on stderr without any secret.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {

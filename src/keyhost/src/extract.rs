@@ -75,7 +75,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(ApiError::invalid(format!("malformed request body: {}", rej.body_text()))),
+            Err(rej) => Err(ApiError::invalid(format!(
+                "malformed request body: {}",
+                rej.body_text()
+            ))),
         }
     }
 }
@@ -93,12 +96,16 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(ApiQuery(v)),
-            Err(rej) => Err(ApiError::invalid(format!("malformed query string: {}", rej.body_text()))),
+            Err(rej) => Err(ApiError::invalid(format!(
+                "malformed query string: {}",
+                rej.body_text()
+            ))),
         }
     }
 }
 
 /// Parse a numeric path segment (ids) into a JSON-shaped 400 on failure.
 pub fn path_id(what: &str, s: &str) -> Result<i64, ApiError> {
-    s.parse().map_err(|_| ApiError::invalid(format!("{what} must be an integer id")))
+    s.parse()
+        .map_err(|_| ApiError::invalid(format!("{what} must be an integer id")))
 }

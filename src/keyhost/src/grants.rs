@@ -92,12 +92,18 @@ pub fn insert(
     operation: Operation,
     gp: &GrantParams,
 ) -> ApiResult<i64> {
-    let params_json =
-        serde_json::to_string(gp).map_err(|e| ApiError::internal("grant params", &e))?;
+    let params_json = serde_json::to_string(gp).map_err(|e| ApiError::internal("grant params", &e))?;
     conn.execute(
         "INSERT INTO grants (identity_id, dataset_id, column_name, operation, params, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![identity_id, dataset_id, column, operation.as_str(), params_json, clock::now_micros()],
+        params![
+            identity_id,
+            dataset_id,
+            column,
+            operation.as_str(),
+            params_json,
+            clock::now_micros()
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }

@@ -97,7 +97,12 @@ pub fn insert(conn: &Connection, name: &str, role: Role) -> rusqlite::Result<Ide
         "INSERT INTO identities (name, role, created_at) VALUES (?1, ?2, ?3)",
         params![name, role.as_str(), now],
     )?;
-    Ok(Identity { id: conn.last_insert_rowid(), name: name.to_owned(), role, created_at: now })
+    Ok(Identity {
+        id: conn.last_insert_rowid(),
+        name: name.to_owned(),
+        role,
+        created_at: now,
+    })
 }
 
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Identity>> {

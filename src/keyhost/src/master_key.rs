@@ -62,9 +62,8 @@ impl MasterKey {
 
     /// Read the key from `path`.
     pub fn load(path: &Path) -> Result<Self, KeyhostError> {
-        let bytes = Zeroizing::new(
-            std::fs::read(path).map_err(|e| KeyhostError::io("cannot read master key file", path, e))?,
-        );
+        let bytes =
+            Zeroizing::new(std::fs::read(path).map_err(|e| KeyhostError::io("cannot read master key file", path, e))?);
         let arr: [u8; MASTER_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
             KeyhostError::MasterKey(format!(
                 "{} must hold exactly {MASTER_KEY_LEN} bytes, it holds {}",
@@ -103,9 +102,18 @@ impl MasterKey {
         let aad = binding(keyhost_id, dataset_id, column_id, epoch);
         let ciphertext = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: root.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: root.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KeyhostError::MasterKey("cannot wrap a column key".into()))?;
-        Ok(WrappedKey { nonce: nonce.to_vec(), ciphertext })
+        Ok(WrappedKey {
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
     }
 
     pub fn unwrap(
@@ -117,14 +125,19 @@ impl MasterKey {
         epoch: u32,
     ) -> Result<RootKey, KeyhostError> {
         if wrapped.nonce.len() != NONCE_LEN {
-            return Err(KeyhostError::MasterKey("stored column key has a malformed nonce".into()));
+            return Err(KeyhostError::MasterKey(
+                "stored column key has a malformed nonce".into(),
+            ));
         }
         let aad = binding(keyhost_id, dataset_id, column_id, epoch);
         let plain = Zeroizing::new(
             self.cipher()
                 .decrypt(
                     Nonce::from_slice(&wrapped.nonce),
-                    Payload { msg: &wrapped.ciphertext, aad: aad.as_bytes() },
+                    Payload {
+                        msg: &wrapped.ciphertext,
+                        aad: aad.as_bytes(),
+                    },
                 )
                 .map_err(|_| {
                     KeyhostError::MasterKey(format!(
@@ -133,8 +146,7 @@ impl MasterKey {
                     ))
                 })?,
         );
-        RootKey::from_bytes(&plain)
-            .map_err(|_| KeyhostError::MasterKey("stored column key has a wrong length".into()))
+        RootKey::from_bytes(&plain).map_err(|_| KeyhostError::MasterKey("stored column key has a wrong length".into()))
     }
 }
 

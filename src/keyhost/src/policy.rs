@@ -57,7 +57,10 @@ pub enum Authority {
     Admin,
     Owner,
     /// Active grants (ids) with the weakest `min_rows` constraint among them.
-    Grant { grant_ids: Vec<i64>, min_rows: Option<u64> },
+    Grant {
+        grant_ids: Vec<i64>,
+        min_rows: Option<u64>,
+    },
 }
 
 impl Authority {
@@ -85,13 +88,7 @@ impl Authority {
 }
 
 /// May `who` obtain `op` answer keys on `column` of `ds`? Names the missing grant if not.
-pub fn authorize(
-    conn: &Connection,
-    who: &Identity,
-    ds: &Dataset,
-    column: &str,
-    op: Operation,
-) -> ApiResult<Authority> {
+pub fn authorize(conn: &Connection, who: &Identity, ds: &Dataset, column: &str, op: Operation) -> ApiResult<Authority> {
     if is_admin(who) {
         return Ok(Authority::Admin);
     }
@@ -118,5 +115,8 @@ pub fn authorize(
             _ => None,
         })
         .flatten();
-    Ok(Authority::Grant { grant_ids: active.iter().map(|g| g.grant_id).collect(), min_rows })
+    Ok(Authority::Grant {
+        grant_ids: active.iter().map(|g| g.grant_id).collect(),
+        min_rows,
+    })
 }

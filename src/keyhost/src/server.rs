@@ -68,12 +68,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, KeyhostError> {
 }
 
 async fn bind(listen: &str) -> Result<(TcpListener, String), KeyhostError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| KeyhostError::Bind { addr: listen.to_owned(), source: e })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| KeyhostError::Bind { addr: listen.to_owned(), source: e })?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| KeyhostError::Bind {
+        addr: listen.to_owned(),
+        source: e,
+    })?;
+    let addr = listener.local_addr().map_err(|e| KeyhostError::Bind {
+        addr: listen.to_owned(),
+        source: e,
+    })?;
     Ok((listener, format!("http://{addr}")))
 }
 

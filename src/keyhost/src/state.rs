@@ -23,7 +23,14 @@ struct Inner {
 
 impl AppState {
     pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf) -> Self {
-        AppState { inner: Arc::new(Inner { db: Mutex::new(conn), master, keyhost_id, data_dir }) }
+        AppState {
+            inner: Arc::new(Inner {
+                db: Mutex::new(conn),
+                master,
+                keyhost_id,
+                data_dir,
+            }),
+        }
     }
 
     pub fn keyhost_id(&self) -> &str {

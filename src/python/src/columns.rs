@@ -51,9 +51,9 @@ impl EncryptedCells {
     pub fn from_series(s: &Series, what: &str) -> PolarsResult<Self> {
         let meta = meta_of(s.name(), s.dtype(), what)?;
         let storage = s.to_storage();
-        let st = storage.struct_().map_err(|_| {
-            polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: its storage is not a struct", s.name())
-        })?;
+        let st = storage.struct_().map_err(
+            |_| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: its storage is not a struct", s.name()),
+        )?;
         let field = |n: &str| -> PolarsResult<UInt64Chunked> {
             let f = st.field_by_name(n).map_err(|_| {
                 polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field '{n}' is missing", s.name())
@@ -64,7 +64,11 @@ impl EncryptedCells {
             Ok(f.rechunk().into_owned())
         };
         let rid = field(RID)?;
-        let num = if meta.has(Facet::Num) { Some((field(NUM)?, field(NUM_HI)?)) } else { None };
+        let num = if meta.has(Facet::Num) {
+            Some((field(NUM)?, field(NUM_HI)?))
+        } else {
+            None
+        };
         let valid = storage.is_not_null().rechunk().into_owned();
         Ok(EncryptedCells { meta, rid, num, valid })
     }

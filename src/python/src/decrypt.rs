@@ -20,7 +20,10 @@ fn rows_meta(s: &Series) -> PyResult<ColumnMeta> {
             return ColumnMeta::from_json(&md).map_err(core_err);
         }
     }
-    Err(GhostError::new_err(format!("column '{}' is not marked for decryption", s.name())))
+    Err(GhostError::new_err(format!(
+        "column '{}' is not marked for decryption",
+        s.name()
+    )))
 }
 
 /// The storage of a sealed-rows column, seen as an encrypted column.
@@ -38,7 +41,12 @@ fn cells_of(s: &Series) -> PyResult<EncryptedCells> {
 fn sorted_unique_rids(cells: &EncryptedCells) -> Vec<u64> {
     let rid = values(&cells.rid);
     let valid = cells.valid.downcast_as_array().values();
-    let mut v: Vec<u64> = rid.iter().enumerate().filter(|(i, _)| valid.get_bit(*i)).map(|(_, r)| *r).collect();
+    let mut v: Vec<u64> = rid
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| valid.get_bit(*i))
+        .map(|(_, r)| *r)
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -55,7 +63,12 @@ pub fn pending_rids<'py>(py: Python<'py>, series: PySeries) -> PyResult<(String,
 fn unscale_ints(vals: Vec<Option<i64>>, meta: &ColumnMeta) -> PyResult<Series> {
     let name: PlSmallStr = meta.column.as_str().into();
     let p = 10i64.pow(meta.scale);
-    let as_f64 = || Series::new(name.clone(), vals.iter().map(|v| v.map(|x| x as f64 / p as f64)).collect::<Vec<_>>());
+    let as_f64 = || {
+        Series::new(
+            name.clone(),
+            vals.iter().map(|v| v.map(|x| x as f64 / p as f64)).collect::<Vec<_>>(),
+        )
+    };
     let ints = || Series::new(name.clone(), vals.iter().map(|v| v.map(|x| x / p)).collect::<Vec<_>>());
     let tu = |u: Option<&str>| match u {
         Some("ns") => TimeUnit::Nanoseconds,
@@ -67,8 +80,11 @@ fn unscale_ints(vals: Vec<Option<i64>>, meta: &ColumnMeta) -> PyResult<Series> {
         L::Float32 => return as_f64().cast(&DataType::Float32).map_err(polars_err),
         L::Float64 => return Ok(as_f64()),
         L::Boolean => {
-            return Ok(Series::new(name, vals.iter().map(|v| v.map(|x| x != 0)).collect::<Vec<_>>()));
-        },
+            return Ok(Series::new(
+                name,
+                vals.iter().map(|v| v.map(|x| x != 0)).collect::<Vec<_>>(),
+            ));
+        }
         L::Int8 => DataType::Int8,
         L::Int16 => DataType::Int16,
         L::Int32 => DataType::Int32,
@@ -77,11 +93,16 @@ fn unscale_ints(vals: Vec<Option<i64>>, meta: &ColumnMeta) -> PyResult<Series> {
         L::UInt16 => DataType::UInt16,
         L::UInt32 => DataType::UInt32,
         L::Date => {
-            return ints().cast(&DataType::Int32).and_then(|s| s.cast(&DataType::Date)).map_err(polars_err);
-        },
+            return ints()
+                .cast(&DataType::Int32)
+                .and_then(|s| s.cast(&DataType::Date))
+                .map_err(polars_err);
+        }
         L::Datetime => DataType::Datetime(
             tu(meta.time_unit.as_deref()),
-            meta.time_zone.as_deref().and_then(|z| TimeZone::opt_try_new(Some(z)).ok().flatten()),
+            meta.time_zone
+                .as_deref()
+                .and_then(|z| TimeZone::opt_try_new(Some(z)).ok().flatten()),
         ),
         L::String => return Err(GhostError::new_err("text has no num facet")),
     };
@@ -126,7 +147,7 @@ pub fn open_rows(py: Python<'_>, series: PySeries, facet: &str, keys: Vec<u8>) -
                     })
                     .collect();
                 unscale_ints(vals, meta)
-            },
+            }
             "val" if meta.has(Facet::Val) => {
                 let st = storage.struct_().map_err(polars_err)?;
                 let cts = st.field_by_name(VAL).map_err(polars_err)?;
@@ -138,13 +159,13 @@ pub fn open_rows(py: Python<'_>, series: PySeries, facet: &str, keys: Vec<u8>) -
                         (true, Some(ct)) => {
                             let k: [u8; 32] = key_of(rid[i]).try_into().expect("32-byte key");
                             Some(val::open(&k, &binding, rid[i], ct).map_err(core_err)?)
-                        },
+                        }
                         (true, None) => {
                             return Err(core_err(CoreError::CorruptCiphertext(format!(
                                 "row {i} of column '{}' has no val cell",
                                 meta.column
                             ))))
-                        },
+                        }
                         _ => None,
                     });
                 }
@@ -163,7 +184,7 @@ pub fn open_rows(py: Python<'_>, series: PySeries, facet: &str, keys: Vec<u8>) -
                         .map_err(|_| CiphertextError::new_err("decrypted value is not 8 bytes"))?;
                     unscale_ints(ints, meta)
                 }
-            },
+            }
             other => Err(GhostError::new_err(format!(
                 "column '{}' cannot be decrypted with facet '{other}' (it has {:?})",
                 meta.column, meta.facets

@@ -76,11 +76,11 @@ fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec
                             )));
                         }
                         Some(y as i64)
-                    },
+                    }
                 });
             }
             Ok(out)
-        },
+        }
         _ => {
             let phys = s.to_physical_repr();
             let ints = phys.cast(&DataType::Int64).map_err(polars_err)?;
@@ -99,7 +99,7 @@ fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec
                 });
             }
             Ok(out)
-        },
+        }
     }
 }
 
@@ -134,14 +134,20 @@ fn plaintext(s: &Series, meta: &ColumnMeta, clip: bool, row_offset: usize) -> Py
         }
         let ca = s.str().map_err(polars_err)?;
         let bytes = ca.iter().map(|v| v.map(|t| t.as_bytes().to_vec())).collect();
-        return Ok(Plain { ints: None, bytes: Some(bytes) });
+        return Ok(Plain {
+            ints: None,
+            bytes: Some(bytes),
+        });
     }
     let mut ints = scaled_ints(s, meta, row_offset)?;
     enforce_bounds(&mut ints, meta, clip, row_offset)?;
     let bytes = meta
         .has(Facet::Val)
         .then(|| ints.iter().map(|v| v.map(|x| x.to_le_bytes().to_vec())).collect());
-    Ok(Plain { ints: Some(ints), bytes })
+    Ok(Plain {
+        ints: Some(ints),
+        bytes,
+    })
 }
 
 /// Encrypt `series` as the column described by `meta_json`, with rids `rid_start..`.
@@ -209,4 +215,3 @@ pub fn encrypt_column(
     })?;
     Ok(PySeries(out))
 }
-

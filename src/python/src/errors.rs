@@ -5,9 +5,24 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(_internal, GhostError, PyException, "Base class of every ghostpii error.");
-create_exception!(_internal, EncryptionError, GhostError, "Input that cannot be encrypted as declared.");
-create_exception!(_internal, CiphertextError, GhostError, "Corrupt, altered or foreign ciphertext.");
+create_exception!(
+    _internal,
+    GhostError,
+    PyException,
+    "Base class of every ghostpii error."
+);
+create_exception!(
+    _internal,
+    EncryptionError,
+    GhostError,
+    "Input that cannot be encrypted as declared."
+);
+create_exception!(
+    _internal,
+    CiphertextError,
+    GhostError,
+    "Corrupt, altered or foreign ciphertext."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -21,7 +36,7 @@ pub fn core_err(e: CoreError) -> PyErr {
     match e {
         CoreError::CorruptCiphertext(_) | CoreError::AuthenticationFailed { .. } => {
             CiphertextError::new_err(e.to_string())
-        },
+        }
         other => GhostError::new_err(other.to_string()),
     }
 }

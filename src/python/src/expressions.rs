@@ -11,7 +11,9 @@ use crate::aggregate::{self, check_aggregable, sealed_storage_dtype};
 use crate::columns::meta_of;
 
 fn first<'a, T>(inputs: &'a [T], what: &str) -> PolarsResult<&'a T> {
-    inputs.first().ok_or_else(|| polars_err!(ComputeError: "ghostpii: {what} takes one column"))
+    inputs
+        .first()
+        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: {what} takes one column"))
 }
 
 fn sealed_field(inputs: &[Field], op: SealedOp) -> PolarsResult<Field> {

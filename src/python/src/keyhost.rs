@@ -25,7 +25,9 @@ pub struct LocalKeyhost {
 impl LocalKeyhost {
     #[new]
     fn new(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyResult<Self> {
-        let kh = py.detach(|| ghostpii_keyhost::spawn(Config { data_dir, listen })).map_err(kh_err)?;
+        let kh = py
+            .detach(|| ghostpii_keyhost::spawn(Config { data_dir, listen }))
+            .map_err(kh_err)?;
         Ok(LocalKeyhost {
             url: kh.url().to_string(),
             keyhost_id: kh.keyhost_id().to_string(),
@@ -78,6 +80,8 @@ pub fn serve_keyhost(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyRes
 /// Check the audit hash chain of a keyhost's database offline. Returns a JSON report.
 #[pyfunction]
 pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf) -> PyResult<String> {
-    let report = py.detach(|| ghostpii_keyhost::verify_audit_db(&data_dir)).map_err(kh_err)?;
+    let report = py
+        .detach(|| ghostpii_keyhost::verify_audit_db(&data_dir))
+        .map_err(kh_err)?;
     serde_json::to_string(&report).map_err(kh_err)
 }

@@ -22,7 +22,9 @@ pub async fn answer(
     ApiJson(req): ApiJson<AnswerKeyRequest>,
 ) -> ApiResult<Json<Value>> {
     if req.requests.len() > MAX_BATCH {
-        return Err(ApiError::invalid(format!("at most {MAX_BATCH} descriptors per request")));
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_BATCH} descriptors per request"
+        )));
     }
     let results = crate::answer_keys::answer(&st, who, req.requests).await?;
     Ok(Json(json!({"results": results})))

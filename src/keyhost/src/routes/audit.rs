@@ -44,9 +44,10 @@ pub async fn list(
             }
         }
         let since = match &q.since {
-            Some(s) => Some(clock::parse_rfc3339(s).ok_or_else(|| {
-                ApiError::invalid(format!("since must be an RFC 3339 time, not '{s}'"))
-            })?),
+            Some(s) => Some(
+                clock::parse_rfc3339(s)
+                    .ok_or_else(|| ApiError::invalid(format!("since must be an RFC 3339 time, not '{s}'")))?,
+            ),
             None => None,
         };
         let filter = Filter {

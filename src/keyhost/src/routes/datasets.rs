@@ -80,8 +80,8 @@ pub struct RegisterColumn {
 }
 
 fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
-    let dtype = columns::parse_dtype(&req.dtype)
-        .ok_or_else(|| ApiError::invalid(format!("unknown dtype '{}'", req.dtype)))?;
+    let dtype =
+        columns::parse_dtype(&req.dtype).ok_or_else(|| ApiError::invalid(format!("unknown dtype '{}'", req.dtype)))?;
     if let Some((lo, hi)) = req.bounds {
         if lo > hi {
             return Err(ApiError::invalid(format!("bounds [{lo}, {hi}] are empty (lo > hi)")));
@@ -94,14 +94,18 @@ fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
         .facets
         .iter()
         .map(|f| {
-            columns::parse_facet(f)
-                .ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val)")))
+            columns::parse_facet(f).ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val)")))
         })
         .collect::<ApiResult<Vec<Facet>>>()?;
     if facets.is_empty() {
         return Err(ApiError::invalid("a column needs at least one facet"));
     }
-    Ok(ColumnSpec { dtype, scale: req.scale, bounds: req.bounds, facets: columns::canonical_facets(facets) })
+    Ok(ColumnSpec {
+        dtype,
+        scale: req.scale,
+        bounds: req.bounds,
+        facets: columns::canonical_facets(facets),
+    })
 }
 
 /// `POST /v1/datasets/{dataset}/columns` (owner or admin): register a column (or fetch an
@@ -114,7 +118,9 @@ pub async fn register_column(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
         let ds = datasets::require(conn, &dataset)?;
-        let entry = NewEntry::new(&who, "column.register").dataset(&ds.name).column(&req.name);
+        let entry = NewEntry::new(&who, "column.register")
+            .dataset(&ds.name)
+            .column(&req.name);
         guard(conn, &entry, policy::require_manage(&who, &ds, "register columns"))?;
         identities::validate_name("column", &req.name)?;
         let spec = column_spec(&req)?;
@@ -199,7 +205,9 @@ pub async fn allocate_rids(
         let entry = NewEntry::new(&who, "rids.allocate").dataset(&ds.name);
         guard(conn, &entry, policy::require_manage(&who, &ds, "allocate row ids"))?;
         if req.count == 0 || req.count > MAX_RID_COUNT {
-            return Err(ApiError::invalid(format!("count must be between 1 and {MAX_RID_COUNT}")));
+            return Err(ApiError::invalid(format!(
+                "count must be between 1 and {MAX_RID_COUNT}"
+            )));
         }
         let mut column_ids = req.columns.clone();
         column_ids.sort_unstable();

@@ -46,9 +46,8 @@ pub async fn create(
         })?;
         let gp: GrantParams = match req.params.clone() {
             None | Some(Value::Null) => GrantParams::default(),
-            Some(v) => serde_json::from_value(v).map_err(|e| {
-                ApiError::invalid(format!("grant params are not supported by this keyhost: {e}"))
-            })?,
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| ApiError::invalid(format!("grant params are not supported by this keyhost: {e}")))?,
         };
         identities::validate_name("column", &req.column)?;
         let tx = conn.transaction()?;
@@ -99,9 +98,8 @@ pub async fn revoke(
 ) -> ApiResult<Json<Value>> {
     let grant_id = path_id("grant_id", &grant_id)?;
     st.db(move |conn, _| {
-        let grant = grants::find(conn, grant_id)?.ok_or_else(|| {
-            ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)"))
-        })?;
+        let grant = grants::find(conn, grant_id)?
+            .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)")))?;
         let ds = datasets::find_by_id(conn, grant.dataset_id)?
             .ok_or_else(|| ApiError::internal("grant", &"grant without dataset"))?;
         let entry = NewEntry::new(&who, "grant.revoke")

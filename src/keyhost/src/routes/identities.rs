@@ -31,15 +31,12 @@ pub async fn create(
         let entry = NewEntry::new(&who, "identity.create").params(json!({"name": req.name, "role": role_s}));
         guard(conn, &entry, policy::require_admin(&who, "create identities"))?;
         identities::validate_name("identity", &req.name)?;
-        let role = Role::parse(role_s).ok_or_else(|| {
-            ApiError::invalid(format!("role must be 'member', 'owner' or 'admin', not '{role_s}'"))
-        })?;
+        let role = Role::parse(role_s)
+            .ok_or_else(|| ApiError::invalid(format!("role must be 'member', 'owner' or 'admin', not '{role_s}'")))?;
         let tx = conn.transaction()?;
         let ident = match identities::find_by_name(&tx, &req.name)? {
             Some(existing) if req.exist_ok => existing,
-            Some(_) => {
-                return Err(ApiError::conflict(format!("identity '{}' already exists", req.name)))
-            }
+            Some(_) => return Err(ApiError::conflict(format!("identity '{}' already exists", req.name))),
             None => {
                 let ident = identities::insert(&tx, &req.name, role)?;
                 audit::append(&tx, entry)?;

@@ -31,8 +31,7 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-        let entry = NewEntry::new(&who, "token.create")
-            .params(json!({"identity": req.identity, "ttl_seconds": ttl}));
+        let entry = NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
         guard(conn, &entry, policy::require_admin(&who, "issue tokens"))?;
         if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
             return Err(ApiError::invalid(format!(
@@ -89,7 +88,9 @@ pub async fn revoke(
         guard(conn, &entry, policy::require_admin(&who, "revoke tokens"))?;
         let tx = conn.transaction()?;
         let Some(info) = tokens::find(&tx, token_id)? else {
-            return Err(ApiError::not_found(format!("token {token_id} does not exist on this keyhost")));
+            return Err(ApiError::not_found(format!(
+                "token {token_id} does not exist on this keyhost"
+            )));
         };
         tokens::revoke(&tx, token_id)?;
         let mut entry = entry;

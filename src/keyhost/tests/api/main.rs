@@ -1,0 +1,7 @@
+//! End-to-end tests of the keyhost: a real server on 127.0.0.1:0 over a real SQLite file.
+
+mod answer_keys;
+mod audit;
+mod bootstrap;
+mod client;
+mod tokens;
