@@ -66,7 +66,7 @@ fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec
                 out.push(match v {
                     None => None,
                     Some(x) => {
-                        let y = (x * factor as f64).round();
+                        let y = (x * factor as f64).round_ties_even();
                         if !y.is_finite() || y >= 9.223_372_036_854_775e18 || y < -9.223_372_036_854_775e18 {
                             return Err(err(format!(
                                 "column '{col}': value {x} at row {} cannot be encrypted with {} decimals \
