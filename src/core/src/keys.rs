@@ -16,6 +16,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{CoreError, Result};
+use crate::ore::OreKey;
 
 const DOMAIN_NUM: u64 = 0x6770_6e75_6d00_0001; // "gpnum" v1
 const DOMAIN_VAL_A: u64 = 0x6770_7661_6c00_0001; // "gpval" v1, first half of a row key
@@ -51,16 +52,21 @@ impl RootKey {
         let hk = Hkdf::<Sha256>::new(Some(b"ghostpii/v1/column-keys"), &self.0);
         let mut num = [0u8; 16];
         let mut val = [0u8; 16];
+        let mut ord = [0u8; 16];
         hk.expand_multi_info(&[b"num/", binding.as_bytes()], &mut num)
             .expect("16 bytes is a valid HKDF length");
         hk.expand_multi_info(&[b"val/", binding.as_bytes()], &mut val)
             .expect("16 bytes is a valid HKDF length");
+        hk.expand_multi_info(&[b"ord/", binding.as_bytes()], &mut ord)
+            .expect("16 bytes is a valid HKDF length");
         let keys = ColumnKeys {
             num: NumKey::from_bytes(&num),
             val: ValKey::from_bytes(&val),
+            ord: OreKey::from_bytes(&ord),
         };
         num.zeroize();
         val.zeroize();
+        ord.zeroize();
         keys
     }
 }
@@ -76,6 +82,7 @@ impl std::fmt::Debug for RootKey {
 pub struct ColumnKeys {
     pub num: NumKey,
     pub val: ValKey,
+    pub ord: OreKey,
 }
 
 fn block(domain: u64, rid: u64) -> GenericArray<u8, aes::cipher::consts::U16> {

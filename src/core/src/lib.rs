@@ -8,6 +8,7 @@ pub mod error;
 pub mod keys;
 pub mod meta;
 pub mod num;
+pub mod ore;
 pub mod rids;
 pub mod sealed;
 pub mod val;
@@ -15,6 +16,7 @@ pub mod val;
 pub use error::CoreError;
 pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};
 pub use meta::{ColumnMeta, Facet, LogicalType};
+pub use ore::{OreKey, OreParams, OreToken};
 pub use rids::RidSet;
 
 /// Version of the on-disk column format written into every column's metadata.

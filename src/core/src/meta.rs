@@ -43,6 +43,7 @@ impl LogicalType {
 pub enum Facet {
     Num,
     Val,
+    Ord,
 }
 
 impl Facet {
@@ -50,6 +51,7 @@ impl Facet {
         match self {
             Facet::Num => "num",
             Facet::Val => "val",
+            Facet::Ord => "ord",
         }
     }
 }
@@ -82,6 +84,9 @@ pub struct ColumnMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<(i64, i64)>,
     pub facets: Vec<Facet>,
+    /// Order domain of the `ord` facet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ord: Option<crate::ore::OreParams>,
 }
 
 impl ColumnMeta {
@@ -136,6 +141,7 @@ mod tests {
             scale: 2,
             bounds: Some((0, 100)),
             facets: vec![Facet::Num],
+            ord: None,
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");
