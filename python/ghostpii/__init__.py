@@ -15,7 +15,7 @@ from __future__ import annotations
 from ghostpii import allow
 from ghostpii import namespace as _namespace  # noqa: F401  (registers the `ghost` namespaces)
 from ghostpii._internal import __version__
-from ghostpii.client import Dataset, Session, connect
+from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
 from ghostpii.encrypt import encrypt
 from ghostpii.errors import (
@@ -30,6 +30,7 @@ from ghostpii.errors import (
 from ghostpii.keyhost import Keyhost
 from ghostpii.reveal import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
+from ghostpii.tokens import activate, connect
 
 __all__ = [
     "AuthenticationError",
@@ -47,6 +48,7 @@ __all__ = [
     "SealedType",
     "Session",
     "__version__",
+    "activate",
     "allow",
     "boolean",
     "connect",

@@ -46,6 +46,8 @@ def _column_request(name: str, spec: ColumnSpec, dtype: pl.DataType) -> dict[str
     }
     if isinstance(dtype, pl.Datetime):
         req["meta"] = {"time_unit": dtype.time_unit, "time_zone": dtype.time_zone}
+    if "ord" in spec.facets:
+        req["ord"] = spec.order_domain(logical)
     return req
 
 
@@ -99,6 +101,8 @@ def encrypt(
             }
             if req["bounds"] is not None:
                 meta["bounds"] = req["bounds"]
+            if "ord" in req:
+                meta["ord"] = req["ord"]
             if "meta" in req:
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:
@@ -107,15 +111,18 @@ def encrypt(
             keys = reg["keys"]
             num_key = _b64(keys.get("num")) if "num" in spec.facets else None
             val_key = _b64(keys.get("val")) if "val" in spec.facets else None
+            ord_key = _b64(keys.get("ord")) if "ord" in spec.facets else None
             parts = []
             for off in range(0, max(n, 1), CHUNK_ROWS):
                 part = df[c].slice(off, CHUNK_ROWS)
                 parts.append(
-                    _internal.encrypt_column(part, meta_json, num_key, val_key, rid_start + off, spec.clip, off)
+                    _internal.encrypt_column(
+                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key
+                    )
                 )
                 bar.update(part.len())
             storage = pl.concat(parts) if len(parts) > 1 else parts[0]
-            del num_key, val_key
+            del num_key, val_key, ord_key
             out[c] = storage.ext.to(EncryptedType(meta_json, storage.dtype)).alias(c)
     return df.with_columns(list(out.values()))
 

@@ -41,8 +41,10 @@ class Keyhost:
 
     def admin(self) -> Session:
         """A session as this keyhost's bootstrap admin identity."""
+        from ghostpii.tokens import activate
+
         token = Path(self._inner.admin_token_path).read_text().strip()
-        return Session(self.url, token)
+        return activate(Session(self.url, token))
 
     def close(self) -> None:
         """Stop the keyhost; a temporary data directory is removed."""

@@ -5,15 +5,21 @@ Each expression is a thin wrapper over one Rust kernel of the ``_internal`` plug
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 from polars.plugins import register_plugin_function
 
 from ghostpii.client import Session
+from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType
 from ghostpii.reveal import reveal
+from ghostpii.tokens import prefetch
+
+ClosedInterval = Literal["both", "left", "right", "none"]
 
 __all__ = ["GhostExpr", "GhostFrame", "GhostLazyFrame"]
 
@@ -49,6 +55,61 @@ class GhostExpr:
         """Number of non-null values (UInt32, public: null positions are not encrypted)."""
         return _aggregate("ghost_count", self._expr)
 
+    # -- comparisons on the ord facet ------------------------------------------------------
+    def _compare(self, op: str, values: list[dict[str, Any]]) -> pl.Expr:
+        return register_plugin_function(
+            plugin_path=PLUGIN_PATH,
+            function_name="ghost_compare",
+            args=self._expr,
+            kwargs={"op": op, "values": values},
+            is_elementwise=True,
+        )
+
+    def lt(self, value: Constant) -> pl.Expr:
+        """``x < value`` per row (Boolean; null stays null). Needs a compare grant."""
+        return self._compare("lt", [const_spec(value)])
+
+    def le(self, value: Constant) -> pl.Expr:
+        """``x <= value`` per row."""
+        return self._compare("le", [const_spec(value)])
+
+    def gt(self, value: Constant) -> pl.Expr:
+        """``x > value`` per row."""
+        return self._compare("gt", [const_spec(value)])
+
+    def ge(self, value: Constant) -> pl.Expr:
+        """``x >= value`` per row."""
+        return self._compare("ge", [const_spec(value)])
+
+    def between(self, lower: Constant, upper: Constant, closed: ClosedInterval = "both") -> pl.Expr:
+        """``lower <= x <= upper`` (``closed`` = "both", "left", "right" or "none")."""
+        if closed not in ("both", "left", "right", "none"):
+            raise ValueError(f"closed must be 'both', 'left', 'right' or 'none', got {closed!r}")
+        lo = self.ge(lower) if closed in ("both", "left") else self.gt(lower)
+        hi = self.le(upper) if closed in ("both", "right") else self.lt(upper)
+        return lo & hi
+
+    def older_than(self, years: int, as_of: dt.date | dt.datetime | None = None) -> pl.Expr:
+        """True where the date (of birth) is at least ``years`` full years before ``as_of``.
+
+        Calendar-correct: a Feb 29 birthday counts on Mar 1 in non-leap years. ``as_of``
+        defaults to today in UTC. The complement of :meth:`younger_than`.
+        """
+        return self._compare("le", [cutoff_spec(years, as_of)])
+
+    def younger_than(self, years: int, as_of: dt.date | dt.datetime | None = None) -> pl.Expr:
+        """True where fewer than ``years`` full years have passed since the date at ``as_of``."""
+        return self._compare("gt", [cutoff_spec(years, as_of)])
+
+    def bucketize(self, breaks: Sequence[Constant]) -> pl.Expr:
+        """UInt32 bucket index per row: the number of ``breaks`` (strictly increasing) that are <= x."""
+        specs = [const_spec(b) for b in breaks]
+        if not specs:
+            raise ValueError("bucketize needs at least one break")
+        if any(not a < b for a, b in zip(breaks, breaks[1:], strict=False)):  # type: ignore[operator]
+            raise ValueError(f"breaks must be strictly increasing, got {list(breaks)!r}")
+        return self._compare("bucketize", specs)
+
     def decrypt(self) -> pl.Expr:
         """Mark each row for decryption; ``reveal`` opens them with per-row keys (needs a decrypt grant)."""
         return register_plugin_function(
@@ -79,5 +140,10 @@ class GhostLazyFrame:
         self._lf = lf
 
     def collect(self, session: Session, *, engine: Literal["auto", "in-memory", "streaming"] = "auto") -> pl.DataFrame:
-        """Collect the query and reveal its sealed values (at most one keyhost round trip here)."""
+        """Run the query with at most two keyhost round trips, whatever its size.
+
+        First every comparison token the plan needs is fetched in one request, then the query
+        is collected, then every sealed value is revealed in one more request.
+        """
+        prefetch(self._lf, session)
         return reveal(self._lf.collect(engine=engine), session)

@@ -23,6 +23,19 @@ _INT_DTYPES: dict[type[pl.DataType], str] = {
 _FLOAT_DTYPES: dict[type[pl.DataType], str] = {pl.Float32: "float32", pl.Float64: "float64"}
 
 
+_DEFAULT_DOMAINS: dict[str, tuple[int, int]] = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint8": (0, 2**8 - 1),
+    "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1),
+    # dates: ±2^23 days (about ±22,000 years) in three 8-bit blocks
+    "date": (-(2**23), 2**23 - 1),
+}
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """How one column is encrypted. Build it with the functions of this module."""
@@ -61,6 +74,17 @@ class ColumnSpec:
             hint += " (UInt64 is not supported: values above 2^63 do not fit; cast to Int64 first)"
         raise EncryptionError(f"column {name!r} has dtype {dtype}, but gp.{self.kind}() needs {hint}")
 
+    def order_domain(self, logical: str) -> dict[str, int]:
+        """The ``ord`` facet's domain ``{"offset", "bits"}``: the declared bounds, else the dtype's range."""
+        b = self.scaled_bounds()
+        if b is None:
+            lo, hi = _DEFAULT_DOMAINS.get(logical, (-(2**63), 2**63 - 1))
+            if self.kind == "number" and logical in _INT_DTYPES.values() and self.decimals:
+                lo, hi = -(2**63), 2**63 - 1
+        else:
+            lo, hi = b
+        return {"offset": lo, "bits": max((hi - lo).bit_length(), 1)}
+
     def scaled_bounds(self) -> tuple[int, int] | None:
         """Bounds as stored integers (``round(x * 10^decimals)``)."""
         if self.bounds is None:
@@ -79,24 +103,32 @@ def _check_bounds(bounds: tuple[float, float] | None) -> tuple[float, float] | N
     return (lo, hi)
 
 
-def integer(*, bounds: tuple[int, int] | None = None, clip: bool = False) -> ColumnSpec:
+def _facets(compare: bool) -> tuple[str, ...]:
+    return ("num", "ord") if compare else ("num",)
+
+
+def integer(*, bounds: tuple[int, int] | None = None, clip: bool = False, compare: bool = False) -> ColumnSpec:
     """An integer column (Int8–Int64, UInt8–UInt32). Sums are exact.
 
     ``bounds=(lo, hi)`` declares the range of values; values outside it raise
-    :class:`~ghostpii.errors.EncryptionError` unless ``clip=True``.
+    :class:`~ghostpii.errors.EncryptionError` unless ``clip=True``. ``compare=True`` adds the
+    ``ord`` facet (order comparisons against constants with keyhost-issued tokens).
     """
-    return ColumnSpec("integer", 0, _check_bounds(bounds), clip)
+    return ColumnSpec("integer", 0, _check_bounds(bounds), clip, _facets(compare))
 
 
-def number(*, decimals: int = 6, bounds: tuple[float, float] | None = None, clip: bool = False) -> ColumnSpec:
+def number(
+    *, decimals: int = 6, bounds: tuple[float, float] | None = None, clip: bool = False, compare: bool = False
+) -> ColumnSpec:
     """A number stored in fixed point with ``decimals`` digits after the point.
 
-    Floats are rounded to ``decimals`` digits; sums and means are exact on the rounded values.
-    ``bounds=(lo, hi)`` declares the range; out-of-range values raise unless ``clip=True``.
+    Floats are rounded (half to even) to ``decimals`` digits; sums and means are exact on the
+    rounded values. ``bounds=(lo, hi)`` declares the range; out-of-range values raise unless
+    ``clip=True``. ``compare=True`` adds the ``ord`` facet for comparisons against constants.
     """
     if not 0 <= decimals <= 12:
         raise EncryptionError(f"decimals must be between 0 and 12, got {decimals}")
-    return ColumnSpec("number", decimals, _check_bounds(bounds), clip)
+    return ColumnSpec("number", decimals, _check_bounds(bounds), clip, _facets(compare))
 
 
 def boolean() -> ColumnSpec:
@@ -104,14 +136,17 @@ def boolean() -> ColumnSpec:
     return ColumnSpec("boolean")
 
 
-def date() -> ColumnSpec:
-    """A date column (days since 1970-01-01); means and per-row decryption."""
-    return ColumnSpec("date")
+def date(*, compare: bool = False) -> ColumnSpec:
+    """A date column (days since 1970-01-01); means and per-row decryption.
+
+    ``compare=True`` adds the ``ord`` facet: ``ghost.older_than``, ``lt``, ``between``, …
+    """
+    return ColumnSpec("date", facets=_facets(compare))
 
 
-def datetime() -> ColumnSpec:
-    """A datetime column (its time unit and zone are kept)."""
-    return ColumnSpec("datetime")
+def datetime(*, compare: bool = False) -> ColumnSpec:
+    """A datetime column (its time unit and zone are kept); ``compare=True`` adds the ``ord`` facet."""
+    return ColumnSpec("datetime", facets=_facets(compare))
 
 
 def text() -> ColumnSpec:

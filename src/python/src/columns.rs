@@ -8,6 +8,7 @@ pub const RID: &str = "rid";
 pub const NUM: &str = "num";
 pub const NUM_HI: &str = "num_hi";
 pub const VAL: &str = "val";
+pub const ORD: &str = "ord";
 
 /// The metadata of an encrypted column's dtype, or a clear error naming the column.
 pub fn meta_of(name: &str, dtype: &DataType, what: &str) -> PolarsResult<ColumnMeta> {

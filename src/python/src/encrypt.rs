@@ -2,12 +2,12 @@
 
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
 use ghostpii_core::num::to_limbs;
-use ghostpii_core::{num, val, NumKey, ValKey};
+use ghostpii_core::{num, val, NumKey, OreKey, ValKey};
 use polars::prelude::*;
 use pyo3::prelude::*;
 use pyo3_polars::PySeries;
 
-use crate::columns::{NUM, NUM_HI, RID, VAL};
+use crate::columns::{NUM, NUM_HI, ORD, RID, VAL};
 use crate::errors::{core_err, polars_err, EncryptionError};
 
 /// A scaled integer printed as a decimal (`12345`, scale 2 → `123.45`).
@@ -153,7 +153,7 @@ fn plaintext(s: &Series, meta: &ColumnMeta, clip: bool, row_offset: usize) -> Py
 /// Encrypt `series` as the column described by `meta_json`, with rids `rid_start..`.
 /// Returns the storage struct; Python wraps it in the `ghostpii.encrypted` extension type.
 #[pyfunction]
-#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0))]
+#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0, ord_key=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn encrypt_column(
     py: Python<'_>,
@@ -164,6 +164,7 @@ pub fn encrypt_column(
     rid_start: u64,
     clip: bool,
     row_offset: usize,
+    ord_key: Option<Vec<u8>>,
 ) -> PyResult<PySeries> {
     let s = series.0;
     let meta = ColumnMeta::from_json(meta_json).map_err(core_err)?;
@@ -185,6 +186,12 @@ pub fn encrypt_column(
         (None, true) => return Err(err("val facet requested without a val key".into())),
         _ => None,
     };
+    let ord = match (&ord_key, meta.has(Facet::Ord), meta.ord) {
+        (Some(k), true, Some(params)) => Some((OreKey::try_from_slice(k).map_err(core_err)?, params)),
+        (_, true, None) => return Err(err("ord facet requested without an order domain".into())),
+        (None, true, _) => return Err(err("ord facet requested without an ord key".into())),
+        _ => None,
+    };
     let name = s.name().clone();
     let out = py.detach(move || -> PyResult<Series> {
         let plain = plaintext(&s, &meta, clip, row_offset)?;
@@ -201,6 +208,17 @@ pub fn encrypt_column(
             }
             fields.push(Series::new(NUM.into(), lo));
             fields.push(Series::new(NUM_HI.into(), hi));
+        }
+        if let (Some((k, params)), Some(ints)) = (&ord, &plain.ints) {
+            let cells = k.encrypt_many(params, ints).map_err(|i| {
+                err(format!(
+                    "column '{}': value at row {} is outside the order domain of the ord facet \
+                     (declare bounds that include it)",
+                    meta.column,
+                    row_offset + i
+                ))
+            })?;
+            fields.push(Series::new(ORD.into(), cells));
         }
         if let (Some(k), Some(bytes)) = (&val_key, &plain.bytes) {
             let refs: Vec<Option<&[u8]>> = bytes.iter().map(|b| b.as_deref()).collect();

@@ -9,6 +9,7 @@ use pyo3_polars::derive::polars_expr;
 
 use crate::aggregate::{self, check_aggregable, sealed_storage_dtype};
 use crate::columns::meta_of;
+use crate::compare::{self, CompareKwargs};
 
 fn first<'a, T>(inputs: &'a [T], what: &str) -> PolarsResult<&'a T> {
     inputs
@@ -75,4 +76,14 @@ fn ghost_decrypt(inputs: &[Series]) -> PolarsResult<Series> {
     let s = first(inputs, "decrypt")?;
     let (typ, _) = rows_ext(s.name(), s.dtype())?;
     Ok(s.to_storage().clone().into_extension(typ))
+}
+
+fn compare_field(inputs: &[Field], kwargs: CompareKwargs) -> PolarsResult<Field> {
+    compare::field(inputs, &kwargs)
+}
+
+/// `lt/le/gt/ge` against a constant, or `bucketize` against sorted breaks, on the `ord` facet.
+#[polars_expr(output_type_func_with_kwargs=compare_field)]
+fn ghost_compare(inputs: &[Series], kwargs: CompareKwargs) -> PolarsResult<Series> {
+    compare::kernel(first(inputs, "comparison")?, &kwargs)
 }

@@ -5,11 +5,13 @@
 
 mod aggregate;
 mod columns;
+mod compare;
 mod decrypt;
 mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
+mod tokens;
 
 use pyo3::prelude::*;
 
@@ -22,6 +24,11 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decrypt::pending_rids, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::serve_keyhost, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::set_token_fetcher, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::begin_plan_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     Ok(())
 }

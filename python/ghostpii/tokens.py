@@ -1,0 +1,101 @@
+"""Comparison tokens: fetched from the keyhost in one batch per query, cached per process.
+
+``lf.ghost.collect(session)`` scans the plan for the tokens it needs and fetches them all in one
+request. A plain ``.collect()`` still works: a kernel missing a token calls back here, once per
+(column epoch, constant), using the active session of the column's keyhost.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+import polars as pl
+
+from ghostpii import _internal
+from ghostpii import client as _client
+from ghostpii.client import Session
+
+__all__ = ["activate", "connect", "prefetch"]
+
+_lock = threading.Lock()
+_sessions: dict[str, Session] = {}
+
+
+def activate(session: Session) -> Session:
+    """Make ``session`` the one used for token fetches of its keyhost (``gp.connect`` does this)."""
+    kh = session.keyhost_id
+    with _lock:
+        _sessions[kh] = session
+    return session
+
+
+def connect(
+    url: str, token: str, *, timeout: tuple[float, float] = _client.DEFAULT_TIMEOUT, retries: int = 3
+) -> Session:
+    """Connect to the keyhost at ``url`` with an identity ``token`` (checked at once).
+
+    The session becomes the active one for its keyhost, so plain ``.collect()`` can fetch
+    comparison tokens. Bad, expired or revoked tokens raise :class:`~ghostpii.AuthenticationError`.
+    """
+    return activate(_client.connect(url, token, timeout=timeout, retries=retries))
+
+
+def _descriptor(need: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "op": "compare",
+        "dataset_id": need["dataset_id"],
+        "column_id": need["column_id"],
+        "epoch": need["epoch"],
+        "constant": need["constant"],
+    }
+
+
+def _fetch_with(session: Session, needs: list[dict[str, Any]]) -> list[bytes]:
+    results = session.answer_keys([_descriptor(n) for n in needs])
+    return [base64.b64decode(r["token"]) for r in results]
+
+
+def _fetch(needs: list[dict[str, Any]]) -> list[bytes]:
+    """Called by kernels that miss tokens: one request per keyhost."""
+    out: dict[int, bytes] = {}
+    by_keyhost: dict[str, list[int]] = {}
+    for i, n in enumerate(needs):
+        by_keyhost.setdefault(n["keyhost"], []).append(i)
+    for kh, idx in by_keyhost.items():
+        with _lock:
+            session = _sessions.get(kh)
+        if session is None:
+            raise LookupError(f"no session is connected to keyhost {kh!r}; use gp.connect(url, token) first")
+        for i, t in zip(idx, _fetch_with(session, [needs[i] for i in idx]), strict=True):
+            out[i] = t
+    return [out[i] for i in range(len(needs))]
+
+
+_internal.set_token_fetcher(_fetch)
+
+
+def prefetch(lf: pl.LazyFrame, session: Session) -> None:
+    """Resolve every token ``lf`` needs in ONE keyhost request (nothing is sent if none are needed)."""
+    activate(session)
+    _internal.begin_plan_scan()
+    try:
+        lf.collect_schema()
+    finally:
+        needs = list(_internal.end_plan_scan())
+    foreign = {n["keyhost"] for n in needs} - {session.keyhost_id}
+    if foreign:
+        from ghostpii.errors import CiphertextError
+
+        raise CiphertextError(
+            f"the query compares columns encrypted under keyhost(s) {sorted(foreign)}, "
+            f"but the session is connected to keyhost {session.keyhost_id!r}"
+        )
+    if needs:
+        _internal.insert_tokens(needs, _fetch_with(session, needs))
+
+
+def clear() -> None:
+    """Forget cached tokens."""
+    _internal.clear_tokens()
