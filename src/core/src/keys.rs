@@ -7,7 +7,7 @@
 //! The PRF is AES-128 on a 16-byte block `domain (8 bytes) || rid (8 bytes, LE)`. AES is a
 //! PRP; used on at most 2^64 distinct inputs its distance from a PRF is below q^2 / 2^129.
 
-use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
+use aes::cipher::{generic_array::GenericArray, BlockEncrypt};
 use aes::Aes128;
 use hkdf::Hkdf;
 use rand::RngCore;
@@ -85,6 +85,56 @@ pub struct ColumnKeys {
     pub ord: OreKey,
 }
 
+/// An AES-128 facet key: zeroized on drop, never printed.
+macro_rules! facet_key {
+    ($(#[$doc:meta])* $name:ident, $label:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            cipher: aes::Aes128,
+            raw: [u8; 16],
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                zeroize::Zeroize::zeroize(&mut self.raw);
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}(<redacted>)", stringify!($name))
+            }
+        }
+
+        impl $name {
+            pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+                use aes::cipher::KeyInit;
+                $name {
+                    cipher: aes::Aes128::new(aes::cipher::generic_array::GenericArray::from_slice(bytes)),
+                    raw: *bytes,
+                }
+            }
+
+            pub fn try_from_slice(bytes: &[u8]) -> $crate::error::Result<Self> {
+                let arr: [u8; 16] = bytes.try_into().map_err(|_| {
+                    $crate::error::CoreError::InvalidKey(format!(
+                        concat!($label, " key must be 16 bytes, got {}"),
+                        bytes.len()
+                    ))
+                })?;
+                Ok(Self::from_bytes(&arr))
+            }
+
+            /// The raw key, for handing to the owner who encrypts. Never log it.
+            pub fn expose_bytes(&self) -> &[u8; 16] {
+                &self.raw
+            }
+        }
+    };
+}
+pub(crate) use facet_key;
+
 fn block(domain: u64, rid: u64) -> GenericArray<u8, aes::cipher::consts::U16> {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&domain.to_le_bytes());
@@ -110,39 +160,13 @@ impl ZeroizeBlocks for Vec<GenericArray<u8, aes::cipher::consts::U16>> {
     }
 }
 
-/// Key of the `num` facet: `cell = encode(x) + PRF(k, rid) mod 2^128`.
-#[derive(Clone)]
-pub struct NumKey {
-    cipher: Aes128,
-    raw: [u8; 16],
-}
-
-impl Drop for NumKey {
-    fn drop(&mut self) {
-        self.raw.zeroize();
-    }
-}
+facet_key!(
+    /// Key of the `num` facet: `cell = encode(x) + PRF(k, rid) mod 2^128`.
+    NumKey,
+    "num"
+);
 
 impl NumKey {
-    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        NumKey {
-            cipher: Aes128::new(GenericArray::from_slice(bytes)),
-            raw: *bytes,
-        }
-    }
-
-    pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| CoreError::InvalidKey(format!("num key must be 16 bytes, got {}", bytes.len())))?;
-        Ok(Self::from_bytes(&arr))
-    }
-
-    /// The raw key, for handing to the owner who encrypts. Never log it.
-    pub fn expose_bytes(&self) -> &[u8; 16] {
-        &self.raw
-    }
-
     /// The mask of one row.
     pub fn mask(&self, rid: u64) -> u128 {
         let mut b = block(DOMAIN_NUM, rid);
@@ -174,38 +198,13 @@ impl NumKey {
     }
 }
 
-/// Key of the `val` facet: derives one ChaCha20-Poly1305 key per row.
-#[derive(Clone)]
-pub struct ValKey {
-    cipher: Aes128,
-    raw: [u8; 16],
-}
-
-impl Drop for ValKey {
-    fn drop(&mut self) {
-        self.raw.zeroize();
-    }
-}
+facet_key!(
+    /// Key of the `val` facet: derives one ChaCha20-Poly1305 key per row.
+    ValKey,
+    "val"
+);
 
 impl ValKey {
-    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        ValKey {
-            cipher: Aes128::new(GenericArray::from_slice(bytes)),
-            raw: *bytes,
-        }
-    }
-
-    pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| CoreError::InvalidKey(format!("val key must be 16 bytes, got {}", bytes.len())))?;
-        Ok(Self::from_bytes(&arr))
-    }
-
-    pub fn expose_bytes(&self) -> &[u8; 16] {
-        &self.raw
-    }
-
     /// The 256-bit AEAD key of one row.
     pub fn row_key(&self, rid: u64) -> [u8; 32] {
         let mut blocks = [block(DOMAIN_VAL_A, rid), block(DOMAIN_VAL_B, rid)];

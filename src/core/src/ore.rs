@@ -120,18 +120,11 @@ fn mod3(b: &Block) -> u8 {
     (u64::from_le_bytes(x) % 3) as u8
 }
 
-/// Key of the `ord` facet.
-#[derive(Clone)]
-pub struct OreKey {
-    cipher: Aes128,
-    raw: [u8; 16],
-}
-
-impl Drop for OreKey {
-    fn drop(&mut self) {
-        self.raw.zeroize();
-    }
-}
+crate::keys::facet_key!(
+    /// Key of the `ord` facet.
+    OreKey,
+    "ord"
+);
 
 /// A short tag binding tokens to one column epoch.
 pub fn binding_tag(binding: &str) -> [u8; BINDING_TAG] {
@@ -142,24 +135,6 @@ pub fn binding_tag(binding: &str) -> [u8; BINDING_TAG] {
 }
 
 impl OreKey {
-    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        OreKey {
-            cipher: Aes128::new(GenericArray::from_slice(bytes)),
-            raw: *bytes,
-        }
-    }
-
-    pub fn try_from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| CoreError::InvalidKey(format!("ord key must be 16 bytes, got {}", bytes.len())))?;
-        Ok(Self::from_bytes(&arr))
-    }
-
-    pub fn expose_bytes(&self) -> &[u8; 16] {
-        &self.raw
-    }
-
     /// Right ciphertext of domain position `u` with nonce `r`.
     fn encrypt_one(&self, p: &OreParams, u: u64, nonce: [u8; NONCE_LEN], out: &mut Vec<u8>) {
         out.push(CT_VERSION);
