@@ -36,7 +36,7 @@ def _birth_dates(n: int = 3000) -> pl.DataFrame:
 @pytest.fixture()
 def births(tmp_path: Path, dataset: gp.Dataset) -> tuple[pl.DataFrame, Path]:
     df = _birth_dates().with_columns(income=(pl.col("id") * 37 % 1000).cast(pl.Int64))
-    enc = gp.encrypt(df, dataset, {"dob": gp.date(compare=True), "income": gp.integer(bounds=(0, 1000))})
+    enc = gp.encrypt(df, dataset, {"dob": gp.date(compare=True), "income": gp.integer(bounds=(0, 1000), compare=True)})
     path = tmp_path / "births.parquet"
     enc.write_parquet(path)
     return df, path

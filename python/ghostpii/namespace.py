@@ -36,6 +36,27 @@ def _aggregate(function_name: str, expr: pl.Expr) -> pl.Expr:
     )
 
 
+class SealedAggExpr(pl.Expr):
+    """A sealed aggregate. ``.filter(pred)`` filters the rows *before* aggregating, so
+    ``pl.col("income").ghost.sum().filter(pl.col("dob").ghost.older_than(65))`` sums per group
+    only the matching rows (like ``pl.col("income").filter(...).ghost.sum()``)."""
+
+    _ghost_function: str
+    _ghost_input: pl.Expr
+
+    @classmethod
+    def _make(cls, function_name: str, expr: pl.Expr) -> SealedAggExpr:
+        out = cls._from_pyexpr(_aggregate(function_name, expr).ext.to(SealedType())._pyexpr)
+        assert isinstance(out, SealedAggExpr)
+        out._ghost_function = function_name
+        out._ghost_input = expr
+        return out
+
+    def filter(self, *predicates: Any, **constraints: Any) -> SealedAggExpr:
+        """Aggregate only the rows where the predicates hold."""
+        return SealedAggExpr._make(self._ghost_function, self._ghost_input.filter(*predicates, **constraints))
+
+
 @pl.api.register_expr_namespace("ghost")
 class GhostExpr:
     """Computations over encrypted columns: ``pl.col("income").ghost.sum()``."""
@@ -43,13 +64,13 @@ class GhostExpr:
     def __init__(self, expr: pl.Expr) -> None:
         self._expr = expr
 
-    def sum(self) -> pl.Expr:
+    def sum(self) -> SealedAggExpr:
         """Sealed sum of the non-null values (Int64 for integers, Float64 for fixed point)."""
-        return _aggregate("ghost_sum", self._expr).ext.to(SealedType())
+        return SealedAggExpr._make("ghost_sum", self._expr)
 
-    def mean(self) -> pl.Expr:
+    def mean(self) -> SealedAggExpr:
         """Sealed mean of the non-null values (Float64; dates give a Datetime)."""
-        return _aggregate("ghost_mean", self._expr).ext.to(SealedType())
+        return SealedAggExpr._make("ghost_mean", self._expr)
 
     def count(self) -> pl.Expr:
         """Number of non-null values (UInt32, public: null positions are not encrypted)."""

@@ -81,7 +81,9 @@ def prefetch(lf: pl.LazyFrame, session: Session) -> None:
     activate(session)
     _internal.begin_plan_scan()
     try:
-        lf.collect_schema()
+        # resolving the plan's types runs the plugin's type functions, which record the
+        # tokens; explain() re-resolves even when the frame's schema is cached
+        lf.explain(optimized=False)
     finally:
         needs = list(_internal.end_plan_scan())
     foreign = {n["keyhost"] for n in needs} - {session.keyhost_id}
