@@ -264,3 +264,31 @@ def test_right_ciphertexts_differ_for_equal_values(dataset: gp.Dataset) -> None:
     ords = enc["d"].ext.storage().struct.field("ord")
     assert ords.n_unique() == 3
     assert len(ords[0]) == 2 + 16 + 3 * 64, "a date is three 8-bit blocks"
+
+
+@pytest.mark.parametrize("unit", ["ms", "us", "ns"])
+def test_datetime_comparisons(admin: gp.Session, dataset: gp.Dataset, unit: str) -> None:
+    ts = [
+        dt.datetime(1900, 1, 1),
+        dt.datetime(2004, 2, 29, 12, 30),
+        dt.datetime(2005, 3, 1, 0, 0, 0, 1000),
+        None,
+        dt.datetime(2099, 12, 31, 23, 59, 59),
+    ]
+    df = pl.DataFrame({"t": pl.Series(ts, dtype=pl.Datetime(unit))})  # type: ignore[arg-type]
+    enc = gp.encrypt(df, dataset, {"t": gp.datetime(compare=True)})
+    c = dt.datetime(2005, 3, 1, 0, 0, 0, 500)
+    as_of = dt.datetime(2025, 2, 28, 13, 0)
+    got = enc.lazy().select(
+        lt=pl.col("t").ghost.lt(c),
+        ge=pl.col("t").ghost.ge(c),
+        on_date=pl.col("t").ghost.lt(dt.date(2005, 3, 1)),
+        old=pl.col("t").ghost.older_than(21, as_of=as_of),
+    )
+    want = df.select(
+        lt=pl.col("t") < c,
+        ge=pl.col("t") >= c,
+        on_date=pl.col("t") < dt.datetime(2005, 3, 1),
+        old=pl.col("t") <= dt.datetime(2004, 2, 28, 13, 0),
+    )
+    assert_frame_equal(got.ghost.collect(admin), want)

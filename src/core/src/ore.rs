@@ -5,10 +5,12 @@
 //! stored: per row a random 128-bit nonce `r` and, for every block `i` and every possible block
 //! value `j ∈ 0..256`, the trit `v[i][j] = cmp(j, y_i) + H(F(k, i, y_<i, j), r) mod 3` where
 //! `y_<i` is the row's prefix, `cmp(a, b)` is 0 / 1 / 2 for `a = b` / `a < b` / `a > b`,
-//! `F` is AES-128 under the column's ord key and `H(u, r)` is AES-128 under the key `r` applied to
-//! `u` (ideal-cipher model), reduced mod 3.
+//! `F` is AES-128 under the column's ord key and `H(u, r) = AES_h(u ⊕ r) mod 3` with `h` a
+//! per-column key derived from the ord key and handed out inside every token (so `H` is public
+//! to token holders; its security rests on `u` being secret: a random-permutation argument).
 //!
-//! A **token** (left ciphertext) for a constant `x` is, per block, `F(k, i, x_<i, x_i)` and `x_i`.
+//! A **token** (left ciphertext) for a constant `x` is `h` and, per block, `F(k, i, x_<i, x_i)`
+//! and `x_i`.
 //! With it one unmasks `v[i][x_i]` of a row whose prefix equals `x_<i`; the first non-zero trit
 //! gives the order of `x` against that row. Leakage per row and token: the order against `x`
 //! and the index of the first block where they differ. Without a token a right ciphertext compares
@@ -29,12 +31,13 @@ use zeroize::Zeroize;
 use crate::error::{CoreError, Result};
 
 const CT_VERSION: u8 = 1;
-const TOKEN_VERSION: u8 = 1;
+const TOKEN_VERSION: u8 = 2;
 const NONCE_LEN: usize = 16;
 /// Bytes of packed trits per block: 256 trits, 2 bits each.
 const BLOCK_BYTES: usize = 64;
 const TOKEN_BLOCK: usize = 17;
 const BINDING_TAG: usize = 8;
+const TOKEN_HEADER: usize = 2 + BINDING_TAG + 16;
 
 type Block = GenericArray<u8, aes::cipher::consts::U16>;
 
@@ -134,13 +137,26 @@ pub fn binding_tag(binding: &str) -> [u8; BINDING_TAG] {
     t
 }
 
+#[inline]
+fn xor_into(b: &mut Block, nonce: &[u8]) {
+    for (x, y) in b.iter_mut().zip(nonce) {
+        *x ^= y;
+    }
+}
+
 impl OreKey {
+    /// The key `h` of the public hash `H`, derived from the ord key.
+    fn h_key(&self) -> [u8; 16] {
+        let mut b = GenericArray::from(*b"ghostpii-ore-h\0\x01");
+        self.cipher.encrypt_block(&mut b);
+        b.into()
+    }
+
     /// Right ciphertext of domain position `u` with nonce `r`.
-    fn encrypt_one(&self, p: &OreParams, u: u64, nonce: [u8; NONCE_LEN], out: &mut Vec<u8>) {
+    fn encrypt_one(&self, p: &OreParams, h_cipher: &Aes128, u: u64, nonce: [u8; NONCE_LEN], out: &mut Vec<u8>) {
         out.push(CT_VERSION);
         out.push(p.nblocks() as u8);
         out.extend_from_slice(&nonce);
-        let h_cipher = Aes128::new(GenericArray::from_slice(&nonce));
         let mut blocks: Vec<Block> = Vec::with_capacity(256);
         for i in 0..p.nblocks() {
             let prefix = p.prefix(u, i);
@@ -148,6 +164,7 @@ impl OreKey {
             blocks.clear();
             blocks.extend((0..=255u8).map(|j| f_input(i, prefix, j)));
             self.cipher.encrypt_blocks(&mut blocks);
+            blocks.iter_mut().for_each(|b| xor_into(b, &nonce));
             h_cipher.encrypt_blocks(&mut blocks);
             let mut packed = [0u8; BLOCK_BYTES];
             for (j, b) in blocks.iter().enumerate() {
@@ -179,6 +196,7 @@ impl OreKey {
         {
             return Err(bad);
         }
+        let h_cipher = Aes128::new(GenericArray::from_slice(&self.h_key()));
         Ok(values
             .par_chunks(2048)
             .map(|chunk| {
@@ -191,7 +209,7 @@ impl OreKey {
                             let mut nonce = [0u8; NONCE_LEN];
                             rng.fill_bytes(&mut nonce);
                             let mut out = Vec::with_capacity(p.ct_len());
-                            self.encrypt_one(p, u, nonce, &mut out);
+                            self.encrypt_one(p, &h_cipher, u, nonce, &mut out);
                             out
                         })
                     })
@@ -207,10 +225,11 @@ impl OreKey {
         let u = p
             .encode(x)
             .map_err(|_| CoreError::InvalidMetadata(format!("constant {x} is outside the column's order domain")))?;
-        let mut out = Vec::with_capacity(2 + BINDING_TAG + p.nblocks() * TOKEN_BLOCK);
+        let mut out = Vec::with_capacity(TOKEN_HEADER + p.nblocks() * TOKEN_BLOCK);
         out.push(TOKEN_VERSION);
         out.push(p.nblocks() as u8);
         out.extend_from_slice(&binding_tag(binding));
+        out.extend_from_slice(&self.h_key());
         for i in 0..p.nblocks() {
             let xi = p.block(u, i);
             let mut b = f_input(i, p.prefix(u, i), xi);
@@ -226,6 +245,7 @@ impl OreKey {
 /// A parsed token, ready to compare many rows.
 pub struct OreToken {
     nblocks: usize,
+    h: Aes128,
     keys: Vec<Block>,
     values: Vec<u8>,
 }
@@ -233,11 +253,11 @@ pub struct OreToken {
 impl OreToken {
     /// Parse a token and check it was issued for the column epoch `binding`.
     pub fn parse(bytes: &[u8], binding: &str) -> Result<Self> {
-        if bytes.len() < 2 + BINDING_TAG || bytes[0] != TOKEN_VERSION {
+        if bytes.len() < TOKEN_HEADER || bytes[0] != TOKEN_VERSION {
             return Err(CoreError::InvalidKey("not a ghostpii comparison token".into()));
         }
         let nblocks = bytes[1] as usize;
-        if bytes.len() != 2 + BINDING_TAG + nblocks * TOKEN_BLOCK {
+        if nblocks > 8 || bytes.len() != TOKEN_HEADER + nblocks * TOKEN_BLOCK {
             return Err(CoreError::InvalidKey("comparison token has the wrong length".into()));
         }
         if !bool::from(bytes[2..2 + BINDING_TAG].ct_eq(&binding_tag(binding))) {
@@ -247,11 +267,17 @@ impl OreToken {
         }
         let mut keys = Vec::with_capacity(nblocks);
         let mut values = Vec::with_capacity(nblocks);
-        for c in bytes[2 + BINDING_TAG..].chunks_exact(TOKEN_BLOCK) {
+        let h = Aes128::new(GenericArray::from_slice(&bytes[2 + BINDING_TAG..TOKEN_HEADER]));
+        for c in bytes[TOKEN_HEADER..].chunks_exact(TOKEN_BLOCK) {
             keys.push(*GenericArray::from_slice(&c[..16]));
             values.push(c[16]);
         }
-        Ok(OreToken { nblocks, keys, values })
+        Ok(OreToken {
+            nblocks,
+            h,
+            keys,
+            values,
+        })
     }
 
     pub fn nblocks(&self) -> usize {
@@ -274,10 +300,10 @@ impl OreToken {
             ));
         }
         let nonce = &ct[2..2 + NONCE_LEN];
-        let h_cipher = Aes128::new(GenericArray::from_slice(nonce));
         let mut hs: [Block; 8] = Default::default();
         hs[..self.nblocks].copy_from_slice(&self.keys);
-        h_cipher.encrypt_blocks(&mut hs[..self.nblocks]);
+        hs[..self.nblocks].iter_mut().for_each(|b| xor_into(b, nonce));
+        self.h.encrypt_blocks(&mut hs[..self.nblocks]);
         let body = &ct[2 + NONCE_LEN..];
         // first non-zero trit, selected without data-dependent branches
         let mut result = 0u8;
@@ -383,6 +409,36 @@ mod tests {
     }
 
     #[test]
+    fn without_the_right_token_comparisons_are_chance() {
+        // a token made with another column key (binding forged to match): its answers do not
+        // depend on the truth — "Greater" comes out as often for values above as below
+        let k = key();
+        let p = OreParams::for_bounds(0, 1 << 16);
+        let vals: Vec<Option<i64>> = (0..4000).map(|i| Some((i * 7919) % 65_536)).collect();
+        let cts = k.encrypt_many(&p, &vals).unwrap();
+        let t = OreToken::parse(&key().token(&p, "x", 30_000).unwrap(), "x").unwrap();
+        let (mut below, mut below_g, mut above, mut above_g) = (0f64, 0f64, 0f64, 0f64);
+        for (v, c) in vals.iter().zip(&cts) {
+            let g = (t.compare(c.as_ref().unwrap()).unwrap() == Ordering::Greater) as u8 as f64;
+            if v.unwrap() < 30_000 {
+                below += 1.0;
+                below_g += g;
+            } else {
+                above += 1.0;
+                above_g += g;
+            }
+        }
+        let diff = (below_g / below - above_g / above).abs();
+        assert!(diff < 0.08, "answers depend on the truth: {diff}");
+        // while the genuine token is always right
+        let good = OreToken::parse(&k.token(&p, "x", 30_000).unwrap(), "x").unwrap();
+        assert!(vals
+            .iter()
+            .zip(&cts)
+            .all(|(v, c)| good.compare(c.as_ref().unwrap()).unwrap() == 30_000.cmp(&v.unwrap())));
+    }
+
+    #[test]
     fn out_of_domain_values_are_named() {
         let k = key();
         let p = OreParams::for_bounds(0, 10);
@@ -402,5 +458,36 @@ mod tests {
         let t = OreToken::parse(&k.token(&p, "x", 1).unwrap(), "x").unwrap();
         assert!(t.compare(&[1, 2, 3]).is_err());
         assert!(OreToken::parse(&[9, 9], "x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::keys::RootKey;
+
+    /// `cargo test --release -p ghostpii-core ore_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn ore_speed() {
+        let k = RootKey::generate().derive("s").ord;
+        let p = OreParams::for_bounds(-(1 << 23), (1 << 23) - 1);
+        let vals: Vec<Option<i64>> = (0..200_000).map(|i| Some(i * 37 % 40_000 - 20_000)).collect();
+        let t = std::time::Instant::now();
+        let cts = k.encrypt_many(&p, &vals).unwrap();
+        println!(
+            "encrypt: {:.0} ns/value (parallel)",
+            t.elapsed().as_nanos() as f64 / vals.len() as f64
+        );
+        let tok = OreToken::parse(&k.token(&p, "s", 0).unwrap(), "s").unwrap();
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        for c in &cts {
+            n += (tok.compare(c.as_ref().unwrap()).unwrap() == Ordering::Less) as usize;
+        }
+        println!(
+            "compare: {:.1} ns/row (one thread), {n}",
+            t.elapsed().as_nanos() as f64 / cts.len() as f64
+        );
     }
 }

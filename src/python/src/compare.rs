@@ -5,6 +5,9 @@ use std::cmp::Ordering;
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
 use ghostpii_core::{OreParams, OreToken};
 use polars::prelude::*;
+use polars_arrow::array::BooleanArray;
+use polars_arrow::bitmap::Bitmap;
+use polars_arrow::datatypes::ArrowDataType;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -217,19 +220,19 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
     let arr = cells.downcast_as_array();
     let n = arr.len();
     let op = kw.op.as_str();
-    let row = |i: usize| -> PolarsResult<Option<u32>> {
+    // one value per row (0/1 for comparisons, a bucket index for bucketize); nulls stay 0 and
+    // are masked by the validity of the encrypted column
+    let row = |i: usize| -> PolarsResult<u32> {
         if !valid.get_bit(i) {
-            return Ok(None);
+            return Ok(0);
         }
-        let ct = arr
-            .get(i)
-            .ok_or_else(|| polars_err!(ComputeError: "ghostpii: row {i} has no ord cell"))?;
-        let v = match op {
+        let ct = arr.value(i);
+        Ok(match op {
             // order of constant c against value x
-            "lt" => cmps[0].order(ct)? == Ordering::Greater,
-            "le" => cmps[0].order(ct)? != Ordering::Less,
-            "gt" => cmps[0].order(ct)? == Ordering::Less,
-            "ge" => cmps[0].order(ct)? != Ordering::Greater,
+            "lt" => (cmps[0].order(ct)? == Ordering::Greater) as u32,
+            "le" => (cmps[0].order(ct)? != Ordering::Less) as u32,
+            "gt" => (cmps[0].order(ct)? == Ordering::Less) as u32,
+            "ge" => (cmps[0].order(ct)? != Ordering::Greater) as u32,
             _ => {
                 // bucketize: number of breaks b with x ≥ b (breaks sorted): binary search
                 let (mut lo, mut hi) = (0usize, cmps.len());
@@ -241,16 +244,22 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
                         hi = mid;
                     }
                 }
-                return Ok(Some(lo as u32));
+                lo as u32
             },
-        };
-        Ok(Some(v as u32))
+        })
     };
-    let out: PolarsResult<Vec<Option<u32>>> = (0..n).into_par_iter().with_min_len(4096).map(row).collect();
-    let out = out?;
+    const CHUNK: usize = 1 << 14;
+    let parts: PolarsResult<Vec<Vec<u32>>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(row).collect())
+        .collect();
+    let values: Vec<u32> = parts?.concat();
+    let validity = (valid.unset_bits() > 0).then_some(valid);
     if op == "bucketize" {
-        Ok(UInt32Chunked::from_iter_options(s.name().clone(), out.into_iter()).into_series())
+        Ok(UInt32Chunked::from_vec_validity(s.name().clone(), values, validity).into_series())
     } else {
-        Ok(BooleanChunked::from_iter_options(s.name().clone(), out.into_iter().map(|v| v.map(|b| b == 1))).into_series())
+        let bits: Bitmap = values.iter().map(|&v| v == 1).collect();
+        let arr = BooleanArray::new(ArrowDataType::Boolean, bits, validity);
+        Ok(BooleanChunked::with_chunk(s.name().clone(), arr).into_series())
     }
 }
