@@ -28,7 +28,7 @@ def main() -> None:
             df,
             ds,
             {
-                "age": gp.integer(bounds=(0, 130)),
+                "age": gp.integer(bounds=(0, 130), compare=True),
                 "bmi": gp.number(decimals=3, bounds=(0, 100)),
                 "children": gp.integer(bounds=(0, 20)),
                 "charges": gp.number(decimals=4, bounds=(0, 100_000)),
@@ -60,10 +60,16 @@ def main() -> None:
         print("\nplain collect(): results stay sealed")
         print(q.collect().head(2))
         # ... and are revealed all at once, in one keyhost request.
+        an.reset_stats()
         res = q.ghost.collect(an)
-        print(f"\nrevealed ({an.stats()['answer_key_requests']} answer-key request):")
+        print(f"\nrevealed with {an.stats()['answer_key_requests']} answer-key requests (tokens, then answers):")
         print(res)
-        check = df.group_by("smoker", "region").agg(pl.col("charges").mean()).sort("smoker", "region")
+        check = (
+            df.filter(pl.col("age") >= 30)
+            .group_by("smoker", "region")
+            .agg(pl.col("charges").mean())
+            .sort("smoker", "region")
+        )
         err = (res["mean_charges"] - check["charges"]).abs().max()
         print(f"max difference to plaintext Polars: {err:.2e}")
 
@@ -76,10 +82,14 @@ def main() -> None:
         print(by_smoker.ghost.collect(an))
 
         # 5. What the analyst may not do: decrypt rows. The refusal names the missing grant.
-        try:
-            pl.scan_parquet(path).select(pl.col("charges").ghost.decrypt()).ghost.collect(an)
-        except gp.PermissionDenied as e:
-            print(f"\nrefused as expected: {e}")
+        for what, bad in (
+            ("decrypt rows", pl.scan_parquet(path).select(pl.col("charges").ghost.decrypt())),
+            ("compare outside the granted range", pl.scan_parquet(path).filter(pl.col("age").ghost.lt(80))),
+        ):
+            try:
+                bad.ghost.collect(an)
+            except gp.PermissionDenied as e:
+                print(f"\nrefused as expected ({what}): {e}")
 
         # 6. The owner reads the tamper-evident audit log.
         log = admin.audit(ds)
