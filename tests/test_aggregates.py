@@ -29,8 +29,10 @@ def insurance(tmp_path: Path, dataset: gp.Dataset) -> tuple[pl.DataFrame, Path]:
     return df, path
 
 
-def _analyst(keyhost: KeyhostProcess, admin: gp.Session, ds: gp.Dataset, allows: list[gp.allow.Allow]) -> gp.Session:
-    token = admin.grant(f"analyst_{ds.name}", ds, allows)
+def _analyst(
+    keyhost: KeyhostProcess, admin: gp.Session, ds: gp.Dataset, allows: list[gp.allow.Allow], name: str = "analyst"
+) -> gp.Session:
+    token = admin.grant(f"{name}_{ds.name}", ds, allows)
     assert token is not None
     return gp.connect(keyhost.url, token)
 
@@ -142,3 +144,34 @@ def test_decrypt_rows_equals_plaintext(
     )
     want = df.filter(pl.col("region") == "northwest").select("region", "age", pl.col("charges").round(4), "sex")
     assert_frame_equal(got, want, check_exact=False, rel_tol=1e-12, abs_tol=1e-4)
+
+
+def test_linear_combination_with_public_weights(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset, insurance: tuple[pl.DataFrame, Path]
+) -> None:
+    df, path = insurance
+    an = _analyst(keyhost, admin, dataset, [gp.allow.aggregate("age"), gp.allow.aggregate("children")])
+    q = (
+        pl.scan_parquet(path)
+        .group_by("smoker")
+        .agg(gp.linear_sum({"age": 3, "children": -2}).alias("score"))
+        .sort("smoker")
+    )
+    sealed = q.collect()
+    assert sealed["score"].ext.storage().struct.field("label")[0].startswith("<sealed sum(3·age - 2·children) over")
+    got = q.ghost.collect(an)
+    want = df.group_by("smoker").agg((3 * pl.col("age") - 2 * pl.col("children")).sum().alias("score")).sort("smoker")
+    assert_frame_equal(got, want)
+    only_age = _analyst(keyhost, admin, dataset, [gp.allow.aggregate("age")], name="only_age")
+    with pytest.raises(gp.PermissionDenied, match="children"):
+        q.ghost.collect(only_age)
+
+
+def test_linear_sum_needs_one_encryption_and_scale(dataset: gp.Dataset) -> None:
+    a = gp.encrypt(pl.DataFrame({"a": [1, 2]}), dataset, {"a": gp.integer()})
+    b = gp.encrypt(pl.DataFrame({"b": [1, 2]}), dataset, {"b": gp.integer()})
+    with pytest.raises(pl.exceptions.PolarsError, match="different gp.encrypt calls"):
+        pl.concat([a, b], how="horizontal").select(gp.linear_sum({"a": 1, "b": 1}))
+    c = gp.encrypt(pl.DataFrame({"x": [1.5], "y": [2]}), dataset, {"x": gp.number(decimals=1), "y": gp.integer()})
+    with pytest.raises(pl.exceptions.PolarsError, match="one fixed-point scale"):
+        c.select(gp.linear_sum({"x": 1, "y": 1}))

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from ghostpii import allow
-from ghostpii import namespace as _namespace  # noqa: F401  (registers the `ghost` namespaces)
 from ghostpii._internal import __version__
 from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
@@ -28,6 +27,7 @@ from ghostpii.errors import (
     PermissionDenied,
 )
 from ghostpii.keyhost import Keyhost
+from ghostpii.namespace import linear_sum
 from ghostpii.reveal import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
 from ghostpii.tokens import activate, connect
@@ -56,6 +56,7 @@ __all__ = [
     "datetime",
     "encrypt",
     "integer",
+    "linear_sum",
     "number",
     "reveal",
     "text",

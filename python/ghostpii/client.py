@@ -57,7 +57,7 @@ class Session:
             connect=retries,
             backoff_factor=0.1,
             status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET", "POST", "DELETE"}),
+            allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
@@ -163,6 +163,15 @@ class Session:
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
 
+    def rotate_token(self, *, ttl_seconds: int | None = None) -> str:
+        """Replace this session's token by a new one for the same identity (the old token is
+        revoked at once); the session continues with the new token, which is returned."""
+        body: dict[str, Any] = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
+        token = str(self._request("POST", "/v1/tokens/rotate", json=body)["token"])
+        self._token = token
+        self._http.headers["Authorization"] = f"Bearer {token}"
+        return token
+
     def grant(
         self,
         identity: str,
@@ -261,6 +270,39 @@ class Session:
     def verify_audit(self) -> dict[str, Any]:
         """Recompute the audit hash chain on the keyhost (admin only)."""
         return self._request("GET", "/v1/audit/verify")  # type: ignore[no-any-return]
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """The keyhost's current signed audit checkpoint (Merkle root of the whole log, Ed25519)."""
+        return self._request("GET", "/v1/audit/checkpoint")  # type: ignore[no-any-return]
+
+    # -- privacy budgets -------------------------------------------------------------------------
+    def budget(self, dataset: Dataset | str, identity: str | None = None) -> dict[str, Any]:
+        """Privacy budget state of this identity (or, for owners/admins, ``identity``) on ``dataset``:
+        ``epsilon_spent``, ``epsilon_total``, ``remaining`` (ε ledger) and ``rho_*`` (zCDP ledger)."""
+        params = {"dataset": dataset.name if isinstance(dataset, Dataset) else dataset}
+        if identity is not None:
+            params["identity"] = identity
+        return self._request("GET", "/v1/budget", params=params)  # type: ignore[no-any-return]
+
+    def set_budget(
+        self, identity: str, dataset: Dataset | str, total: float, *, unit: str = "epsilon"
+    ) -> dict[str, Any]:
+        """Set the total privacy budget of ``identity`` on ``dataset`` (owner or admin)."""
+        ds = dataset.name if isinstance(dataset, Dataset) else dataset
+        body = {"identity": identity, "dataset": ds, "total": float(total), "unit": unit}
+        return self._request("PUT", "/v1/budget", json=body)  # type: ignore[no-any-return]
+
+    def reset_budget(self, identity: str, dataset: Dataset | str) -> dict[str, Any]:
+        """Forget what ``identity`` has spent on ``dataset`` (owner or admin)."""
+        ds = dataset.name if isinstance(dataset, Dataset) else dataset
+        return self._request("POST", "/v1/budget/reset", json={"identity": identity, "dataset": ds})  # type: ignore[no-any-return]
+
+    # -- key lifecycle ---------------------------------------------------------------------------
+    def rotate_column_key(self, dataset: Dataset | str, column: str) -> dict[str, Any]:
+        """Start a new key epoch for ``column`` (owner or admin): new encryptions use it; data
+        encrypted under older epochs still gets answer keys."""
+        ds = dataset.name if isinstance(dataset, Dataset) else dataset
+        return self._request("POST", f"/v1/datasets/{ds}/columns/{column}/rotate", json={})  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._http.close()

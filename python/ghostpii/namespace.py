@@ -6,7 +6,7 @@ Each expression is a thin wrapper over one Rust kernel of the ``_internal`` plug
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from ghostpii.tokens import prefetch
 
 ClosedInterval = Literal["both", "left", "right", "none"]
 
-__all__ = ["GhostExpr", "GhostFrame", "GhostLazyFrame"]
+__all__ = ["GhostExpr", "GhostFrame", "GhostLazyFrame", "SealedAggExpr", "linear_sum"]
 
 PLUGIN_PATH = Path(__file__).parent
 
@@ -55,6 +55,28 @@ class SealedAggExpr(pl.Expr):
     def filter(self, *predicates: Any, **constraints: Any) -> SealedAggExpr:
         """Aggregate only the rows where the predicates hold."""
         return SealedAggExpr._make(self._ghost_function, self._ghost_input.filter(*predicates, **constraints))
+
+
+def linear_sum(weights: Mapping[str, int]) -> pl.Expr:
+    """Sealed ``Σ w·column`` with public integer weights, over rows where every column is non-null.
+
+    The columns must be encrypted in the same ``gp.encrypt`` call (same row ids) with the same
+    number of decimals. ``gp.linear_sum({"income": 1, "tax": -1})`` is the sum of ``income - tax``.
+    Needs an aggregate grant on every column; revealed like ``ghost.sum()``.
+    """
+    if not weights:
+        raise ValueError("linear_sum needs at least one column")
+    for c, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, int) or not -(2**63) <= w < 2**63:
+            raise TypeError(f"weight of {c!r} must be a 64-bit int, got {w!r}")
+    expr = register_plugin_function(
+        plugin_path=PLUGIN_PATH,
+        function_name="ghost_linear_sum",
+        args=[pl.col(c) for c in weights],
+        kwargs={"weights": list(weights.values())},
+        returns_scalar=True,
+    )
+    return expr.ext.to(SealedType())
 
 
 @pl.api.register_expr_namespace("ghost")

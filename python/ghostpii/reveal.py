@@ -35,11 +35,12 @@ def _check_keyhost(meta: dict[str, Any], session: Session) -> None:
 
 def _sum_descriptor(p: dict[str, Any]) -> dict[str, Any]:
     m = p["meta"]
+    terms = p.get("terms") or [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": 1}]
     return {
         "op": "sum",
         "dataset_id": m["dataset_id"],
         "rids": p["rids"],
-        "terms": [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": 1}],
+        "terms": [{"column_id": t["column_id"], "epoch": t["epoch"], "weight": t["weight"]} for t in terms],
     }
 
 

@@ -35,6 +35,18 @@ pub struct SealedAggregate {
     pub n: u64,
     /// The rows summed, as base64 of a serialized Roaring treemap.
     pub rids: String,
+    /// For a linear combination `Σ w·column`: every term (the first term's column is `meta`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<Term>,
+}
+
+/// One term of a linear combination with a public integer weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    pub column: String,
+    pub column_id: i64,
+    pub epoch: u32,
+    pub weight: i64,
 }
 
 impl SealedAggregate {
@@ -45,7 +57,33 @@ impl SealedAggregate {
             masked: masked.to_string(),
             n: rids.len(),
             rids: rids.to_base64(),
+            terms: Vec::new(),
         }
+    }
+
+    /// The expression summed, e.g. `income` or `2·a - b`.
+    pub fn expression(&self) -> String {
+        if self.terms.is_empty() {
+            return self.meta.column.clone();
+        }
+        let mut out = String::new();
+        for (i, t) in self.terms.iter().enumerate() {
+            let (sign, w) = if t.weight < 0 {
+                ("-", t.weight.unsigned_abs())
+            } else {
+                ("+", t.weight as u64)
+            };
+            if i == 0 {
+                out.push_str(if sign == "-" { "-" } else { "" });
+            } else {
+                out.push_str(&format!(" {sign} "));
+            }
+            if w != 1 {
+                out.push_str(&format!("{w}·"));
+            }
+            out.push_str(&t.column);
+        }
+        out
     }
 
     /// How the value prints before it is revealed.
@@ -53,7 +91,7 @@ impl SealedAggregate {
         format!(
             "<sealed {}({}) over {} rows>",
             self.op.as_str(),
-            self.meta.column,
+            self.expression(),
             thousands(self.n)
         )
     }

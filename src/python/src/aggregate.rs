@@ -2,7 +2,7 @@
 
 use ghostpii_core::meta::{Facet, LogicalType};
 use ghostpii_core::num::from_limbs;
-use ghostpii_core::sealed::{SealedAggregate, SealedOp};
+use ghostpii_core::sealed::{SealedAggregate, SealedOp, Term};
 use ghostpii_core::RidSet;
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -79,6 +79,81 @@ pub fn seal(s: &Series, op: SealedOp) -> PolarsResult<Series> {
     let label = Series::new("label".into(), [sealed.label()]);
     let payload = Series::new("payload".into(), [sealed.to_bytes()]);
     let st = StructChunked::from_series(s.name().clone(), 1, [label, payload].iter())?;
+    Ok(st.into_series())
+}
+
+/// Inputs of a linear combination: encrypted `num` columns of one dataset, one scale, one
+/// encryption (same row ids).
+pub fn check_linear(metas: &[&ghostpii_core::ColumnMeta], weights: &[i64]) -> PolarsResult<()> {
+    if metas.is_empty() || metas.len() != weights.len() {
+        polars_bail!(InvalidOperation: "ghostpii: gp.linear_sum() needs one integer weight per column");
+    }
+    for m in metas {
+        check_aggregable(m, SealedOp::Sum)?;
+        let first = metas[0];
+        if m.keyhost != first.keyhost || m.dataset_id != first.dataset_id {
+            polars_bail!(InvalidOperation:
+                "ghostpii: gp.linear_sum() combines columns of one dataset; '{}' and '{}' differ", first.column, m.column);
+        }
+        if m.scale != first.scale {
+            polars_bail!(InvalidOperation:
+                "ghostpii: gp.linear_sum() needs one fixed-point scale; '{}' has {} decimals and '{}' has {}",
+                first.column, first.scale, m.column, m.scale);
+        }
+    }
+    Ok(())
+}
+
+/// Seal `Σ_t w_t · column_t` over the rows where every column is non-null.
+pub fn seal_linear(inputs: &[Series], weights: &[i64]) -> PolarsResult<Series> {
+    let cells: Vec<EncryptedCells> = inputs
+        .iter()
+        .map(|s| EncryptedCells::from_series(s, "gp.linear_sum()"))
+        .collect::<PolarsResult<_>>()?;
+    check_linear(&cells.iter().map(|c| &c.meta).collect::<Vec<_>>(), weights)?;
+    let rid0 = values(&cells[0].rid);
+    for c in &cells[1..] {
+        if values(&c.rid) != rid0 {
+            polars_bail!(InvalidOperation:
+                "ghostpii: gp.linear_sum(): columns '{}' and '{}' were encrypted in different gp.encrypt calls \
+                 (their row ids differ), so they cannot be combined row by row", cells[0].meta.column, c.meta.column);
+        }
+    }
+    let limbs: Vec<(&[u64], &[u64])> = cells
+        .iter()
+        .map(|c| {
+            let (lo, hi) = c.num.as_ref().expect("num facet checked");
+            (values(lo), values(hi))
+        })
+        .collect();
+    let valid: Vec<_> = cells
+        .iter()
+        .map(|c| c.valid.downcast_as_array().values().clone())
+        .collect();
+    let mut masked = 0u128;
+    let mut rids = Vec::with_capacity(rid0.len());
+    for i in 0..rid0.len() {
+        if valid.iter().all(|v| v.get_bit(i)) {
+            for ((lo, hi), &w) in limbs.iter().zip(weights) {
+                masked = masked.wrapping_add(from_limbs(lo[i], hi[i]).wrapping_mul(w as i128 as u128));
+            }
+            rids.push(rid0[i]);
+        }
+    }
+    let mut sealed = SealedAggregate::new(SealedOp::Sum, cells[0].meta.clone(), masked, &rid_set(rids));
+    sealed.terms = cells
+        .iter()
+        .zip(weights)
+        .map(|(c, &w)| Term {
+            column: c.meta.column.clone(),
+            column_id: c.meta.column_id,
+            epoch: c.meta.epoch,
+            weight: w,
+        })
+        .collect();
+    let label = Series::new("label".into(), [sealed.label()]);
+    let payload = Series::new("payload".into(), [sealed.to_bytes()]);
+    let st = StructChunked::from_series(inputs[0].name().clone(), 1, [label, payload].iter())?;
     Ok(st.into_series())
 }
 

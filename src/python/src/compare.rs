@@ -49,7 +49,11 @@ enum Round {
 /// A rational `num / den` rounded to an integer, saturating to the i64 range.
 fn round_ratio(num: i128, den: i128, r: Round) -> i64 {
     let q = num.div_euclid(den);
-    let q = if matches!(r, Round::Ceil) && num.rem_euclid(den) != 0 { q + 1 } else { q };
+    let q = if matches!(r, Round::Ceil) && num.rem_euclid(den) != 0 {
+        q + 1
+    } else {
+        q
+    };
     q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
@@ -65,7 +69,11 @@ fn encode(meta: &ColumnMeta, c: &ConstSpec, r: Round) -> PolarsResult<i64> {
     let scale = 10i128.pow(meta.scale);
     match (meta.dtype, c.kind.as_str()) {
         (L::Date, "date") => c.i.ok_or_else(|| bad_type(meta, c)),
-        (L::Date, "datetime") => Ok(round_ratio(c.us.ok_or_else(|| bad_type(meta, c))? as i128, 86_400_000_000, r)),
+        (L::Date, "datetime") => Ok(round_ratio(
+            c.us.ok_or_else(|| bad_type(meta, c))? as i128,
+            86_400_000_000,
+            r,
+        )),
         (L::Datetime, "date" | "datetime") => {
             let us = c.us.ok_or_else(|| bad_type(meta, c))? as i128;
             Ok(match meta.time_unit.as_deref() {
@@ -73,7 +81,7 @@ fn encode(meta: &ColumnMeta, c: &ConstSpec, r: Round) -> PolarsResult<i64> {
                 Some("ms") => round_ratio(us, 1000, r),
                 _ => us as i64,
             })
-        },
+        }
         (L::Date | L::Datetime | L::String, _) => Err(bad_type(meta, c)),
         (_, "number") => match (c.i, c.f) {
             (Some(i), _) => Ok((i as i128 * scale).clamp(i64::MIN as i128, i64::MAX as i128) as i64),
@@ -85,7 +93,7 @@ fn encode(meta: &ColumnMeta, c: &ConstSpec, r: Round) -> PolarsResult<i64> {
                     Round::Ceil => s.ceil(),
                 };
                 Ok(v.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
-            },
+            }
             _ => Err(polars_err!(InvalidOperation: "ghostpii: constant {} is not a finite number", c.repr)),
         },
         _ => Err(bad_type(meta, c)),
@@ -166,10 +174,16 @@ fn needs(p: &Plan) -> Vec<Need> {
 
 /// Output field; records the tokens the plan needs when a plan scan is active.
 pub fn field(inputs: &[Field], kw: &CompareKwargs) -> PolarsResult<Field> {
-    let f = inputs.first().ok_or_else(|| polars_err!(ComputeError: "ghostpii: comparison takes one column"))?;
+    let f = inputs
+        .first()
+        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: comparison takes one column"))?;
     let p = plan(f.name(), f.dtype(), kw)?;
     tokens::note_needs(&needs(&p));
-    let dtype = if kw.op == "bucketize" { DataType::UInt32 } else { DataType::Boolean };
+    let dtype = if kw.op == "bucketize" {
+        DataType::UInt32
+    } else {
+        DataType::Boolean
+    };
     Ok(Field::new(f.name().clone(), dtype))
 }
 
@@ -199,21 +213,23 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
     for pl in &p.placed {
         cmps.push(match pl {
             Placed::Token(_) => {
-                let t = fetched.next().ok_or_else(|| polars_err!(ComputeError: "ghostpii: missing token"))?;
+                let t = fetched
+                    .next()
+                    .ok_or_else(|| polars_err!(ComputeError: "ghostpii: missing token"))?;
                 let tok = OreToken::parse(&t, &binding).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
                 if tok.nblocks() != p.params.nblocks() {
                     polars_bail!(ComputeError: "ghostpii: token does not match the column's order domain");
                 }
                 Cmp::Token(tok)
-            },
+            }
             Placed::Outside(o) => Cmp::Outside(*o),
         });
     }
     let storage = s.to_storage();
     let st = storage.struct_()?;
-    let cells = st.field_by_name(ORD).map_err(|_| {
-        polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field 'ord' is missing", s.name())
-    })?;
+    let cells = st.field_by_name(ORD).map_err(
+        |_| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field 'ord' is missing", s.name()),
+    )?;
     let cells = cells.binary()?.rechunk().into_owned();
     let valid = storage.is_not_null().rechunk().into_owned();
     let valid = valid.downcast_as_array().values().clone();
@@ -245,7 +261,7 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
                     }
                 }
                 lo as u32
-            },
+            }
         })
     };
     const CHUNK: usize = 1 << 14;

@@ -87,3 +87,24 @@ fn compare_field(inputs: &[Field], kwargs: CompareKwargs) -> PolarsResult<Field>
 fn ghost_compare(inputs: &[Series], kwargs: CompareKwargs) -> PolarsResult<Series> {
     compare::kernel(first(inputs, "comparison")?, &kwargs)
 }
+
+#[derive(serde::Deserialize)]
+struct LinearKwargs {
+    weights: Vec<i64>,
+}
+
+fn linear_field(inputs: &[Field], kwargs: LinearKwargs) -> PolarsResult<Field> {
+    let metas = inputs
+        .iter()
+        .map(|f| meta_of(f.name(), f.dtype(), "gp.linear_sum()"))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    aggregate::check_linear(&metas.iter().collect::<Vec<_>>(), &kwargs.weights)?;
+    let f = first(inputs, "linear_sum")?;
+    Ok(Field::new(f.name().clone(), sealed_storage_dtype()))
+}
+
+/// Sealed `Σ w·column` over several encrypted columns with public integer weights.
+#[polars_expr(output_type_func_with_kwargs=linear_field)]
+fn ghost_linear_sum(inputs: &[Series], kwargs: LinearKwargs) -> PolarsResult<Series> {
+    aggregate::seal_linear(inputs, &kwargs.weights)
+}

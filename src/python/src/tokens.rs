@@ -73,10 +73,15 @@ fn fetch(needs: &[Need]) -> Result<Vec<Vec<u8>>, String> {
             })?;
         let list = PyList::empty(py);
         for n in needs {
-            list.append(need_to_py(py, n).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            list.append(need_to_py(py, n).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
         }
         let out = f.call1(py, (list,)).map_err(|e| {
-            let name = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "error".into());
+            let name = e
+                .get_type(py)
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "error".into());
             format!("{name}: {}", e.value(py))
         })?;
         out.extract::<Vec<Vec<u8>>>(py).map_err(|e| e.to_string())
@@ -98,7 +103,10 @@ pub fn resolve(needs: &[Need]) -> Result<Vec<Vec<u8>>, String> {
             cells[i].get_or_init(|| {
                 let b = batch.get_or_insert_with(|| fetch(&wanted));
                 match b {
-                    Ok(tokens) => tokens.get(k).cloned().ok_or_else(|| "keyhost returned too few tokens".to_string()),
+                    Ok(tokens) => tokens
+                        .get(k)
+                        .cloned()
+                        .ok_or_else(|| "keyhost returned too few tokens".to_string()),
                     Err(e) => Err(e.clone()),
                 }
             });
@@ -130,7 +138,9 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<Need> {
 /// Register the Python callable that fetches tokens for a list of needs.
 #[pyfunction]
 pub fn set_token_fetcher(f: Py<PyAny>) -> PyResult<()> {
-    *fetcher().lock().map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))? = Some(f);
+    *fetcher()
+        .lock()
+        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))? = Some(f);
     Ok(())
 }
 
@@ -146,7 +156,9 @@ pub fn begin_plan_scan() {
 #[pyfunction]
 pub fn end_plan_scan<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
     let needs = scan().lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
-    let cached = cache().lock().map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
+    let cached = cache()
+        .lock()
+        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
     let mut seen = std::collections::HashSet::new();
     let out = PyList::empty(py);
     for n in needs {
@@ -161,7 +173,9 @@ pub fn end_plan_scan<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
 /// Insert fetched tokens (same order as the needs).
 #[pyfunction]
 pub fn insert_tokens(needs: Vec<Bound<'_, PyAny>>, tokens: Vec<Vec<u8>>) -> PyResult<()> {
-    let mut c = cache().lock().map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
+    let mut c = cache()
+        .lock()
+        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
     for (d, t) in needs.iter().zip(tokens) {
         let cell: Cell = Arc::new(OnceLock::new());
         let _ = cell.set(Ok(t));
