@@ -183,3 +183,32 @@ def test_empty_and_all_null_groups(admin: gp.Session, dataset: gp.Dataset) -> No
     got = out.ghost.reveal(admin)
     assert_series_equal(got["s"], pl.Series("s", [0, 5]))
     assert_series_equal(got["m"], pl.Series("m", [None, 5.0]))
+
+
+def test_sum_beyond_64_bits_stays_exact(admin: gp.Session, dataset: gp.Dataset) -> None:
+    big = 2**62
+    enc = gp.encrypt(pl.DataFrame({"x": [big] * 8}), dataset, {"x": gp.integer()})
+    out = enc.select(pl.col("x").ghost.sum()).ghost.reveal(admin)
+    assert out["x"].dtype == pl.Int128
+    assert out["x"][0] == 8 * big
+
+
+def test_means_of_dates_datetimes_and_booleans(admin: gp.Session, dataset: gp.Dataset) -> None:
+    df = pl.DataFrame(
+        {
+            "d": [dt.date(2000, 1, 1), dt.date(2000, 1, 3), None],
+            "t": [dt.datetime(2000, 1, 1), dt.datetime(2000, 1, 2), dt.datetime(2000, 1, 3)],
+            "b": [True, False, True],
+        }
+    )
+    enc = gp.encrypt(df, dataset, {"d": gp.date(), "t": gp.datetime(), "b": gp.boolean()})
+    got = enc.select(
+        pl.col("d").ghost.mean(),
+        pl.col("t").ghost.mean(),
+        pl.col("b").ghost.mean(),
+        pl.col("b").ghost.sum().alias("bs"),
+    ).ghost.reveal(admin)
+    assert got["d"][0] == dt.datetime(2000, 1, 2)
+    assert got["t"][0] == dt.datetime(2000, 1, 2)
+    assert got["b"][0] == pytest.approx(2 / 3)
+    assert got["bs"][0] == 2

@@ -146,7 +146,9 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
             total = _signed(int(p["masked"]) - int(results[i]["key"])) if i is not None else 0
             values.append(_aggregate_value(p, total))
         dtype = _aggregate_dtype([p for p, _ in entries])
-        new.append(pl.Series(name, values, dtype=dtype, strict=False))
+        if dtype == pl.Int64 and any(v is not None and not -(2**63) <= v < 2**63 for v in values):
+            dtype = pl.Int128()  # an exact sum beyond 64 bits is kept exact, never wrapped
+        new.append(pl.Series(name, values, dtype=dtype))
     for name, (facet, i) in row_cols.items():
         keys = base64.b64decode(results[i]["keys"]) if i is not None else b""
         new.append(_internal.open_rows(df[name], facet, keys).alias(name))
