@@ -292,3 +292,11 @@ def test_datetime_comparisons(admin: gp.Session, dataset: gp.Dataset, unit: str)
         old=pl.col("t") <= dt.datetime(2004, 2, 28, 13, 0),
     )
     assert_frame_equal(got.ghost.collect(admin), want)
+
+
+def test_plain_collect_refusal_names_the_grant(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+    enc = gp.encrypt(pl.DataFrame({"x": [1, 2]}), dataset, {"x": gp.integer(bounds=(0, 9), compare=True)})
+    _analyst(keyhost, admin, dataset, [gp.allow.aggregate("x")])  # connected, active, no compare grant
+    _internal.clear_tokens()
+    with pytest.raises(pl.exceptions.ComputeError, match="PermissionDenied.*no 'compare' grant on column 'x'"):
+        enc.lazy().filter(pl.col("x").ghost.lt(2)).collect()
