@@ -6,7 +6,9 @@ Examples::
     export GHOSTPII_URL=http://127.0.0.1:8750 GHOSTPII_TOKEN=$(cat ./kh/admin.token)
     ghostpii grant add analyst patrons --aggregate income --min-rows 10
     ghostpii audit list --dataset patrons
-    ghostpii audit verify --data ./kh
+    ghostpii audit checkpoint > cp.json
+    ghostpii audit verify --data ./kh --checkpoint cp.json
+    ghostpii budget show patrons
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ def _grant(args: argparse.Namespace) -> int:
         _print(s.grants(args.dataset, args.identity), args.json)
         return 0
     allows = [allow.decrypt(c) for c in args.decrypt or []]
-    allows += [allow.aggregate(c, min_rows=args.min_rows) for c in args.aggregate or []]
+    allows += [
+        allow.aggregate(c, min_rows=args.min_rows, epsilon=args.epsilon, delta=args.delta, budget=args.budget)
+        for c in args.aggregate or []
+    ]
+    allows += [allow.compare(c, max_constants=args.max_constants) for c in args.compare or []]
     if args.action == "add":
         token = s.grant(args.identity, args.dataset, allows, issue_token=args.issue_token)
         if token:
@@ -91,16 +97,30 @@ def _grant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_offline(data: Path, checkpoint: str | None) -> dict[str, Any]:
+    from ghostpii import _internal
+
+    if checkpoint is None:
+        return json.loads(_internal.verify_audit_db(data))  # type: ignore[no-any-return]
+    with_cp = getattr(_internal, "verify_audit_db_with_checkpoint", None)
+    if with_cp is None:
+        sys.exit("error: this build of ghostpii cannot check checkpoints offline (update the extension)")
+    return json.loads(with_cp(data, Path(checkpoint).read_text()))  # type: ignore[no-any-return]
+
+
 def _audit(args: argparse.Namespace) -> int:
     if args.action == "verify":
         if args.data:
-            from ghostpii import _internal
-
-            report = json.loads(_internal.verify_audit_db(Path(args.data)))
+            report = _verify_offline(Path(args.data), args.checkpoint)
+        elif args.checkpoint:
+            sys.exit("error: --checkpoint needs --data DIR (the check runs offline on the database)")
         else:
             report = _session(args).verify_audit()
         print(json.dumps(report, indent=2))
         return 0 if report.get("ok") else 1
+    if args.action == "checkpoint":
+        print(json.dumps(_session(args).audit_checkpoint(), indent=2))
+        return 0
     df = _session(args).audit(args.dataset, identity=args.identity, since=args.since, limit=args.limit)
     if args.json:
         print(df.write_json())
@@ -109,6 +129,17 @@ def _audit(args: argparse.Namespace) -> int:
 
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
             print(df.drop("prev_hash", "rid_digest"))
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "show":
+        _print(s.budget(args.dataset, args.identity), True)
+    elif args.action == "set":
+        _print(s.set_budget(args.identity, args.dataset, args.total, unit=args.unit), True)
+    else:
+        _print(s.reset_budget(args.identity, args.dataset), True)
     return 0
 
 
@@ -159,6 +190,11 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--decrypt", action="append", metavar="COLUMN", help="per-row decryption of COLUMN")
         g.add_argument("--aggregate", action="append", metavar="COLUMN", help="sums/means of COLUMN")
         g.add_argument("--min-rows", type=int, default=None, help="smallest row set an aggregate may cover")
+        g.add_argument("--epsilon", type=float, default=None, help="aggregate: answer sums with ε-DP noise")
+        g.add_argument("--delta", type=float, default=None, help="aggregate: discrete Gaussian noise (zCDP) with δ")
+        g.add_argument("--budget", type=float, default=None, help="aggregate: total privacy budget (ε)")
+        g.add_argument("--compare", action="append", metavar="COLUMN", help="comparison tokens for COLUMN")
+        g.add_argument("--max-constants", type=int, default=None, help="compare: most distinct constants")
         g.add_argument("--issue-token", action="store_true", help="add: also print a new token for the identity")
         conn(g)
     gl = gr.add_parser("list", help="list grants")
@@ -177,9 +213,31 @@ def _parser() -> argparse.ArgumentParser:
     conn(al)
     av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
     av.add_argument("--data", help="keyhost data directory (offline check)")
+    av.add_argument("--checkpoint", help="a signed checkpoint (JSON from 'audit checkpoint') to check the log against")
     conn(av)
+    conn(au.add_parser("checkpoint", help="print the keyhost's signed audit checkpoint (JSON); keep it"))
     for sp in au.choices.values():
         sp.set_defaults(func=_audit)
+
+    bu = sub.add_parser("budget", help="show, set or reset privacy budgets").add_subparsers(
+        dest="action", required=True
+    )
+    bs = bu.add_parser("show", help="budget state on a dataset (yours, or --identity for owners/admins)")
+    bs.add_argument("dataset")
+    bs.add_argument("--identity")
+    conn(bs)
+    bt = bu.add_parser("set", help="set the total budget of an identity on a dataset")
+    bt.add_argument("identity")
+    bt.add_argument("dataset")
+    bt.add_argument("total", type=float)
+    bt.add_argument("--unit", default="epsilon", choices=["epsilon", "rho"])
+    conn(bt)
+    br = bu.add_parser("reset", help="forget what an identity has spent on a dataset")
+    br.add_argument("identity")
+    br.add_argument("dataset")
+    conn(br)
+    for sp in bu.choices.values():
+        sp.set_defaults(func=_budget)
     return p
 
 

@@ -6,6 +6,7 @@ transient failures, https when the URL says so) and counts its round trips.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -264,7 +265,7 @@ class Session:
             "rid_digest": pl.String, "decision": pl.String, "reason": pl.String,
             "prev_hash": pl.String, "hash": pl.String,
         }  # fmt: skip
-        rows = [{k: (str(e.get(k)) if k == "params" else e.get(k)) for k in schema} for e in entries]
+        rows = [{k: (json.dumps(e.get(k)) if k == "params" else e.get(k)) for k in schema} for e in entries]
         return pl.DataFrame(rows, schema=schema)
 
     def verify_audit(self) -> dict[str, Any]:

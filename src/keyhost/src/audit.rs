@@ -8,6 +8,8 @@
 //! reported too. Rows are appended inside the caller's transaction: the entry and the action
 //! it records commit together, before any answer leaves the keyhost.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -108,6 +110,51 @@ fn put(h: &mut Sha256, v: Option<&str>) {
     }
 }
 
+/// The canonical bytes of an entry's contents (everything but the chain hashes): the
+/// preimage of its Merkle leaf.
+pub fn canonical_bytes(e: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + e.params.len());
+    let mut put = |v: Option<&str>| match v {
+        None => out.push(0u8),
+        Some(s) => {
+            out.push(1u8);
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    };
+    put(Some("ghostpii/v1/audit-entry"));
+    put(Some(&e.index.to_string()));
+    put(Some(&e.time.to_string()));
+    put(e.identity.as_deref());
+    put(e.dataset.as_deref());
+    put(e.column.as_deref());
+    put(Some(&e.operation));
+    put(Some(&e.params));
+    put(e.rid_count.map(|c| c.to_string()).as_deref());
+    put(e.rid_digest.as_deref());
+    put(Some(&e.decision));
+    put(e.reason.as_deref());
+    out
+}
+
+/// The RFC 6962 leaf hash of an entry: `SHA-256(0x00 || canonical_bytes)`.
+pub fn leaf_hash(e: &Entry) -> [u8; 32] {
+    crate::merkle::leaf_hash(&canonical_bytes(e))
+}
+
+/// Where an appended entry sits in the log: handed to the caller as a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: i64,
+    pub leaf_hash: [u8; 32],
+}
+
+impl Receipt {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"audit_index": self.index, "leaf_hash": B64.encode(self.leaf_hash)})
+    }
+}
+
 /// The chain hash of a row.
 pub fn entry_hash(e: &Entry) -> String {
     let mut h = Sha256::new();
@@ -129,6 +176,11 @@ pub fn entry_hash(e: &Entry) -> String {
 
 /// Append an entry; call inside the transaction of the action it records. Returns its index.
 pub fn append(conn: &Connection, new: NewEntry) -> rusqlite::Result<i64> {
+    append_receipt(conn, new).map(|r| r.index)
+}
+
+/// Append an entry (inside the caller's transaction); returns its index and leaf hash.
+pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Receipt> {
     let last: Option<(i64, String)> = conn
         .query_row("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -172,7 +224,10 @@ pub fn append(conn: &Connection, new: NewEntry) -> rusqlite::Result<i64> {
         e.hash
     ])?;
     db::meta_set(conn, LAST_INDEX_KEY, &e.index.to_string())?;
-    Ok(e.index)
+    Ok(Receipt {
+        index: e.index,
+        leaf_hash: leaf_hash(&e),
+    })
 }
 
 /// Record a refused management action of an authenticated identity (its own transaction),
@@ -211,6 +266,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// Every entry, in index order.
+pub fn all(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
+    let mut st = conn.prepare_cached(&format!("{SELECT} ORDER BY idx"))?;
+    let rows = st.query_map([], from_row)?;
+    rows.collect()
+}
+
 /// Filters of a listing.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -237,6 +299,9 @@ pub struct AuditVerification {
     /// Hash of the last row (genesis hash for an empty log).
     pub head: String,
     pub problems: Vec<AuditProblem>,
+    /// The checkpoint checked against, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::checkpoint::Checkpoint>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -300,5 +365,6 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<AuditVerification> {
         entries,
         head: prev,
         problems,
+        checkpoint: None,
     })
 }

@@ -16,7 +16,7 @@ pub fn now_micros() -> i64 {
 }
 
 // Howard Hinnant's civil-date algorithms (public domain).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;

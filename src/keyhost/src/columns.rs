@@ -5,7 +5,7 @@
 use std::ops::RangeInclusive;
 
 use ghostpii_core::meta::key_binding;
-use ghostpii_core::{ColumnKeys, Facet, LogicalType, RootKey};
+use ghostpii_core::{ColumnKeys, Facet, LogicalType, OreParams, RootKey};
 use roaring::RoaringTreemap;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -21,6 +21,8 @@ pub struct ColumnSpec {
     pub bounds: Option<(i64, i64)>,
     /// Sorted, without duplicates.
     pub facets: Vec<Facet>,
+    /// Order domain of the `ord` facet (present exactly when the column has it).
+    pub ord: Option<OreParams>,
 }
 
 impl ColumnSpec {
@@ -57,6 +59,13 @@ impl ColumnSpec {
                 facets_str(&other.facets)
             ));
         }
+        if self.ord != other.ord {
+            return Some(format!(
+                "the ord domain is {} on the keyhost, the request says {}",
+                ord_str(self.ord),
+                ord_str(other.ord)
+            ));
+        }
         None
     }
 }
@@ -76,7 +85,15 @@ pub fn parse_facet(s: &str) -> Option<Facet> {
     match s {
         "num" => Some(Facet::Num),
         "val" => Some(Facet::Val),
+        "ord" => Some(Facet::Ord),
         _ => None,
+    }
+}
+
+fn ord_str(o: Option<OreParams>) -> String {
+    match o {
+        Some(p) => format!("{{offset: {}, bits: {}}}", p.offset, p.bits),
+        None => "none".into(),
     }
 }
 
@@ -95,6 +112,7 @@ fn facet_order(f: &Facet) -> u8 {
     match f {
         Facet::Num => 0,
         Facet::Val => 1,
+        Facet::Ord => 2,
     }
 }
 
@@ -112,10 +130,19 @@ pub struct Column {
     pub name: String,
     pub spec: ColumnSpec,
     pub current_epoch: u32,
+    /// The registration's `meta` object (time unit and zone of datetimes).
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Column {
+    /// How this column's logical constants map to stored integers.
+    pub fn domain(&self) -> Result<crate::logical::Domain, String> {
+        crate::logical::Domain::new(self.spec.dtype, self.spec.scale, self.meta.as_ref())
+    }
 }
 
 const SELECT: &str = "SELECT id, dataset_id, name, dtype, scale, bounds_lo, bounds_hi, facets,
-                      current_epoch FROM columns";
+                      current_epoch, meta, ord_offset, ord_bits FROM columns";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
     let bad = |i: usize, what: &str| {
@@ -134,6 +161,17 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
         .filter(|s| !s.is_empty())
         .map(|s| parse_facet(s).ok_or_else(|| bad(7, "facet")))
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let meta: Option<String> = r.get(9)?;
+    let meta = match meta {
+        Some(m) => Some(serde_json::from_str(&m).map_err(|_| bad(9, "meta"))?),
+        None => None,
+    };
+    let ord_offset: Option<i64> = r.get(10)?;
+    let ord_bits: Option<u32> = r.get(11)?;
+    let ord = match ord_offset.zip(ord_bits) {
+        Some((o, b)) => Some(OreParams::new(o, b).map_err(|_| bad(11, "ord domain"))?),
+        None => None,
+    };
     Ok(Column {
         id: r.get(0)?,
         dataset_id: r.get(1)?,
@@ -143,8 +181,10 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
             scale: r.get(4)?,
             bounds: lo.zip(hi),
             facets,
+            ord,
         },
         current_epoch: r.get(8)?,
+        meta,
     })
 }
 
@@ -176,8 +216,8 @@ pub fn insert(
     let facets = spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
     conn.execute(
         "INSERT INTO columns (dataset_id, name, dtype, scale, bounds_lo, bounds_hi, facets, meta,
-                              current_epoch, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+                              ord_offset, ord_bits, current_epoch, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11)",
         params![
             dataset_id,
             name,
@@ -187,6 +227,8 @@ pub fn insert(
             spec.bounds.map(|b| b.1),
             facets,
             meta.map(|m| m.to_string()),
+            spec.ord.map(|o| o.offset),
+            spec.ord.map(|o| o.bits),
             now
         ],
     )?;
@@ -206,7 +248,31 @@ pub fn insert(
         name: name.to_owned(),
         spec: spec.clone(),
         current_epoch: 1,
+        meta: meta.cloned(),
     })
+}
+
+/// Start a new key epoch for the column: a fresh root key, wrapped under the master key,
+/// becomes the current epoch (new encryptions use it); older epochs stay and still answer.
+pub fn rotate(conn: &Connection, master: &MasterKey, keyhost_id: &str, col: &Column) -> ApiResult<u32> {
+    let epoch = col
+        .current_epoch
+        .checked_add(1)
+        .ok_or_else(|| ApiError::conflict("the column has run out of key epochs"))?;
+    let root = RootKey::generate();
+    let wrapped = master
+        .wrap(&root, keyhost_id, col.dataset_id, col.id, epoch)
+        .map_err(|e| ApiError::internal("wrapping a column key", &e))?;
+    conn.execute(
+        "INSERT INTO column_epochs (column_id, epoch, key_nonce, key_sealed, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![col.id, epoch, wrapped.nonce, wrapped.ciphertext, clock::now_micros()],
+    )?;
+    conn.execute(
+        "UPDATE columns SET current_epoch = ?2 WHERE id = ?1",
+        params![col.id, epoch],
+    )?;
+    Ok(epoch)
 }
 
 /// The wrapped root key of one epoch, if the epoch exists.

@@ -1,4 +1,5 @@
-//! The data directory: `master.key`, `keyhost.db`, `admin.token`. Created on first start,
+//! The data directory: `master.key`, `keyhost.db`, `admin.token`, `noise.key`,
+//! `checkpoint.key`. Created on first start,
 //! reused afterwards.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,8 @@ use crate::error::KeyhostError;
 use crate::files;
 use crate::identities::{self, Role};
 use crate::master_key::MasterKey;
-use crate::state::AppState;
+use crate::secret_file;
+use crate::state::{AppState, Secrets};
 use crate::tokens;
 
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -70,7 +72,16 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
         }
         None => bootstrap(dir, &mk_path, &mut conn)?,
     };
-    Ok(AppState::new(conn, master, keyhost_id, dir.to_path_buf()))
+    let noise_key = secret_file::load_or_create(&dir.join(secret_file::NOISE_KEY_FILE), "noise key file")?;
+    let seed = secret_file::load_or_create(&dir.join(secret_file::CHECKPOINT_KEY_FILE), "checkpoint key file")?;
+    let signer = ed25519_dalek::SigningKey::from_bytes(&seed);
+    Ok(AppState::new(
+        conn,
+        master,
+        keyhost_id,
+        dir.to_path_buf(),
+        Secrets { noise_key, signer },
+    ))
 }
 
 fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut rusqlite::Connection) -> Result<(String, MasterKey), KeyhostError> {

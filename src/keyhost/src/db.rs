@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS columns (
     bounds_hi     INTEGER,
     facets        TEXT NOT NULL,
     meta          TEXT,
+    ord_offset    INTEGER,
+    ord_bits      INTEGER,
     current_epoch INTEGER NOT NULL,
     created_at    INTEGER NOT NULL,
     UNIQUE (dataset_id, name)
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
@@ -88,6 +90,42 @@ CREATE TABLE IF NOT EXISTS audit (
     reason     TEXT,
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL
+);
+-- Distinct comparison constants issued per identity and column (for max_constants).
+CREATE TABLE IF NOT EXISTS issued_constants (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    column_id   INTEGER NOT NULL REFERENCES columns(id),
+    constant    INTEGER NOT NULL,
+    first_audit INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, column_id, constant)
+);
+-- Privacy budget ledger per identity x dataset, one row per unit ('epsilon' or 'rho').
+CREATE TABLE IF NOT EXISTS budget_ledger (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+    unit        TEXT NOT NULL CHECK (unit IN ('epsilon', 'rho')),
+    spent       REAL NOT NULL DEFAULT 0,
+    total       REAL,
+    PRIMARY KEY (identity_id, dataset_id, unit)
+);
+-- Each distinct DP request charged once (repeats return the same noise and cost nothing).
+CREATE TABLE IF NOT EXISTS budget_charges (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+    request     TEXT NOT NULL,
+    unit        TEXT NOT NULL,
+    cost        REAL NOT NULL,
+    audit_index INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, dataset_id, request)
+);
+-- Row-id sets of sums answered per identity x column (query-set overlap control).
+CREATE TABLE IF NOT EXISTS answered_sets (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    column_id   INTEGER NOT NULL REFERENCES columns(id),
+    digest      TEXT NOT NULL,
+    rid_count   INTEGER NOT NULL,
+    rids        BLOB NOT NULL,
+    PRIMARY KEY (identity_id, column_id, digest)
 );
 "#;
 
@@ -110,8 +148,49 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Create the tables if they do not exist and record the schema version.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
-    if meta_get(conn, "schema_version")?.is_none() {
-        meta_set(conn, "schema_version", &SCHEMA_VERSION.to_string())?;
+    upgrade_v1(conn)?;
+    meta_set(conn, "schema_version", &SCHEMA_VERSION.to_string())?;
+    Ok(())
+}
+
+/// Bring a version-1 database up to date: the order-domain columns and the 'compare' grant
+/// operation (the CHECK constraint of `grants` is widened by rebuilding the table).
+fn upgrade_v1(conn: &Connection) -> rusqlite::Result<()> {
+    let has_ord: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('columns') WHERE name = 'ord_offset'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_ord {
+        conn.execute_batch(
+            "ALTER TABLE columns ADD COLUMN ord_offset INTEGER;
+             ALTER TABLE columns ADD COLUMN ord_bits INTEGER;",
+        )?;
+    }
+    let grants_sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'grants'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !grants_sql.contains("'compare'") {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE grants RENAME TO grants_v1;
+             CREATE TABLE grants (
+                 id          INTEGER PRIMARY KEY,
+                 identity_id INTEGER NOT NULL REFERENCES identities(id),
+                 dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+                 column_name TEXT NOT NULL,
+                 operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare')),
+                 params      TEXT NOT NULL,
+                 created_at  INTEGER NOT NULL,
+                 revoked_at  INTEGER
+             );
+             INSERT INTO grants SELECT * FROM grants_v1;
+             DROP TABLE grants_v1;
+             CREATE INDEX IF NOT EXISTS grants_lookup ON grants(identity_id, dataset_id, column_name);
+             COMMIT;",
+        )?;
     }
     Ok(())
 }

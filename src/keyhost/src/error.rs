@@ -67,6 +67,10 @@ pub mod reason {
     pub const INTERNAL: &str = "internal";
     pub const MIN_ROWS: &str = "min_rows";
     pub const UNKNOWN_RIDS: &str = "unknown_rids";
+    pub const CONSTANT_NOT_ALLOWED: &str = "constant_not_allowed";
+    pub const MAX_CONSTANTS: &str = "max_constants";
+    pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
+    pub const OVERLAP: &str = "overlap";
 }
 
 /// A typed API error: HTTP status, reason code, human message, and the missing grant if any.

@@ -14,6 +14,8 @@ pub enum Operation {
     Decrypt,
     /// Answer keys of sums (and everything built on them: count, mean, linear combinations).
     Aggregate,
+    /// Comparison tokens (left ciphertexts of constants) of the `ord` facet.
+    Compare,
 }
 
 impl Operation {
@@ -21,6 +23,7 @@ impl Operation {
         match self {
             Operation::Decrypt => "decrypt",
             Operation::Aggregate => "aggregate",
+            Operation::Compare => "compare",
         }
     }
 
@@ -28,22 +31,55 @@ impl Operation {
         match s {
             "decrypt" => Some(Operation::Decrypt),
             "aggregate" => Some(Operation::Aggregate),
+            "compare" => Some(Operation::Compare),
             _ => None,
         }
     }
 }
 
-/// Constraints of a grant. Unknown parameters are refused rather than silently ignored:
-/// this keyhost enforces exactly what is listed here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Constraints of a grant, as stored (constants in the column's stored-integer encoding).
+/// Built and validated by `grant_params::build`; unknown parameters are refused there rather
+/// than silently ignored: this keyhost enforces exactly what is listed here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantParams {
-    /// Smallest number of rows an aggregate may cover.
+    /// aggregate: smallest number of rows an aggregate may cover; without `epsilon` also the
+    /// smallest difference between two answered row sets (query-set overlap control).
     #[serde(default)]
     pub min_rows: Option<u64>,
+    /// aggregate: differential privacy per answered sum (discrete Laplace, or discrete
+    /// Gaussian under zCDP when `delta` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// aggregate: total privacy budget of the identity on the dataset (in ε; with `delta`
+    /// converted to ρ like the per-query cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
+    /// compare: the only constants tokens may be issued for (stored encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constants: Option<Vec<i64>>,
+    /// compare: inclusive range of constants (stored encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(i64, i64)>,
+    /// compare: most distinct constants ever issued to the identity on the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_constants: Option<u64>,
+    /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl GrantParams {
+    /// Whether a compare grant allows a token for the stored constant `c`.
+    pub fn allows_constant(&self, c: i64) -> bool {
+        self.constants.as_ref().is_none_or(|cs| cs.contains(&c))
+            && self.range.is_none_or(|(lo, hi)| (lo..=hi).contains(&c))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grant {
     pub grant_id: i64,
     pub identity: String,

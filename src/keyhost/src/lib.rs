@@ -13,20 +13,27 @@
 
 pub mod answer_keys;
 pub mod audit;
+pub mod budget;
+pub mod checkpoint;
 pub mod clock;
 pub mod columns;
 pub mod config;
 pub mod data_dir;
 pub mod datasets;
 pub mod db;
+pub mod dp;
 pub mod error;
 pub mod extract;
 mod files;
+pub mod grant_params;
 pub mod grants;
 pub mod identities;
+pub mod logical;
 pub mod master_key;
+pub mod merkle;
 pub mod policy;
 pub mod routes;
+pub mod secret_file;
 pub mod server;
 pub mod state;
 pub mod tokens;
@@ -52,4 +59,35 @@ pub fn verify_audit_db(data_dir: &Path) -> Result<AuditVerification, KeyhostErro
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(audit::verify(&conn)?)
+}
+
+/// [`verify_audit_db`] plus a check against a signed checkpoint (the JSON published at
+/// `GET /v1/audit/checkpoint`): its signature (and, if `DIR/checkpoint.key` is readable, that
+/// it is this keyhost's key), and that the first `tree_size` entries still have its Merkle
+/// root. Detects edited, inserted, deleted and truncated entries.
+pub fn verify_audit_db_with_checkpoint(
+    data_dir: &Path,
+    checkpoint_json: &str,
+) -> Result<AuditVerification, KeyhostError> {
+    let cp: checkpoint::Checkpoint = serde_json::from_str(checkpoint_json)
+        .map_err(|e| KeyhostError::Config(format!("not a ghostpii audit checkpoint: {e}")))?;
+    let mut report = verify_audit_db(data_dir)?;
+    let path = data_dir::db_path(data_dir);
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let keyhost_id = db::meta_get(&conn, "keyhost_id")?;
+    let key_path = data_dir.join(secret_file::CHECKPOINT_KEY_FILE);
+    let expected = std::fs::read(&key_path)
+        .ok()
+        .map(zeroize::Zeroizing::new)
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(zeroize::Zeroizing::new))
+        .map(|seed| ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key());
+    let problems = checkpoint::verify_log(&conn, keyhost_id.as_deref(), &cp, expected.as_ref())?;
+    report.problems.extend(problems);
+    report.ok = report.problems.is_empty();
+    report.checkpoint = Some(cp);
+    Ok(report)
 }

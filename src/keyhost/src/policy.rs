@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::datasets::Dataset;
 use crate::error::{ApiError, ApiResult, MissingGrant};
-use crate::grants::{self, Operation};
+use crate::grants::{self, Grant, GrantParams, Operation};
 use crate::identities::{Identity, Role};
 
 pub fn is_admin(who: &Identity) -> bool {
@@ -52,14 +52,14 @@ pub fn require_manage(who: &Identity, ds: &Dataset, action: &str) -> ApiResult<(
 }
 
 /// Why an answer key may be issued.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Authority {
     Admin,
     Owner,
-    /// Active grants (ids) with the weakest `min_rows` constraint among them.
+    /// Active grants of the operation on the column (at least one). Where several apply the
+    /// least restrictive wins.
     Grant {
-        grant_ids: Vec<i64>,
-        min_rows: Option<u64>,
+        grants: Vec<Grant>,
     },
 }
 
@@ -72,18 +72,67 @@ impl Authority {
         }
     }
 
-    pub fn min_rows(&self) -> Option<u64> {
+    fn grants(&self) -> &[Grant] {
         match self {
-            Authority::Grant { min_rows, .. } => *min_rows,
-            _ => None,
+            Authority::Grant { grants } => grants,
+            _ => &[],
         }
     }
 
-    pub fn grant_ids(&self) -> &[i64] {
-        match self {
-            Authority::Grant { grant_ids, .. } => grant_ids,
-            _ => &[],
+    pub fn grant_ids(&self) -> Vec<i64> {
+        self.grants().iter().map(|g| g.grant_id).collect()
+    }
+
+    /// aggregate: the DP grant that applies, or `None` if an exact answer is allowed
+    /// (owner, admin, or any grant without `epsilon`). Among DP grants the one with the
+    /// largest ε (the least noise) applies.
+    pub fn dp_grant(&self) -> Option<&GrantParams> {
+        let gs = self.grants();
+        if gs.is_empty() || gs.iter().any(|g| g.params.epsilon.is_none()) {
+            return None;
         }
+        gs.iter()
+            .map(|g| &g.params)
+            .max_by(|a, b| a.epsilon.unwrap_or(0.0).total_cmp(&b.epsilon.unwrap_or(0.0)))
+    }
+
+    /// aggregate: the smallest row count allowed, over the grants that apply (none for
+    /// owner/admin or when some applicable grant has no `min_rows`).
+    pub fn min_rows(&self) -> Option<u64> {
+        let dp = self.dp_grant().is_some();
+        self.grants()
+            .iter()
+            .filter(|g| dp || g.params.epsilon.is_none())
+            .map(|g| g.params.min_rows)
+            .reduce(|a, b| match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// compare: whether a token for stored constant `c` is allowed and, if so, the limit on
+    /// distinct constants (`Some(None)`: no limit). `None`: no grant allows `c`.
+    pub fn constant_limit(&self, c: i64) -> Option<Option<u64>> {
+        match self {
+            Authority::Admin | Authority::Owner => Some(None),
+            Authority::Grant { grants } => grants
+                .iter()
+                .filter(|g| g.params.allows_constant(c))
+                .map(|g| g.params.max_constants)
+                .reduce(|a, b| match (a, b) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    _ => None,
+                }),
+        }
+    }
+
+    /// compare: the allowed constants of the grants, described for a refusal message.
+    pub fn allowed_constants(&self) -> Vec<serde_json::Value> {
+        self.grants()
+            .iter()
+            .map(|g| g.params.given.clone().unwrap_or(serde_json::Value::Null))
+            .collect()
     }
 }
 
@@ -106,17 +155,5 @@ pub fn authorize(conn: &Connection, who: &Identity, ds: &Dataset, column: &str, 
             },
         ));
     }
-    // Several grants: the least restrictive applies (no min_rows beats any min_rows).
-    let min_rows = active
-        .iter()
-        .map(|g| g.params.min_rows)
-        .reduce(|a, b| match (a, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            _ => None,
-        })
-        .flatten();
-    Ok(Authority::Grant {
-        grant_ids: active.iter().map(|g| g.grant_id).collect(),
-        min_rows,
-    })
+    Ok(Authority::Grant { grants: active })
 }

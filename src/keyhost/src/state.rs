@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
+use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
 use crate::master_key::MasterKey;
@@ -19,18 +21,38 @@ struct Inner {
     master: MasterKey,
     keyhost_id: String,
     data_dir: PathBuf,
+    noise_key: Zeroizing<[u8; 32]>,
+    signer: SigningKey,
+}
+
+/// Secrets of a keyhost besides its master key.
+pub struct Secrets {
+    /// Seeds the DP noise of answer keys (`dp`).
+    pub noise_key: Zeroizing<[u8; 32]>,
+    /// Signs audit checkpoints (`checkpoint`).
+    pub signer: SigningKey,
 }
 
 impl AppState {
-    pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf) -> Self {
+    pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf, secrets: Secrets) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 db: Mutex::new(conn),
                 master,
                 keyhost_id,
                 data_dir,
+                noise_key: secrets.noise_key,
+                signer: secrets.signer,
             }),
         }
+    }
+
+    pub fn noise_key(&self) -> &[u8] {
+        self.inner.noise_key.as_ref()
+    }
+
+    pub fn signer(&self) -> &SigningKey {
+        &self.inner.signer
     }
 
     pub fn keyhost_id(&self) -> &str {

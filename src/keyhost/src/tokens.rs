@@ -116,6 +116,16 @@ pub fn find(conn: &Connection, token_id: i64) -> rusqlite::Result<Option<TokenIn
     Ok(list(conn, None)?.into_iter().find(|t| t.token_id == token_id))
 }
 
+/// Id and expiry of the token with this secret, if it is known and not revoked.
+pub fn active_id(conn: &Connection, token: &str) -> rusqlite::Result<Option<(i64, Option<i64>)>> {
+    conn.query_row(
+        "SELECT id, expires_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+        [hash(token)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
 /// Revoke a token now. Returns false if it does not exist.
 pub fn revoke(conn: &Connection, token_id: i64) -> rusqlite::Result<bool> {
     let n = conn.execute(

@@ -189,7 +189,7 @@ pub fn field(inputs: &[Field], kw: &CompareKwargs) -> PolarsResult<Field> {
 
 /// A comparator: the order of constant k against a row's cell.
 enum Cmp {
-    Token(OreToken),
+    Token(Box<OreToken>),
     Outside(Ordering),
 }
 
@@ -220,7 +220,7 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
                 if tok.nblocks() != p.params.nblocks() {
                     polars_bail!(ComputeError: "ghostpii: token does not match the column's order domain");
                 }
-                Cmp::Token(tok)
+                Cmp::Token(Box::new(tok))
             }
             Placed::Outside(o) => Cmp::Outside(*o),
         });

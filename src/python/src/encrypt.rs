@@ -67,7 +67,7 @@ fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec
                     None => None,
                     Some(x) => {
                         let y = (x * factor as f64).round_ties_even();
-                        if !y.is_finite() || y >= 9.223_372_036_854_775e18 || y < -9.223_372_036_854_775e18 {
+                        if !y.is_finite() || !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&y) {
                             return Err(err(format!(
                                 "column '{col}': value {x} at row {} cannot be encrypted with {} decimals \
                                  (not finite, or too large for 64-bit fixed point)",

@@ -85,3 +85,13 @@ pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf) -> PyResult<String> {
         .map_err(kh_err)?;
     serde_json::to_string(&report).map_err(kh_err)
 }
+
+/// Check the audit log offline against a signed checkpoint (JSON from `GET /v1/audit/checkpoint`):
+/// detects edited, inserted, deleted or truncated entries and a bad signature. Returns a JSON report.
+#[pyfunction]
+pub fn verify_audit_db_with_checkpoint(py: Python<'_>, data_dir: PathBuf, checkpoint_json: String) -> PyResult<String> {
+    let report = py
+        .detach(|| ghostpii_keyhost::verify_audit_db_with_checkpoint(&data_dir, &checkpoint_json))
+        .map_err(kh_err)?;
+    serde_json::to_string(&report).map_err(kh_err)
+}

@@ -70,3 +70,41 @@ pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResul
     })
     .await
 }
+
+/// `GET /v1/audit/checkpoint` (any authenticated identity): a signed checkpoint of the
+/// whole log, to keep and later check the log against (`ghostpii audit verify --checkpoint`).
+pub async fn checkpoint(State(st): State<AppState>, Caller(_who): Caller) -> ApiResult<Json<Value>> {
+    st.db(move |conn, st| {
+        let cp = crate::checkpoint::create(conn, st.keyhost_id(), st.signer())?;
+        Ok(Json(json!(cp)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ProofQuery {
+    index: u64,
+    tree_size: u64,
+}
+
+/// `GET /v1/audit/proof?index=N&tree_size=M` (any authenticated identity): the RFC 6962
+/// inclusion proof of entry N (its receipt's `audit_index`) in the tree of a checkpoint of
+/// size M. Hashes only; reveals no entry contents.
+pub async fn proof(
+    State(st): State<AppState>,
+    Caller(_who): Caller,
+    ApiQuery(q): ApiQuery<ProofQuery>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let proof = crate::checkpoint::inclusion_proof(conn, q.index, q.tree_size)?.ok_or_else(|| {
+            ApiError::invalid(format!(
+                "no entry {} in a tree of {} entries (or the log is shorter than that)",
+                q.index, q.tree_size
+            ))
+        })?;
+        Ok(Json(
+            json!({"index": q.index, "tree_size": q.tree_size, "proof": proof}),
+        ))
+    })
+    .await
+}

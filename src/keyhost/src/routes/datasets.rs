@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, Caller};
 use crate::identities;
 use crate::policy;
 use crate::state::AppState;
-use ghostpii_core::Facet;
+use ghostpii_core::{Facet, LogicalType, OreParams};
 
 /// Most row ids one allocation may reserve.
 const MAX_RID_COUNT: u64 = 1 << 40;
@@ -77,6 +77,9 @@ pub struct RegisterColumn {
     facets: Vec<String>,
     #[serde(default)]
     meta: Option<Value>,
+    /// Order domain of the `ord` facet; required exactly when "ord" is among the facets.
+    #[serde(default)]
+    ord: Option<OreParams>,
 }
 
 fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
@@ -94,17 +97,39 @@ fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
         .facets
         .iter()
         .map(|f| {
-            columns::parse_facet(f).ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val)")))
+            columns::parse_facet(f)
+                .ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val, ord)")))
         })
         .collect::<ApiResult<Vec<Facet>>>()?;
     if facets.is_empty() {
         return Err(ApiError::invalid("a column needs at least one facet"));
     }
+    let ord = match (facets.contains(&Facet::Ord), req.ord) {
+        (true, None) => {
+            return Err(ApiError::invalid(
+                "the 'ord' facet needs the column's order domain: \"ord\": {\"offset\": INT, \"bits\": INT}",
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "an order domain (\"ord\") was given but 'ord' is not among the facets",
+            ))
+        }
+        (true, Some(p)) => {
+            if dtype == LogicalType::String {
+                return Err(ApiError::invalid("string columns cannot have the 'ord' facet"));
+            }
+            Some(OreParams::new(p.offset, p.bits).map_err(|e| ApiError::invalid(e.to_string()))?)
+        }
+        (false, None) => None,
+    };
+    crate::logical::Domain::new(dtype, req.scale, req.meta.as_ref()).map_err(ApiError::invalid)?;
     Ok(ColumnSpec {
         dtype,
         scale: req.scale,
         bounds: req.bounds,
         facets: columns::canonical_facets(facets),
+        ord,
     })
 }
 
@@ -158,6 +183,7 @@ pub async fn register_column(
             let b = match f {
                 Facet::Num => B64.encode(keys.num.expose_bytes()),
                 Facet::Val => B64.encode(keys.val.expose_bytes()),
+                Facet::Ord => B64.encode(keys.ord.expose_bytes()),
             };
             key_map.insert(f.as_str().into(), Value::String(b));
         }
@@ -170,6 +196,7 @@ pub async fn register_column(
                 "scale": spec.scale,
                 "bounds": spec.bounds,
                 "facets": spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                "ord": spec.ord,
             })),
         )?;
         tx.commit()?;
@@ -181,6 +208,39 @@ pub async fn register_column(
             "column_id": col.id,
             "epoch": col.current_epoch,
             "keys": key_map,
+            "ord": col.spec.ord,
+        })))
+    })
+    .await
+}
+
+/// `POST /v1/datasets/{dataset}/columns/{column}/rotate` (owner or admin): a new key epoch.
+/// Registration then hands out the new epoch's keys; older epochs still answer.
+pub async fn rotate_column(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path((dataset, column)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, st| {
+        let ds = datasets::require(conn, &dataset)?;
+        let entry = NewEntry::new(&who, "column.rotate").dataset(&ds.name).column(&column);
+        guard(conn, &entry, policy::require_manage(&who, &ds, "rotate column keys"))?;
+        let tx = conn.transaction()?;
+        let col = columns::find_by_name(&tx, ds.id, &column)?.ok_or_else(|| {
+            ApiError::not_found(format!("column '{column}' of dataset '{}' is not registered", ds.name))
+        })?;
+        let epoch = columns::rotate(&tx, st.master(), st.keyhost_id(), &col)?;
+        audit::append(
+            &tx,
+            entry.params(json!({"column_id": col.id, "previous_epoch": col.current_epoch, "epoch": epoch})),
+        )?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "dataset": ds.name,
+            "column": col.name,
+            "column_id": col.id,
+            "epoch": epoch,
+            "previous_epoch": col.current_epoch,
         })))
     })
     .await

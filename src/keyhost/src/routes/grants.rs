@@ -9,7 +9,8 @@ use crate::clock;
 use crate::datasets;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
-use crate::grants::{self, GrantParams, Operation};
+use crate::grant_params;
+use crate::grants::{self, Operation};
 use crate::identities;
 use crate::policy;
 use crate::state::AppState;
@@ -40,16 +41,12 @@ pub async fn create(
         let grantee = identities::require(conn, &req.identity)?;
         let op = Operation::parse(&req.operation).ok_or_else(|| {
             ApiError::invalid(format!(
-                "operation must be 'decrypt' or 'aggregate', not '{}'",
+                "operation must be 'decrypt', 'aggregate' or 'compare', not '{}'",
                 req.operation
             ))
         })?;
-        let gp: GrantParams = match req.params.clone() {
-            None | Some(Value::Null) => GrantParams::default(),
-            Some(v) => serde_json::from_value(v)
-                .map_err(|e| ApiError::invalid(format!("grant params are not supported by this keyhost: {e}")))?,
-        };
         identities::validate_name("column", &req.column)?;
+        let gp = grant_params::build(conn, &ds, &req.column, op, req.params.clone())?;
         let tx = conn.transaction()?;
         let grant_id = grants::insert(&tx, grantee.id, ds.id, &req.column, op, &gp)?;
         let mut entry = entry;

@@ -3,6 +3,7 @@
 
 mod answer_keys;
 mod audit;
+mod budget;
 mod datasets;
 mod grants;
 mod identities;
@@ -28,15 +29,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/whoami", get(info::whoami))
         .route("/v1/identities", post(identities::create).get(identities::list))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/rotate", post(tokens::rotate))
         .route("/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/v1/datasets", post(datasets::create).get(datasets::list))
         .route("/v1/datasets/{dataset}/columns", post(datasets::register_column))
+        .route(
+            "/v1/datasets/{dataset}/columns/{column}/rotate",
+            post(datasets::rotate_column),
+        )
         .route("/v1/datasets/{dataset}/rids", post(datasets::allocate_rids))
         .route("/v1/grants", post(grants::create).get(grants::list))
         .route("/v1/grants/{grant_id}", delete(grants::revoke))
         .route("/v1/answer-keys", post(answer_keys::answer))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/proof", get(audit::proof))
+        .route("/v1/budget", get(budget::show).put(budget::set))
+        .route("/v1/budget/reset", post(budget::reset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1,7 +1,10 @@
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use super::guard;
 use crate::audit::{self, NewEntry};
@@ -98,6 +101,68 @@ pub async fn revoke(
         audit::append(&tx, entry)?;
         tx.commit()?;
         Ok(Json(json!({"revoked": true})))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct RotateToken {
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+/// `POST /v1/tokens/rotate` (the token's holder): a new token for the same identity; the
+/// token that made the request is revoked in the same transaction. The new secret is in this
+/// response only. `ttl_seconds` defaults to 30 days (no expiry stays no expiry).
+pub async fn rotate(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed request body: {e}")))?
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .map(|(_, t)| Zeroizing::new(t.trim().to_owned()))
+        .ok_or_else(|| ApiError::invalid("no bearer token to rotate"))?;
+    st.db(move |conn, _| {
+        let tx = conn.transaction()?;
+        let (old_id, old_expiry) = tokens::active_id(&tx, &presented)?
+            .ok_or_else(|| ApiError::conflict("the token was revoked while it was being rotated"))?;
+        let ttl = match (req.ttl_seconds, old_expiry) {
+            (Some(t), _) => Some(t),
+            (None, None) => None,
+            (None, Some(_)) => Some(DEFAULT_TTL_SECONDS),
+        };
+        if let Some(t) = ttl {
+            if !(1..=MAX_TTL_SECONDS).contains(&t) {
+                return Err(ApiError::invalid(format!(
+                    "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
+                )));
+            }
+        }
+        tokens::revoke(&tx, old_id)?;
+        let (info, secret) = tokens::issue(&tx, &who, ttl)?;
+        audit::append(
+            &tx,
+            NewEntry::new(&who, "token.rotate").params(json!({
+                "old_token_id": old_id, "token_id": info.token_id, "ttl_seconds": ttl,
+            })),
+        )?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "token_id": info.token_id,
+            "token": secret.as_str(),
+            "identity": info.identity,
+            "expires_at": info.expires_at.map(clock::format_rfc3339),
+            "revoked_token_id": old_id,
+        })))
     })
     .await
 }

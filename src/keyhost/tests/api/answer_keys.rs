@@ -65,7 +65,7 @@ fn members_cannot_manage_grants() {
         &w.owner,
         "/v1/grants",
         json!({"identity": "analyst", "dataset": "patrons", "column": "income", "operation": "aggregate",
-               "params": {"epsilon": 1.0}}),
+               "params": {"constants": [1]}}),
     );
     assert_eq!((r.status, r.reason()), (400, "invalid_request"));
     // Listing and revocation by the owner; revocation takes effect at once.

@@ -49,7 +49,7 @@ pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Optio
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
+    if !body.is_empty() || method == "POST" || method == "PUT" {
         req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
@@ -133,6 +133,10 @@ impl Kh {
 
     pub fn post(&self, token: &str, path: &str, body: Value) -> Resp {
         raw(&self.url(), "POST", path, Some(token), Some(&body.to_string()))
+    }
+
+    pub fn put(&self, token: &str, path: &str, body: Value) -> Resp {
+        raw(&self.url(), "PUT", path, Some(token), Some(&body.to_string()))
     }
 
     pub fn delete(&self, token: &str, path: &str) -> Resp {

@@ -3,5 +3,9 @@
 mod answer_keys;
 mod audit;
 mod bootstrap;
+mod checkpoint;
 mod client;
+mod compare;
+mod lifecycle;
+mod privacy;
 mod tokens;

@@ -1,0 +1,195 @@
+//! Validation of the `params` of `POST /v1/grants`, per operation, and conversion of
+//! comparison constants from the column's logical domain to stored integers.
+//!
+//! - decrypt: no parameters.
+//! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
+//! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
+
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::columns;
+use crate::datasets::Dataset;
+use crate::error::{ApiError, ApiResult};
+use crate::grants::{GrantParams, Operation};
+
+/// Most constants one compare grant may list.
+const MAX_LISTED_CONSTANTS: usize = 100_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    min_rows: Option<u64>,
+    #[serde(default)]
+    epsilon: Option<f64>,
+    #[serde(default)]
+    delta: Option<f64>,
+    #[serde(default)]
+    budget: Option<f64>,
+    #[serde(default)]
+    constants: Option<Vec<Value>>,
+    #[serde(default)]
+    range: Option<(Value, Value)>,
+    #[serde(default)]
+    max_constants: Option<u64>,
+}
+
+fn unsupported(op: Operation, names: &[&str]) -> ApiError {
+    ApiError::invalid(format!(
+        "grant params {} are not supported by '{}' grants",
+        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+        op.as_str()
+    ))
+}
+
+/// Validate `raw` for operation `op` on `column` of `ds` and convert it to stored form.
+pub fn build(
+    conn: &Connection,
+    ds: &Dataset,
+    column: &str,
+    op: Operation,
+    raw: Option<Value>,
+) -> ApiResult<GrantParams> {
+    let raw: Raw = match raw {
+        None | Some(Value::Null) => Raw::default(),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| ApiError::invalid(format!("grant params are not supported by this keyhost: {e}")))?,
+    };
+    let present = |pairs: &[(&'static str, bool)]| -> Vec<&'static str> {
+        pairs.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect()
+    };
+    let agg_fields = present(&[
+        ("min_rows", raw.min_rows.is_some()),
+        ("epsilon", raw.epsilon.is_some()),
+        ("delta", raw.delta.is_some()),
+        ("budget", raw.budget.is_some()),
+    ]);
+    let cmp_fields = present(&[
+        ("constants", raw.constants.is_some()),
+        ("range", raw.range.is_some()),
+        ("max_constants", raw.max_constants.is_some()),
+    ]);
+    match op {
+        Operation::Decrypt => {
+            let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if !all.is_empty() {
+                return Err(unsupported(op, &all));
+            }
+            Ok(GrantParams::default())
+        }
+        Operation::Aggregate => {
+            if !cmp_fields.is_empty() {
+                return Err(unsupported(op, &cmp_fields));
+            }
+            aggregate(conn, ds, column, raw)
+        }
+        Operation::Compare => {
+            if !agg_fields.is_empty() {
+                return Err(unsupported(op, &agg_fields));
+            }
+            compare(conn, ds, column, raw)
+        }
+    }
+}
+
+fn aggregate(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
+    if raw.min_rows == Some(0) {
+        return Err(ApiError::invalid("min_rows must be at least 1"));
+    }
+    if let Some(e) = raw.epsilon {
+        if !(e.is_finite() && e > 0.0 && e <= 100.0) {
+            return Err(ApiError::invalid(format!("epsilon must be in (0, 100], not {e}")));
+        }
+    }
+    if let Some(d) = raw.delta {
+        if raw.epsilon.is_none() {
+            return Err(ApiError::invalid("delta needs epsilon"));
+        }
+        if !(d.is_finite() && d > 0.0 && d < 0.5) {
+            return Err(ApiError::invalid(format!("delta must be in (0, 0.5), not {d}")));
+        }
+    }
+    if let Some(b) = raw.budget {
+        if raw.epsilon.is_none() {
+            return Err(ApiError::invalid(
+                "budget needs epsilon (a privacy budget is spent by DP answers)",
+            ));
+        }
+        if !(b.is_finite() && b > 0.0) {
+            return Err(ApiError::invalid(format!("budget must be positive, not {b}")));
+        }
+    }
+    if raw.epsilon.is_some() {
+        // DP needs the column's declared bounds (the sensitivity); check now if registered.
+        if let Some(col) = columns::find_by_name(conn, ds.id, column)? {
+            if col.spec.bounds.is_none() {
+                return Err(ApiError::invalid(format!(
+                    "column '{column}' of dataset '{}' has no declared bounds, so a sum over it has no \
+                     bounded sensitivity and cannot be answered with differential privacy; encrypt it with \
+                     bounds=(lo, hi)",
+                    ds.name
+                )));
+            }
+        }
+    }
+    Ok(GrantParams {
+        min_rows: raw.min_rows,
+        epsilon: raw.epsilon,
+        delta: raw.delta,
+        budget: raw.budget,
+        ..Default::default()
+    })
+}
+
+fn compare(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
+    if raw.max_constants == Some(0) {
+        return Err(ApiError::invalid("max_constants must be at least 1"));
+    }
+    let mut gp = GrantParams {
+        max_constants: raw.max_constants,
+        ..Default::default()
+    };
+    if raw.constants.is_none() && raw.range.is_none() {
+        return Ok(gp);
+    }
+    let col = columns::find_by_name(conn, ds.id, column)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "column '{column}' of dataset '{}' is not registered yet; a compare grant with constants or a \
+             range converts them in the column's domain, so encrypt the column first",
+            ds.name
+        ))
+    })?;
+    let domain = col.domain().map_err(ApiError::invalid)?;
+    let conv = |v: &Value| {
+        domain
+            .to_stored(v)
+            .map_err(|m| ApiError::invalid(format!("constant for column '{column}': {m}")))
+    };
+    if let Some(cs) = &raw.constants {
+        if cs.is_empty() {
+            return Err(ApiError::invalid(
+                "constants must not be empty (omit it to allow any constant)",
+            ));
+        }
+        if cs.len() > MAX_LISTED_CONSTANTS {
+            return Err(ApiError::invalid(format!(
+                "at most {MAX_LISTED_CONSTANTS} constants per grant"
+            )));
+        }
+        let mut stored = cs.iter().map(conv).collect::<ApiResult<Vec<i64>>>()?;
+        stored.sort_unstable();
+        stored.dedup();
+        gp.constants = Some(stored);
+    }
+    if let Some((lo, hi)) = &raw.range {
+        let (l, h) = (conv(lo)?, conv(hi)?);
+        if l > h {
+            return Err(ApiError::invalid(format!("range [{lo}, {hi}] is empty (lo > hi)")));
+        }
+        gp.range = Some((l, h));
+    }
+    gp.given = Some(json!({"constants": raw.constants, "range": raw.range.map(|(a, b)| vec![a, b])}));
+    Ok(gp)
+}

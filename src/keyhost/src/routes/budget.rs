@@ -1,0 +1,128 @@
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard;
+use crate::audit::{self, NewEntry};
+use crate::budget;
+use crate::datasets;
+use crate::dp::Unit;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::identities;
+use crate::policy;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct BudgetQuery {
+    dataset: String,
+    /// Another identity's state (owner of the dataset or admin only).
+    identity: Option<String>,
+}
+
+/// `GET /v1/budget?dataset=NAME[&identity=NAME]`: the caller's own budget state on the
+/// dataset (or another identity's, for the dataset's owner and admins).
+pub async fn show(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiQuery(q): ApiQuery<BudgetQuery>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ds = datasets::require(conn, &q.dataset)?;
+        let target = match q.identity.as_deref() {
+            Some(name) if name != who.name => {
+                let entry = NewEntry::new(&who, "budget.read").dataset(&ds.name);
+                guard(
+                    conn,
+                    &entry,
+                    policy::require_manage(&who, &ds, "read other identities' budgets"),
+                )?;
+                identities::require(conn, name)?
+            }
+            _ => who.clone(),
+        };
+        Ok(Json(budget::state_json(
+            conn,
+            &target.name,
+            target.id,
+            &ds.name,
+            ds.id,
+        )?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SetBudget {
+    identity: String,
+    dataset: String,
+    total: f64,
+    /// "epsilon" (default) or "rho".
+    #[serde(default)]
+    unit: Option<String>,
+}
+
+/// `PUT /v1/budget {"identity", "dataset", "total", "unit"?}` (owner of the dataset or admin).
+pub async fn set(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<SetBudget>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ds = datasets::require(conn, &req.dataset)?;
+        let unit_s = req.unit.as_deref().unwrap_or("epsilon");
+        let entry = NewEntry::new(&who, "budget.set")
+            .dataset(&ds.name)
+            .params(json!({"identity": req.identity, "total": req.total, "unit": unit_s}));
+        guard(conn, &entry, policy::require_manage(&who, &ds, "set budgets"))?;
+        let unit = Unit::parse(unit_s)
+            .ok_or_else(|| ApiError::invalid(format!("unit must be 'epsilon' or 'rho', not '{unit_s}'")))?;
+        if !(req.total.is_finite() && req.total >= 0.0) {
+            return Err(ApiError::invalid(format!(
+                "total must be a non-negative number, not {}",
+                req.total
+            )));
+        }
+        let target = identities::require(conn, &req.identity)?;
+        let tx = conn.transaction()?;
+        budget::set_total(&tx, target.id, ds.id, unit, req.total)?;
+        audit::append(&tx, entry)?;
+        let state = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
+        tx.commit()?;
+        Ok(Json(state))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ResetBudget {
+    identity: String,
+    dataset: String,
+}
+
+/// `POST /v1/budget/reset {"identity", "dataset"}` (owner of the dataset or admin): spent → 0.
+pub async fn reset(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<ResetBudget>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let ds = datasets::require(conn, &req.dataset)?;
+        let entry = NewEntry::new(&who, "budget.reset")
+            .dataset(&ds.name)
+            .params(json!({"identity": req.identity}));
+        guard(conn, &entry, policy::require_manage(&who, &ds, "reset budgets"))?;
+        let target = identities::require(conn, &req.identity)?;
+        let tx = conn.transaction()?;
+        let before = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
+        budget::reset(&tx, target.id, ds.id)?;
+        let mut entry = entry;
+        entry.params = json!({"identity": target.name, "before": before});
+        audit::append(&tx, entry)?;
+        let state = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
+        tx.commit()?;
+        Ok(Json(state))
+    })
+    .await
+}

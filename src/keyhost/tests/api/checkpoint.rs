@@ -1,0 +1,160 @@
+//! Signed audit checkpoints: receipts, inclusion proofs, and offline verification that
+//! detects edited (even with a recomputed hash chain), inserted, deleted and truncated entries
+//! and forged signatures.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ghostpii_keyhost::audit::{all, entry_hash, GENESIS};
+use ghostpii_keyhost::merkle::verify_inclusion;
+use ghostpii_keyhost::{verify_audit_db, verify_audit_db_with_checkpoint};
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::client::World;
+
+fn history() -> (World, Value) {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"min_rows": 5}));
+    let r = w.kh.answer(
+        &w.analyst,
+        json!([
+            w.sum(&w.rids(20), &[(&w.income, 1)]),
+            w.sum(&w.rids(2), &[(&w.income, 1)])
+        ]),
+    );
+    (w, r[0].clone())
+}
+
+fn b64_32(v: &Value) -> [u8; 32] {
+    B64.decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+fn db(w: &World) -> Connection {
+    Connection::open(w.kh.data_dir().join("keyhost.db")).unwrap()
+}
+
+fn check(w: &World, cp: &Value) -> Vec<String> {
+    let r = verify_audit_db_with_checkpoint(&w.kh.data_dir(), &cp.to_string()).unwrap();
+    assert_eq!(r.ok, r.problems.is_empty());
+    r.problems.into_iter().map(|p| p.problem).collect()
+}
+
+/// Rewrite the hash chain so that the plain chain check passes again (anyone can: no secret).
+fn rechain(conn: &Connection) {
+    let mut prev = GENESIS.to_owned();
+    for mut e in all(conn).unwrap() {
+        e.prev_hash = prev.clone();
+        e.hash = entry_hash(&e);
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE idx = ?1",
+            rusqlite::params![e.index, e.prev_hash, e.hash],
+        )
+        .unwrap();
+        prev = e.hash;
+    }
+}
+
+#[test]
+fn receipts_prove_inclusion_in_a_signed_checkpoint() {
+    let (w, issued) = history();
+    let cp = w.kh.get(&w.analyst, "/v1/audit/checkpoint").ok();
+    assert_eq!(cp["algorithm"], "ed25519");
+    assert_eq!(cp["keyhost_id"], w.kh.id());
+    assert!(check(&w, &cp).is_empty(), "{:?}", check(&w, &cp));
+    let index = issued["receipt"]["audit_index"].as_u64().unwrap();
+    let leaf = b64_32(&issued["receipt"]["leaf_hash"]);
+    let size = cp["tree_size"].as_u64().unwrap();
+    let p =
+        w.kh.get(&w.analyst, &format!("/v1/audit/proof?index={index}&tree_size={size}"))
+            .ok();
+    let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(b64_32).collect();
+    let root = b64_32(&cp["root"]);
+    assert!(verify_inclusion(&leaf, index - 1, size, &proof, &root));
+    assert!(!verify_inclusion(&leaf, index, size, &proof, &root));
+    // Later entries do not invalidate an older checkpoint.
+    w.kh.answer(&w.owner, json!([w.sum(&w.rids(3), &[(&w.income, 1)])]));
+    assert!(check(&w, &cp).is_empty());
+}
+
+#[test]
+fn a_forged_checkpoint_fails() {
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    let mut bad = cp.clone();
+    bad["tree_size"] = json!(cp["tree_size"].as_u64().unwrap() - 1);
+    assert!(check(&w, &bad).iter().any(|p| p.contains("signature")));
+    // Signed with another key: valid signature, wrong key.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let msg = ghostpii_keyhost::checkpoint::signed_message(
+        cp["keyhost_id"].as_str().unwrap(),
+        cp["tree_size"].as_u64().unwrap(),
+        cp["root"].as_str().unwrap(),
+        cp["time"].as_str().unwrap(),
+    );
+    use ed25519_dalek::Signer;
+    let mut forged = cp.clone();
+    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
+    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
+    assert!(check(&w, &forged).iter().any(|p| p.contains("another key")));
+}
+
+#[test]
+fn an_edited_entry_with_a_recomputed_chain_is_caught_by_the_checkpoint() {
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    let conn = db(&w);
+    conn.execute(
+        "UPDATE audit SET decision = 'issued', reason = 'grant' WHERE decision = 'refused'",
+        [],
+    )
+    .unwrap();
+    rechain(&conn);
+    assert!(
+        verify_audit_db(&w.kh.data_dir()).unwrap().ok,
+        "the chain alone no longer notices"
+    );
+    let p = check(&w, &cp);
+    assert!(p.iter().any(|m| m.contains("Merkle root")), "{p:?}");
+}
+
+#[test]
+fn inserted_deleted_and_truncated_entries_are_caught() {
+    // Deleted in the middle (chain rewritten and the recorded count fixed).
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    let conn = db(&w);
+    conn.execute("DELETE FROM audit WHERE idx = 3", []).unwrap();
+    conn.execute("UPDATE audit SET idx = idx - 1 WHERE idx > 3", [])
+        .unwrap();
+    rechain(&conn);
+    conn.execute(
+        "UPDATE meta SET value = (SELECT MAX(idx) FROM audit) WHERE key = 'audit_last_index'",
+        [],
+    )
+    .unwrap();
+    assert!(verify_audit_db(&w.kh.data_dir()).unwrap().ok);
+    let p = check(&w, &cp);
+    assert!(p.iter().any(|m| m.contains("deleted") || m.contains("Merkle")), "{p:?}");
+    // Inserted in the middle.
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    let conn = db(&w);
+    conn.execute_batch(
+        "UPDATE audit SET idx = -(idx + 1) WHERE idx > 2; UPDATE audit SET idx = -idx WHERE idx < 0;
+         INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count, rid_digest,
+           decision, reason, prev_hash, hash)
+         VALUES (3, 1, 'analyst', 'patrons', 'income', 'decrypt', '{}', 1, NULL, 'issued', 'grant', '', '');",
+    )
+    .unwrap();
+    rechain(&conn);
+    let p = check(&w, &cp);
+    assert!(p.iter().any(|m| m.contains("Merkle")), "{p:?}");
+    // Truncated.
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    db(&w)
+        .execute("DELETE FROM audit WHERE idx = (SELECT MAX(idx) FROM audit)", [])
+        .unwrap();
+    let p = check(&w, &cp);
+    assert!(p.iter().any(|m| m.contains("truncated")), "{p:?}");
+}

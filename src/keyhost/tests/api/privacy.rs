@@ -1,0 +1,162 @@
+//! Differential privacy in sum answer keys, budgets, and query-set overlap control.
+
+use ghostpii_core::RidSet;
+use serde_json::{json, Value};
+
+use crate::client::World;
+
+/// η = exact key − noisy key (the analyst reveals sum + η).
+fn noise(exact: &Value, noisy: &Value) -> i128 {
+    let e: u128 = exact["key"].as_str().unwrap().parse().unwrap();
+    let n: u128 = noisy["key"].as_str().unwrap().parse().unwrap();
+    e.wrapping_sub(n) as i128
+}
+
+fn budget(w: &World) -> Value {
+    w.kh.get(&w.analyst, "/v1/budget?dataset=patrons").ok()
+}
+
+#[test]
+fn dp_grants_need_bounded_columns() {
+    let w = World::new();
+    let r = w.kh.post(
+        &w.owner,
+        "/v1/grants",
+        json!({"identity": "analyst", "dataset": "patrons", "column": "age", "operation": "aggregate",
+               "params": {"epsilon": 1.0}}),
+    );
+    assert_eq!((r.status, r.reason()), (400, "invalid_request"));
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("bounds"));
+    for bad in [
+        json!({"epsilon": -1.0}),
+        json!({"delta": 1e-6}),
+        json!({"epsilon": 1.0, "delta": 0.7}),
+    ] {
+        let r = w.kh.post(
+            &w.owner,
+            "/v1/grants",
+            json!({"identity": "analyst", "dataset": "patrons", "column": "income", "operation": "aggregate",
+                   "params": bad}),
+        );
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+}
+
+#[test]
+fn laplace_noise_is_deterministic_per_request_and_budgeted() {
+    let w = World::new();
+    w.grant(
+        "income",
+        "aggregate",
+        json!({"min_rows": 10, "epsilon": 1.0, "budget": 2.5}),
+    );
+    let (a, b, c) = (w.rids(100), w.rids(200), w.rids(300));
+    let exact = w.kh.answer(&w.owner, json!([w.sum(&a, &[(&w.income, 1)])]));
+    let first = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    assert_eq!(first[0]["ok"], true, "{}", first[0]);
+    assert_eq!(first[0]["dp"]["mechanism"], "discrete_laplace");
+    assert_eq!(first[0]["dp"]["sensitivity"], 100_000_000.0);
+    let eta = noise(&exact[0], &first[0]);
+    assert_ne!(eta, 0, "noise of scale 1e8 is never exactly zero in practice");
+    // The same request again: the same noisy key, no extra cost.
+    let again = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    assert_eq!(again[0]["key"], first[0]["key"]);
+    assert_eq!(budget(&w)["epsilon_spent"], 1.0);
+    // min_rows still applies.
+    let small = w.kh.answer(&w.analyst, json!([w.sum(&w.rids(5), &[(&w.income, 1)])]));
+    assert_eq!(small[0]["reason"], "min_rows");
+    let second = w.kh.answer(&w.analyst, json!([w.sum(&b, &[(&w.income, 1)])]));
+    assert_eq!(second[0]["ok"], true);
+    let st = budget(&w);
+    assert_eq!(
+        (st["epsilon_spent"].clone(), st["epsilon_total"].clone()),
+        (json!(2.0), json!(2.5))
+    );
+    assert_eq!(st["remaining"], 0.5);
+    // The third distinct request would overspend.
+    let third = w.kh.answer(&w.analyst, json!([w.sum(&c, &[(&w.income, 1)])]));
+    assert_eq!(third[0]["reason"], "budget_exhausted");
+    let msg = third[0]["message"].as_str().unwrap();
+    assert!(msg.contains("spent 2 of 2.5 (remaining 0.5)"), "{msg}");
+    // Analysts cannot raise their own budget; the owner can, and can reset it.
+    let r = w.kh.put(
+        &w.analyst,
+        "/v1/budget",
+        json!({"identity": "analyst", "dataset": "patrons", "total": 99.0}),
+    );
+    assert_eq!(r.status, 403);
+    let st =
+        w.kh.put(
+            &w.owner,
+            "/v1/budget",
+            json!({"identity": "analyst", "dataset": "patrons", "total": 3.0}),
+        )
+        .ok();
+    assert_eq!(st["epsilon_total"], 3.0);
+    let third = w.kh.answer(&w.analyst, json!([w.sum(&c, &[(&w.income, 1)])]));
+    assert_eq!(third[0]["ok"], true);
+    let st =
+        w.kh.post(
+            &w.owner,
+            "/v1/budget/reset",
+            json!({"identity": "analyst", "dataset": "patrons"}),
+        )
+        .ok();
+    assert_eq!(
+        (st["epsilon_spent"].clone(), st["remaining"].clone()),
+        (json!(0.0), json!(3.0))
+    );
+    let other = w.kh.get(&w.owner, "/v1/budget?dataset=patrons&identity=analyst").ok();
+    assert_eq!(other["identity"], "analyst");
+    // Every DP answer and refusal is in the audit log with its mechanism.
+    let log = w.kh.get(&w.owner, "/v1/audit?dataset=patrons&identity=analyst").ok();
+    let sums: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "sum")
+        .collect();
+    assert_eq!(sums.len(), 6);
+    assert!(sums
+        .iter()
+        .filter(|e| e["decision"] == "issued")
+        .all(|e| e["params"]["dp"]["mechanism"] == "discrete_laplace"));
+    assert!(sums.iter().any(|e| e["reason"] == "budget_exhausted"));
+}
+
+#[test]
+fn gaussian_noise_is_accounted_in_rho() {
+    let w = World::new();
+    w.grant(
+        "income",
+        "aggregate",
+        json!({"epsilon": 1.0, "delta": 1e-6, "budget": 2.0}),
+    );
+    let r = w.kh.answer(&w.analyst, json!([w.sum(&w.rids(100), &[(&w.income, 1)])]));
+    assert_eq!(r[0]["dp"]["mechanism"], "discrete_gaussian", "{}", r[0]);
+    let st = budget(&w);
+    let rho = st["rho_spent"].as_f64().unwrap();
+    assert!((rho - r[0]["dp"]["rho"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(st["rho_total"].as_f64().unwrap() > rho);
+    assert_eq!(st["epsilon_spent"], 0.0);
+}
+
+#[test]
+fn overlapping_row_sets_are_refused_without_dp() {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"min_rows": 10}));
+    let s = |r: &RidSet| w.kh.answer(&w.analyst, json!([w.sum(r, &[(&w.income, 1)])]))[0].clone();
+    assert_eq!(s(&w.rids(100))["ok"], true);
+    // 99 rows: differs by one row from an answered set → the differencing attack is refused.
+    let r = s(&w.rids(99));
+    assert_eq!(r["reason"], "overlap", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("min_rows = 10"));
+    // The same set again (difference 0) and a set differing by ≥ 10 rows are fine.
+    assert_eq!(s(&w.rids(100))["ok"], true);
+    assert_eq!(s(&w.rids(90))["ok"], true);
+    // 95 rows differ from both answered sets by 5 → refused.
+    assert_eq!(s(&w.rids(95))["reason"], "overlap");
+    // The owner is not limited.
+    let r = w.kh.answer(&w.owner, json!([w.sum(&w.rids(99), &[(&w.income, 1)])]));
+    assert_eq!(r[0]["ok"], true);
+}
