@@ -78,6 +78,8 @@ def encrypt(
         pl.col(c).cast(pl.String) for c in schema if df[c].dtype.base_type() in (pl.Categorical, pl.Enum)
     )
     requests_ = {c: _column_request(c, spec, df[c].dtype) for c, spec in schema.items()}
+    for c, spec in schema.items():
+        _precheck_bounds(df[c], spec)
     session = dataset.session
     registered = {c: session.register_column(dataset.name, req) for c, req in requests_.items()}
     n = df.height
@@ -125,6 +127,23 @@ def encrypt(
             del num_key, val_key, ord_key
             out[c] = storage.ext.to(EncryptedType(meta_json, storage.dtype)).alias(c)
     return df.with_columns(list(out.values()))
+
+
+def _precheck_bounds(s: pl.Series, spec: ColumnSpec) -> None:
+    """Refuse out-of-bounds input before anything is registered on the keyhost.
+
+    Allows half a unit of the last decimal for rounding; the exact check runs in Rust.
+    """
+    if spec.bounds is None or spec.clip or not s.dtype.is_numeric():
+        return
+    lo, hi = spec.bounds
+    slack = 0.5 * 10.0**-spec.decimals
+    bad = s.to_frame("v").select(pl.arg_where((pl.col("v") < lo - slack) | (pl.col("v") > hi + slack)).first()).item()
+    if bad is not None:
+        raise EncryptionError(
+            f"column {s.name!r}: value {s[bad]} at row {bad} is outside the declared bounds "
+            f"[{lo}, {hi}] (pass clip=True to clip instead)"
+        )
 
 
 def _b64(s: str | None) -> bytes | None:
