@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -145,53 +145,18 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Create the tables if they do not exist and record the schema version.
+/// Create the tables if they do not exist and record the schema version. A database written
+/// with another schema version is refused (there is no older released schema to upgrade from).
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
-    upgrade_v1(conn)?;
+    if let Some(v) = meta_get(conn, "schema_version")? {
+        if v != SCHEMA_VERSION.to_string() {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "keyhost.db has schema version {v}; this keyhost reads version {SCHEMA_VERSION}"
+            )));
+        }
+    }
     meta_set(conn, "schema_version", &SCHEMA_VERSION.to_string())?;
-    Ok(())
-}
-
-/// Bring a version-1 database up to date: the order-domain columns and the 'compare' grant
-/// operation (the CHECK constraint of `grants` is widened by rebuilding the table).
-fn upgrade_v1(conn: &Connection) -> rusqlite::Result<()> {
-    let has_ord: bool = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('columns') WHERE name = 'ord_offset'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_ord {
-        conn.execute_batch(
-            "ALTER TABLE columns ADD COLUMN ord_offset INTEGER;
-             ALTER TABLE columns ADD COLUMN ord_bits INTEGER;",
-        )?;
-    }
-    let grants_sql: String = conn.query_row(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'grants'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !grants_sql.contains("'compare'") {
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE grants RENAME TO grants_v1;
-             CREATE TABLE grants (
-                 id          INTEGER PRIMARY KEY,
-                 identity_id INTEGER NOT NULL REFERENCES identities(id),
-                 dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-                 column_name TEXT NOT NULL,
-                 operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare')),
-                 params      TEXT NOT NULL,
-                 created_at  INTEGER NOT NULL,
-                 revoked_at  INTEGER
-             );
-             INSERT INTO grants SELECT * FROM grants_v1;
-             DROP TABLE grants_v1;
-             CREATE INDEX IF NOT EXISTS grants_lookup ON grants(identity_id, dataset_id, column_name);
-             COMMIT;",
-        )?;
-    }
     Ok(())
 }
 
