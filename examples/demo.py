@@ -40,14 +40,19 @@ def main() -> None:
         print(pl.read_parquet(path).head(3))
 
         # 2. The owner grants an analyst aggregates, but no per-row decryption.
-        token = admin.grant("analyst", ds, [gp.allow.aggregate(c, min_rows=20) for c in ("age", "bmi", "charges")])
+        token = admin.grant(
+            "analyst",
+            ds,
+            [gp.allow.aggregate(c, min_rows=20) for c in ("age", "bmi", "charges")]
+            + [gp.allow.compare("age", range=(18, 65), max_constants=5)],
+        )
         assert token is not None
         an = gp.connect(kh.url, token)
 
         # 3. The analyst queries with ordinary Polars; sealed values print as such ...
         q = (
             pl.scan_parquet(path)
-            .filter(pl.col("children").is_not_null())
+            .filter(pl.col("age").ghost.ge(30))  # a comparison on ciphertext, with a keyhost token
             .group_by("smoker", "region")
             .agg(
                 pl.len().alias("rows"),
@@ -57,12 +62,13 @@ def main() -> None:
             )
             .sort("smoker", "region")
         )
-        print("\nplain collect(): results stay sealed")
+        an.reset_stats()
+        print("\nplain collect(): results stay sealed (the comparison token is fetched once and cached)")
         print(q.collect().head(2))
         # ... and are revealed all at once, in one keyhost request.
-        an.reset_stats()
         res = q.ghost.collect(an)
-        print(f"\nrevealed with {an.stats()['answer_key_requests']} answer-key requests (tokens, then answers):")
+        n = an.stats()["answer_key_requests"]
+        print(f"\nrevealed; {n} answer-key requests in all (the token, then every group and column at once):")
         print(res)
         check = (
             df.filter(pl.col("age") >= 30)
@@ -89,7 +95,7 @@ def main() -> None:
             try:
                 bad.ghost.collect(an)
             except gp.PermissionDenied as e:
-                print(f"\nrefused as expected ({what}): {e}")
+                print(f"\nrefused as expected ({what}, {e.reason}): {e}")
 
         # 6. The owner reads the tamper-evident audit log.
         log = admin.audit(ds)
