@@ -71,6 +71,24 @@ pub mod reason {
     pub const MAX_CONSTANTS: &str = "max_constants";
     pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
     pub const OVERLAP: &str = "overlap";
+
+    /// Every reason code above (the `Reason` enum of `openapi.json`).
+    pub const ALL: &[&str] = &[
+        UNAUTHENTICATED,
+        TOKEN_EXPIRED,
+        TOKEN_REVOKED,
+        PERMISSION_DENIED,
+        NOT_FOUND,
+        INVALID_REQUEST,
+        CONFLICT,
+        INTERNAL,
+        MIN_ROWS,
+        UNKNOWN_RIDS,
+        CONSTANT_NOT_ALLOWED,
+        MAX_CONSTANTS,
+        BUDGET_EXHAUSTED,
+        OVERLAP,
+    ];
 }
 
 /// A typed API error: HTTP status, reason code, human message, and the missing grant if any.

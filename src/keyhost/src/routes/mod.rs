@@ -8,10 +8,10 @@ mod datasets;
 mod grants;
 mod identities;
 mod info;
+mod openapi;
 mod tokens;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use rusqlite::Connection;
 
@@ -22,31 +22,52 @@ use crate::state::AppState;
 /// Largest accepted request body (rid sets of large scattered selections are big).
 pub const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 
+/// Declares every route once, as `method "path" => handler;`, and generates from that one list
+/// both [`ROUTES`] and the routes of [`router`], so the two cannot disagree.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route of the API as `(method, path)`: the method in lower case (as the keys of
+        /// an OpenAPI path item) and the path in template form (`{param}`, as both axum and
+        /// OpenAPI write it). `openapi.json` lists exactly these (checked by the API tests).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn api_routes() -> Router<AppState> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+api_routes! {
+    get "/v1/openapi.json" => openapi::spec;
+    get "/v1/info" => info::info;
+    get "/v1/whoami" => info::whoami;
+    post "/v1/identities" => identities::create;
+    get "/v1/identities" => identities::list;
+    post "/v1/tokens" => tokens::create;
+    get "/v1/tokens" => tokens::list;
+    post "/v1/tokens/rotate" => tokens::rotate;
+    delete "/v1/tokens/{token_id}" => tokens::revoke;
+    post "/v1/datasets" => datasets::create;
+    get "/v1/datasets" => datasets::list;
+    post "/v1/datasets/{dataset}/columns" => datasets::register_column;
+    post "/v1/datasets/{dataset}/columns/{column}/rotate" => datasets::rotate_column;
+    post "/v1/datasets/{dataset}/rids" => datasets::allocate_rids;
+    post "/v1/grants" => grants::create;
+    get "/v1/grants" => grants::list;
+    delete "/v1/grants/{grant_id}" => grants::revoke;
+    post "/v1/answer-keys" => answer_keys::answer;
+    get "/v1/audit" => audit::list;
+    get "/v1/audit/verify" => audit::verify;
+    get "/v1/audit/checkpoint" => audit::checkpoint;
+    get "/v1/audit/proof" => audit::proof;
+    get "/v1/budget" => budget::show;
+    put "/v1/budget" => budget::set;
+    post "/v1/budget/reset" => budget::reset;
+}
+
 /// The keyhost's HTTP API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/info", get(info::info))
-        .route("/v1/whoami", get(info::whoami))
-        .route("/v1/identities", post(identities::create).get(identities::list))
-        .route("/v1/tokens", post(tokens::create).get(tokens::list))
-        .route("/v1/tokens/rotate", post(tokens::rotate))
-        .route("/v1/tokens/{token_id}", delete(tokens::revoke))
-        .route("/v1/datasets", post(datasets::create).get(datasets::list))
-        .route("/v1/datasets/{dataset}/columns", post(datasets::register_column))
-        .route(
-            "/v1/datasets/{dataset}/columns/{column}/rotate",
-            post(datasets::rotate_column),
-        )
-        .route("/v1/datasets/{dataset}/rids", post(datasets::allocate_rids))
-        .route("/v1/grants", post(grants::create).get(grants::list))
-        .route("/v1/grants/{grant_id}", delete(grants::revoke))
-        .route("/v1/answer-keys", post(answer_keys::answer))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/audit/checkpoint", get(audit::checkpoint))
-        .route("/v1/audit/proof", get(audit::proof))
-        .route("/v1/budget", get(budget::show).put(budget::set))
-        .route("/v1/budget/reset", post(budget::reset))
+    api_routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

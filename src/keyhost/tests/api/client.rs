@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 pub struct Resp {
     pub status: u16,
     pub body: Value,
+    /// Status line and headers.
+    pub head: String,
 }
 
 impl Resp {
@@ -73,7 +75,7 @@ pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Optio
         serde_json::from_slice(&payload)
             .unwrap_or_else(|_| panic!("non-JSON body ({status}): {}", String::from_utf8_lossy(&payload)))
     };
-    Resp { status, body }
+    Resp { status, body, head }
 }
 
 /// A keyhost on 127.0.0.1:0 over a temporary data dir.

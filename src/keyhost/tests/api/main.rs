@@ -7,5 +7,6 @@ mod checkpoint;
 mod client;
 mod compare;
 mod lifecycle;
+mod openapi;
 mod privacy;
 mod tokens;
