@@ -460,34 +460,3 @@ mod tests {
         assert!(OreToken::parse(&[9, 9], "x").is_err());
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-    use crate::keys::RootKey;
-
-    /// `cargo test --release -p ghostpii-core ore_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn ore_speed() {
-        let k = RootKey::generate().derive("s").ord;
-        let p = OreParams::for_bounds(-(1 << 23), (1 << 23) - 1);
-        let vals: Vec<Option<i64>> = (0..200_000).map(|i| Some(i * 37 % 40_000 - 20_000)).collect();
-        let t = std::time::Instant::now();
-        let cts = k.encrypt_many(&p, &vals).unwrap();
-        println!(
-            "encrypt: {:.0} ns/value (parallel)",
-            t.elapsed().as_nanos() as f64 / vals.len() as f64
-        );
-        let tok = OreToken::parse(&k.token(&p, "s", 0).unwrap(), "s").unwrap();
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for c in &cts {
-            n += (tok.compare(c.as_ref().unwrap()).unwrap() == Ordering::Less) as usize;
-        }
-        println!(
-            "compare: {:.1} ns/row (one thread), {n}",
-            t.elapsed().as_nanos() as f64 / cts.len() as f64
-        );
-    }
-}
