@@ -27,6 +27,9 @@ def test_admin_token_file_is_private(keyhost: KeyhostProcess) -> None:
 
 
 def test_bad_expired_and_revoked_tokens(keyhost: KeyhostProcess, admin: gp.Session) -> None:
+    import datetime as dt
+
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     with pytest.raises(gp.AuthenticationError):
         gp.connect(keyhost.url, "gpt_not-a-real-token")
     admin.create_identity("shortlived", exist_ok=True)
@@ -42,6 +45,11 @@ def test_bad_expired_and_revoked_tokens(keyhost: KeyhostProcess, admin: gp.Sessi
     with pytest.raises(gp.AuthenticationError, match="revoked"):
         s._whoami = None
         s.whoami()
+    # every refused authentication is audited (no identity; a token fingerprint)
+    auth = admin.audit(since=t0).filter(pl.col("operation") == "auth")
+    assert {"unauthenticated", "token_expired", "token_revoked"} <= set(auth["reason"].to_list())
+    assert (auth["decision"] == "refused").all()
+    assert not any("gpt_" in p for p in auth["params"].to_list()), "tokens never appear in the log"
 
 
 def test_analysts_cannot_manage_grants(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use crate::audit::{self, NewEntry};
 use crate::error::{reason, ApiError};
 use crate::identities::Identity;
 use crate::state::AppState;
@@ -22,26 +23,29 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let kh = state.keyhost_id().to_owned();
+        let path = parts.uri.path().to_owned();
         let unauthenticated = |msg: String| ApiError::new(StatusCode::UNAUTHORIZED, reason::UNAUTHENTICATED, msg);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                unauthenticated(format!(
-                    "no bearer token was sent; keyhost {kh} needs 'Authorization: Bearer <token>'"
-                ))
-            })?;
-        let token = match header.split_once(' ') {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = match header.and_then(|h| h.split_once(' ')) {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Zeroizing::new(t.trim().to_owned()),
             _ => {
+                audit_auth_refusal(state, path, None, reason::UNAUTHENTICATED).await?;
                 return Err(unauthenticated(format!(
-                    "the Authorization header is not a bearer token; keyhost {kh} needs \
-                     'Authorization: Bearer <token>'"
-                )))
+                    "no bearer token was sent; keyhost {kh} needs 'Authorization: Bearer <token>'"
+                )));
             }
         };
+        let fingerprint = tokens::hash(&token)[..16].to_owned();
         let check = state.db(move |conn, _| Ok(tokens::authenticate(conn, &token)?)).await?;
+        let refused = match &check {
+            TokenCheck::Valid(_) => None,
+            TokenCheck::Unknown => Some(reason::UNAUTHENTICATED),
+            TokenCheck::Expired => Some(reason::TOKEN_EXPIRED),
+            TokenCheck::Revoked => Some(reason::TOKEN_REVOKED),
+        };
+        if let Some(r) = refused {
+            audit_auth_refusal(state, path, Some(fingerprint), r).await?;
+        }
         match check {
             TokenCheck::Valid(identity) => Ok(Caller(identity)),
             TokenCheck::Unknown => Err(unauthenticated(format!(
@@ -108,4 +112,31 @@ where
 pub fn path_id(what: &str, s: &str) -> Result<i64, ApiError> {
     s.parse()
         .map_err(|_| ApiError::invalid(format!("{what} must be an integer id")))
+}
+
+/// Record a refused authentication (no identity is known; the token appears only as the first
+/// 16 hex digits of its SHA-256, which matches the hash the keyhost stores for known tokens).
+async fn audit_auth_refusal(
+    state: &AppState,
+    path: String,
+    token_sha256: Option<String>,
+    why: &'static str,
+) -> Result<(), ApiError> {
+    state
+        .db(move |conn, _| {
+            let tx = conn.transaction()?;
+            audit::append(
+                &tx,
+                NewEntry {
+                    operation: "auth".into(),
+                    params: serde_json::json!({ "path": path, "token_sha256_prefix": token_sha256 }),
+                    decision: audit::REFUSED,
+                    reason: Some(why.into()),
+                    ..Default::default()
+                },
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
 }
