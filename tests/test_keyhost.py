@@ -121,3 +121,27 @@ def test_cli_help_and_management(keyhost: KeyhostProcess, dataset: gp.Dataset) -
     assert '"cli_user"' in r.stdout
     r = _cli("audit", "list", "--dataset", dataset.name, env=env)
     assert r.returncode == 0 and "grant" in r.stdout
+
+
+def test_column_key_rotation_keeps_old_epochs_answering(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
+    spec = {"x": gp.integer(bounds=(0, 100), compare=True)}
+    old = gp.encrypt(pl.DataFrame({"x": [1, 2, 3]}), dataset, spec)
+    rotated = admin.rotate_column_key(dataset, "x")
+    assert rotated["epoch"] == 2
+    new = gp.encrypt(pl.DataFrame({"x": [10, 20]}), dataset, spec)
+    assert old.schema["x"].meta()["epoch"] == 1  # type: ignore[attr-defined]
+    assert new.schema["x"].meta()["epoch"] == 2  # type: ignore[attr-defined]
+    token = admin.grant("rotator", dataset, [gp.allow.aggregate("x"), gp.allow.compare("x")])
+    assert token
+    an = gp.connect(keyhost.url, token)
+    assert old.select(pl.col("x").ghost.sum()).ghost.reveal(an)["x"][0] == 6
+    assert new.select(pl.col("x").ghost.sum()).ghost.reveal(an)["x"][0] == 30
+    assert old.lazy().filter(pl.col("x").ghost.gt(1)).ghost.collect(an).height == 2
+    assert new.lazy().filter(pl.col("x").ghost.gt(15)).ghost.collect(an).height == 1
+    # the keys differ per epoch: cells of the new epoch relabelled as the old one open to noise
+    relabelled = new.with_columns(pl.col("x").ext.storage().ext.to(old.schema["x"]))
+    garbage = relabelled.select(pl.col("x").ghost.sum()).ghost.reveal(an)["x"][0]
+    assert garbage not in (30, 6)
+    assert abs(garbage) > 10**9, "a wrong-epoch key leaves a 128-bit pseudorandom mask"
