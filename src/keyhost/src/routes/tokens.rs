@@ -50,12 +50,7 @@ pub async fn create(
         }
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({
-            "token_id": info.token_id,
-            "token": secret.as_str(),
-            "identity": info.identity,
-            "expires_at": info.expires_at.map(clock::format_rfc3339),
-        })))
+        Ok(Json(issued_json(&info, &secret)))
     })
     .await
 }
@@ -156,13 +151,19 @@ pub async fn rotate(
             })),
         )?;
         tx.commit()?;
-        Ok(Json(json!({
-            "token_id": info.token_id,
-            "token": secret.as_str(),
-            "identity": info.identity,
-            "expires_at": info.expires_at.map(clock::format_rfc3339),
-            "revoked_token_id": old_id,
-        })))
+        let mut body = issued_json(&info, &secret);
+        body["revoked_token_id"] = json!(old_id);
+        Ok(Json(body))
     })
     .await
+}
+
+/// The response of a newly issued token: its secret, shown once.
+fn issued_json(info: &tokens::TokenInfo, secret: &str) -> Value {
+    json!({
+        "token_id": info.token_id,
+        "token": secret,
+        "identity": info.identity,
+        "expires_at": info.expires_at.map(clock::format_rfc3339),
+    })
 }
