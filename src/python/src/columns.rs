@@ -45,33 +45,57 @@ pub struct EncryptedCells {
     pub meta: ColumnMeta,
     pub rid: UInt64Chunked,
     pub num: Option<(UInt64Chunked, UInt64Chunked)>,
+    pub val: Option<BinaryChunked>,
+    pub ord: Option<BinaryChunked>,
     pub valid: BooleanChunked,
 }
 
 impl EncryptedCells {
     pub fn from_series(s: &Series, what: &str) -> PolarsResult<Self> {
         let meta = meta_of(s.name(), s.dtype(), what)?;
-        let storage = s.to_storage();
-        let st = storage.struct_().map_err(
-            |_| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: its storage is not a struct", s.name()),
-        )?;
-        let field = |n: &str| -> PolarsResult<UInt64Chunked> {
-            let f = st.field_by_name(n).map_err(|_| {
-                polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field '{n}' is missing", s.name())
-            })?;
-            let f = f.u64().map_err(|_| {
-                polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field '{n}' is not u64", s.name())
-            })?;
+        Self::from_storage(s.name(), meta, s.to_storage())
+    }
+
+    /// Split the storage struct of column `name` (already known to be described by `meta`).
+    pub fn from_storage(name: &str, meta: ColumnMeta, storage: &Series) -> PolarsResult<Self> {
+        let corrupt = |what: String| polars_err!(ComputeError: "ghostpii: column '{name}' is corrupt: {what}");
+        let st = storage
+            .struct_()
+            .map_err(|_| corrupt("its storage is not a struct".into()))?;
+        let field = |n: &str| {
+            st.field_by_name(n)
+                .map_err(|_| corrupt(format!("storage field '{n}' is missing")))
+        };
+        let u64_field = |n: &str| -> PolarsResult<UInt64Chunked> {
+            let f = field(n)?;
+            let f = f
+                .u64()
+                .map_err(|_| corrupt(format!("storage field '{n}' is not u64")))?;
             Ok(f.rechunk().into_owned())
         };
-        let rid = field(RID)?;
-        let num = if meta.has(Facet::Num) {
-            Some((field(NUM)?, field(NUM_HI)?))
-        } else {
-            None
+        let bin_field = |n: &str| -> PolarsResult<BinaryChunked> {
+            let f = field(n)?;
+            let f = f
+                .binary()
+                .map_err(|_| corrupt(format!("storage field '{n}' is not binary")))?;
+            Ok(f.rechunk().into_owned())
         };
+        let rid = u64_field(RID)?;
+        let num = match meta.has(Facet::Num) {
+            true => Some((u64_field(NUM)?, u64_field(NUM_HI)?)),
+            false => None,
+        };
+        let val = meta.has(Facet::Val).then(|| bin_field(VAL)).transpose()?;
+        let ord = meta.has(Facet::Ord).then(|| bin_field(ORD)).transpose()?;
         let valid = storage.is_not_null().rechunk().into_owned();
-        Ok(EncryptedCells { meta, rid, num, valid })
+        Ok(EncryptedCells {
+            meta,
+            rid,
+            num,
+            val,
+            ord,
+            valid,
+        })
     }
 
     pub fn len(&self) -> usize {

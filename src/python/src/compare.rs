@@ -11,7 +11,7 @@ use polars_arrow::datatypes::ArrowDataType;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::columns::{meta_of, require_facet, ORD};
+use crate::columns::{meta_of, require_facet, EncryptedCells};
 use crate::tokens::{self, Need};
 
 /// A constant as the Python layer sends it.
@@ -225,15 +225,10 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
             Placed::Outside(o) => Cmp::Outside(*o),
         });
     }
-    let storage = s.to_storage();
-    let st = storage.struct_()?;
-    let cells = st.field_by_name(ORD).map_err(
-        |_| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: storage field 'ord' is missing", s.name()),
-    )?;
-    let cells = cells.binary()?.rechunk().into_owned();
-    let valid = storage.is_not_null().rechunk().into_owned();
-    let valid = valid.downcast_as_array().values().clone();
-    let arr = cells.downcast_as_array();
+    let cells = EncryptedCells::from_storage(s.name(), p.meta.clone(), s.to_storage())?;
+    let valid = cells.valid.downcast_as_array().values().clone();
+    let ord = cells.ord.as_ref().expect("ord facet checked by plan()");
+    let arr = ord.downcast_as_array();
     let n = arr.len();
     let op = kw.op.as_str();
     // one value per row (0/1 for comparisons, a bucket index for bucketize); nulls stay 0 and

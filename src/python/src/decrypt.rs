@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3_polars::PySeries;
 
-use crate::columns::{values, EncryptedCells, VAL};
+use crate::columns::{values, EncryptedCells};
 use crate::errors::{core_err, polars_err, CiphertextError, GhostError};
 
 fn rows_meta(s: &Series) -> PyResult<ColumnMeta> {
@@ -28,14 +28,7 @@ fn rows_meta(s: &Series) -> PyResult<ColumnMeta> {
 
 /// The storage of a sealed-rows column, seen as an encrypted column.
 fn cells_of(s: &Series) -> PyResult<EncryptedCells> {
-    let meta = rows_meta(s)?;
-    let storage = s.to_storage().clone();
-    let enc = storage.into_extension(polars_core::datatypes::extension::get_extension_type_or_generic(
-        ghostpii_core::meta::ENCRYPTED_EXT_NAME,
-        &s.dtype().to_storage(),
-        Some(&meta.to_json()),
-    ));
-    EncryptedCells::from_series(&enc, "decrypt").map_err(polars_err)
+    EncryptedCells::from_storage(s.name(), rows_meta(s)?, s.to_storage()).map_err(polars_err)
 }
 
 fn sorted_unique_rids(cells: &EncryptedCells) -> Vec<u64> {
@@ -114,7 +107,6 @@ fn unscale_ints(vals: Vec<Option<i64>>, meta: &ColumnMeta) -> PyResult<Series> {
 #[pyfunction]
 pub fn open_rows(py: Python<'_>, series: PySeries, facet: &str, keys: Vec<u8>) -> PyResult<PySeries> {
     let cells = cells_of(&series.0)?;
-    let storage = series.0.to_storage().clone();
     let out = py.detach(move || -> PyResult<Series> {
         let rids = sorted_unique_rids(&cells);
         let width = if facet == "num" { 16 } else { 32 };
@@ -149,9 +141,7 @@ pub fn open_rows(py: Python<'_>, series: PySeries, facet: &str, keys: Vec<u8>) -
                 unscale_ints(vals, meta)
             }
             "val" if meta.has(Facet::Val) => {
-                let st = storage.struct_().map_err(polars_err)?;
-                let cts = st.field_by_name(VAL).map_err(polars_err)?;
-                let cts = cts.binary().map_err(polars_err)?;
+                let cts = cells.val.as_ref().expect("val facet present");
                 let binding = meta.binding();
                 let mut plain: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
                 for (i, ct) in cts.iter().enumerate() {
