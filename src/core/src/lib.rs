@@ -7,6 +7,7 @@
 pub mod error;
 pub mod keys;
 pub mod meta;
+pub mod multiset;
 pub mod num;
 pub mod ore;
 pub mod rids;
@@ -17,6 +18,7 @@ pub use error::CoreError;
 pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};
 pub use meta::{ColumnMeta, Facet, LogicalType};
 pub use ore::{OreKey, OreParams, OreToken};
+pub use multiset::{Repeat, RidMultiset};
 pub use rids::RidSet;
 
 /// Version of the on-disk column format written into every column's metadata.

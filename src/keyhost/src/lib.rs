@@ -28,6 +28,7 @@ mod files;
 pub mod grant_params;
 pub mod grants;
 pub mod identities;
+pub mod linear_audit;
 pub mod logical;
 pub mod master_key;
 pub mod merkle;

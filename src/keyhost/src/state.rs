@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
+use crate::linear_audit;
 use crate::master_key::MasterKey;
 
 /// State shared by all handlers. Cheap to clone.
@@ -23,6 +24,7 @@ struct Inner {
     data_dir: PathBuf,
     noise_key: Zeroizing<[u8; 32]>,
     signer: SigningKey,
+    audits: linear_audit::Cache,
 }
 
 /// Secrets of a keyhost besides its master key.
@@ -43,6 +45,7 @@ impl AppState {
                 data_dir,
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
+                audits: linear_audit::Cache::new(linear_audit::DEFAULT_MAX_ENTRIES),
             }),
         }
     }
@@ -53,6 +56,11 @@ impl AppState {
 
     pub fn signer(&self) -> &SigningKey {
         &self.inner.signer
+    }
+
+    /// Decoded linear-audit states (see `linear_audit`).
+    pub fn audit_cache(&self) -> &linear_audit::Cache {
+        &self.inner.audits
     }
 
     pub fn keyhost_id(&self) -> &str {

@@ -19,7 +19,7 @@ mod sum;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use ghostpii_core::{ColumnKeys, RidSet};
+use ghostpii_core::{ColumnKeys, RidMultiset, RidSet};
 use roaring::RoaringTreemap;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -30,6 +30,7 @@ use crate::columns::{self, Column};
 use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::identities::Identity;
+use crate::linear_audit;
 use crate::policy::Authority;
 use crate::state::AppState;
 
@@ -42,6 +43,9 @@ enum Descriptor {
         dataset_id: i64,
         rids: String,
         terms: Vec<sum::Term>,
+        /// Rows counted more than once (joins, concats, samples): multiplicity and rid set.
+        #[serde(default)]
+        repeats: Vec<sum::RepeatSpec>,
     },
     Decrypt {
         dataset_id: i64,
@@ -95,12 +99,12 @@ pub async fn answer(state: &AppState, caller: Identity, requests: Vec<Value>) ->
                     effects: p.effects,
                 })
                 .collect();
-            st.with_db(|conn| record(conn, outcomes))
+            st.with_db(|conn| record(conn, &st, outcomes))
         })
         .await
 }
 
-type Decoded = (NewEntry, Result<(Descriptor, Option<RidSet>), ApiError>);
+type Decoded = (NewEntry, Result<(Descriptor, Option<RidMultiset>), ApiError>);
 
 fn decode(v: Value) -> Decoded {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
@@ -112,9 +116,11 @@ fn decode(v: Value) -> Decoded {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
-                    Some(RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?)
-                }
+                Descriptor::Sum { rids, repeats, .. } => Some(sum::decode_rows(rids, repeats)?),
+                Descriptor::Decrypt { rids, .. } => Some(RidMultiset {
+                    support: RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?,
+                    repeats: Vec::new(),
+                }),
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
@@ -161,13 +167,13 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     };
     let work = parsed.and_then(|(desc, rids)| {
         if let Some(r) = &rids {
-            entry.rid_count = Some(r.len());
-            entry.rid_digest = Some(r.digest_hex());
+            entry.rid_count = Some(r.distinct());
+            entry.rid_digest = Some(r.support.digest_hex());
         }
-        let rids = rids.unwrap_or_default();
+        let rows = rids.unwrap_or_default();
         match desc {
             Descriptor::Sum { dataset_id, terms, .. } => {
-                sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids).map(Work::Sum)
+                sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rows).map(Work::Sum)
             }
             Descriptor::Decrypt {
                 dataset_id,
@@ -175,7 +181,8 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 facet,
                 ..
-            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Decrypt),
+            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rows.support)
+                .map(Work::Decrypt),
             Descriptor::Compare {
                 dataset_id,
                 column_id,
@@ -293,14 +300,15 @@ struct Outcome {
 }
 
 /// Write the audit rows of the batch in one transaction and build the results.
-fn record(conn: &mut Connection, outcomes: Vec<Outcome>) -> ApiResult<Vec<Value>> {
+fn record(conn: &mut Connection, st: &AppState, outcomes: Vec<Outcome>) -> ApiResult<Vec<Value>> {
     let tx = conn.transaction()?;
+    let mut audits = linear_audit::Batch::new(st.audit_cache());
     let mut results = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         let checked = o
             .result
             .and_then(|r| r)
-            .and_then(|v| effects::check_all(&tx, &o.effects).map(|()| v));
+            .and_then(|v| effects::check_all(&tx, &mut audits, &o.effects).map(|()| v));
         match checked {
             Ok(Value::Object(mut m)) => {
                 let receipt = audit::append_receipt(
@@ -328,6 +336,8 @@ fn record(conn: &mut Connection, outcomes: Vec<Outcome>) -> ApiResult<Vec<Value>
             }
         }
     }
+    audits.save(&tx)?;
     tx.commit()?;
+    audits.finish();
     Ok(results)
 }
