@@ -17,8 +17,8 @@ pub mod val;
 pub use error::CoreError;
 pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};
 pub use meta::{ColumnMeta, Facet, LogicalType};
-pub use ore::{OreKey, OreParams, OreToken};
 pub use multiset::{Repeat, RidMultiset};
+pub use ore::{OreKey, OreParams, OreToken};
 pub use rids::RidSet;
 
 /// Version of the on-disk column format written into every column's metadata.

@@ -106,7 +106,11 @@ impl RidMultiset {
 
     /// Number of rows counted with their multiplicity (what `count()` and a mean divide by).
     pub fn weighted_len(&self) -> u128 {
-        let extra: u128 = self.repeats.iter().map(|r| (r.k as u128 - 1) * r.rids.len() as u128).sum();
+        let extra: u128 = self
+            .repeats
+            .iter()
+            .map(|r| (r.k as u128 - 1) * r.rids.len() as u128)
+            .sum();
         self.support.len() as u128 + extra
     }
 

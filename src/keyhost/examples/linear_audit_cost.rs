@@ -44,7 +44,13 @@ fn main() {
     }
     let all = RidSet::from_sorted(&(1..=ROWS).collect::<Vec<_>>());
     ok += usize::from(s.try_answer(&sum(1, all), DEFAULT_MAX_ENTRIES).is_ok());
-    row("100,000 disjoint groups + total", 100_001, ok, t.elapsed().as_secs_f64(), &s);
+    row(
+        "100,000 disjoint groups + total",
+        100_001,
+        ok,
+        t.elapsed().as_secs_f64(),
+        &s,
+    );
 
     // 1,000 group-by queries: each filters one to six of twenty "months" (contiguous blocks of
     // 50,000 rows, as a date filter would) and groups by one of three plaintext keys with 12,
@@ -76,6 +82,12 @@ fn main() {
             Err(Refusal::Limit(_)) => limit += 1,
         }
     }
-    row("1,000 filtered group_by queries (7–50 groups)", n, ok, t.elapsed().as_secs_f64(), &s);
+    row(
+        "1,000 filtered group_by queries (7–50 groups)",
+        n,
+        ok,
+        t.elapsed().as_secs_f64(),
+        &s,
+    );
     eprintln!("group_by workload: {refused} refused as disclosure, {limit} refused at the state limit");
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::budget;
-use crate::linear_audit;
 use crate::dp::Unit;
 use crate::error::{reason, ApiError, ApiResult};
+use crate::linear_audit;
 
 /// One stateful check and its ledger update.
 #[derive(Debug, Clone)]

@@ -187,7 +187,13 @@ fn plan_noise(
     let mechanism = Mechanism::new(epsilon, delta);
     let mut terms: Vec<String> = cols.iter().map(|(c, w)| format!("{}:{}", c.id, w)).collect();
     terms.sort();
-    let mut canonical = format!("{}|{}|{}|{}", cx.caller.id, ds.id, terms.join(","), rows.support.digest_hex());
+    let mut canonical = format!(
+        "{}|{}|{}|{}",
+        cx.caller.id,
+        ds.id,
+        terms.join(","),
+        rows.support.digest_hex()
+    );
     for r in &rows.repeats {
         canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));
     }

@@ -3,18 +3,33 @@
 //! answered sums can tell two rows of one atom apart, so the audit works over atoms instead
 //! of rows. Rows no answered sum touched belong to no atom.
 //!
-//! Kept as an interval map over row ids, so refining by a query costs O(runs of the query +
-//! intervals it overlaps), never O(atoms).
+//! Kept as a map over chunks of [`CHUNK`] row ids, each either *uniform* (every row in one
+//! atom, or untouched) or *dense* (an atom id per row). Long runs of rows (filters, ranges)
+//! stay uniform and cost O(1) per chunk; scattered rows (groups by a plaintext key) cost
+//! O(1) per row. Refining by a query costs O(rows it names + chunks it touches), never
+//! O(atoms).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Atom id: an index into [`Atoms::sizes`].
 pub type AtomId = u32;
 
+/// Rows per chunk.
+pub const CHUNK: u64 = 4096;
+
+/// "No atom": a row no answered sum touched.
+pub(super) const NONE: AtomId = AtomId::MAX;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Chunk {
+    Uniform(AtomId),
+    Dense(Box<[AtomId]>),
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Atoms {
-    /// start → (end, inclusive; atom)
-    pub(super) map: BTreeMap<u64, (u64, AtomId)>,
+    /// chunk index (row id / CHUNK) → chunk; a missing chunk is untouched.
+    pub(super) chunks: BTreeMap<u64, Chunk>,
     /// Rows per atom.
     pub(super) sizes: Vec<u64>,
 }
@@ -29,9 +44,46 @@ pub struct Refined {
     pub splits: Vec<(AtomId, AtomId)>,
 }
 
+/// The pieces of `runs` (sorted, disjoint, inclusive) by chunk: (chunk, first, last offset).
+fn pieces(runs: &[(u64, u64)]) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    runs.iter().flat_map(|&(s, e)| {
+        (s / CHUNK..=e / CHUNK).map(move |c| {
+            let lo = if c == s / CHUNK { (s % CHUNK) as usize } else { 0 };
+            let hi = if c == e / CHUNK {
+                (e % CHUNK) as usize
+            } else {
+                CHUNK as usize - 1
+            };
+            (c, lo, hi)
+        })
+    })
+}
+
+/// Apply `f` to each maximal run of equal atom ids in `ids`: `f(atom, count)`.
+fn for_runs(ids: &[AtomId], mut f: impl FnMut(AtomId, u64)) {
+    let mut i = 0;
+    while i < ids.len() {
+        let a = ids[i];
+        let mut j = i + 1;
+        while j < ids.len() && ids[j] == a {
+            j += 1;
+        }
+        f(a, (j - i) as u64);
+        i = j;
+    }
+}
+
 impl Atoms {
-    pub fn intervals(&self) -> usize {
-        self.map.len()
+    /// Storage units of the map: 1 per uniform chunk, `CHUNK / 4` per dense chunk (about 16
+    /// bytes each).
+    pub fn entries(&self) -> usize {
+        self.chunks
+            .values()
+            .map(|c| match c {
+                Chunk::Uniform(_) => 1,
+                Chunk::Dense(_) => (CHUNK / 4) as usize,
+            })
+            .sum()
     }
 
     pub fn size(&self, a: AtomId) -> u64 {
@@ -47,68 +99,68 @@ impl Atoms {
         (self.sizes.len() - 1) as AtomId
     }
 
-    /// Make `x` the start of an interval if an interval covers it.
-    fn cut(&mut self, x: u64) {
-        let Some((&start, &(end, atom))) = self.map.range(..x).next_back() else {
-            return;
-        };
-        if end >= x {
-            self.map.insert(start, (x - 1, atom));
-            self.map.insert(x, (end, atom));
-        }
-    }
-
     /// Refine the partition so that the rows of `runs` (sorted, disjoint, inclusive) are a
     /// union of atoms; rows not in any atom yet form one new atom.
     pub fn refine(&mut self, runs: &[(u64, u64)]) -> Refined {
-        let mut covered: BTreeMap<AtomId, (u64, Vec<u64>)> = BTreeMap::new();
-        let mut gaps: Vec<(u64, u64)> = Vec::new();
-        for &(s, e) in runs {
-            self.cut(s);
-            if let Some(next) = e.checked_add(1) {
-                self.cut(next);
-            }
-            let mut cursor = Some(s);
-            for (&a, &(b, atom)) in self.map.range(s..=e) {
-                if let Some(c) = cursor {
-                    if a > c {
-                        gaps.push((c, a - 1));
-                    }
-                }
-                let entry = covered.entry(atom).or_default();
-                entry.0 += b - a + 1;
-                entry.1.push(a);
-                cursor = b.checked_add(1);
-            }
-            if let Some(c) = cursor {
-                if c <= e {
-                    gaps.push((c, e));
-                }
+        // pass 1: how much of each atom (and of untouched rows) the runs cover
+        let mut covered: HashMap<AtomId, u64> = HashMap::new();
+        for (c, lo, hi) in pieces(runs) {
+            match self.chunks.get(&c) {
+                None => *covered.entry(NONE).or_default() += (hi - lo + 1) as u64,
+                Some(Chunk::Uniform(a)) => *covered.entry(*a).or_default() += (hi - lo + 1) as u64,
+                Some(Chunk::Dense(ids)) => for_runs(&ids[lo..=hi], |a, n| *covered.entry(a).or_default() += n),
             }
         }
+        // pass 2: new ids for the covered part of atoms covered only in part, and for the
+        // untouched rows
         let mut out = Refined::default();
-        for (atom, (n, starts)) in covered {
-            if n == self.size(atom) {
+        let mut relabel: HashMap<AtomId, AtomId> = HashMap::new();
+        let mut touched: Vec<(AtomId, u64)> = covered.into_iter().collect();
+        touched.sort_unstable();
+        for (atom, n) in touched {
+            if atom == NONE {
+                let fresh = self.new_atom(n);
+                relabel.insert(NONE, fresh);
+                out.inside.push(fresh);
+            } else if n == self.size(atom) {
                 out.inside.push(atom);
-                continue;
+            } else {
+                let new = self.new_atom(n);
+                self.sizes[atom as usize] -= n;
+                relabel.insert(atom, new);
+                out.inside.push(new);
+                out.splits.push((atom, new));
             }
-            let new = self.new_atom(n);
-            self.sizes[atom as usize] -= n;
-            for st in starts {
-                if let Some(v) = self.map.get_mut(&st) {
-                    v.1 = new;
+        }
+        if relabel.is_empty() {
+            return out;
+        }
+        // pass 3: relabel the covered rows
+        let map = |a: AtomId| relabel.get(&a).copied().unwrap_or(a);
+        for (c, lo, hi) in pieces(runs) {
+            let whole = lo == 0 && hi == CHUNK as usize - 1;
+            let chunk = self.chunks.entry(c).or_insert(Chunk::Uniform(NONE));
+            if let Chunk::Uniform(a) = chunk {
+                if whole {
+                    *a = map(*a);
+                    continue;
+                }
+                *chunk = Chunk::Dense(vec![*a; CHUNK as usize].into_boxed_slice());
+            }
+            if let Chunk::Dense(ids) = chunk {
+                let (mut last, mut to) = (NONE, map(NONE));
+                for id in &mut ids[lo..=hi] {
+                    if *id != last {
+                        (last, to) = (*id, map(*id));
+                    }
+                    *id = to;
+                }
+                // a long piece may have made the chunk uniform again (checked only then, so
+                // scattered rows stay O(1) each)
+                if hi - lo + 1 >= CHUNK as usize / 2 && ids.iter().all(|&x| x == ids[0]) {
+                    *chunk = Chunk::Uniform(ids[0]);
                 }
             }
-            out.inside.push(new);
-            out.splits.push((atom, new));
-        }
-        if !gaps.is_empty() {
-            let n = gaps.iter().map(|(a, b)| b - a + 1).sum();
-            let fresh = self.new_atom(n);
-            for (a, b) in gaps {
-                self.map.insert(a, (b, fresh));
-            }
-            out.inside.push(fresh);
         }
         out
     }
@@ -119,11 +171,19 @@ mod tests {
     use super::*;
 
     fn members(a: &Atoms, atom: AtomId) -> Vec<u64> {
-        a.map
-            .iter()
-            .filter(|(_, (_, id))| *id == atom)
-            .flat_map(|(&s, &(e, _))| s..=e)
-            .collect()
+        let mut out = Vec::new();
+        for (&c, ch) in &a.chunks {
+            for i in 0..CHUNK {
+                let id = match ch {
+                    Chunk::Uniform(x) => *x,
+                    Chunk::Dense(ids) => ids[i as usize],
+                };
+                if id == atom {
+                    out.push(c * CHUNK + i);
+                }
+            }
+        }
+        out
     }
 
     #[test]
@@ -147,5 +207,18 @@ mod tests {
         assert_eq!(r.inside.len(), 3);
         let total: u64 = a.sizes.iter().sum();
         assert_eq!(total, 15);
+    }
+
+    #[test]
+    fn long_runs_stay_uniform() {
+        let mut a = Atoms::default();
+        a.refine(&[(0, 10 * CHUNK - 1)]);
+        assert_eq!(a.entries(), 10, "ten uniform chunks");
+        let r = a.refine(&[(CHUNK, 3 * CHUNK - 1)]);
+        assert_eq!(r.splits, vec![(0, 1)]);
+        assert_eq!((a.size(0), a.size(1)), (8 * CHUNK, 2 * CHUNK));
+        assert_eq!(a.entries(), 10);
+        a.refine(&[(5, 5)]);
+        assert_eq!(a.entries(), 9 + (CHUNK / 4) as usize, "one dense chunk");
     }
 }

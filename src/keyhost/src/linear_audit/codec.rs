@@ -1,9 +1,9 @@
 //! The audit state as bytes (stored in the database): varints throughout.
 //!
-//! `version 1 | columns | atom sizes | intervals (gap, length − 1, atom) | rows (pivot,
-//! entries (key, numerator zigzag, denominator)) | answered`
+//! `version 1 | columns | atom sizes | chunks (index gap, 0 atom | 1 runs of (atom, count)) |
+//! rows (pivot, entries (key, numerator zigzag, denominator)) | answered`
 
-use super::atoms::Atoms;
+use super::atoms::{AtomId, Atoms, Chunk, CHUNK, NONE};
 use super::basis::{Basis, Key, Row};
 use super::rational::Rat;
 use super::AuditState;
@@ -65,13 +65,30 @@ pub fn encode(s: &AuditState) -> Vec<u8> {
     for &n in &s.atoms.sizes {
         put(&mut out, u128::from(n));
     }
-    put(&mut out, s.atoms.map.len() as u128);
+    put(&mut out, s.atoms.chunks.len() as u128);
     let mut prev: u64 = 0;
-    for (&start, &(end, atom)) in &s.atoms.map {
-        put(&mut out, u128::from(start - prev));
-        put(&mut out, u128::from(end - start));
-        put(&mut out, u128::from(atom));
-        prev = end;
+    for (&c, chunk) in &s.atoms.chunks {
+        put(&mut out, u128::from(c - prev));
+        prev = c;
+        match chunk {
+            Chunk::Uniform(a) => {
+                out.push(0);
+                put(&mut out, u128::from(*a));
+            }
+            Chunk::Dense(ids) => {
+                out.push(1);
+                let mut i = 0;
+                while i < ids.len() {
+                    let mut j = i + 1;
+                    while j < ids.len() && ids[j] == ids[i] {
+                        j += 1;
+                    }
+                    put(&mut out, u128::from(ids[i]));
+                    put(&mut out, (j - i) as u128);
+                    i = j;
+                }
+            }
+        }
     }
     put(&mut out, s.basis.rows.len() as u128);
     for (row, &p) in s.basis.rows.iter().zip(&s.basis.pivots) {
@@ -104,17 +121,41 @@ pub fn decode(b: &[u8]) -> Result<AuditState, String> {
     for _ in 0..natoms {
         atoms.sizes.push(r.u64()?);
     }
-    let nint = r.len(max)?;
+    let nchunks = r.len(max)?;
     let mut prev: u64 = 0;
-    for _ in 0..nint {
-        let start = prev.checked_add(r.u64()?).ok_or("interval overflow")?;
-        let end = start.checked_add(r.u64()?).ok_or("interval overflow")?;
-        let atom = u32::try_from(r.u64()?).map_err(|_| "atom id beyond 32 bits")?;
-        if atom as usize >= natoms {
-            return Err("interval names an unknown atom".into());
+    let atom = |x: u64| -> Result<AtomId, String> {
+        let a = AtomId::try_from(x).map_err(|_| "atom id beyond 32 bits")?;
+        if a != NONE && a as usize >= natoms {
+            return Err("chunk names an unknown atom".into());
         }
-        atoms.map.insert(start, (end, atom));
-        prev = end;
+        Ok(a)
+    };
+    for i in 0..nchunks {
+        let delta = r.u64()?;
+        if i > 0 && delta == 0 {
+            return Err("chunks out of order in audit state".into());
+        }
+        let c = prev.checked_add(delta).ok_or("chunk index overflow")?;
+        prev = c;
+        let (&tag, rest) = r.0.split_first().ok_or("truncated audit state")?;
+        r.0 = rest;
+        let chunk = match tag {
+            0 => Chunk::Uniform(atom(r.u64()?)?),
+            1 => {
+                let mut ids = Vec::with_capacity(CHUNK as usize);
+                while (ids.len() as u64) < CHUNK {
+                    let a = atom(r.u64()?)?;
+                    let n = r.u64()?;
+                    if n == 0 || ids.len() as u64 + n > CHUNK {
+                        return Err("bad run in a dense chunk".into());
+                    }
+                    ids.extend(std::iter::repeat_n(a, n as usize));
+                }
+                Chunk::Dense(ids.into_boxed_slice())
+            }
+            t => return Err(format!("unknown chunk tag {t}")),
+        };
+        atoms.chunks.insert(c, chunk);
     }
     let nrows = r.len(max)?;
     let (mut rows, mut pivots): (Vec<Row>, Vec<Key>) = (Vec::with_capacity(nrows), Vec::with_capacity(nrows));

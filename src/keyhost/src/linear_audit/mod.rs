@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use ghostpii_core::RidSet;
 
 use atoms::Atoms;
-use basis::{atom_of, key, Basis, ATOM_BITS};
+use basis::{atom_of, key, Basis};
 use rational::Rat;
 
 pub use store::{Batch, Cache, DEFAULT_MAX_ENTRIES};
@@ -75,9 +75,9 @@ pub struct AuditState {
 }
 
 impl AuditState {
-    /// Stored entries: intervals of the atom map plus basis coefficients.
+    /// Size of the state: units of the atom map plus basis coefficients.
     pub fn entries(&self) -> usize {
-        self.atoms.intervals() + self.basis.nnz()
+        self.atoms.entries() + self.basis.nnz()
     }
 
     pub fn answered(&self) -> u64 {
@@ -130,7 +130,7 @@ impl AuditState {
             }
             by_class.push((*k, refined.inside));
         }
-        if self.atoms.count() as u64 >= 1u64 << ATOM_BITS {
+        if self.atoms.count() as u64 >= u64::from(atoms::NONE) {
             return Err(over(self.entries()));
         }
         let mut v: HashMap<u64, Rat> = HashMap::new();

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{codec, AuditState, Query, Refusal, Verdict};
 use crate::error::{reason, ApiError, ApiResult};
 
-/// Default bound on one identity's audit state per dataset (atom intervals + basis
-/// coefficients; about 40 bytes each in memory).
+/// Default bound on one identity's audit state per dataset (units of the atom map, about 16
+/// bytes each, plus basis coefficients, about 40 bytes each).
 pub const DEFAULT_MAX_ENTRIES: usize = 4_000_000;
 
 type Key = (i64, i64);
@@ -87,7 +87,9 @@ impl<'a> Batch<'a> {
                     },
                     _ => {
                         let blob: Vec<u8> = tx
-                            .prepare_cached("SELECT state FROM linear_audit WHERE identity_id = ?1 AND dataset_id = ?2")?
+                            .prepare_cached(
+                                "SELECT state FROM linear_audit WHERE identity_id = ?1 AND dataset_id = ?2",
+                            )?
                             .query_row(params![k.0, k.1], |r| r.get(0))?;
                         let state = codec::decode(&blob).map_err(|e| ApiError::internal("linear audit state", &e))?;
                         Loaded {

@@ -155,7 +155,11 @@ fn the_linear_audit_refuses_differencing_without_dp() {
     // The same set again and sets that isolate no single row are fine.
     assert_eq!(s(&w.rids(100))["ok"], true);
     assert_eq!(s(&w.rids(90))["ok"], true);
-    assert_eq!(s(&w.rids(95))["ok"], true, "rows 91..95 and 96..100 are known only as sums of 5");
+    assert_eq!(
+        s(&w.rids(95))["ok"],
+        true,
+        "rows 91..95 and 96..100 are known only as sums of 5"
+    );
     // 96 rows would isolate the 96th.
     assert_eq!(s(&w.rids(96))["reason"], "audit_disclosure");
     // Counting row 1 twice on top of the 100-row set isolates row 1.
