@@ -32,7 +32,8 @@ def enc(dataset: gp.Dataset) -> pl.DataFrame:
             "x": gp.integer(bounds=(-1000, 1000)),
             "f": gp.number(decimals=2, bounds=(-10, 10)),
             "y": gp.integer(bounds=(-10, 10)),
-        },)
+        },
+    )
 
 
 def _aggs() -> list[pl.Expr]:
@@ -106,7 +107,9 @@ def test_linear_sum_counts_repeats(admin: gp.Session, enc: pl.DataFrame) -> None
     assert got == 3 * plain["x"].sum() - 2 * plain["y"].sum()
 
 
-def test_min_rows_counts_distinct_rows(keyhost: KeyhostProcess, admin: gp.Session, enc: pl.DataFrame, dataset: gp.Dataset) -> None:
+def test_min_rows_counts_distinct_rows(
+    keyhost: KeyhostProcess, admin: gp.Session, enc: pl.DataFrame, dataset: gp.Dataset
+) -> None:
     token = admin.grant(f"rep_{dataset.name}", dataset, [gp.allow.aggregate("x", min_rows=3)])
     assert token is not None
     an = gp.connect(keyhost.url, token)
