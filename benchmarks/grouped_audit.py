@@ -72,7 +72,8 @@ def main() -> None:
         "not audited; the analyst's exact grant (`min_rows=2`) goes through the linear audit, so the",
         "difference is the audit's cost inside the keyhost transaction.",
         "",
-        "| data | plaintext group_by().sum() | owner (no audit) | analyst (audited) | audit cost | analyst vs plaintext |",
+        "| data | plaintext group_by().sum() | owner (no audit) | analyst (audited) | audit cost "
+        "| analyst vs plaintext |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
