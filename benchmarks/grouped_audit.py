@@ -46,7 +46,8 @@ def main() -> None:
         admin = kh.admin()
         for g in group_counts:
             ds = admin.create_dataset(f"groups{g}")
-            plain = pl.DataFrame({"g": rng.integers(0, g, n), "x": rng.integers(0, 1000, n)})
+            # every group has n / g ≥ 10 rows, scattered over the table
+            plain = pl.DataFrame({"g": rng.permutation(np.arange(n) % g), "x": rng.integers(0, 1000, n)})
             enc = gp.encrypt(plain, ds, {"x": gp.integer(bounds=(0, 1000))}, show_progress=False)
             token = admin.grant(f"an{g}", ds, [gp.allow.aggregate("x", min_rows=2)])
             assert token is not None

@@ -7,7 +7,7 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 
 /// Operations a grant can allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// Per-row keys of a column (`val` or `num` facet).

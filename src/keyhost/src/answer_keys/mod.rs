@@ -31,7 +31,8 @@ use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::identities::Identity;
 use crate::linear_audit;
-use crate::policy::Authority;
+use crate::grants::Operation;
+use crate::policy::{self, Authority};
 use crate::state::AppState;
 
 pub use effects::Effect;
@@ -128,10 +129,15 @@ fn decode(v: Value) -> Decoded {
     (entry, parsed)
 }
 
-/// Per-batch cache of the allocated rid sets of columns.
+/// Per-batch cache (the plan step holds the database lock throughout, so it is consistent):
+/// allocated rid sets, datasets, column keys and authorizations, so a batch of many groups
+/// looks each up once.
 #[derive(Default)]
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
+    datasets: HashMap<i64, Dataset>,
+    columns: HashMap<(i64, i64, u32), (Column, ColumnKeys)>,
+    auths: HashMap<(i64, String, Operation), ApiResult<Authority>>,
 }
 
 impl Cache {
@@ -203,7 +209,27 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     Planned { entry, work, effects }
 }
 
-fn dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
+fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
+    if let Some(ds) = cx.cache.datasets.get(&dataset_id) {
+        return Ok(ds.clone());
+    }
+    let ds = find_dataset(cx, dataset_id)?;
+    cx.cache.datasets.insert(dataset_id, ds.clone());
+    Ok(ds)
+}
+
+/// May the caller obtain `op` answer keys on `column` of `ds`? (once per batch and column)
+fn authorize(cx: &mut Ctx<'_>, ds: &Dataset, column: &str, op: Operation) -> ApiResult<Authority> {
+    let k = (ds.id, column.to_owned(), op);
+    if let Some(a) = cx.cache.auths.get(&k) {
+        return a.clone();
+    }
+    let a = policy::authorize(cx.conn, cx.caller, ds, column, op);
+    cx.cache.auths.insert(k, a.clone());
+    a
+}
+
+fn find_dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
     datasets::find_by_id(cx.conn, dataset_id)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "dataset id {dataset_id} is unknown to this keyhost ({})",
@@ -213,7 +239,17 @@ fn dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
 }
 
 /// The column, checked to belong to the dataset, and the keys of the requested epoch.
-fn column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+fn column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+    let k = (ds.id, column_id, epoch);
+    if let Some(c) = cx.cache.columns.get(&k) {
+        return Ok(c.clone());
+    }
+    let c = find_column_epoch(cx, ds, column_id, epoch)?;
+    cx.cache.columns.insert(k, c.clone());
+    Ok(c)
+}
+
+fn find_column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
     let (conn, st) = (cx.conn, cx.st);
     let col = columns::find_by_id(conn, column_id)?
         .filter(|c| c.dataset_id == ds.id)

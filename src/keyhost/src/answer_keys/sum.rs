@@ -10,14 +10,14 @@ use num_traits::ToPrimitive;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
+use super::{authorize, check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::columns::Column;
 use crate::datasets::Dataset;
 use crate::dp::{Mechanism, NoisePlan};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
-use crate::policy::{self, Authority};
+use crate::policy::Authority;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Term {
@@ -106,13 +106,7 @@ pub(super) fn plan(
     }
     let mut auths = Vec::with_capacity(resolved.len());
     for (col, _, _) in &resolved {
-        auths.push(policy::authorize(
-            cx.conn,
-            cx.caller,
-            &ds,
-            &col.name,
-            Operation::Aggregate,
-        )?);
+        auths.push(authorize(cx, &ds, &col.name, Operation::Aggregate)?);
     }
     set_authority(entry, &auths);
     for (col, _, _) in &resolved {
