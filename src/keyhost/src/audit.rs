@@ -182,9 +182,8 @@ pub fn append(conn: &Connection, new: NewEntry) -> rusqlite::Result<i64> {
 /// Append an entry (inside the caller's transaction); returns its index and leaf hash.
 pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Receipt> {
     let last: Option<(i64, String)> = conn
-        .query_row("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
     let mut e = Entry {

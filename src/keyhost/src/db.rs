@@ -167,10 +167,10 @@ pub fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>
 }
 
 pub fn meta_set(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )?;
+    )?
+    .execute([key, value])?;
     Ok(())
 }
