@@ -10,9 +10,10 @@
 //!   largest ρ whose zCDP guarantee implies (ε, δ)-DP (Bun–Steinke 2016, Prop. 1.3), and
 //!   `σ² = Δ² / (2ρ)` (rounded up); costs `ρ` from the ρ ledger (zCDP composes additively).
 //!
-//! `Δ` (sensitivity) = `Σ_t |w_t| · max(|lo_t|, |hi_t|)` over the sum's terms, from the
-//! columns' declared bounds, which the encryption enforces: adding or removing one row changes
-//! the sum by at most that much.
+//! `Δ` (sensitivity) = `k_max · Σ_t |w_t| · (hi_t − lo_t)` over the sum's terms, from the
+//! columns' declared bounds, which the encryption enforces. Row ids and null positions are
+//! public, so neighbouring tables differ by replacing one row's value; a row counted `k_max`
+//! times (after a join or concat) moves the sum `k_max` times as far.
 //!
 //! Samples are exact (`sampler.rs`, Canonne–Kamath–Steinke). The random bits are a ChaCha20
 //! stream seeded with `HMAC-SHA256(noise key, canonical request)` where the canonical request

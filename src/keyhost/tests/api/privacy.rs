@@ -199,3 +199,38 @@ fn repeated_rows_count_their_masks_k_times() {
         assert_eq!(r[0]["reason"], "invalid_request", "{}", r[0]);
     }
 }
+
+#[test]
+fn sensitivity_is_replace_one_with_signed_bounds() {
+    let w = World::new();
+    let temp = crate::client::register(
+        &w.kh,
+        &w.owner,
+        "patrons",
+        json!({"name": "temp", "dtype": "int64", "scale": 0, "bounds": [-100, 100], "facets": ["num"]}),
+    );
+    let alloc =
+        w.kh.post(
+            &w.owner,
+            "/v1/datasets/patrons/rids",
+            json!({"count": 50, "columns": [temp.id]}),
+        )
+        .ok();
+    let start = alloc["start"].as_u64().unwrap();
+    let rids = RidSet::from_sorted(&(start..start + 50).collect::<Vec<_>>());
+    w.grant("temp", "aggregate", json!({"epsilon": 1.0, "budget": 100.0}));
+    let ask = |weight: i64, repeats: Option<Value>| {
+        let mut d = w.sum(&rids, &[(&temp, weight)]);
+        if let Some(r) = repeats {
+            d["repeats"] = r;
+        }
+        let r = w.kh.answer(&w.analyst, json!([d]));
+        assert_eq!(r[0]["ok"], true, "{}", r[0]);
+        r[0]["dp"]["sensitivity"].as_f64().unwrap()
+    };
+    // one value can move from −100 to 100: Δ = 200, not max(|lo|, |hi|) = 100
+    assert_eq!(ask(1, None), 200.0);
+    assert_eq!(ask(-3, None), 600.0);
+    let twice = RidSet::from_sorted(&[start, start + 1]);
+    assert_eq!(ask(1, Some(json!([{"k": 2, "rids": twice.to_base64()}]))), 400.0);
+}
