@@ -9,7 +9,9 @@
 //! O(1) per row. Refining by a query costs O(rows it names + chunks it touches), never
 //! O(atoms).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::intmap::IntMap;
 
 /// Atom id: an index into [`Atoms::sizes`].
 pub type AtomId = u32;
@@ -103,7 +105,7 @@ impl Atoms {
     /// union of atoms; rows not in any atom yet form one new atom.
     pub fn refine(&mut self, runs: &[(u64, u64)]) -> Refined {
         // pass 1: how much of each atom (and of untouched rows) the runs cover
-        let mut covered: HashMap<AtomId, u64> = HashMap::new();
+        let mut covered: IntMap<AtomId, u64> = IntMap::default();
         for (c, lo, hi) in pieces(runs) {
             match self.chunks.get(&c) {
                 None => *covered.entry(NONE).or_default() += (hi - lo + 1) as u64,
@@ -114,7 +116,7 @@ impl Atoms {
         // pass 2: new ids for the covered part of atoms covered only in part, and for the
         // untouched rows
         let mut out = Refined::default();
-        let mut relabel: HashMap<AtomId, AtomId> = HashMap::new();
+        let mut relabel: IntMap<AtomId, AtomId> = IntMap::default();
         let mut touched: Vec<(AtomId, u64)> = covered.into_iter().collect();
         touched.sort_unstable();
         for (atom, n) in touched {

@@ -4,8 +4,7 @@
 //! every other row's pivot. A unit vector lies in the row space exactly when it *is* a row
 //! (see `mod.rs`), so full disclosure is read off the rows a new answer changes.
 
-use std::collections::HashMap;
-
+use super::intmap::IntMap;
 use super::rational::{Overflow, Rat};
 
 /// An unknown: a column slot in the high bits, an atom in the low [`ATOM_BITS`].
@@ -28,9 +27,9 @@ pub type Row = Vec<(Key, Rat)>;
 pub struct Basis {
     pub(super) rows: Vec<Row>,
     pub(super) pivots: Vec<Key>,
-    pivot_row: HashMap<Key, u32>,
+    pivot_row: IntMap<Key, u32>,
     /// Rows in which a key occurs outside its pivot position.
-    occurs: HashMap<Key, Vec<u32>>,
+    occurs: IntMap<Key, Vec<u32>>,
     nnz: usize,
 }
 
@@ -124,7 +123,7 @@ impl Basis {
     }
 
     /// Reduce `v` by the rows; what is left is zero iff `v` is in the row space.
-    pub fn reduce(&self, mut v: HashMap<Key, Rat>) -> Result<HashMap<Key, Rat>, Overflow> {
+    pub fn reduce(&self, mut v: IntMap<Key, Rat>) -> Result<IntMap<Key, Rat>, Overflow> {
         let pivots_in_v: Vec<(Key, u32)> = v
             .keys()
             .filter_map(|k| self.pivot_row.get(k).map(|&r| (*k, r)))
@@ -147,7 +146,7 @@ impl Basis {
 
     /// The basis after adding a reduced, non-zero `v`: its normalised row and the rows
     /// whose entry at the new pivot must be eliminated.
-    pub fn propose(&self, v: HashMap<Key, Rat>) -> Result<Proposal, Overflow> {
+    pub fn propose(&self, v: IntMap<Key, Rat>) -> Result<Proposal, Overflow> {
         let mut row: Row = v.into_iter().collect();
         row.sort_unstable_by_key(|e| e.0);
         let pivot = row[0].0;

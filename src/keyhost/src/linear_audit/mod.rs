@@ -22,15 +22,15 @@
 mod atoms;
 mod basis;
 mod codec;
+mod intmap;
 mod rational;
 mod store;
-
-use std::collections::HashMap;
 
 use ghostpii_core::RidSet;
 
 use atoms::Atoms;
 use basis::{atom_of, key, Basis};
+use intmap::IntMap;
 use rational::Rat;
 
 pub use store::{Batch, Cache, DEFAULT_MAX_ENTRIES};
@@ -133,7 +133,7 @@ impl AuditState {
         if self.atoms.count() as u64 >= u64::from(atoms::NONE) {
             return Err(over(self.entries()));
         }
-        let mut v: HashMap<u64, Rat> = HashMap::new();
+        let mut v: IntMap<u64, Rat> = IntMap::default();
         for &(s, w) in &slots {
             for (k, atoms) in &by_class {
                 let c = i128::from(w).checked_mul(i128::from(*k)).ok_or_else(overflow)?;

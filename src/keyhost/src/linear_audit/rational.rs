@@ -50,6 +50,9 @@ impl Rat {
     }
 
     pub fn mul(self, o: Rat) -> Result<Rat, Overflow> {
+        if self.d == 1 && o.d == 1 {
+            return Ok(Rat::int(self.n.checked_mul(o.n).ok_or(Overflow)?));
+        }
         let g1 = i128::try_from(gcd(self.n.unsigned_abs(), o.d.unsigned_abs()).max(1)).map_err(|_| Overflow)?;
         let g2 = i128::try_from(gcd(o.n.unsigned_abs(), self.d.unsigned_abs()).max(1)).map_err(|_| Overflow)?;
         let n = (self.n / g1).checked_mul(o.n / g2).ok_or(Overflow)?;
@@ -58,6 +61,9 @@ impl Rat {
     }
 
     pub fn sub(self, o: Rat) -> Result<Rat, Overflow> {
+        if self.d == 1 && o.d == 1 {
+            return Ok(Rat::int(self.n.checked_sub(o.n).ok_or(Overflow)?));
+        }
         if self.d == o.d {
             return Rat::new(self.n.checked_sub(o.n).ok_or(Overflow)?, self.d);
         }
