@@ -10,7 +10,7 @@ use ghostpii_core::RidSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::budget;
-use crate::dp::Unit;
+use crate::dp::Cost;
 use crate::error::{reason, ApiError, ApiResult};
 
 /// One stateful check and its ledger update.
@@ -25,15 +25,14 @@ pub enum Effect {
         constant: i64,
         max: Option<u64>,
     },
-    /// DP sum: debit `cost` from the identity's `unit` account on the dataset, unless this
+    /// DP sum: debit `cost` from the identity's (ε, δ) account on the dataset, unless this
     /// exact request was charged before; refuse if the account's total would be exceeded.
     Budget {
         identity_id: i64,
         dataset_id: i64,
         dataset: String,
         request: String,
-        unit: Unit,
-        cost: f64,
+        cost: Cost,
     },
     /// Exact sum under a grant with `min_rows`: refuse if the rid set differs from one already
     /// answered to the identity on the column by fewer than `min_rows` rows (but not zero);
@@ -54,24 +53,25 @@ fn check_budget(
     dataset_id: i64,
     dataset: &str,
     request: &str,
-    unit: Unit,
-    cost: f64,
+    cost: &Cost,
 ) -> ApiResult<()> {
     if budget::already_charged(tx, identity_id, dataset_id, request)? {
         return Ok(());
     }
-    let spent = budget::spent(tx, identity_id, dataset_id, unit)?;
-    let total = budget::total(tx, identity_id, dataset_id, unit)?;
-    if budget::fits(spent, cost, total) {
+    let spent = budget::spent(tx, identity_id, dataset_id)?;
+    let total = budget::total(tx, identity_id, dataset_id)?;
+    let after = spent.plus(cost);
+    if after.within(total.epsilon, total.delta) {
         return Ok(());
     }
-    let t = total.unwrap_or(f64::INFINITY);
-    let u = unit.as_str();
-    let (spent_s, t_s, rem_s, cost_s) = (short(spent), short(t), short((t - spent).max(0.0)), short(cost));
+    let now = spent.epsilon(total.delta);
+    let (spent_s, t_s, rem_s) = (short(now), short(total.epsilon), short((total.epsilon - now).max(0.0)));
+    let cost_s = short(after.epsilon(total.delta) - now);
+    let (source, d) = (total.source.as_str(), total.delta);
     Err(ApiError::refused(
         reason::BUDGET_EXHAUSTED,
         format!(
-            "the privacy budget of this identity on dataset '{dataset}' is exhausted: {u} spent {spent_s} of {t_s} (remaining {rem_s}); this answer would cost {cost_s}"
+            "the privacy budget of this identity on dataset '{dataset}' is exhausted: epsilon spent {spent_s} of {t_s} (remaining {rem_s}); delta {d:e}, total from {source}; this answer would cost {cost_s}; the dataset's owner can raise the total (set_budget)"
         ),
     ))
 }
@@ -157,9 +157,8 @@ impl Effect {
                 dataset_id,
                 dataset,
                 request,
-                unit,
                 cost,
-            } => check_budget(tx, *identity_id, *dataset_id, dataset, request, *unit, *cost),
+            } => check_budget(tx, *identity_id, *dataset_id, dataset, request, cost),
             Effect::Overlap {
                 identity_id,
                 column_id,
@@ -190,7 +189,6 @@ impl Effect {
                 identity_id,
                 dataset_id,
                 request,
-                unit,
                 cost,
                 ..
             } => Ok(budget::charge(
@@ -198,8 +196,7 @@ impl Effect {
                 *identity_id,
                 *dataset_id,
                 request,
-                *unit,
-                *cost,
+                cost,
                 audit_index,
             )?),
             Effect::Overlap {

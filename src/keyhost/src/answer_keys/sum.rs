@@ -153,11 +153,9 @@ fn plan_noise(
         sensitivity += BigUint::from(w.unsigned_abs()) * BigUint::from(m);
     }
     let mechanism = Mechanism::new(epsilon, delta);
-    let mut terms: Vec<String> = cols.iter().map(|(c, w)| format!("{}:{}", c.id, w)).collect();
-    terms.sort();
-    let canonical = format!("{}|{}|{}|{}", cx.caller.id, ds.id, terms.join(","), rids.digest_hex());
+    let terms = crate::dp::canonical_terms(&entry.params["terms"]);
+    let canonical = format!("{}|{}|{terms}|{}", cx.caller.id, ds.id, rids.digest_hex());
     let plan = NoisePlan::new(cx.st.noise_key(), &canonical, mechanism, sensitivity);
-    let (unit, cost) = mechanism.cost();
     let mut dp_note = mechanism.describe(&plan.sensitivity);
     dp_note["request"] = json!(plan.request);
     note(entry, "dp", dp_note);
@@ -166,8 +164,7 @@ fn plan_noise(
         dataset_id: ds.id,
         dataset: ds.name.clone(),
         request: plan.request.clone(),
-        unit,
-        cost,
+        cost: mechanism.cost(),
     });
     Ok(Some(plan))
 }
