@@ -70,7 +70,10 @@ fn unpad(rid: u64, mut body: Vec<u8>) -> Result<Vec<u8>> {
         return Err(bad("no length prefix"));
     }
     let len = u32::from_le_bytes(body[..LEN_PREFIX].try_into().expect("4 bytes")) as usize;
-    let end = LEN_PREFIX.checked_add(len).filter(|&e| e <= body.len()).ok_or_else(|| bad("length beyond the cell"))?;
+    let end = LEN_PREFIX
+        .checked_add(len)
+        .filter(|&e| e <= body.len())
+        .ok_or_else(|| bad("length beyond the cell"))?;
     if body[end..].iter().any(|&b| b != 0) {
         return Err(bad("non-zero padding"));
     }
@@ -217,7 +220,10 @@ mod tests {
         // 0..=12 bytes share the 16-byte class; 13 bytes go to 32; 40 to 64.
         assert_eq!(lens, vec![45, 45, 45, 45, 61, 93]);
         for ((v, c), rid) in vals.iter().zip(&cells).zip(&rids) {
-            assert_eq!(open(&keys.val.row_key(*rid), "b", *rid, c.as_ref().unwrap()).unwrap(), *v);
+            assert_eq!(
+                open(&keys.val.row_key(*rid), "b", *rid, c.as_ref().unwrap()).unwrap(),
+                *v
+            );
         }
         // An owner-set maximum: one length for all, longer values refused.
         let cells = encrypt(&keys.val, "b", &rids[..3], &opts[..3], Padding::Max(100)).unwrap();
@@ -236,14 +242,26 @@ mod tests {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&rk));
         let seal = |b: &[u8]| {
             let ct = cipher
-                .encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: b, aad: &aad("b", 7) })
+                .encrypt(
+                    Nonce::from_slice(&[0u8; 12]),
+                    Payload {
+                        msg: b,
+                        aad: &aad("b", 7),
+                    },
+                )
                 .unwrap();
             [vec![VERSION], vec![0u8; 12], ct].concat()
         };
-        assert!(matches!(open(&rk, "b", 7, &seal(&body)), Err(CoreError::CorruptCiphertext(_))));
+        assert!(matches!(
+            open(&rk, "b", 7, &seal(&body)),
+            Err(CoreError::CorruptCiphertext(_))
+        ));
         let mut body = pad(b"abc", 16);
         body[15] = 1;
-        assert!(matches!(open(&rk, "b", 7, &seal(&body)), Err(CoreError::CorruptCiphertext(_))));
+        assert!(matches!(
+            open(&rk, "b", 7, &seal(&body)),
+            Err(CoreError::CorruptCiphertext(_))
+        ));
     }
 
     #[test]

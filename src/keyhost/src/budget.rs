@@ -117,11 +117,18 @@ pub struct Total {
     pub source: Source,
 }
 
-fn explicit_total(conn: &Connection, identity_id: i64, dataset_id: i64) -> rusqlite::Result<Option<(f64, Option<f64>)>> {
+fn explicit_total(
+    conn: &Connection,
+    identity_id: i64,
+    dataset_id: i64,
+) -> rusqlite::Result<Option<(f64, Option<f64>)>> {
     Ok(conn
-        .prepare_cached("SELECT total_epsilon, total_delta FROM budget_ledger WHERE identity_id = ?1 AND dataset_id = ?2")?
+        .prepare_cached(
+            "SELECT total_epsilon, total_delta FROM budget_ledger WHERE identity_id = ?1 AND dataset_id = ?2",
+        )?
         .query_row(params![identity_id, dataset_id], |r| {
-            Ok(r.get::<_, Option<f64>>(0)?.map(|e| (e, r.get::<_, Option<f64>>(1).ok().flatten())))
+            Ok(r.get::<_, Option<f64>>(0)?
+                .map(|e| (e, r.get::<_, Option<f64>>(1).ok().flatten())))
         })
         .optional()?
         .flatten())

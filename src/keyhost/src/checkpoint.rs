@@ -65,7 +65,8 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
     let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(s).map_err(|e| e.to_string())?
     } else {
-        B64.decode(s).map_err(|_| "a public key is 64 hex digits or 44 base64 characters".to_owned())?
+        B64.decode(s)
+            .map_err(|_| "a public key is 64 hex digits or 44 base64 characters".to_owned())?
     };
     let arr = <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| format!("a checkpoint public key is 32 bytes, this is {}", bytes.len()))?;

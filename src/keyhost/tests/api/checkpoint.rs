@@ -171,7 +171,10 @@ fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
             .problems
     };
     assert!(pinned(&own).is_empty());
-    assert!(pinned(cp["public_key"].as_str().unwrap()).is_empty(), "base64 works too");
+    assert!(
+        pinned(cp["public_key"].as_str().unwrap()).is_empty(),
+        "base64 works too"
+    );
     // A checkpoint re-signed by an attacker with their own key (and carrying that key) is
     // refused against the pinned key, even with checkpoint.key gone.
     std::fs::remove_file(dir.join("checkpoint.key")).unwrap();
@@ -186,9 +189,15 @@ fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
     let mut forged = cp.clone();
     forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
     forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
-    assert!(check(&w, &forged).is_empty(), "without a pin, a self-consistent forgery passes");
+    assert!(
+        check(&w, &forged).is_empty(),
+        "without a pin, a self-consistent forgery passes"
+    );
     let r = ghostpii_keyhost::verify_audit_db_pinned(&dir, &forged.to_string(), Some(&own)).unwrap();
-    assert!(!r.ok && r.problems.iter().any(|p| p.problem.contains("another key")), "{r:?}");
+    assert!(
+        !r.ok && r.problems.iter().any(|p| p.problem.contains("another key")),
+        "{r:?}"
+    );
     assert!(ghostpii_keyhost::verify_audit_db_pinned(&dir, &cp.to_string(), Some("zz")).is_err());
 }
 

@@ -142,7 +142,10 @@ fn gaussian_and_laplace_answers_share_one_total() {
     let rho = st["accounting"]["zcdp"]["rho"].as_f64().unwrap();
     assert!((rho - r[0]["dp"]["rho"].as_f64().unwrap()).abs() < 1e-12);
     assert_eq!(st["accounting"]["basic"]["epsilon"], 1.0);
-    assert_eq!((st["epsilon_total"].clone(), st["delta"].clone()), (json!(2.0), json!(1e-5)));
+    assert_eq!(
+        (st["epsilon_total"].clone(), st["delta"].clone()),
+        (json!(2.0), json!(1e-5))
+    );
     assert_eq!(st["epsilon_spent"], 1.0, "{st}");
     // Now Laplace answers at ε = 0.5: two fit (1 + 0.5 + 0.5 = 2), a third not, because the
     // Gaussian answer counts in the same total.
@@ -169,7 +172,10 @@ fn gaussian_and_laplace_answers_share_one_total() {
             json!({"identity": "analyst", "dataset": "patrons", "total": 50.0, "delta": 1e-6}),
         )
         .ok();
-    assert_eq!((st["total_source"].clone(), st["delta"].clone()), (json!("set"), json!(1e-6)));
+    assert_eq!(
+        (st["total_source"].clone(), st["delta"].clone()),
+        (json!("set"), json!(1e-6))
+    );
 }
 
 #[test]
@@ -205,7 +211,10 @@ fn a_missing_noise_key_stops_the_keyhost_once_dp_answers_were_charged() {
     assert_eq!(first[0]["ok"], true);
     w.kh.restart();
     let same = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
-    assert_eq!(same[0]["key"], first[0]["key"], "the noise key persists across restarts");
+    assert_eq!(
+        same[0]["key"], first[0]["key"],
+        "the noise key persists across restarts"
+    );
     if let Some(k) = w.kh.kh.take() {
         k.shutdown();
     }
@@ -215,7 +224,10 @@ fn a_missing_noise_key_stops_the_keyhost_once_dp_answers_were_charged() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a keyhost started with a fresh noise key over charged DP answers"),
     };
-    assert!(err.contains("noise.key is missing") && err.contains("--new-noise-key"), "{err}");
+    assert!(
+        err.contains("noise.key is missing") && err.contains("--new-noise-key"),
+        "{err}"
+    );
     assert!(!dir.join("noise.key").exists(), "nothing written");
     let mut cfg = ghostpii_keyhost::Config::new(dir.clone(), "127.0.0.1:0");
     cfg.privacy.new_noise_key = true;
@@ -233,7 +245,9 @@ fn the_noise_request_names_the_column_epoch() {
     let a = w.rids(100);
     let r1 = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
     let mut d = w.sum(&a, &[(&w.income, 1)]);
-    let other_epoch = w.kh.post(&w.owner, "/v1/datasets/patrons/columns/income/rotate", json!({})).ok();
+    let other_epoch =
+        w.kh.post(&w.owner, "/v1/datasets/patrons/columns/income/rotate", json!({}))
+            .ok();
     d["terms"][0]["epoch"] = other_epoch["epoch"].clone();
     let r2 = w.kh.answer(&w.analyst, json!([d]));
     assert_eq!(r2[0]["ok"], true, "{}", r2[0]);
@@ -247,7 +261,10 @@ fn the_noise_request_names_the_column_epoch() {
         .map(|e| &e["params"]["dp"]["request"])
         .collect();
     assert_eq!(reqs.len(), 2);
-    assert_ne!(reqs[0], reqs[1], "another epoch is another request (own noise, own charge)");
+    assert_ne!(
+        reqs[0], reqs[1],
+        "another epoch is another request (own noise, own charge)"
+    );
 }
 
 #[test]

@@ -100,11 +100,17 @@ fn rotation_never_extends_the_expiry_an_admin_set() {
         )
         .ok();
     assert_eq!(b["expires_at"], expiry);
-    let c = kh.post(b["token"].as_str().unwrap(), "/v1/tokens/rotate", json!({})).ok();
+    let c = kh
+        .post(b["token"].as_str().unwrap(), "/v1/tokens/rotate", json!({}))
+        .ok();
     assert_eq!(c["expires_at"], expiry);
     // Shorter is allowed.
     let d = kh
-        .post(c["token"].as_str().unwrap(), "/v1/tokens/rotate", json!({"ttl_seconds": 5}))
+        .post(
+            c["token"].as_str().unwrap(),
+            "/v1/tokens/rotate",
+            json!({"ttl_seconds": 5}),
+        )
         .ok();
     assert!(d["expires_at"].as_str().unwrap() < expiry.as_str().unwrap());
     // The bootstrap admin token has no expiry and keeps none.
