@@ -237,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     conn(tr)
     tro = tok.add_parser(
         "rotate",
-        help="replace the token in use (e.g. --token-file DIR/admin.token, which is rewritten); never extends its expiry",
+        help="replace the token in use (--token-file DIR/admin.token: the file is rewritten); never extends its expiry",
     )
     tro.add_argument("--ttl", type=int, default=None, help="shorten the new token's lifetime to this many seconds")
     conn(tro)
@@ -278,7 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     av.add_argument("--checkpoint", help="a signed checkpoint (JSON from 'audit checkpoint') to check the log against")
     av.add_argument(
         "--public-key",
-        help="the keyhost's checkpoint public key (hex or base64, or a file holding it): refuse checkpoints signed by any other key",
+        help="the keyhost's checkpoint public key (hex, base64 or a file holding it): refuse other keys' checkpoints",
     )
     conn(av)
     ap = au.add_parser("public-key", help="print the checkpoint public key of a data directory (hex), to pin")

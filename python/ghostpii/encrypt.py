@@ -120,8 +120,7 @@ def encrypt(
                 part = df[c].slice(off, CHUNK_ROWS)
                 parts.append(
                     _internal.encrypt_column(
-                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key,
-                        max_length=spec.max_length,
+                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key, spec.max_length
                     )
                 )
                 bar.update(part.len())
