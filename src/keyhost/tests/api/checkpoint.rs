@@ -54,6 +54,22 @@ fn rechain(conn: &Connection) {
     }
 }
 
+/// The checkpoint re-signed with another key (carrying that key): its own signature is valid.
+fn resigned(cp: &Value) -> Value {
+    use ed25519_dalek::Signer;
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let msg = ghostpii_keyhost::checkpoint::signed_message(
+        cp["keyhost_id"].as_str().unwrap(),
+        cp["tree_size"].as_u64().unwrap(),
+        cp["root"].as_str().unwrap(),
+        cp["time"].as_str().unwrap(),
+    );
+    let mut forged = cp.clone();
+    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
+    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
+    forged
+}
+
 #[test]
 fn receipts_prove_inclusion_in_a_signed_checkpoint() {
     let (w, issued) = history();
@@ -84,18 +100,7 @@ fn a_forged_checkpoint_fails() {
     bad["tree_size"] = json!(cp["tree_size"].as_u64().unwrap() - 1);
     assert!(check(&w, &bad).iter().any(|p| p.contains("signature")));
     // Signed with another key: valid signature, wrong key.
-    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    let msg = ghostpii_keyhost::checkpoint::signed_message(
-        cp["keyhost_id"].as_str().unwrap(),
-        cp["tree_size"].as_u64().unwrap(),
-        cp["root"].as_str().unwrap(),
-        cp["time"].as_str().unwrap(),
-    );
-    use ed25519_dalek::Signer;
-    let mut forged = cp.clone();
-    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
-    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
-    assert!(check(&w, &forged).iter().any(|p| p.contains("another key")));
+    assert!(check(&w, &resigned(&cp)).iter().any(|p| p.contains("another key")));
 }
 
 #[test]
@@ -178,17 +183,7 @@ fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
     // A checkpoint re-signed by an attacker with their own key (and carrying that key) is
     // refused against the pinned key, even with checkpoint.key gone.
     std::fs::remove_file(dir.join("checkpoint.key")).unwrap();
-    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    let msg = ghostpii_keyhost::checkpoint::signed_message(
-        cp["keyhost_id"].as_str().unwrap(),
-        cp["tree_size"].as_u64().unwrap(),
-        cp["root"].as_str().unwrap(),
-        cp["time"].as_str().unwrap(),
-    );
-    use ed25519_dalek::Signer;
-    let mut forged = cp.clone();
-    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
-    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
+    let forged = resigned(&cp);
     assert!(
         check(&w, &forged).is_empty(),
         "without a pin, a self-consistent forgery passes"
