@@ -101,6 +101,11 @@ def test_default_budget_is_configurable_on_serve(tmp_path: Path) -> None:
         assert _averaging_attack(enc, an, 50) == 2
     finally:
         kh.stop()
+    with pytest.raises(RuntimeError, match="--default-dp-budget must be a positive number"):
+        KeyhostProcess(tmp_path / "bad", extra=["--default-dp-budget", "0"])
+    with gp.Keyhost.local(default_dp_budget=0.3) as local:
+        ds = local.admin().create_dataset("d")
+        assert local.admin().budget(ds)["epsilon_total"] == 0.3
 
 
 def test_a_lost_noise_key_is_not_silently_replaced(tmp_path: Path) -> None:
