@@ -16,7 +16,7 @@ DATA = Path(__file__).parent / "data"
 
 
 class KeyhostProcess:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [
@@ -29,6 +29,7 @@ class KeyhostProcess:
                 str(data_dir),
                 "--listen",
                 "127.0.0.1:0",
+                *(extra or []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

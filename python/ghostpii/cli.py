@@ -7,7 +7,8 @@ Examples::
     ghostpii grant add analyst patrons --aggregate income --min-rows 10
     ghostpii audit list --dataset patrons
     ghostpii audit checkpoint > cp.json
-    ghostpii audit verify --data ./kh --checkpoint cp.json
+    ghostpii audit verify --data ./kh --checkpoint cp.json --public-key KEY
+    ghostpii token rotate --url $GHOSTPII_URL --token-file ./kh/admin.token   # rewrites the file
     ghostpii budget show patrons
 """
 
@@ -49,7 +50,40 @@ def _print(obj: Any, as_json: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from ghostpii import _internal
 
-    _internal.serve_keyhost(Path(args.data), args.listen)
+    _internal.serve_keyhost(
+        Path(args.data), args.listen, args.default_dp_budget, args.default_dp_delta, args.new_noise_key
+    )
+    return 0
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    """Replace ``path`` with ``token`` atomically (a new 0600 file renamed over the old one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    s = _session(args)
+    token = s.rotate_token(ttl_seconds=args.ttl)
+    if not args.token_file:
+        print(token)
+        return 0
+    try:
+        _write_token_file(Path(args.token_file), token)
+    except OSError as e:
+        # The old token is already revoked: do not lose the new one.
+        print(token)
+        sys.exit(f"error: rotated, but cannot rewrite {args.token_file} ({e}); the new token is printed above")
+    print(f"rotated; the new token is in {args.token_file}")
     return 0
 
 
@@ -63,6 +97,8 @@ def _identity(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    if args.action == "rotate":
+        return _rotate(args)
     s = _session(args)
     if args.action == "create":
         print(s.create_token(args.identity, ttl_seconds=args.ttl))
@@ -97,21 +133,24 @@ def _grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_offline(data: Path, checkpoint: str | None) -> dict[str, Any]:
+def _verify_offline(data: Path, checkpoint: str | None, public_key: str | None) -> dict[str, Any]:
     from ghostpii import _internal
 
     if checkpoint is None:
+        if public_key is not None:
+            sys.exit("error: --public-key checks a checkpoint's signature: give --checkpoint too")
         return json.loads(_internal.verify_audit_db(data))  # type: ignore[no-any-return]
-    with_cp = getattr(_internal, "verify_audit_db_with_checkpoint", None)
-    if with_cp is None:
-        sys.exit("error: this build of ghostpii cannot check checkpoints offline (update the extension)")
-    return json.loads(with_cp(data, Path(checkpoint).read_text()))  # type: ignore[no-any-return]
+    if public_key is not None and Path(public_key).is_file():
+        public_key = Path(public_key).read_text().strip()
+    return json.loads(  # type: ignore[no-any-return]
+        _internal.verify_audit_db_with_checkpoint(data, Path(checkpoint).read_text(), public_key)
+    )
 
 
 def _audit(args: argparse.Namespace) -> int:
     if args.action == "verify":
         if args.data:
-            report = _verify_offline(Path(args.data), args.checkpoint)
+            report = _verify_offline(Path(args.data), args.checkpoint, args.public_key)
         elif args.checkpoint:
             sys.exit("error: --checkpoint needs --data DIR (the check runs offline on the database)")
         else:
@@ -120,6 +159,11 @@ def _audit(args: argparse.Namespace) -> int:
         return 0 if report.get("ok") else 1
     if args.action == "checkpoint":
         print(json.dumps(_session(args).audit_checkpoint(), indent=2))
+        return 0
+    if args.action == "public-key":
+        from ghostpii import _internal
+
+        print(_internal.checkpoint_public_key(Path(args.data)))
         return 0
     df = _session(args).audit(args.dataset, identity=args.identity, since=args.since, limit=args.limit)
     if args.json:
@@ -137,7 +181,7 @@ def _budget(args: argparse.Namespace) -> int:
     if args.action == "show":
         _print(s.budget(args.dataset, args.identity), True)
     elif args.action == "set":
-        _print(s.set_budget(args.identity, args.dataset, args.total, unit=args.unit), True)
+        _print(s.set_budget(args.identity, args.dataset, args.total, delta=args.delta), True)
     else:
         _print(s.reset_budget(args.identity, args.dataset), True)
     return 0
@@ -157,6 +201,18 @@ def _parser() -> argparse.ArgumentParser:
     serve = kh.add_parser("serve", help="run a keyhost in the foreground until Ctrl-C")
     serve.add_argument("--data", required=True, help="data directory (SQLite db, master.key, admin.token)")
     serve.add_argument("--listen", default="127.0.0.1:8750", help="address to listen on (port 0: any free port)")
+    serve.add_argument(
+        "--default-dp-budget",
+        type=float,
+        default=None,
+        help="total ε of an identity on a dataset when no budget is set or granted (default 1.0)",
+    )
+    serve.add_argument("--default-dp-delta", type=float, default=None, help="δ of default totals (default 1e-5)")
+    serve.add_argument(
+        "--new-noise-key",
+        action="store_true",
+        help="create a new noise.key although DP answers were charged (only after the old one is lost for good)",
+    )
     serve.set_defaults(func=_serve)
 
     ident = sub.add_parser("identity", help="create or list identities").add_subparsers(dest="action", required=True)
@@ -179,6 +235,12 @@ def _parser() -> argparse.ArgumentParser:
     tr = tok.add_parser("revoke", help="revoke a token by id (immediately)")
     tr.add_argument("token_id")
     conn(tr)
+    tro = tok.add_parser(
+        "rotate",
+        help="replace the token in use (--token-file DIR/admin.token: the file is rewritten); never extends its expiry",
+    )
+    tro.add_argument("--ttl", type=int, default=None, help="shorten the new token's lifetime to this many seconds")
+    conn(tro)
     for sp in tok.choices.values():
         sp.set_defaults(func=_token)
 
@@ -214,7 +276,13 @@ def _parser() -> argparse.ArgumentParser:
     av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
     av.add_argument("--data", help="keyhost data directory (offline check)")
     av.add_argument("--checkpoint", help="a signed checkpoint (JSON from 'audit checkpoint') to check the log against")
+    av.add_argument(
+        "--public-key",
+        help="the keyhost's checkpoint public key (hex, base64 or a file holding it): refuse other keys' checkpoints",
+    )
     conn(av)
+    ap = au.add_parser("public-key", help="print the checkpoint public key of a data directory (hex), to pin")
+    ap.add_argument("--data", required=True, help="keyhost data directory")
     conn(au.add_parser("checkpoint", help="print the keyhost's signed audit checkpoint (JSON); keep it"))
     for sp in au.choices.values():
         sp.set_defaults(func=_audit)
@@ -229,8 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     bt = bu.add_parser("set", help="set the total budget of an identity on a dataset")
     bt.add_argument("identity")
     bt.add_argument("dataset")
-    bt.add_argument("total", type=float)
-    bt.add_argument("--unit", default="epsilon", choices=["epsilon", "rho"])
+    bt.add_argument("total", type=float, help="total ε, all DP mechanisms together")
+    bt.add_argument("--delta", type=float, default=None, help="δ of the total (default: the keyhost's)")
     conn(bt)
     br = bu.add_parser("reset", help="forget what an identity has spent on a dataset")
     br.add_argument("identity")

@@ -166,7 +166,10 @@ class Session:
 
     def rotate_token(self, *, ttl_seconds: int | None = None) -> str:
         """Replace this session's token by a new one for the same identity (the old token is
-        revoked at once); the session continues with the new token, which is returned."""
+        revoked at once); the session continues with the new token, which is returned.
+
+        The new token expires when the old one would have (or after ``ttl_seconds`` if that is
+        sooner): rotation never extends a token's life."""
         body: dict[str, Any] = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
         token = str(self._request("POST", "/v1/tokens/rotate", json=body)["token"])
         self._token = token
@@ -278,19 +281,29 @@ class Session:
 
     # -- privacy budgets -------------------------------------------------------------------------
     def budget(self, dataset: Dataset | str, identity: str | None = None) -> dict[str, Any]:
-        """Privacy budget state of this identity (or, for owners/admins, ``identity``) on ``dataset``:
-        ``epsilon_spent``, ``epsilon_total``, ``remaining`` (ε ledger) and ``rho_*`` (zCDP ledger)."""
+        """Privacy budget of this identity (or, for owners/admins, ``identity``) on ``dataset``.
+
+        One (ε, δ) total caps every DP answer (Laplace and Gaussian alike): ``epsilon_spent``,
+        ``epsilon_total``, ``remaining``, ``delta``, ``total_source`` (``set``, ``grant`` or
+        ``keyhost_default``), ``answers``, and ``accounting`` (the basic and zCDP bounds the
+        spent ε is the smaller of).
+        """
         params = {"dataset": dataset.name if isinstance(dataset, Dataset) else dataset}
         if identity is not None:
             params["identity"] = identity
         return self._request("GET", "/v1/budget", params=params)  # type: ignore[no-any-return]
 
     def set_budget(
-        self, identity: str, dataset: Dataset | str, total: float, *, unit: str = "epsilon"
+        self, identity: str, dataset: Dataset | str, total: float, *, delta: float | None = None
     ) -> dict[str, Any]:
-        """Set the total privacy budget of ``identity`` on ``dataset`` (owner or admin)."""
+        """Set the total privacy budget (ε, and optionally δ) of ``identity`` on ``dataset`` (owner or admin).
+
+        It caps every DP mechanism together; without ``delta`` the keyhost's default δ applies.
+        """
         ds = dataset.name if isinstance(dataset, Dataset) else dataset
-        body = {"identity": identity, "dataset": ds, "total": float(total), "unit": unit}
+        body: dict[str, Any] = {"identity": identity, "dataset": ds, "total": float(total)}
+        if delta is not None:
+            body["delta"] = float(delta)
         return self._request("PUT", "/v1/budget", json=body)  # type: ignore[no-any-return]
 
     def reset_budget(self, identity: str, dataset: Dataset | str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from ghostpii.client import Dataset
 from ghostpii.dtypes import EncryptedType
 from ghostpii.errors import EncryptionError
 from ghostpii.progress import progress
-from ghostpii.schema import ColumnSpec
+from ghostpii.schema import ColumnSpec, precheck_length
 
 __all__ = ["encrypt"]
 
@@ -80,6 +80,7 @@ def encrypt(
     requests_ = {c: _column_request(c, spec, df[c].dtype) for c, spec in schema.items()}
     for c, spec in schema.items():
         _precheck_bounds(df[c], spec)
+        precheck_length(df[c], spec)
     session = dataset.session
     registered = {c: session.register_column(dataset.name, req) for c, req in requests_.items()}
     n = df.height
@@ -119,7 +120,7 @@ def encrypt(
                 part = df[c].slice(off, CHUNK_ROWS)
                 parts.append(
                     _internal.encrypt_column(
-                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key
+                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key, spec.max_length
                     )
                 )
                 bar.update(part.len())

@@ -24,11 +24,22 @@ class Keyhost:
         self._owns_dir = owns_dir
 
     @classmethod
-    def local(cls, path: str | Path | None = None, *, listen: str = "127.0.0.1:0") -> Keyhost:
-        """Start an embedded keyhost; with ``path=None`` its data lives in a temporary directory."""
+    def local(
+        cls,
+        path: str | Path | None = None,
+        *,
+        listen: str = "127.0.0.1:0",
+        default_dp_budget: float | None = None,
+        default_dp_delta: float | None = None,
+    ) -> Keyhost:
+        """Start an embedded keyhost; with ``path=None`` its data lives in a temporary directory.
+
+        ``default_dp_budget`` / ``default_dp_delta``: the (ε, δ) total of an identity on a dataset
+        when no budget is set or granted (defaults 1.0 and 1e-5).
+        """
         owns = path is None
         p = Path(tempfile.mkdtemp(prefix="ghostpii-keyhost-")) if path is None else Path(path)
-        return cls(_internal.LocalKeyhost(p, listen), p, owns)
+        return cls(_internal.LocalKeyhost(p, listen, default_dp_budget, default_dp_delta), p, owns)
 
     @property
     def url(self) -> str:

@@ -46,6 +46,7 @@ class ColumnSpec:
     clip: bool = False
     facets: tuple[str, ...] = ("num",)
     accepted: tuple[str, ...] = field(default=())
+    max_length: int | None = None
 
     def logical_dtype(self, name: str, dtype: pl.DataType) -> str:
         """The logical type name for a column of ``dtype``, or an error naming the mismatch."""
@@ -149,6 +150,29 @@ def datetime(*, compare: bool = False) -> ColumnSpec:
     return ColumnSpec("datetime", facets=_facets(compare))
 
 
-def text() -> ColumnSpec:
-    """A text column, sealed per row (``val`` facet): decryptable where a grant allows."""
-    return ColumnSpec("text", facets=("val",))
+def text(*, max_length: int | None = None) -> ColumnSpec:
+    """A text column, sealed per row (``val`` facet): decryptable where a grant allows.
+
+    Ciphertext lengths reveal only a length class: by default each value (its UTF-8 bytes plus a
+    4-byte length) is padded to the next power of two of at least 16 bytes. ``max_length=M``
+    pads every value to ``M`` bytes, so all cells of the column have one length; values longer
+    than ``M`` bytes (UTF-8) raise :class:`~ghostpii.errors.EncryptionError`.
+    """
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= 2**31
+    ):
+        raise EncryptionError(f"max_length must be an integer between 1 and 2**31 (bytes), got {max_length!r}")
+    return ColumnSpec("text", facets=("val",), max_length=max_length)
+
+
+def precheck_length(s: pl.Series, spec: ColumnSpec) -> None:
+    """Refuse text longer than the spec's ``max_length`` before anything is registered on the keyhost."""
+    if spec.max_length is None or s.dtype != pl.String:
+        return
+    lengths = s.str.len_bytes()
+    bad = s.to_frame("v").select(pl.arg_where(pl.col("v").str.len_bytes() > spec.max_length).first()).item()
+    if bad is not None:
+        raise EncryptionError(
+            f"column {s.name!r}: the value at row {bad} is {lengths[bad]} bytes (UTF-8), longer than "
+            f"max_length = {spec.max_length} declared by gp.text(max_length=...); raise max_length or shorten it"
+        )

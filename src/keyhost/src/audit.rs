@@ -7,6 +7,12 @@
 //! the last row is also kept in the `meta` table, so that cutting rows off the end is
 //! reported too. Rows are appended inside the caller's transaction: the entry and the action
 //! it records commit together, before any answer leaves the keyhost.
+//!
+//! Each entry also gets a random 32-byte `salt` (OS randomness), the secret of its Merkle leaf
+//! `SHA-256(0x00 || salt || canonical entry bytes)`: a leaf hash, an inclusion proof or a
+//! receipt handed to anyone reveals nothing about an entry's contents, however guessable they
+//! are. The salt is shown only with the entry itself (to those who may read it) and in the
+//! receipt of the identity whose request the entry records.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -90,6 +96,8 @@ pub struct Entry {
     pub reason: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The leaf secret (hex); empty for rows without one.
+    pub salt: String,
 }
 
 fn serialize_params<S: serde::Serializer>(p: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -137,21 +145,31 @@ pub fn canonical_bytes(e: &Entry) -> Vec<u8> {
     out
 }
 
-/// The RFC 6962 leaf hash of an entry: `SHA-256(0x00 || canonical_bytes)`.
+/// The salted RFC 6962 leaf hash of an entry: `SHA-256(0x00 || salt || canonical_bytes)`.
 pub fn leaf_hash(e: &Entry) -> [u8; 32] {
-    crate::merkle::leaf_hash(&canonical_bytes(e))
+    let mut pre = hex::decode(&e.salt).unwrap_or_else(|_| e.salt.as_bytes().to_vec());
+    pre.extend_from_slice(&canonical_bytes(e));
+    crate::merkle::leaf_hash(&pre)
+}
+
+fn new_salt() -> String {
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    hex::encode(b)
 }
 
 /// Where an appended entry sits in the log: handed to the caller as a receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub index: i64,
     pub leaf_hash: [u8; 32],
+    /// The entry's leaf secret (hex): with the entry's contents it recomputes `leaf_hash`.
+    pub salt: String,
 }
 
 impl Receipt {
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"audit_index": self.index, "leaf_hash": B64.encode(self.leaf_hash)})
+        serde_json::json!({"audit_index": self.index, "leaf_hash": B64.encode(self.leaf_hash), "salt": self.salt})
     }
 }
 
@@ -200,12 +218,13 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Rece
         reason: new.reason,
         prev_hash,
         hash: String::new(),
+        salt: new_salt(),
     };
     e.hash = entry_hash(&e);
     conn.prepare_cached(
         "INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count,
-                            rid_digest, decision, reason, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                            rid_digest, decision, reason, prev_hash, hash, salt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         e.index,
@@ -220,12 +239,14 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Rece
         e.decision,
         e.reason,
         e.prev_hash,
-        e.hash
+        e.hash,
+        e.salt
     ])?;
     db::meta_set(conn, LAST_INDEX_KEY, &e.index.to_string())?;
     Ok(Receipt {
         index: e.index,
         leaf_hash: leaf_hash(&e),
+        salt: e.salt,
     })
 }
 
@@ -245,7 +266,7 @@ pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError
 }
 
 const SELECT: &str = "SELECT idx, time, identity, dataset, column, operation, params, rid_count,
-                      rid_digest, decision, reason, prev_hash, hash FROM audit";
+                      rid_digest, decision, reason, prev_hash, hash, salt FROM audit";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -262,6 +283,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         reason: r.get(10)?,
         prev_hash: r.get(11)?,
         hash: r.get(12)?,
+        salt: r.get(13)?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Signed checkpoints of the audit log: `{keyhost_id, tree_size, root, time}` signed with the
 //! keyhost's Ed25519 checkpoint key (`DIR/checkpoint.key`, separate from every data key).
 //! `root` is the RFC 6962 Merkle tree hash of the first `tree_size` audit entries (leaf =
-//! `SHA-256(0x00 || canonical entry bytes)`, see `audit::canonical_bytes`).
+//! `SHA-256(0x00 || salt || canonical entry bytes)`, see `audit::leaf_hash`).
 //!
 //! Whoever keeps a checkpoint can later check, offline, that the log still holds exactly the
 //! entries it committed to: an edited, inserted or deleted entry changes the root, a truncated
@@ -59,6 +59,20 @@ pub fn create(conn: &Connection, keyhost_id: &str, signer: &SigningKey) -> rusql
     })
 }
 
+/// A pinned checkpoint public key: 32 bytes as hex (64 digits) or base64 (as checkpoints show it).
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
+    let s = s.trim();
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(s).map_err(|e| e.to_string())?
+    } else {
+        B64.decode(s)
+            .map_err(|_| "a public key is 64 hex digits or 44 base64 characters".to_owned())?
+    };
+    let arr = <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("a checkpoint public key is 32 bytes, this is {}", bytes.len()))?;
+    VerifyingKey::from_bytes(&arr).map_err(|_| "not a valid Ed25519 public key".to_owned())
+}
+
 /// Check the checkpoint's signature with its own public key (and, if given, that this is the
 /// expected key). Returns problems found.
 pub fn check_signature(cp: &Checkpoint, expected: Option<&VerifyingKey>) -> Vec<String> {
@@ -81,8 +95,11 @@ pub fn check_signature(cp: &Checkpoint, expected: Option<&VerifyingKey>) -> Vec<
         (Some(pk), Some(sig)) => {
             if let Some(exp) = expected {
                 if exp != &pk {
-                    problems
-                        .push("the checkpoint is signed with another key than this keyhost's checkpoint key".into());
+                    problems.push(
+                        "the checkpoint is signed with another key than the expected one (the pinned public \
+                         key, or this keyhost's checkpoint key)"
+                            .into(),
+                    );
                 }
             }
             let msg = signed_message(&cp.keyhost_id, cp.tree_size, &cp.root, &cp.time);

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::budget;
+
 /// Where a keyhost keeps its state and where it listens.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -9,6 +11,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Socket address to listen on, e.g. `"127.0.0.1:0"` (port 0: any free port).
     pub listen: String,
+    /// Privacy settings (default DP budget, noise key recovery).
+    pub privacy: Privacy,
+}
+
+/// Privacy settings of a keyhost.
+#[derive(Debug, Clone, Default)]
+pub struct Privacy {
+    /// The (ε, δ) total of an identity on a dataset when neither a grant's `budget` nor
+    /// `PUT /v1/budget` gives one.
+    pub default_budget: budget::Defaults,
+    /// Create a new `noise.key` although the database holds DP charges (after the old one was
+    /// lost for good). Requests charged under the old key are charged again.
+    pub new_noise_key: bool,
 }
 
 impl Config {
@@ -16,6 +31,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             listen: listen.into(),
+            privacy: Privacy::default(),
         }
     }
 }

@@ -8,6 +8,8 @@ use rand::RngCore;
 use serde_json::json;
 
 use crate::audit::{self, NewEntry};
+use crate::budget;
+use crate::config::Privacy;
 use crate::db;
 use crate::error::KeyhostError;
 use crate::files;
@@ -39,8 +41,14 @@ fn new_keyhost_id() -> String {
     format!("kh_{}", hex::encode(b))
 }
 
-/// Open the data dir, bootstrapping it on first use, and build the service state.
+/// Open the data dir with default privacy settings (see [`open_with`]).
 pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
+    open_with(dir, &Privacy::default())
+}
+
+/// Open the data dir, bootstrapping it on first use, and build the service state.
+pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError> {
+    privacy.default_budget.validate().map_err(KeyhostError::Config)?;
     files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
     let mk_path = dir.join(MASTER_KEY_FILE);
     let path = db_path(dir);
@@ -72,7 +80,8 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
         }
         None => bootstrap(dir, &mk_path, &mut conn)?,
     };
-    let noise_key = secret_file::load_or_create(&dir.join(secret_file::NOISE_KEY_FILE), "noise key file")?;
+    let noise_key = load_noise_key(dir, &conn, privacy.new_noise_key)?;
+    budget::store_defaults(&conn, &privacy.default_budget)?;
     let seed = secret_file::load_or_create(&dir.join(secret_file::CHECKPOINT_KEY_FILE), "checkpoint key file")?;
     let signer = ed25519_dalek::SigningKey::from_bytes(&seed);
     Ok(AppState::new(
@@ -82,6 +91,31 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
         dir.to_path_buf(),
         Secrets { noise_key, signer },
     ))
+}
+
+/// `noise.key`, created on first start. A missing key is not silently replaced once DP answers
+/// were charged: a new key would give fresh noise to requests already charged.
+fn load_noise_key(
+    dir: &Path,
+    conn: &rusqlite::Connection,
+    new_noise_key: bool,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyhostError> {
+    let path = dir.join(secret_file::NOISE_KEY_FILE);
+    if !path.exists() && !new_noise_key {
+        let charges = budget::charges_recorded(conn)?;
+        if charges > 0 {
+            return Err(KeyhostError::Config(format!(
+                "{} is missing but {} records {charges} DP answer charge(s): a new noise key would give \
+                 fresh noise to requests already answered, and averaging those answers defeats the noise. \
+                 Restore noise.key from a backup of this data directory; if it is lost for good, start \
+                 once with --new-noise-key (requests are bound to the noise key, so every earlier \
+                 request is charged again when repeated)",
+                path.display(),
+                db_path(dir).display()
+            )));
+        }
+    }
+    secret_file::load_or_create(&path, "noise key file")
 }
 
 fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut rusqlite::Connection) -> Result<(String, MasterKey), KeyhostError> {

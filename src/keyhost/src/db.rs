@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS audit (
     decision   TEXT NOT NULL,
     reason     TEXT,
     prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
+    hash       TEXT NOT NULL,
+    salt       TEXT NOT NULL DEFAULT ''
 );
 -- Distinct comparison constants issued per identity and column (for max_constants).
 CREATE TABLE IF NOT EXISTS issued_constants (
@@ -99,22 +100,27 @@ CREATE TABLE IF NOT EXISTS issued_constants (
     first_audit INTEGER NOT NULL,
     PRIMARY KEY (identity_id, column_id, constant)
 );
--- Privacy budget ledger per identity x dataset, one row per unit ('epsilon' or 'rho').
+-- Privacy budget ledger per identity x dataset: sums of the answers' (epsilon, delta, rho) and
+-- the total (epsilon, delta) an owner or admin set (NULL: grant budget or keyhost default).
 CREATE TABLE IF NOT EXISTS budget_ledger (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-    unit        TEXT NOT NULL CHECK (unit IN ('epsilon', 'rho')),
-    spent       REAL NOT NULL DEFAULT 0,
-    total       REAL,
-    PRIMARY KEY (identity_id, dataset_id, unit)
+    identity_id   INTEGER NOT NULL REFERENCES identities(id),
+    dataset_id    INTEGER NOT NULL REFERENCES datasets(id),
+    epsilon_sum   REAL NOT NULL DEFAULT 0,
+    delta_sum     REAL NOT NULL DEFAULT 0,
+    rho_sum       REAL NOT NULL DEFAULT 0,
+    answers       INTEGER NOT NULL DEFAULT 0,
+    total_epsilon REAL,
+    total_delta   REAL,
+    PRIMARY KEY (identity_id, dataset_id)
 );
 -- Each distinct DP request charged once (repeats return the same noise and cost nothing).
 CREATE TABLE IF NOT EXISTS budget_charges (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     request     TEXT NOT NULL,
-    unit        TEXT NOT NULL,
-    cost        REAL NOT NULL,
+    epsilon     REAL NOT NULL,
+    delta       REAL NOT NULL,
+    rho         REAL NOT NULL,
     audit_index INTEGER NOT NULL,
     PRIMARY KEY (identity_id, dataset_id, request)
 );

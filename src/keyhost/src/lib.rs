@@ -70,8 +70,23 @@ pub fn verify_audit_db_with_checkpoint(
     data_dir: &Path,
     checkpoint_json: &str,
 ) -> Result<AuditVerification, KeyhostError> {
+    verify_audit_db_pinned(data_dir, checkpoint_json, None)
+}
+
+/// [`verify_audit_db_with_checkpoint`] with a pinned checkpoint public key (hex or base64, see
+/// `checkpoint::parse_public_key`): a checkpoint signed by any other key is reported, whatever
+/// key it carries and whatever `checkpoint.key` holds.
+pub fn verify_audit_db_pinned(
+    data_dir: &Path,
+    checkpoint_json: &str,
+    public_key: Option<&str>,
+) -> Result<AuditVerification, KeyhostError> {
     let cp: checkpoint::Checkpoint = serde_json::from_str(checkpoint_json)
         .map_err(|e| KeyhostError::Config(format!("not a ghostpii audit checkpoint: {e}")))?;
+    let pinned = public_key
+        .map(checkpoint::parse_public_key)
+        .transpose()
+        .map_err(|e| KeyhostError::Config(format!("--public-key: {e}")))?;
     let mut report = verify_audit_db(data_dir)?;
     let path = data_dir::db_path(data_dir);
     let conn = rusqlite::Connection::open_with_flags(
@@ -80,15 +95,23 @@ pub fn verify_audit_db_with_checkpoint(
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let keyhost_id = db::meta_get(&conn, "keyhost_id")?;
-    let key_path = data_dir.join(secret_file::CHECKPOINT_KEY_FILE);
-    let expected = std::fs::read(&key_path)
-        .ok()
-        .map(zeroize::Zeroizing::new)
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(zeroize::Zeroizing::new))
-        .map(|seed| ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key());
+    let expected = match pinned {
+        Some(k) => Some(k),
+        None => checkpoint_public_key(data_dir),
+    };
     let problems = checkpoint::verify_log(&conn, keyhost_id.as_deref(), &cp, expected.as_ref())?;
     report.problems.extend(problems);
     report.ok = report.problems.is_empty();
     report.checkpoint = Some(cp);
     Ok(report)
+}
+
+/// The public key of `DIR/checkpoint.key`, if that file is readable (to pin it elsewhere).
+pub fn checkpoint_public_key(data_dir: &Path) -> Option<ed25519_dalek::VerifyingKey> {
+    let key_path = data_dir.join(secret_file::CHECKPOINT_KEY_FILE);
+    std::fs::read(&key_path)
+        .ok()
+        .map(zeroize::Zeroizing::new)
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(zeroize::Zeroizing::new))
+        .map(|seed| ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key())
 }

@@ -1,6 +1,7 @@
 //! RFC 6962 (Certificate Transparency) Merkle tree hashing over the audit entries:
-//! `leaf = SHA-256(0x00 || entry)`, `node = SHA-256(0x01 || left || right)`; the tree of `n`
-//! leaves splits at the largest power of two below `n`. The root of the empty tree is
+//! `leaf = SHA-256(0x00 || entry)` (the audit log passes `salt || canonical entry bytes` as
+//! `entry`), `node = SHA-256(0x01 || left || right)`; the tree of `n` leaves splits at the
+//! largest power of two below `n`. The root of the empty tree is
 //! `SHA-256("")`.
 
 use sha2::{Digest, Sha256};

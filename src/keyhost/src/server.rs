@@ -82,7 +82,7 @@ async fn bind(listen: &str) -> Result<(TcpListener, String), KeyhostError> {
 /// Open (or bootstrap) the data dir, bind, and serve in a background thread. Returns once
 /// the socket is listening.
 pub fn spawn(config: Config) -> Result<RunningKeyhost, KeyhostError> {
-    let state = data_dir::open(&config.data_dir)?;
+    let state = data_dir::open_with(&config.data_dir, &config.privacy)?;
     let keyhost_id = state.keyhost_id().to_owned();
     let rt = runtime()?;
     let (listener, url) = rt.block_on(bind(&config.listen))?;
@@ -134,7 +134,7 @@ async fn shutdown_signal() {
 /// Serve in the current thread until Ctrl-C or SIGTERM. `on_ready` gets the URL once the
 /// socket is listening.
 pub fn serve_blocking(config: Config, on_ready: impl FnOnce(&str)) -> Result<(), KeyhostError> {
-    let state: AppState = data_dir::open(&config.data_dir)?;
+    let state: AppState = data_dir::open_with(&config.data_dir, &config.privacy)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let (listener, url) = bind(&config.listen).await?;

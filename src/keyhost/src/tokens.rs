@@ -46,9 +46,18 @@ pub fn issue(
     identity: &Identity,
     ttl_seconds: Option<i64>,
 ) -> rusqlite::Result<(TokenInfo, Zeroizing<String>)> {
+    let expires_at = ttl_seconds.map(|t| clock::now_micros().saturating_add(t.saturating_mul(1_000_000)));
+    issue_until(conn, identity, expires_at)
+}
+
+/// [`issue`] with an absolute expiry (microseconds since the epoch; `None`: never).
+pub fn issue_until(
+    conn: &Connection,
+    identity: &Identity,
+    expires_at: Option<i64>,
+) -> rusqlite::Result<(TokenInfo, Zeroizing<String>)> {
     let secret = generate();
     let now = clock::now_micros();
-    let expires_at = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1_000_000)));
     conn.execute(
         "INSERT INTO tokens (identity_id, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![identity.id, hash(&secret), now, expires_at],

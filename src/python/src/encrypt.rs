@@ -153,7 +153,7 @@ fn plaintext(s: &Series, meta: &ColumnMeta, clip: bool, row_offset: usize) -> Py
 /// Encrypt `series` as the column described by `meta_json`, with rids `rid_start..`.
 /// Returns the storage struct; Python wraps it in the `ghostpii.encrypted` extension type.
 #[pyfunction]
-#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0, ord_key=None))]
+#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0, ord_key=None, max_length=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn encrypt_column(
     py: Python<'_>,
@@ -165,7 +165,9 @@ pub fn encrypt_column(
     clip: bool,
     row_offset: usize,
     ord_key: Option<Vec<u8>>,
+    max_length: Option<usize>,
 ) -> PyResult<PySeries> {
+    let padding = max_length.map_or(val::Padding::PowersOfTwo, val::Padding::Max);
     let s = series.0;
     let meta = ColumnMeta::from_json(meta_json).map_err(core_err)?;
     if !expected_dtype(meta.dtype, s.dtype()) {
@@ -222,7 +224,16 @@ pub fn encrypt_column(
         }
         if let (Some(k), Some(bytes)) = (&val_key, &plain.bytes) {
             let refs: Vec<Option<&[u8]>> = bytes.iter().map(|b| b.as_deref()).collect();
-            let cells = val::encrypt(k, &meta.binding(), &rids, &refs);
+            let cells = val::encrypt(k, &meta.binding(), &rids, &refs, padding).map_err(|i| {
+                let len = refs[i].map_or(0, <[u8]>::len);
+                err(format!(
+                    "column '{}': the value at row {} is {len} bytes (UTF-8), longer than max_length = {} \
+                     declared for the column; raise max_length or shorten the value",
+                    meta.column,
+                    row_offset + i,
+                    max_length.unwrap_or(0)
+                ))
+            })?;
             fields.push(Series::new(VAL.into(), cells));
         }
         let validity = s.is_not_null();

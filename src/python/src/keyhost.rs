@@ -12,6 +12,19 @@ fn kh_err(e: impl std::fmt::Display) -> PyErr {
     GhostError::new_err(format!("keyhost: {e}"))
 }
 
+/// A keyhost configuration from the Python-side options.
+fn config(data_dir: PathBuf, listen: String, budget: Option<f64>, delta: Option<f64>, new_noise_key: bool) -> Config {
+    let mut c = Config::new(data_dir, listen);
+    if let Some(b) = budget {
+        c.privacy.default_budget.epsilon = b;
+    }
+    if let Some(d) = delta {
+        c.privacy.default_budget.delta = d;
+    }
+    c.privacy.new_noise_key = new_noise_key;
+    c
+}
+
 /// A keyhost running on a background thread of this process.
 #[pyclass(module = "ghostpii._internal")]
 pub struct LocalKeyhost {
@@ -24,10 +37,16 @@ pub struct LocalKeyhost {
 #[pymethods]
 impl LocalKeyhost {
     #[new]
-    fn new(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyResult<Self> {
-        let kh = py
-            .detach(|| ghostpii_keyhost::spawn(Config { data_dir, listen }))
-            .map_err(kh_err)?;
+    #[pyo3(signature = (data_dir, listen, default_dp_budget=None, default_dp_delta=None))]
+    fn new(
+        py: Python<'_>,
+        data_dir: PathBuf,
+        listen: String,
+        default_dp_budget: Option<f64>,
+        default_dp_delta: Option<f64>,
+    ) -> PyResult<Self> {
+        let cfg = config(data_dir, listen, default_dp_budget, default_dp_delta, false);
+        let kh = py.detach(|| ghostpii_keyhost::spawn(cfg)).map_err(kh_err)?;
         Ok(LocalKeyhost {
             url: kh.url().to_string(),
             keyhost_id: kh.keyhost_id().to_string(),
@@ -66,9 +85,18 @@ impl LocalKeyhost {
 
 /// Run a keyhost in the foreground until Ctrl-C or SIGTERM. Prints its URL once listening.
 #[pyfunction]
-pub fn serve_keyhost(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyResult<()> {
+#[pyo3(signature = (data_dir, listen, default_dp_budget=None, default_dp_delta=None, new_noise_key=false))]
+pub fn serve_keyhost(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    listen: String,
+    default_dp_budget: Option<f64>,
+    default_dp_delta: Option<f64>,
+    new_noise_key: bool,
+) -> PyResult<()> {
+    let cfg = config(data_dir, listen, default_dp_budget, default_dp_delta, new_noise_key);
     py.detach(|| {
-        ghostpii_keyhost::serve_blocking(Config { data_dir, listen }, |url| {
+        ghostpii_keyhost::serve_blocking(cfg, |url| {
             let mut out = std::io::stdout();
             let _ = writeln!(out, "ghostpii keyhost listening on {url}");
             let _ = out.flush();
@@ -87,11 +115,26 @@ pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf) -> PyResult<String> {
 }
 
 /// Check the audit log offline against a signed checkpoint (JSON from `GET /v1/audit/checkpoint`):
-/// detects edited, inserted, deleted or truncated entries and a bad signature. Returns a JSON report.
+/// detects edited, inserted, deleted or truncated entries and a bad signature. With
+/// `public_key` (hex or base64) the checkpoint must be signed by that key. Returns a JSON report.
 #[pyfunction]
-pub fn verify_audit_db_with_checkpoint(py: Python<'_>, data_dir: PathBuf, checkpoint_json: String) -> PyResult<String> {
+#[pyo3(signature = (data_dir, checkpoint_json, public_key=None))]
+pub fn verify_audit_db_with_checkpoint(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    checkpoint_json: String,
+    public_key: Option<String>,
+) -> PyResult<String> {
     let report = py
-        .detach(|| ghostpii_keyhost::verify_audit_db_with_checkpoint(&data_dir, &checkpoint_json))
+        .detach(|| ghostpii_keyhost::verify_audit_db_pinned(&data_dir, &checkpoint_json, public_key.as_deref()))
         .map_err(kh_err)?;
     serde_json::to_string(&report).map_err(kh_err)
+}
+
+/// The checkpoint public key of a keyhost's data dir (hex), to pin for offline verification.
+#[pyfunction]
+pub fn checkpoint_public_key(data_dir: PathBuf) -> PyResult<String> {
+    ghostpii_keyhost::checkpoint_public_key(&data_dir)
+        .map(|k| k.to_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .ok_or_else(|| kh_err(format!("cannot read {}", data_dir.join("checkpoint.key").display())))
 }

@@ -25,6 +25,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyhost::serve_keyhost, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db_with_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(keyhost::checkpoint_public_key, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::set_token_fetcher, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::begin_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;

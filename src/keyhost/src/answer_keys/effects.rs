@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::budget;
-use crate::dp::Unit;
+use crate::dp::Cost;
 use crate::error::{reason, ApiError, ApiResult};
 use crate::linear_audit;
 
@@ -25,15 +25,14 @@ pub enum Effect {
         constant: i64,
         max: Option<u64>,
     },
-    /// DP sum: debit `cost` from the identity's `unit` account on the dataset, unless this
+    /// DP sum: debit `cost` from the identity's (ε, δ) account on the dataset, unless this
     /// exact request was charged before; refuse if the account's total would be exceeded.
     Budget {
         identity_id: i64,
         dataset_id: i64,
         dataset: String,
         request: String,
-        unit: Unit,
-        cost: f64,
+        cost: Cost,
     },
     /// Exact sum under a grant: the linear audit of the identity on the dataset must accept
     /// it (no single row value may become a linear combination of answered sums); accepted
@@ -51,24 +50,25 @@ fn check_budget(
     dataset_id: i64,
     dataset: &str,
     request: &str,
-    unit: Unit,
-    cost: f64,
+    cost: &Cost,
 ) -> ApiResult<()> {
     if budget::already_charged(tx, identity_id, dataset_id, request)? {
         return Ok(());
     }
-    let spent = budget::spent(tx, identity_id, dataset_id, unit)?;
-    let total = budget::total(tx, identity_id, dataset_id, unit)?;
-    if budget::fits(spent, cost, total) {
+    let spent = budget::spent(tx, identity_id, dataset_id)?;
+    let total = budget::total(tx, identity_id, dataset_id)?;
+    let after = spent.plus(cost);
+    if after.within(total.epsilon, total.delta) {
         return Ok(());
     }
-    let t = total.unwrap_or(f64::INFINITY);
-    let u = unit.as_str();
-    let (spent_s, t_s, rem_s, cost_s) = (short(spent), short(t), short((t - spent).max(0.0)), short(cost));
+    let now = spent.epsilon(total.delta);
+    let (spent_s, t_s, rem_s) = (short(now), short(total.epsilon), short((total.epsilon - now).max(0.0)));
+    let cost_s = short(after.epsilon(total.delta) - now);
+    let (source, d) = (total.source.as_str(), total.delta);
     Err(ApiError::refused(
         reason::BUDGET_EXHAUSTED,
         format!(
-            "the privacy budget of this identity on dataset '{dataset}' is exhausted: {u} spent {spent_s} of {t_s} (remaining {rem_s}); this answer would cost {cost_s}"
+            "the privacy budget of this identity on dataset '{dataset}' is exhausted: epsilon spent {spent_s} of {t_s} (remaining {rem_s}); delta {d:e}, total from {source}; this answer would cost {cost_s}; the dataset's owner can raise the total (set_budget)"
         ),
     ))
 }
@@ -125,9 +125,8 @@ impl Effect {
                 dataset_id,
                 dataset,
                 request,
-                unit,
                 cost,
-            } => check_budget(tx, *identity_id, *dataset_id, dataset, request, *unit, *cost),
+            } => check_budget(tx, *identity_id, *dataset_id, dataset, request, cost),
             Effect::LinearAudit {
                 identity_id,
                 dataset_id,
@@ -155,7 +154,6 @@ impl Effect {
                 identity_id,
                 dataset_id,
                 request,
-                unit,
                 cost,
                 ..
             } => Ok(budget::charge(
@@ -163,8 +161,7 @@ impl Effect {
                 *identity_id,
                 *dataset_id,
                 request,
-                *unit,
-                *cost,
+                cost,
                 audit_index,
             )?),
             // remembered by the audit batch when checked; saved before the commit

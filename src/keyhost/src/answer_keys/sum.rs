@@ -179,20 +179,12 @@ fn plan_noise(
     }
     sensitivity *= BigUint::from(rows.max_multiplicity().max(1));
     let mechanism = Mechanism::new(epsilon, delta);
-    let mut terms: Vec<String> = cols.iter().map(|(c, w)| format!("{}:{}", c.id, w)).collect();
-    terms.sort();
-    let mut canonical = format!(
-        "{}|{}|{}|{}",
-        cx.caller.id,
-        ds.id,
-        terms.join(","),
-        rows.support.digest_hex()
-    );
+    let terms = crate::dp::canonical_terms(&entry.params["terms"]);
+    let mut canonical = format!("{}|{}|{terms}|{}", cx.caller.id, ds.id, rows.support.digest_hex());
     for r in &rows.repeats {
         canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));
     }
     let plan = NoisePlan::new(cx.st.noise_key(), &canonical, mechanism, sensitivity);
-    let (unit, cost) = mechanism.cost();
     let mut dp_note = mechanism.describe(&plan.sensitivity);
     dp_note["request"] = json!(plan.request);
     note(entry, "dp", dp_note);
@@ -201,8 +193,7 @@ fn plan_noise(
         dataset_id: ds.id,
         dataset: ds.name.clone(),
         request: plan.request.clone(),
-        unit,
-        cost,
+        cost: mechanism.cost(),
     });
     Ok(Some(plan))
 }

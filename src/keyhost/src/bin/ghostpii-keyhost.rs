@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ghostpii-keyhost serve --data DIR [--listen ADDR]   (default ADDR 127.0.0.1:8737)
+const USAGE: &str = "usage: ghostpii-keyhost serve --data DIR [--listen ADDR] [--default-dp-budget EPS]
+                             [--default-dp-delta DELTA] [--new-noise-key]   (default ADDR 127.0.0.1:8737)
        ghostpii-keyhost verify-audit --data DIR";
 
 fn main() -> ExitCode {
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     };
     let mut data: Option<PathBuf> = None;
     let mut listen = "127.0.0.1:8737".to_owned();
+    let mut privacy = ghostpii_keyhost::config::Privacy::default();
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
@@ -31,6 +33,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--default-dp-budget" | "--default-dp-delta" => {
+                let Some(v) = value().and_then(|v| v.parse::<f64>().ok()) else {
+                    eprintln!("{key} needs a number\n{USAGE}");
+                    return ExitCode::from(2);
+                };
+                if key == "--default-dp-budget" {
+                    privacy.default_budget.epsilon = v;
+                } else {
+                    privacy.default_budget.delta = v;
+                }
+            }
+            "--new-noise-key" => privacy.new_noise_key = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -47,7 +61,8 @@ fn main() -> ExitCode {
     };
     match cmd.as_str() {
         "serve" => {
-            let config = ghostpii_keyhost::Config { data_dir: data, listen };
+            let mut config = ghostpii_keyhost::Config::new(data, listen);
+            config.privacy = privacy;
             let res = ghostpii_keyhost::serve_blocking(config, |url| {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "ghostpii keyhost listening on {url}");

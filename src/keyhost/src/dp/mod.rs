@@ -4,11 +4,12 @@
 //! the answer key is `key − η`, so the analyst reveals `sum + η` (in the column's stored
 //! fixed-point units). Mechanisms ([`Mechanism`]):
 //!
-//! - **discrete Laplace** (no `delta`): scale `Δ/ε`, ε-DP; costs `ε` from the identity's
-//!   ε ledger on the dataset (basic composition);
+//! - **discrete Laplace** (no `delta`): scale `Δ/ε`, ε-DP (and `ε²/2`-zCDP);
 //! - **discrete Gaussian** (with `delta`): ρ-zCDP with `ρ = (√(ε + ln(1/δ)) − √ln(1/δ))²`, the
 //!   largest ρ whose zCDP guarantee implies (ε, δ)-DP (Bun–Steinke 2016, Prop. 1.3), and
-//!   `σ² = Δ² / (2ρ)` (rounded up); costs `ρ` from the ρ ledger (zCDP composes additively).
+//!   `σ² = Δ² / (2ρ)` (rounded up).
+//!
+//! Both are charged to one (ε, δ) total per identity × dataset ([`accounting`]).
 //!
 //! `Δ` (sensitivity) = `k_max · Σ_t |w_t| · (hi_t − lo_t)` over the sum's terms, from the
 //! columns' declared bounds, which the encryption enforces. Row ids and null positions are
@@ -17,9 +18,12 @@
 //!
 //! Samples are exact (`sampler.rs`, Canonne–Kamath–Steinke). The random bits are a ChaCha20
 //! stream seeded with `HMAC-SHA256(noise key, canonical request)` where the canonical request
-//! names the identity, the dataset, the terms, the rid set and the mechanism: the same request
-//! asked twice gets the same noise (repetition does not average it away) and is charged once.
+//! names the identity, the dataset, the terms (column, key epoch, weight), the rid set and the
+//! mechanism: the same request asked twice gets the same noise (repetition does not average it
+//! away) and is charged once. The request's ledger id also commits to the noise key
+//! (its fingerprint), so requests charged under a lost key are charged again under a new one.
 
+pub mod accounting;
 pub mod sampler;
 
 use hmac::{Hmac, Mac};
@@ -30,30 +34,8 @@ use rand_chacha::ChaCha20Rng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+pub use accounting::{Cost, Spent};
 use sampler::Ratio;
-
-/// Ledger unit of a mechanism's cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Epsilon,
-    Rho,
-}
-
-impl Unit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Epsilon => "epsilon",
-            Unit::Rho => "rho",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Unit> {
-        match s {
-            "epsilon" => Some(Unit::Epsilon),
-            "rho" => Some(Unit::Rho),
-            _ => None,
-        }
-    }
-}
 
 /// The noise mechanism of one answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,20 +58,19 @@ impl Mechanism {
         }
     }
 
-    /// Ledger unit and cost of one answer.
-    pub fn cost(&self) -> (Unit, f64) {
+    /// The privacy cost of one answer (see [`accounting`]).
+    pub fn cost(&self) -> Cost {
         match *self {
-            Mechanism::Laplace { epsilon } => (Unit::Epsilon, epsilon),
-            Mechanism::Gaussian { epsilon, delta } => (Unit::Rho, rho_for(epsilon, delta)),
-        }
-    }
-
-    /// A budget given in ε, in this mechanism's unit (for the Gaussian: the total ρ whose
-    /// guarantee implies (budget, δ)-DP).
-    pub fn budget_in_unit(&self, budget_epsilon: f64) -> f64 {
-        match *self {
-            Mechanism::Laplace { .. } => budget_epsilon,
-            Mechanism::Gaussian { delta, .. } => rho_for(budget_epsilon, delta),
+            Mechanism::Laplace { epsilon } => Cost {
+                epsilon,
+                delta: 0.0,
+                rho: epsilon * epsilon / 2.0,
+            },
+            Mechanism::Gaussian { epsilon, delta } => Cost {
+                epsilon,
+                delta,
+                rho: rho_for(epsilon, delta),
+            },
         }
     }
 
@@ -120,6 +101,30 @@ impl Mechanism {
     }
 }
 
+/// A public fingerprint of the noise key (SHA-256 under its own label): binds ledger ids of
+/// requests to the key their noise came from.
+pub fn key_fingerprint(noise_key: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"ghostpii/v1/noise-key-id\0");
+    h.update(noise_key);
+    h.finalize().into()
+}
+
+/// The terms of a sum in canonical form for the noise request, from the audit params' `terms`
+/// (`[{column_id, epoch, weight}]`): `column:epoch:weight`, sorted.
+pub fn canonical_terms(terms: &Value) -> String {
+    let mut out: Vec<String> = terms
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| format!("{}:{}:{}", t["column_id"], t["epoch"], t["weight"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.join(",")
+}
+
 /// Everything needed to draw the noise of one request.
 #[derive(Debug, Clone)]
 pub struct NoisePlan {
@@ -135,7 +140,11 @@ impl NoisePlan {
     /// sensitivity are appended here.
     pub fn new(noise_key: &[u8], canonical: &str, mechanism: Mechanism, sensitivity: BigUint) -> NoisePlan {
         let full = format!("ghostpii/v1/dp|{canonical}|{}|{sensitivity}", mechanism.canonical());
-        let request = hex::encode(Sha256::digest(full.as_bytes()));
+        let mut id = Sha256::new();
+        id.update(b"ghostpii/v1/dp-request\0");
+        id.update(key_fingerprint(noise_key));
+        id.update(full.as_bytes());
+        let request = hex::encode(id.finalize());
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(noise_key).expect("HMAC takes any key length");
         mac.update(full.as_bytes());
         let seed: [u8; 32] = mac.finalize().into_bytes().into();
@@ -199,7 +208,7 @@ mod tests {
             .collect();
         assert!(draws.len() > 10);
         let other_key = NoisePlan::new(&[8u8; 32], "req-a", m, BigUint::from(100u32));
-        assert_ne!(other_key.request, "");
+        assert_ne!(other_key.request, a.request, "ledger ids are bound to the noise key");
     }
 
     /// 2,000 draws of the configured mechanisms: mean and variance within bounds.

@@ -7,7 +7,6 @@ use super::guard;
 use crate::audit::{self, NewEntry};
 use crate::budget;
 use crate::datasets;
-use crate::dp::Unit;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::identities;
@@ -54,16 +53,18 @@ pub async fn show(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetBudget {
     identity: String,
     dataset: String,
+    /// Total ε of every DP answer on the dataset, all mechanisms together.
     total: f64,
-    /// "epsilon" (default) or "rho".
+    /// δ of the total (default: the keyhost's `--default-dp-delta`).
     #[serde(default)]
-    unit: Option<String>,
+    delta: Option<f64>,
 }
 
-/// `PUT /v1/budget {"identity", "dataset", "total", "unit"?}` (owner of the dataset or admin).
+/// `PUT /v1/budget {"identity", "dataset", "total", "delta"?}` (owner of the dataset or admin).
 pub async fn set(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -71,22 +72,24 @@ pub async fn set(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let ds = datasets::require(conn, &req.dataset)?;
-        let unit_s = req.unit.as_deref().unwrap_or("epsilon");
         let entry = NewEntry::new(&who, "budget.set")
             .dataset(&ds.name)
-            .params(json!({"identity": req.identity, "total": req.total, "unit": unit_s}));
+            .params(json!({"identity": req.identity, "total": req.total, "delta": req.delta}));
         guard(conn, &entry, policy::require_manage(&who, &ds, "set budgets"))?;
-        let unit = Unit::parse(unit_s)
-            .ok_or_else(|| ApiError::invalid(format!("unit must be 'epsilon' or 'rho', not '{unit_s}'")))?;
         if !(req.total.is_finite() && req.total >= 0.0) {
             return Err(ApiError::invalid(format!(
-                "total must be a non-negative number, not {}",
+                "total must be a non-negative number (ε), not {}",
                 req.total
             )));
         }
+        if let Some(d) = req.delta {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(ApiError::invalid(format!("delta must be in (0, 1), not {d}")));
+            }
+        }
         let target = identities::require(conn, &req.identity)?;
         let tx = conn.transaction()?;
-        budget::set_total(&tx, target.id, ds.id, unit, req.total)?;
+        budget::set_total(&tx, target.id, ds.id, req.total, req.delta)?;
         audit::append(&tx, entry)?;
         let state = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
         tx.commit()?;

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::guard;
 use crate::audit::{self, NewEntry};
+use crate::budget;
 use crate::clock;
 use crate::datasets;
 use crate::error::{ApiError, ApiResult};
@@ -82,7 +83,17 @@ pub async fn list(
     st.db(move |conn, _| {
         let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
         let list = grants::list(conn, q.dataset.as_deref(), q.identity.as_deref(), visible_to)?;
-        Ok(Json(json!({"grants": list})))
+        let mut out = Vec::with_capacity(list.len());
+        for g in &list {
+            let mut v = json!(g);
+            if g.operation == Operation::Aggregate && g.params.epsilon.is_some() {
+                // The (ε, δ) total this DP grant's answers are charged against, wherever it comes from.
+                let who = identities::require(conn, &g.identity)?;
+                v["effective_budget"] = budget::total_json(&budget::total(conn, who.id, g.dataset_id)?);
+            }
+            out.push(v);
+        }
+        Ok(Json(json!({"grants": out})))
     })
     .await
 }

@@ -108,7 +108,9 @@ pub struct RotateToken {
 
 /// `POST /v1/tokens/rotate` (the token's holder): a new token for the same identity; the
 /// token that made the request is revoked in the same transaction. The new secret is in this
-/// response only. `ttl_seconds` defaults to 30 days (no expiry stays no expiry).
+/// response only. Rotation never extends a token's life: the new token expires when the old
+/// one would have (or after `ttl_seconds`, if that is sooner); a token without expiry (the
+/// bootstrap admin's) stays without one unless `ttl_seconds` is given.
 pub async fn rotate(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -120,6 +122,13 @@ pub async fn rotate(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed request body: {e}")))?
     };
+    if let Some(t) = req.ttl_seconds {
+        if !(1..=MAX_TTL_SECONDS).contains(&t) {
+            return Err(ApiError::invalid(format!(
+                "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
+            )));
+        }
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -130,24 +139,20 @@ pub async fn rotate(
         let tx = conn.transaction()?;
         let (old_id, old_expiry) = tokens::active_id(&tx, &presented)?
             .ok_or_else(|| ApiError::conflict("the token was revoked while it was being rotated"))?;
-        let ttl = match (req.ttl_seconds, old_expiry) {
-            (Some(t), _) => Some(t),
-            (None, None) => None,
-            (None, Some(_)) => Some(DEFAULT_TTL_SECONDS),
+        let asked = req
+            .ttl_seconds
+            .map(|t| clock::now_micros().saturating_add(t.saturating_mul(1_000_000)));
+        let expires_at = match (asked, old_expiry) {
+            (Some(a), Some(o)) => Some(a.min(o)),
+            (a, o) => a.or(o),
         };
-        if let Some(t) = ttl {
-            if !(1..=MAX_TTL_SECONDS).contains(&t) {
-                return Err(ApiError::invalid(format!(
-                    "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
-                )));
-            }
-        }
         tokens::revoke(&tx, old_id)?;
-        let (info, secret) = tokens::issue(&tx, &who, ttl)?;
+        let (info, secret) = tokens::issue_until(&tx, &who, expires_at)?;
         audit::append(
             &tx,
             NewEntry::new(&who, "token.rotate").params(json!({
-                "old_token_id": old_id, "token_id": info.token_id, "ttl_seconds": ttl,
+                "old_token_id": old_id, "token_id": info.token_id, "ttl_seconds": req.ttl_seconds,
+                "expires_at": expires_at.map(clock::format_rfc3339),
             })),
         )?;
         tx.commit()?;

@@ -154,6 +154,7 @@ fn verify_detects_an_inserted_row() {
         reason: Some("grant".into()),
         prev_hash: prev,
         hash: String::new(),
+        salt: String::new(),
     };
     e.hash = entry_hash(&e);
     conn.execute(

@@ -54,6 +54,22 @@ fn rechain(conn: &Connection) {
     }
 }
 
+/// The checkpoint re-signed with another key (carrying that key): its own signature is valid.
+fn resigned(cp: &Value) -> Value {
+    use ed25519_dalek::Signer;
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let msg = ghostpii_keyhost::checkpoint::signed_message(
+        cp["keyhost_id"].as_str().unwrap(),
+        cp["tree_size"].as_u64().unwrap(),
+        cp["root"].as_str().unwrap(),
+        cp["time"].as_str().unwrap(),
+    );
+    let mut forged = cp.clone();
+    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
+    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
+    forged
+}
+
 #[test]
 fn receipts_prove_inclusion_in_a_signed_checkpoint() {
     let (w, issued) = history();
@@ -84,18 +100,7 @@ fn a_forged_checkpoint_fails() {
     bad["tree_size"] = json!(cp["tree_size"].as_u64().unwrap() - 1);
     assert!(check(&w, &bad).iter().any(|p| p.contains("signature")));
     // Signed with another key: valid signature, wrong key.
-    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    let msg = ghostpii_keyhost::checkpoint::signed_message(
-        cp["keyhost_id"].as_str().unwrap(),
-        cp["tree_size"].as_u64().unwrap(),
-        cp["root"].as_str().unwrap(),
-        cp["time"].as_str().unwrap(),
-    );
-    use ed25519_dalek::Signer;
-    let mut forged = cp.clone();
-    forged["public_key"] = json!(B64.encode(other.verifying_key().to_bytes()));
-    forged["signature"] = json!(B64.encode(other.sign(&msg).to_bytes()));
-    assert!(check(&w, &forged).iter().any(|p| p.contains("another key")));
+    assert!(check(&w, &resigned(&cp)).iter().any(|p| p.contains("another key")));
 }
 
 #[test]
@@ -157,4 +162,55 @@ fn inserted_deleted_and_truncated_entries_are_caught() {
         .unwrap();
     let p = check(&w, &cp);
     assert!(p.iter().any(|m| m.contains("truncated")), "{p:?}");
+}
+
+#[test]
+fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
+    let (w, _) = history();
+    let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
+    let dir = w.kh.data_dir();
+    let own = hex::encode(ghostpii_keyhost::checkpoint_public_key(&dir).unwrap().to_bytes());
+    let pinned = |key: &str| {
+        ghostpii_keyhost::verify_audit_db_pinned(&dir, &cp.to_string(), Some(key))
+            .unwrap()
+            .problems
+    };
+    assert!(pinned(&own).is_empty());
+    assert!(
+        pinned(cp["public_key"].as_str().unwrap()).is_empty(),
+        "base64 works too"
+    );
+    // A checkpoint re-signed by an attacker with their own key (and carrying that key) is
+    // refused against the pinned key, even with checkpoint.key gone.
+    std::fs::remove_file(dir.join("checkpoint.key")).unwrap();
+    let forged = resigned(&cp);
+    assert!(
+        check(&w, &forged).is_empty(),
+        "without a pin, a self-consistent forgery passes"
+    );
+    let r = ghostpii_keyhost::verify_audit_db_pinned(&dir, &forged.to_string(), Some(&own)).unwrap();
+    assert!(
+        !r.ok && r.problems.iter().any(|p| p.problem.contains("another key")),
+        "{r:?}"
+    );
+    assert!(ghostpii_keyhost::verify_audit_db_pinned(&dir, &cp.to_string(), Some("zz")).is_err());
+}
+
+#[test]
+fn proofs_carry_salted_leaves_only() {
+    let (w, issued) = history();
+    let conn = db(&w);
+    let entries = all(&conn).unwrap();
+    // Every entry has its own 32-byte salt, and its leaf is not the unsalted hash.
+    let mut salts: Vec<&str> = entries.iter().map(|e| e.salt.as_str()).collect();
+    assert!(salts.iter().all(|s| s.len() == 64));
+    salts.sort_unstable();
+    salts.dedup();
+    assert_eq!(salts.len(), entries.len());
+    let e = &entries[0];
+    let unsalted = ghostpii_keyhost::merkle::leaf_hash(&ghostpii_keyhost::audit::canonical_bytes(e));
+    assert_ne!(ghostpii_keyhost::audit::leaf_hash(e), unsalted);
+    let index = issued["receipt"]["audit_index"].as_u64().unwrap();
+    let own = &entries[index as usize - 1];
+    assert_eq!(issued["receipt"]["salt"], json!(own.salt));
 }

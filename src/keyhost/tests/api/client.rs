@@ -88,11 +88,7 @@ pub struct Kh {
 impl Kh {
     pub fn start() -> Kh {
         let dir = tempfile::tempdir().unwrap();
-        let kh = spawn(Config {
-            data_dir: dir.path().join("kh"),
-            listen: "127.0.0.1:0".into(),
-        })
-        .unwrap();
+        let kh = spawn(Config::new(dir.path().join("kh"), "127.0.0.1:0")).unwrap();
         let admin = std::fs::read_to_string(kh.admin_token_path())
             .unwrap()
             .trim()
@@ -112,13 +108,7 @@ impl Kh {
         if let Some(k) = self.kh.take() {
             k.shutdown();
         }
-        self.kh = Some(
-            spawn(Config {
-                data_dir: self.data_dir(),
-                listen: "127.0.0.1:0".into(),
-            })
-            .unwrap(),
-        );
+        self.kh = Some(spawn(Config::new(self.data_dir(), "127.0.0.1:0")).unwrap());
     }
 
     pub fn url(&self) -> String {

@@ -126,20 +126,148 @@ fn laplace_noise_is_deterministic_per_request_and_budgeted() {
 }
 
 #[test]
-fn gaussian_noise_is_accounted_in_rho() {
+fn gaussian_and_laplace_answers_share_one_total() {
     let w = World::new();
-    w.grant(
-        "income",
-        "aggregate",
-        json!({"epsilon": 1.0, "delta": 1e-6, "budget": 2.0}),
-    );
+    let g = w.grant("income", "aggregate", json!({"epsilon": 1.0, "delta": 1e-6}));
+    let st =
+        w.kh.put(
+            &w.owner,
+            "/v1/budget",
+            json!({"identity": "analyst", "dataset": "patrons", "total": 2.0}),
+        )
+        .ok();
+    assert_eq!(st["total_source"], "set");
     let r = w.kh.answer(&w.analyst, json!([w.sum(&w.rids(100), &[(&w.income, 1)])]));
     assert_eq!(r[0]["dp"]["mechanism"], "discrete_gaussian", "{}", r[0]);
     let st = budget(&w);
-    let rho = st["rho_spent"].as_f64().unwrap();
+    let rho = st["accounting"]["zcdp"]["rho"].as_f64().unwrap();
     assert!((rho - r[0]["dp"]["rho"].as_f64().unwrap()).abs() < 1e-12);
-    assert!(st["rho_total"].as_f64().unwrap() > rho);
-    assert_eq!(st["epsilon_spent"], 0.0);
+    assert_eq!(st["accounting"]["basic"]["epsilon"], 1.0);
+    assert_eq!(
+        (st["epsilon_total"].clone(), st["delta"].clone()),
+        (json!(2.0), json!(1e-5))
+    );
+    // One Gaussian answer: zCDP at δ_T/2 (0.94) is tighter than its nominal ε = 1.
+    let zcdp = st["accounting"]["zcdp"]["epsilon"].as_f64().unwrap();
+    assert!(zcdp < 1.0 && st["epsilon_spent"].as_f64() == Some(zcdp), "{st}");
+    // Now Laplace answers at ε = 0.5: two fit (basic composition: 1 + 0.5 + 0.5 = 2), a third not, as the
+    // Gaussian answer counts in the same total.
+    let id = g["grant_id"].as_i64().unwrap();
+    w.kh.delete(&w.owner, &format!("/v1/grants/{id}")).ok();
+    w.grant("income", "aggregate", json!({"epsilon": 0.5}));
+    for n in [90, 80] {
+        let r = w.kh.answer(&w.analyst, json!([w.sum(&w.rids(n), &[(&w.income, 1)])]));
+        assert_eq!(r[0]["dp"]["mechanism"], "discrete_laplace", "{}", r[0]);
+    }
+    let r = w.kh.answer(&w.analyst, json!([w.sum(&w.rids(70), &[(&w.income, 1)])]));
+    assert_eq!(r[0]["reason"], "budget_exhausted", "{}", r[0]);
+    // One total for every mechanism, with its δ; there are no separate units any more.
+    let r = w.kh.put(
+        &w.owner,
+        "/v1/budget",
+        json!({"identity": "analyst", "dataset": "patrons", "total": 1.0, "unit": "rho"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let st =
+        w.kh.put(
+            &w.owner,
+            "/v1/budget",
+            json!({"identity": "analyst", "dataset": "patrons", "total": 50.0, "delta": 1e-6}),
+        )
+        .ok();
+    assert_eq!(
+        (st["total_source"].clone(), st["delta"].clone()),
+        (json!("set"), json!(1e-6))
+    );
+}
+
+#[test]
+fn dp_grants_without_budget_get_the_keyhost_default_and_show_it() {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"epsilon": 0.5}));
+    let g = w.kh.get(&w.owner, "/v1/grants?dataset=patrons&identity=analyst").ok();
+    assert_eq!(
+        g["grants"][0]["effective_budget"],
+        json!({"epsilon": 1.0, "delta": 1e-5, "source": "keyhost_default"})
+    );
+    let ok = |n| w.kh.answer(&w.analyst, json!([w.sum(&w.rids(n), &[(&w.income, 1)])]))[0].clone();
+    assert_eq!(ok(100)["ok"], true);
+    assert_eq!(ok(90)["ok"], true);
+    let r = ok(80);
+    assert_eq!(r["reason"], "budget_exhausted", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("keyhost_default"), "{r}");
+    // A grant with its own budget: that budget is the total (and listed as such).
+    w.grant("income", "aggregate", json!({"epsilon": 0.5, "budget": 0.75}));
+    let g = w.kh.get(&w.analyst, "/v1/grants?dataset=patrons").ok();
+    for gr in g["grants"].as_array().unwrap() {
+        assert_eq!(gr["effective_budget"]["epsilon"], 0.75, "{gr}");
+        assert_eq!(gr["effective_budget"]["source"], "grant");
+    }
+}
+
+#[test]
+fn a_missing_noise_key_stops_the_keyhost_once_dp_answers_were_charged() {
+    let mut w = World::new();
+    w.grant("income", "aggregate", json!({"epsilon": 0.1, "budget": 5.0}));
+    let a = w.rids(100);
+    let first = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    assert_eq!(first[0]["ok"], true);
+    w.kh.restart();
+    let same = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    assert_eq!(
+        same[0]["key"], first[0]["key"],
+        "the noise key persists across restarts"
+    );
+    if let Some(k) = w.kh.kh.take() {
+        k.shutdown();
+    }
+    let dir = w.kh.data_dir();
+    std::fs::remove_file(dir.join("noise.key")).unwrap();
+    let err = match ghostpii_keyhost::spawn(ghostpii_keyhost::Config::new(dir.clone(), "127.0.0.1:0")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a keyhost started with a fresh noise key over charged DP answers"),
+    };
+    assert!(
+        err.contains("noise.key is missing") && err.contains("--new-noise-key"),
+        "{err}"
+    );
+    assert!(!dir.join("noise.key").exists(), "nothing written");
+    let mut cfg = ghostpii_keyhost::Config::new(dir.clone(), "127.0.0.1:0");
+    cfg.privacy.new_noise_key = true;
+    w.kh.kh = Some(ghostpii_keyhost::spawn(cfg).unwrap());
+    let spent = budget(&w)["epsilon_spent"].as_f64().unwrap();
+    let again = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    assert_eq!(again[0]["ok"], true);
+    assert!((budget(&w)["epsilon_spent"].as_f64().unwrap() - spent - 0.1).abs() < 1e-9);
+}
+
+#[test]
+fn the_noise_request_names_the_column_epoch() {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"epsilon": 0.5, "budget": 5.0}));
+    let a = w.rids(100);
+    let r1 = w.kh.answer(&w.analyst, json!([w.sum(&a, &[(&w.income, 1)])]));
+    let mut d = w.sum(&a, &[(&w.income, 1)]);
+    let other_epoch =
+        w.kh.post(&w.owner, "/v1/datasets/patrons/columns/income/rotate", json!({}))
+            .ok();
+    d["terms"][0]["epoch"] = other_epoch["epoch"].clone();
+    let r2 = w.kh.answer(&w.analyst, json!([d]));
+    assert_eq!(r2[0]["ok"], true, "{}", r2[0]);
+    assert_eq!(r1[0]["ok"], true);
+    let log = w.kh.get(&w.owner, "/v1/audit?dataset=patrons&identity=analyst").ok();
+    let reqs: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "sum")
+        .map(|e| &e["params"]["dp"]["request"])
+        .collect();
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(
+        reqs[0], reqs[1],
+        "another epoch is another request (own noise, own charge)"
+    );
 }
 
 #[test]

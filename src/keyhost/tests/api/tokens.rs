@@ -81,3 +81,41 @@ fn only_admins_manage_identities_and_tokens() {
         .collect();
     assert_eq!(names, vec![json!("admin"), json!("mallory"), json!("oscar")]);
 }
+
+#[test]
+fn rotation_never_extends_the_expiry_an_admin_set() {
+    let kh = Kh::start();
+    kh.post(&kh.admin, "/v1/identities", json!({"name": "ana"})).ok();
+    let a = kh
+        .post(&kh.admin, "/v1/tokens", json!({"identity": "ana", "ttl_seconds": 60}))
+        .ok();
+    let expiry = a["expires_at"].clone();
+    assert!(expiry.is_string());
+    // Asking for 10 years gets the original expiry; asking for nothing keeps it.
+    let b = kh
+        .post(
+            a["token"].as_str().unwrap(),
+            "/v1/tokens/rotate",
+            json!({"ttl_seconds": 10 * 365 * 86400}),
+        )
+        .ok();
+    assert_eq!(b["expires_at"], expiry);
+    let c = kh
+        .post(b["token"].as_str().unwrap(), "/v1/tokens/rotate", json!({}))
+        .ok();
+    assert_eq!(c["expires_at"], expiry);
+    // Shorter is allowed.
+    let d = kh
+        .post(
+            c["token"].as_str().unwrap(),
+            "/v1/tokens/rotate",
+            json!({"ttl_seconds": 5}),
+        )
+        .ok();
+    assert!(d["expires_at"].as_str().unwrap() < expiry.as_str().unwrap());
+    // The bootstrap admin token has no expiry and keeps none.
+    let e = kh.post(&kh.admin, "/v1/tokens/rotate", json!({})).ok();
+    assert_eq!(e["expires_at"], json!(null));
+    assert_eq!(kh.get(&kh.admin, "/v1/whoami").reason(), "token_revoked");
+    assert_eq!(kh.get(e["token"].as_str().unwrap(), "/v1/whoami").status, 200);
+}
