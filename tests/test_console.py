@@ -296,16 +296,16 @@ def test_hostile_names_are_escaped(console: Console, keyhost: KeyhostProcess, ad
     assert console.dialogs == []
 
 
-def _requests_session(keyhost: KeyhostProcess, token: str) -> tuple[requests.Session, str, str]:
+def _requests_session(url: str, token: str) -> tuple[requests.Session, str, str]:
     """Sign in without a browser; returns the session, its CSRF token and the login's Set-Cookie."""
     s = requests.Session()
-    r = s.get(keyhost.url + "/console/login")
+    r = s.get(url + "/console/login")
     m = re.search(r'name="login_csrf" value="([0-9a-f]+)"', r.text)
     assert m is not None
-    r = s.post(keyhost.url + "/console/login", data={"token": token, "login_csrf": m.group(1)}, allow_redirects=False)
+    r = s.post(url + "/console/login", data={"token": token, "login_csrf": m.group(1)}, allow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/datasets"
     set_cookie = r.headers["set-cookie"]
-    page = s.get(keyhost.url + "/console/identities").text
+    page = s.get(url + "/console/identities").text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
     assert csrf is not None
     return s, csrf.group(1), set_cookie
@@ -316,7 +316,7 @@ def test_forms_without_the_sessions_csrf_token_are_refused(keyhost: KeyhostProce
     _encrypted(ds)
     who = _unique("victim")
     admin.create_identity(who)
-    s, csrf, _ = _requests_session(keyhost, keyhost.admin_token)
+    s, csrf, _ = _requests_session(keyhost.url, keyhost.admin_token)
     url = f"{keyhost.url}/console/datasets/{ds.name}/grants"
     form = {"identity": who, "column": "x", "operation": "decrypt"}
     for sent in ({}, {"csrf": "0" * 64}, {"csrf": csrf[:-1]}):
@@ -324,7 +324,7 @@ def test_forms_without_the_sessions_csrf_token_are_refused(keyhost: KeyhostProce
         assert r.status_code == 403 and "CSRF token is missing or wrong" in r.text
     assert admin.grants(ds, identity=who) == []
     # Another session's token does not do either.
-    other, other_csrf, _ = _requests_session(keyhost, keyhost.admin_token)
+    other, other_csrf, _ = _requests_session(keyhost.url, keyhost.admin_token)
     assert other_csrf != csrf
     assert s.post(url, data={**form, "csrf": other_csrf}, allow_redirects=False).status_code == 403
     # The sign-in form has its own double-submit token.
@@ -336,11 +336,19 @@ def test_forms_without_the_sessions_csrf_token_are_refused(keyhost: KeyhostProce
     assert len(admin.grants(ds, identity=who)) == 1
 
 
+def test_the_embedded_keyhost_serves_the_console_too(tmp_path: Path) -> None:
+    with gp.Keyhost.local(tmp_path / "kh") as kh:
+        r = requests.get(kh.url + "/console", allow_redirects=True)
+        assert r.status_code == 401 and 'name="login_csrf"' in r.text
+        s, _, _ = _requests_session(kh.url, (tmp_path / "kh" / "admin.token").read_text().strip())
+        assert "Every dataset of this keyhost." in s.get(kh.url + "/console/datasets").text
+
+
 def test_cookie_flags_headers_and_logout(console: Console, keyhost: KeyhostProcess) -> None:
     r = requests.get(keyhost.url + "/console/login")
     assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
     assert "default-src 'none'" in r.headers["content-security-policy"]
-    s, csrf, set_cookie = _requests_session(keyhost, keyhost.admin_token)
+    s, csrf, set_cookie = _requests_session(keyhost.url, keyhost.admin_token)
     assert re.search(r"gp_console=[0-9a-f]{64}; Path=/console; HttpOnly; SameSite=Strict", set_cookie), set_cookie
     (session_cookie,) = [ck for ck in s.cookies if ck.name == "gp_console"]
     assert session_cookie.path == "/console"
