@@ -30,7 +30,8 @@ def table(df: pl.DataFrame, highlight_refused: bool = False) -> str:
     for r in df.iter_rows(named=True):
         cls = ' class="refused"' if highlight_refused and r.get("decision") == "refused" else ""
         cells = "".join(
-            f'<td class="num">{v:,.2f}</td>' if isinstance(v, float) else f"<td>{_e(v)}</td>" for v in r.values()
+            f'<td class="num">{v:,.2f}</td>' if isinstance(v, float) else f"<td>{_e('—' if v is None else v)}</td>"
+            for v in r.values()
         )
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
