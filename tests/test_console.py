@@ -13,6 +13,7 @@ import shutil
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -368,3 +369,21 @@ def test_cookie_flags_headers_and_logout(console: Console, keyhost: KeyhostProce
     assert r.status_code == 303
     replay = requests.get(keyhost.url + "/console/datasets", cookies={"gp_console": session_cookie.value or ""})
     assert replay.status_code == 401
+
+
+def test_a_revoked_token_ends_its_console_session(console: Console, keyhost: KeyhostProcess, admin: gp.Session) -> None:
+    owner = _unique("leaver")
+    admin.create_identity(owner, role="owner")
+    token = admin.create_token(owner)
+    console.sign_in(token)
+    assert console.page.inner_text("#whoami") == owner
+    (t,) = admin.tokens(owner)
+    since = datetime.now(UTC)
+    admin.revoke_token(str(t["token_id"]))
+    resp = console.go("/console/datasets")
+    assert resp.status == 401 and "the token was revoked" in console.text()
+    assert console.page.locator("#token").count() == 1
+    refused = admin.audit(since=since, limit=100_000).filter(
+        (pl.col("operation") == "auth") & (pl.col("reason") == "token_revoked")
+    )
+    assert any("/console/datasets" in p for p in refused["params"].to_list())
