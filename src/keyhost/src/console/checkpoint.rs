@@ -23,7 +23,7 @@ fn problems_table(v: &Value) -> String {
                 .map(|p| {
                     row(
                         Some("refused"),
-                        &[p["index"].to_string(), esc(p["problem"].as_str().unwrap_or(""))],
+                        &[esc(&p["index"].to_string()), esc(p["problem"].as_str().unwrap_or(""))],
                     )
                 })
                 .collect()
@@ -41,7 +41,7 @@ fn verification(v: &Value) -> String {
     };
     format!(
         "<div class=\"{class}\" id=\"chain-status\"><p><b>{text}</b>: {} entries, head <code>{}</code></p></div>{}",
-        v["entries"],
+        esc(&v["entries"].to_string()),
         esc(v["head"].as_str().unwrap_or("")),
         problems_table(v)
     )
