@@ -1,10 +1,13 @@
 """ghostpii demo on an embedded keyhost: encrypt, query, model, audit.
 
-Run with ``bash scripts/demo.sh`` (builds first) or ``python examples/demo.py``.
+Run with ``bash scripts/demo.sh`` (builds first) or ``python examples/demo.py [--out DIR]``.
+Ends by writing an HTML report of what it did (``report.html``) and printing its path.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,12 +15,33 @@ import polars as pl
 
 import ghostpii as gp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import Report  # noqa: E402
+
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "insurance.csv"
 
 
-def main() -> None:
+QUERY = """
+pl.scan_parquet(path)
+  .filter(pl.col("age").ghost.ge(30))
+  .group_by("smoker", "region")
+  .agg(pl.len().alias("rows"),
+       pl.col("charges").ghost.mean().alias("mean_charges"),
+       pl.col("bmi").ghost.mean().alias("mean_bmi"),
+       pl.col("age").ghost.mean().alias("mean_age"))
+  .sort("smoker", "region")
+  .ghost.collect(analyst)
+"""
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, help="folder for the keyhost, the Parquet file and report.html")
+    args = ap.parse_args(argv)
     df = pl.read_csv(DATA)
-    work = Path(tempfile.mkdtemp(prefix="ghostpii-demo-"))
+    work = args.out or Path(tempfile.mkdtemp(prefix="ghostpii-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report = Report("ghostpii demo: what happened")
     with gp.Keyhost.local(work / "keyhost") as kh:
         print(f"keyhost running at {kh.url} (data in {kh.path})")
         admin = kh.admin()
@@ -78,6 +102,20 @@ def main() -> None:
         )
         err = (res["mean_charges"] - check["charges"]).abs().max()
         print(f"max difference to plaintext Polars: {err:.2e}")
+        report.text(
+            "Setup",
+            f"An embedded keyhost at {kh.url}; dataset 'insurance' ({df.height} rows) encrypted: age (with the "
+            "order facet), bmi, children, charges. The analyst may aggregate age, bmi and charges (min_rows=20) "
+            "and compare age against constants in [18, 65].",
+        )
+        report.query(
+            "Query 1: group means over encrypted rows aged 30 or more",
+            QUERY,
+            res,
+            note=f"{n} answer-key requests; largest difference to plaintext Polars {err:.2e}",
+        )
+        labels = [f"{s} / {r}" for s, r in zip(res["smoker"], res["region"], strict=True)]
+        report.chart("Mean charges per group (revealed)", labels, res["mean_charges"].to_list(), "mean charges")
 
         # 4. A simple model over revealed aggregates: charges by smoker status, with a
         #    least-squares line of group mean charges against group mean bmi.
@@ -85,7 +123,16 @@ def main() -> None:
         slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
         print(f"\nmodel over group means: charges ≈ {y.mean() - slope * x.mean():,.0f} + {slope:,.0f}·bmi")
         by_smoker = pl.scan_parquet(path).group_by("smoker").agg(pl.col("charges").ghost.mean()).sort("smoker")
-        print(by_smoker.ghost.collect(an))
+        smoker_means = by_smoker.ghost.collect(an)
+        print(smoker_means)
+        report.query(
+            "Query 2: mean charges by smoker status",
+            'pl.scan_parquet(path).group_by("smoker").agg(pl.col("charges").ghost.mean()).sort("smoker")',
+            smoker_means,
+            note=f"least-squares line over the group means: charges ≈ {y.mean() - slope * x.mean():,.0f} "
+            f"+ {slope:,.0f}·bmi",
+        )
+        refusals: list[str] = []
 
         # 5. What the analyst may not do: decrypt rows. The refusal names the missing grant.
         for what, bad in (
@@ -96,13 +143,23 @@ def main() -> None:
                 bad.ghost.collect(an)
             except gp.PermissionDenied as e:
                 print(f"\nrefused as expected ({what}, {e.reason}): {e}")
+                refusals.append(f"{what}: {e}")
+        report.text("Refused, as the grants say", " · ".join(refusals))
 
         # 6. The owner reads the tamper-evident audit log.
         log = admin.audit(ds)
         print("\naudit log of the dataset:")
         with pl.Config(tbl_rows=20, fmt_str_lengths=30):
             print(log.select("index", "identity", "column", "operation", "rid_count", "decision", "reason"))
-        print(f"audit chain verifies: {admin.verify_audit()['ok']}")
+        ok = admin.verify_audit()["ok"]
+        print(f"audit chain verifies: {ok}")
+        report.audit(
+            f"The audit entries this demo caused (chain verifies: {ok})",
+            log.select("index", "time", "identity", "column", "operation", "rid_count", "decision", "reason"),
+        )
+    path = report.write(work / "report.html")
+    print(f"\nreport of this demo: {path}")
+    return path
 
 
 if __name__ == "__main__":

@@ -74,3 +74,23 @@ def dataset(admin: gp.Session) -> gp.Dataset:
     """A fresh dataset per test."""
     _counter[0] += 1
     return admin.create_dataset(f"ds{_counter[0]}_{int(time.time() * 1000)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Browser tests: on failure, screenshot the page as it is and list every screenshot taken
+    (PNG files under the test's tmp dir) in the test's report."""
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    shots: list[Path] | None = getattr(item, "console_screenshots", None)
+    if not rep.failed or shots is None:
+        return
+    page = getattr(item, "console_page", None)
+    if page is not None and shots:
+        final = shots[0].parent / f"failure-{rep.when}.png"
+        try:
+            page.screenshot(path=str(final), full_page=True)
+            shots.append(final)
+        except Exception as e:  # the browser may be gone; the earlier screenshots still help
+            rep.sections.append(("console screenshots", f"no final screenshot: {e}"))
+    rep.sections.append(("console screenshots", "\n".join(str(p) for p in shots) or "none taken"))

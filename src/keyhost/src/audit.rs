@@ -265,10 +265,10 @@ pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError
     }
 }
 
-const SELECT: &str = "SELECT idx, time, identity, dataset, column, operation, params, rid_count,
+pub(crate) const SELECT: &str = "SELECT idx, time, identity, dataset, column, operation, params, rid_count,
                       rid_digest, decision, reason, prev_hash, hash, salt FROM audit";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         index: r.get(0)?,
         time: r.get(1)?,

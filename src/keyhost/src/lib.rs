@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod columns;
 pub mod config;
+pub mod console;
 pub mod data_dir;
 pub mod datasets;
 pub mod db;

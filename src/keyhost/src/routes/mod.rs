@@ -2,14 +2,14 @@
 //! the contract.
 
 mod answer_keys;
-mod audit;
-mod budget;
+pub(crate) mod audit;
+pub(crate) mod budget;
 mod datasets;
-mod grants;
-mod identities;
+pub(crate) mod grants;
+pub(crate) mod identities;
 mod info;
 mod openapi;
-mod tokens;
+pub(crate) mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -68,6 +68,7 @@ api_routes! {
 /// The keyhost's HTTP API.
 pub fn router(state: AppState) -> Router {
     api_routes()
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
