@@ -1,5 +1,5 @@
 //! The data directory: `master.key`, `keyhost.db`, `admin.token`, `noise.key`,
-//! `checkpoint.key`. Created on first start,
+//! `checkpoint.key`, `keyhost.lock` (held while a keyhost runs on it). Created on first start,
 //! reused afterwards.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::audit::{self, NewEntry};
 use crate::db;
+use crate::dir_lock;
 use crate::error::KeyhostError;
 use crate::files;
 use crate::identities::{self, Role};
@@ -42,6 +43,7 @@ fn new_keyhost_id() -> String {
 /// Open the data dir, bootstrapping it on first use, and build the service state.
 pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
     files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
+    let lock = dir_lock::acquire(dir)?;
     let mk_path = dir.join(MASTER_KEY_FILE);
     let path = db_path(dir);
     if !path.exists() {
@@ -81,6 +83,7 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
         keyhost_id,
         dir.to_path_buf(),
         Secrets { noise_key, signer },
+        lock,
     ))
 }
 

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
+use crate::dir_lock::DirLock;
 use crate::error::{ApiError, ApiResult};
 use crate::master_key::MasterKey;
 
@@ -23,6 +24,7 @@ struct Inner {
     data_dir: PathBuf,
     noise_key: Zeroizing<[u8; 32]>,
     signer: SigningKey,
+    _dir_lock: DirLock,
 }
 
 /// Secrets of a keyhost besides its master key.
@@ -34,7 +36,14 @@ pub struct Secrets {
 }
 
 impl AppState {
-    pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf, secrets: Secrets) -> Self {
+    pub fn new(
+        conn: Connection,
+        master: MasterKey,
+        keyhost_id: String,
+        data_dir: PathBuf,
+        secrets: Secrets,
+        dir_lock: DirLock,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 db: Mutex::new(conn),
@@ -43,6 +52,7 @@ impl AppState {
                 data_dir,
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
+                _dir_lock: dir_lock,
             }),
         }
     }
