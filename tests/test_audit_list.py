@@ -44,9 +44,10 @@ def test_pages_are_newest_first_and_count_the_total(admin: gp.Session, dataset: 
     assert last.next is None and not last.partial
     oldest = admin.audit_page(dataset, limit=3, oldest_first=True)
     assert oldest.entries["index"].to_list() == sorted(idx)[:3]
-    assert admin.audit_page(dataset, limit=3, oldest_first=True, before=oldest.next).entries[
-        "index"
-    ].to_list() == sorted(idx)[3:6]
+    assert (
+        admin.audit_page(dataset, limit=3, oldest_first=True, before=oldest.next).entries["index"].to_list()
+        == sorted(idx)[3:6]
+    )
 
 
 def test_audit_reads_past_one_page(admin: gp.Session, dataset: gp.Dataset, monkeypatch: object) -> None:
@@ -59,7 +60,9 @@ def test_audit_reads_past_one_page(admin: gp.Session, dataset: gp.Dataset, monke
     assert admin.audit(dataset, limit=5)["index"].to_list() == everything.entries["index"].to_list()[:5]
 
 
-def test_cli_audit_list_says_when_it_is_partial(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+def test_cli_audit_list_says_when_it_is_partial(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
     _fill(admin, dataset, 6)
     env = dict(os.environ, GHOSTPII_URL=keyhost.url, GHOSTPII_TOKEN=keyhost.admin_token)
     total = admin.audit_page(dataset, limit=1).total

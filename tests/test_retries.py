@@ -51,7 +51,9 @@ def _sums(admin: gp.Session, ds: gp.Dataset) -> int:
     return admin.audit(ds).filter(pl.col("operation") == "sum").height
 
 
-def test_the_same_request_twice_is_answered_once(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+def test_the_same_request_twice_is_answered_once(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
     enc = _encrypted(dataset)
     body = {"requests": [_descriptor(admin, enc)]}
     before = _sums(admin, dataset)
@@ -63,13 +65,16 @@ def test_the_same_request_twice_is_answered_once(keyhost: KeyhostProcess, admin:
     assert again.json() == first.json(), "a retry gets the recorded answer, receipt included"
     assert _sums(admin, dataset) == before + 1, "audited once"
     # without a key (or with a new one) the same body is a new request, audited again
-    assert _post(keyhost, body, secrets.token_hex(16)).json()["results"][0]["receipt"] != first.json()["results"][0][
-        "receipt"
-    ]
+    assert (
+        _post(keyhost, body, secrets.token_hex(16)).json()["results"][0]["receipt"]
+        != first.json()["results"][0]["receipt"]
+    )
     assert _sums(admin, dataset) == before + 2
 
 
-def test_a_reused_key_with_another_body_is_refused(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
+def test_a_reused_key_with_another_body_is_refused(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
     enc = _encrypted(dataset)
     key = secrets.token_hex(16)
     assert _post(keyhost, {"requests": [_descriptor(admin, enc)]}, key).status_code == 200

@@ -111,7 +111,7 @@ def _constant(text: str) -> Any:
 
     for parse in (int, float, dt.date.fromisoformat, dt.datetime.fromisoformat):
         try:
-            return parse(text)  # type: ignore[operator]
+            return parse(text)
         except ValueError:
             continue
     sys.exit(f"error: {text!r} is not a number or an ISO date (YYYY-MM-DD)")
