@@ -25,7 +25,9 @@ pub fn acquire(dir: &Path) -> Result<DirLock, KeyhostError> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let mut file = o.open(&path).map_err(|e| KeyhostError::io("cannot open lock file", &path, e))?;
+    let mut file = o
+        .open(&path)
+        .map_err(|e| KeyhostError::io("cannot open lock file", &path, e))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -44,13 +46,14 @@ pub fn acquire(dir: &Path) -> Result<DirLock, KeyhostError> {
         }
         Err(TryLockError::Error(e)) => return Err(KeyhostError::io("cannot lock", &path, e)),
     }
-    let pid = std::process::id().to_string();
-    let written = file
-        .set_len(0)
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(pid.as_bytes()));
-    written.map_err(|e| KeyhostError::io("cannot write lock file", &path, e))?;
+    write_pid(&mut file).map_err(|e| KeyhostError::io("cannot write lock file", &path, e))?;
     Ok(DirLock { _file: file })
+}
+
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(std::process::id().to_string().as_bytes())
 }
 
 #[cfg(test)]

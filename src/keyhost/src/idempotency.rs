@@ -50,7 +50,8 @@ pub fn key_from_headers(headers: &HeaderMap) -> ApiResult<Option<String>> {
         return Ok(None);
     };
     let key = v.to_str().unwrap_or("");
-    let ok = (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok =
+        (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         return Err(ApiError::invalid(
             "Idempotency-Key must be 16 to 128 characters of A-Z, a-z, 0-9, '-' or '_' \
@@ -115,10 +116,19 @@ impl Idempotent<'_> {
     /// older than the retention period.
     pub fn store(&self, conn: &Connection, results: &[Value]) -> ApiResult<()> {
         let now = clock::now_micros();
-        conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [now - RETENTION_MICROS])?;
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(results).map_err(|e| ApiError::internal("idempotency record", &e))?);
+        conn.execute(
+            "DELETE FROM idempotency WHERE created_at < ?1",
+            [now - RETENTION_MICROS],
+        )?;
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(results).map_err(|e| ApiError::internal("idempotency record", &e))?,
+        );
         let sealed = if plain.len() <= MAX_STORED_BYTES {
-            Some(self.master.seal(&self.context(), &plain).map_err(|e| ApiError::internal("idempotency record", &e))?)
+            Some(
+                self.master
+                    .seal(&self.context(), &plain)
+                    .map_err(|e| ApiError::internal("idempotency record", &e))?,
+            )
         } else {
             None
         };
@@ -152,8 +162,14 @@ mod tests {
     fn the_hash_depends_on_every_descriptor_and_their_order() {
         let a = serde_json::json!({"op": "sum"});
         let b = serde_json::json!({"op": "compare"});
-        assert_eq!(request_hash(&[a.clone(), b.clone()]), request_hash(&[a.clone(), b.clone()]));
-        assert_ne!(request_hash(&[a.clone(), b.clone()]), request_hash(&[b.clone(), a.clone()]));
+        assert_eq!(
+            request_hash(&[a.clone(), b.clone()]),
+            request_hash(&[a.clone(), b.clone()])
+        );
+        assert_ne!(
+            request_hash(&[a.clone(), b.clone()]),
+            request_hash(&[b.clone(), a.clone()])
+        );
         assert_ne!(request_hash(&[a.clone()]), request_hash(&[a, b]));
     }
 }

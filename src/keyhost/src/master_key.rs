@@ -157,7 +157,13 @@ impl MasterKey {
         let aad = format!("ghostpii/v1/stored|{context}");
         let ct = self
             .cipher()
-            .encrypt(Nonce::from_slice(&out), Payload { msg, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&out),
+                Payload {
+                    msg,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KeyhostError::MasterKey("cannot seal a stored value".into()))?;
         out.extend_from_slice(&ct);
         Ok(out)
@@ -171,7 +177,13 @@ impl MasterKey {
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let aad = format!("ghostpii/v1/stored|{context}");
         self.cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| KeyhostError::MasterKey("stored value does not authenticate under this master key".into()))
     }

@@ -29,8 +29,8 @@ use crate::audit::{self, NewEntry};
 use crate::columns::{self, Column};
 use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
-use crate::identities::Identity;
 use crate::idempotency::{self, Idempotent};
+use crate::identities::Identity;
 use crate::policy::Authority;
 use crate::state::AppState;
 
@@ -91,7 +91,12 @@ pub async fn answer(
                 request_hash: idempotency::request_hash(&requests),
                 master: st.master(),
             });
-            if let Some(prior) = idem.as_ref().map(|i| st.with_db(|c| i.lookup(c))).transpose()?.flatten() {
+            if let Some(prior) = idem
+                .as_ref()
+                .map(|i| st.with_db(|c| i.lookup(c)))
+                .transpose()?
+                .flatten()
+            {
                 return Ok(prior);
             }
             // Decode descriptors and rid sets before taking the database lock.

@@ -59,7 +59,11 @@ pub async fn list(
         let oldest_first = match q.order.as_deref() {
             None | Some("newest") => false,
             Some("oldest") => true,
-            Some(o) => return Err(ApiError::invalid(format!("order must be 'newest' or 'oldest', not '{o}'"))),
+            Some(o) => {
+                return Err(ApiError::invalid(format!(
+                    "order must be 'newest' or 'oldest', not '{o}'"
+                )))
+            }
         };
         let filter = Filter {
             dataset: q.dataset,
@@ -71,7 +75,9 @@ pub async fn list(
             oldest_first,
         };
         let page = audit::list(conn, &filter)?;
-        Ok(Json(json!({"entries": page.entries, "total": page.total, "next": page.next})))
+        Ok(Json(
+            json!({"entries": page.entries, "total": page.total, "next": page.next}),
+        ))
     })
     .await
 }
