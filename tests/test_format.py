@@ -173,7 +173,7 @@ def test_sealed_values_print_clearly(dataset: gp.Dataset) -> None:
     enc = gp.encrypt(pl.DataFrame({"g": ["a", "a", "b"], "x": [1, 2, 3]}), dataset, {"x": gp.integer()})
     out = enc.group_by("g", maintain_order=True).agg(pl.col("x").ghost.mean())
     labels = out["x"].ext.storage().struct.field("label").to_list()
-    assert labels == ["<sealed mean(x) over 2 rows>", "<sealed mean(x) over 1 rows>"]
+    assert labels == ["<sealed mean(x) over 2 rows>", "<sealed mean(x) over 1 row>"]
     assert "sealed" in str(out)
 
 

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from ghostpii import allow
+from ghostpii import allow, display
 from ghostpii._internal import __version__
 from ghostpii.client import AuditPage, Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
@@ -69,6 +69,7 @@ __all__ = [
     "__version__",
     "activate",
     "allow",
+    "display",
     "between",
     "boolean",
     "bucketize",

@@ -88,8 +88,9 @@ impl SealedAggregate {
 
     /// How the value prints before it is revealed.
     pub fn label(&self) -> String {
+        let rows = if self.n == 1 { "row" } else { "rows" };
         format!(
-            "<sealed {}({}) over {} rows>",
+            "<sealed {}({}) over {} {rows}>",
             self.op.as_str(),
             self.expression(),
             thousands(self.n)
