@@ -47,7 +47,7 @@ def _cells(s: pl.Series) -> pl.Series | None:
         text = pl.select(pl.when(s.is_not_null()).then(pl.lit(label)).otherwise(None)).to_series()
     else:
         return None
-    return text.ext.to(ShownType(dtype._string_repr())).alias(s.name)  # type: ignore[attr-defined]
+    return text.ext.to(ShownType(dtype._string_repr())).alias(s.name)
 
 
 def _has_ghost(schema: pl.Schema) -> bool:
@@ -64,7 +64,8 @@ def shown(df: pl.DataFrame) -> pl.DataFrame:
 def _wide_enough(cols: list[pl.Series]) -> pl.Config:
     """Polars cuts strings at ``fmt_str_lengths`` (32 by default): widen it, while printing, just
     enough for the longest label, so labels print whole."""
-    longest = max((int(c.str.len_chars().max() or 0) for c in cols if c.dtype == pl.String), default=0)
+    lengths = [c.str.len_chars().max() for c in cols if c.dtype == pl.String]
+    longest = max((n for n in lengths if isinstance(n, int)), default=0)
     current = pl.Config.state().get("POLARS_FMT_STR_LEN")
     width = max(int(current) if current else 32, longest + 2)
     return pl.Config(fmt_str_lengths=width)
