@@ -40,6 +40,10 @@ gp.encrypt(df, ds, {"income": gp.number(decimals=2, bounds=(0, 10))}).write_parq
 kh = gp.Keyhost.local()
 admin = kh.admin()
 ds = admin.create_dataset("patrons")
+df = pl.DataFrame({"dob": [date(1990, 1, 1)], "age": [30], "income": [1.0], "salary": [2.0], "score": [3]})
+gp.encrypt(df, ds, {"dob": gp.date(compare=True), "age": gp.integer(bounds=(0, 120), compare=True),
+                    "income": gp.number(bounds=(0, 10)), "salary": gp.number(bounds=(0, 10)),
+                    "score": gp.integer(bounds=(0, 10))})
 an = gp.connect(kh.url, admin.grant("analyst", ds, []))
 """,
 }

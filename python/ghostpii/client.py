@@ -94,7 +94,7 @@ class Session:
         retry = Retry(
             total=retries,
             connect=retries,
-            read=0,  # read timeouts are retried by _request, and only for idempotent requests
+            read=False,  # read timeouts are raised as such; _request retries only idempotent requests
             backoff_factor=0.1,
             status_forcelist=(502, 503, 504),
             allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),

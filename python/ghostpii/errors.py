@@ -105,18 +105,21 @@ def from_polars(e: BaseException) -> GhostError | None:
     at = msg.find(PREFIX)
     if at < 0:
         return None
-    text = msg[at + len(PREFIX) :]
+    text = msg[at + len(PREFIX) :].split("\n\n", 1)[0].strip()  # without Polars' plan context
     for name, (cls, reason) in _RELAYED.items():
         if text.startswith(f"{name}: "):
             text = text[len(name) + 2 :]
             if issubclass(cls, KeyhostError):
                 return cls(text, reason=reason or "internal")
             return cls(text)
-    if "is corrupt" in text or "corrupt ciphertext" in text:
+    if any(w in text for w in ("is corrupt", "corrupt ciphertext", "no ghostpii metadata", "does not match")):
         return CiphertextError(text)
-    if isinstance(e, pl.exceptions.InvalidOperationError | pl.exceptions.SchemaError):
-        return UnsupportedOperation(text)
-    return GhostError(text)
+    # Polars reports every plugin error as a ComputeError: the message tells the kind. What is
+    # left is a request the column cannot serve (no facet, wrong dtype, wrong constant, ...),
+    # except failures to obtain tokens.
+    if "session" in text or "token" in text:
+        return GhostError(text)
+    return UnsupportedOperation(text)
 
 
 @contextmanager

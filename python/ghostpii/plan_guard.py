@@ -91,13 +91,21 @@ class _Walker:
         nt.set_node(here)
         return names
 
+    def view(self, expr_id: int) -> Any:
+        try:
+            return self.nt.view_expression(expr_id)
+        except NotImplementedError:  # e.g. `.ext.to(...)`, which the IR view does not expose
+            return None
+
     def column(self, expr_id: int) -> str | None:
-        e = self.nt.view_expression(expr_id)
+        e = self.view(expr_id)
         return str(e.name) if type(e).__name__ == "Column" else None
 
     def expr(self, expr_id: int, enc: set[str]) -> Iterator[UnsupportedOperation]:
-        e = self.nt.view_expression(expr_id)
+        e = self.view(expr_id)
         kind = type(e).__name__
+        if e is None:
+            return
         children: list[int] = []
         if kind == "Function":
             children = list(e.input)
