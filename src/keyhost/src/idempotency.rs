@@ -170,6 +170,6 @@ mod tests {
             request_hash(&[a.clone(), b.clone()]),
             request_hash(&[b.clone(), a.clone()])
         );
-        assert_ne!(request_hash(&[a.clone()]), request_hash(&[a, b]));
+        assert_ne!(request_hash(std::slice::from_ref(&a)), request_hash(&[a, b]));
     }
 }
