@@ -60,6 +60,8 @@ _BY_REASON: dict[str, type[KeyhostError]] = {
     "permission_denied": PermissionDenied,
     "min_rows": PermissionDenied,
     "unknown_rids": PermissionDenied,
+    "audit_disclosure": PermissionDenied,
+    "audit_limit": PermissionDenied,
     "budget_exhausted": BudgetExhausted,
 }
 

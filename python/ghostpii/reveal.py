@@ -36,12 +36,16 @@ def _check_keyhost(meta: dict[str, Any], session: Session) -> None:
 def _sum_descriptor(p: dict[str, Any]) -> dict[str, Any]:
     m = p["meta"]
     terms = p.get("terms") or [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": 1}]
-    return {
+    d: dict[str, Any] = {
         "op": "sum",
         "dataset_id": m["dataset_id"],
         "rids": p["rids"],
         "terms": [{"column_id": t["column_id"], "epoch": t["epoch"], "weight": t["weight"]} for t in terms],
     }
+    if p.get("repeats"):
+        # rows a join, concat or sample counted k times: their masks count k times as well
+        d["repeats"] = [{"k": int(r["k"]), "rids": r["rids"]} for r in p["repeats"]]
+    return d
 
 
 def _aggregate_value(p: dict[str, Any], total: int) -> Any:

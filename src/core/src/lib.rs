@@ -7,6 +7,7 @@
 pub mod error;
 pub mod keys;
 pub mod meta;
+pub mod multiset;
 pub mod num;
 pub mod ore;
 pub mod rids;
@@ -16,6 +17,7 @@ pub mod val;
 pub use error::CoreError;
 pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};
 pub use meta::{ColumnMeta, Facet, LogicalType};
+pub use multiset::{Repeat, RidMultiset};
 pub use ore::{OreKey, OreParams, OreToken};
 pub use rids::RidSet;
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::meta::ColumnMeta;
+use crate::multiset::{Repeat, RidMultiset};
 use crate::rids::RidSet;
 
 /// The aggregate a sealed value stands for.
@@ -31,13 +32,25 @@ pub struct SealedAggregate {
     pub meta: ColumnMeta,
     /// Σ cells over the rows, wrapping in 2^128, as a decimal string.
     pub masked: String,
-    /// Number of non-null rows summed (public: null positions are public).
+    /// Number of non-null rows summed, each counted as often as it was summed (public: null
+    /// positions are public). A mean divides by this.
     pub n: u64,
-    /// The rows summed, as base64 of a serialized Roaring treemap.
+    /// The distinct rows summed, as base64 of a [`RidSet`] encoding.
     pub rids: String,
+    /// Rows that were summed more than once (after a join, concat or sample with
+    /// replacement): for each multiplicity k ≥ 2, the rows counted exactly k times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<SealedRepeat>,
     /// For a linear combination `Σ w·column`: every term (the first term's column is `meta`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub terms: Vec<Term>,
+}
+
+/// Rows counted exactly `k` times, as base64 of a [`RidSet`] encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedRepeat {
+    pub k: u64,
+    pub rids: String,
 }
 
 /// One term of a linear combination with a public integer weight.
@@ -50,15 +63,39 @@ pub struct Term {
 }
 
 impl SealedAggregate {
-    pub fn new(op: SealedOp, meta: ColumnMeta, masked: u128, rids: &RidSet) -> Self {
+    pub fn new(op: SealedOp, meta: ColumnMeta, masked: u128, rows: &RidMultiset) -> Self {
         SealedAggregate {
             op,
             meta,
             masked: masked.to_string(),
-            n: rids.len(),
-            rids: rids.to_base64(),
+            n: u64::try_from(rows.weighted_len()).unwrap_or(u64::MAX),
+            rids: rows.support.to_base64(),
+            repeats: rows
+                .repeats
+                .iter()
+                .map(|r| SealedRepeat {
+                    k: r.k,
+                    rids: r.rids.to_base64(),
+                })
+                .collect(),
             terms: Vec::new(),
         }
+    }
+
+    /// The rows summed with their multiplicities, decoded and checked.
+    pub fn rows(&self) -> Result<RidMultiset> {
+        let support = RidSet::from_base64(&self.rids)?;
+        let repeats = self
+            .repeats
+            .iter()
+            .map(|r| {
+                Ok(Repeat {
+                    k: r.k,
+                    rids: RidSet::from_base64(&r.rids)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        RidMultiset::checked(support, repeats)
     }
 
     /// The expression summed, e.g. `income` or `2·a - b`.
@@ -89,8 +126,14 @@ impl SealedAggregate {
     /// How the value prints before it is revealed.
     pub fn label(&self) -> String {
         let rows = if self.n == 1 { "row" } else { "rows" };
+        let distinct = if self.repeats.is_empty() {
+            String::new()
+        } else {
+            let d = RidSet::from_base64(&self.rids).map(|s| s.len()).unwrap_or(0);
+            format!(", {} distinct", thousands(d))
+        };
         format!(
-            "<sealed {}({}) over {} {rows}>",
+            "<sealed {}({}) over {} {rows}{distinct}>",
             self.op.as_str(),
             self.expression(),
             thousands(self.n)

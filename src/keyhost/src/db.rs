@@ -118,14 +118,15 @@ CREATE TABLE IF NOT EXISTS budget_charges (
     audit_index INTEGER NOT NULL,
     PRIMARY KEY (identity_id, dataset_id, request)
 );
--- Row-id sets of sums answered per identity x column (query-set overlap control).
-CREATE TABLE IF NOT EXISTS answered_sets (
+-- Linear audit of exact sums per identity x dataset (see linear_audit/): the encoded state and a
+-- generation that in-memory caches must match.
+CREATE TABLE IF NOT EXISTS linear_audit (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
-    column_id   INTEGER NOT NULL REFERENCES columns(id),
-    digest      TEXT NOT NULL,
-    rid_count   INTEGER NOT NULL,
-    rids        BLOB NOT NULL,
-    PRIMARY KEY (identity_id, column_id, digest)
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+    generation  INTEGER NOT NULL,
+    answered    INTEGER NOT NULL,
+    state       BLOB NOT NULL,
+    PRIMARY KEY (identity_id, dataset_id)
 );
 "#;
 

@@ -70,7 +70,8 @@ pub mod reason {
     pub const CONSTANT_NOT_ALLOWED: &str = "constant_not_allowed";
     pub const MAX_CONSTANTS: &str = "max_constants";
     pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
-    pub const OVERLAP: &str = "overlap";
+    pub const AUDIT_DISCLOSURE: &str = "audit_disclosure";
+    pub const AUDIT_LIMIT: &str = "audit_limit";
 
     /// Every reason code above (the `Reason` enum of `openapi.json`).
     pub const ALL: &[&str] = &[
@@ -87,7 +88,8 @@ pub mod reason {
         CONSTANT_NOT_ALLOWED,
         MAX_CONSTANTS,
         BUDGET_EXHAUSTED,
-        OVERLAP,
+        AUDIT_DISCLOSURE,
+        AUDIT_LIMIT,
     ];
 }
 

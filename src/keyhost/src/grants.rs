@@ -7,7 +7,7 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 
 /// Operations a grant can allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// Per-row keys of a column (`val` or `num` facet).
@@ -43,8 +43,8 @@ impl Operation {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantParams {
-    /// aggregate: smallest number of rows an aggregate may cover; without `epsilon` also the
-    /// smallest difference between two answered row sets (query-set overlap control).
+    /// aggregate: smallest number of distinct rows an aggregate may cover (exact sums under a
+    /// grant are also checked by the linear audit).
     #[serde(default)]
     pub min_rows: Option<u64>,
     /// aggregate: differential privacy per answered sum (discrete Laplace, or discrete

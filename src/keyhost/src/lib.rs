@@ -30,6 +30,7 @@ pub mod grant_params;
 pub mod grants;
 pub mod idempotency;
 pub mod identities;
+pub mod linear_audit;
 pub mod logical;
 pub mod master_key;
 pub mod merkle;

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::dir_lock::DirLock;
 use crate::error::{ApiError, ApiResult};
+use crate::linear_audit;
 use crate::master_key::MasterKey;
 
 /// State shared by all handlers. Cheap to clone.
@@ -24,6 +25,7 @@ struct Inner {
     data_dir: PathBuf,
     noise_key: Zeroizing<[u8; 32]>,
     signer: SigningKey,
+    audits: linear_audit::Cache,
     _dir_lock: DirLock,
 }
 
@@ -52,6 +54,7 @@ impl AppState {
                 data_dir,
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
+                audits: linear_audit::Cache::new(linear_audit::DEFAULT_MAX_ENTRIES),
                 _dir_lock: dir_lock,
             }),
         }
@@ -63,6 +66,11 @@ impl AppState {
 
     pub fn signer(&self) -> &SigningKey {
         &self.inner.signer
+    }
+
+    /// Decoded linear-audit states (see `linear_audit`).
+    pub fn audit_cache(&self) -> &linear_audit::Cache {
+        &self.inner.audits
     }
 
     pub fn keyhost_id(&self) -> &str {

@@ -3,7 +3,7 @@
 use ghostpii_core::meta::{Facet, LogicalType};
 use ghostpii_core::num::from_limbs;
 use ghostpii_core::sealed::{SealedAggregate, SealedOp, Term};
-use ghostpii_core::RidSet;
+use ghostpii_core::RidMultiset;
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -32,7 +32,7 @@ pub fn check_aggregable(meta: &ghostpii_core::ColumnMeta, op: SealedOp) -> Polar
 
 const CHUNK: usize = 1 << 16;
 
-/// Σ cells and the rids of the non-null rows.
+/// Σ cells and the rids of the non-null rows (a repeated row's rid appears once per repeat).
 fn masked_sum(cells: &EncryptedCells) -> (u128, Vec<u64>) {
     let (lo, hi) = cells.num.as_ref().expect("num facet checked");
     let (lo, hi, rid) = (values(lo), values(hi), values(&cells.rid));
@@ -63,11 +63,14 @@ fn masked_sum(cells: &EncryptedCells) -> (u128, Vec<u64>) {
     (total, rids)
 }
 
-fn rid_set(mut rids: Vec<u64>) -> RidSet {
-    if !rids.windows(2).all(|w| w[0] < w[1]) {
+/// The rows summed with how often each was summed: a row repeated by a join, a concat or a
+/// sample with replacement contributed its cell k times, so its answer key counts its mask
+/// k times too.
+fn rid_multiset(mut rids: Vec<u64>) -> RidMultiset {
+    if !rids.windows(2).all(|w| w[0] <= w[1]) {
         rids.par_sort_unstable();
     }
-    RidSet::from_sorted(&rids)
+    RidMultiset::from_rids(&mut rids)
 }
 
 /// Seal the sum or mean of an encrypted column (one group).
@@ -75,7 +78,7 @@ pub fn seal(s: &Series, op: SealedOp) -> PolarsResult<Series> {
     let cells = EncryptedCells::from_series(s, &format!("ghost.{}()", op.as_str()))?;
     check_aggregable(&cells.meta, op)?;
     let (masked, rids) = masked_sum(&cells);
-    let sealed = SealedAggregate::new(op, cells.meta, masked, &rid_set(rids));
+    let sealed = SealedAggregate::new(op, cells.meta, masked, &rid_multiset(rids));
     let label = Series::new("label".into(), [sealed.label()]);
     let payload = Series::new("payload".into(), [sealed.to_bytes()]);
     let st = StructChunked::from_series(s.name().clone(), 1, [label, payload].iter())?;
@@ -140,7 +143,7 @@ pub fn seal_linear(inputs: &[Series], weights: &[i64]) -> PolarsResult<Series> {
             rids.push(rid0[i]);
         }
     }
-    let mut sealed = SealedAggregate::new(SealedOp::Sum, cells[0].meta.clone(), masked, &rid_set(rids));
+    let mut sealed = SealedAggregate::new(SealedOp::Sum, cells[0].meta.clone(), masked, &rid_multiset(rids));
     sealed.terms = cells
         .iter()
         .zip(weights)

@@ -12,7 +12,7 @@ use ghostpii_core::meta::key_binding;
 use ghostpii_core::{ColumnKeys, Facet, OreParams};
 use serde_json::{json, Value};
 
-use super::{column_epoch, dataset, set_authority, Ctx, Effect};
+use super::{authorize, column_epoch, dataset, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
@@ -51,7 +51,7 @@ pub(super) fn plan(
             )))
         }
     };
-    let auth = policy::authorize(cx.conn, cx.caller, &ds, &col.name, Operation::Compare)?;
+    let auth = authorize(cx, &ds, &col.name, Operation::Compare)?;
     set_authority(entry, std::slice::from_ref(&auth));
     if params.encode(constant).is_err() {
         return Err(ApiError::invalid(format!(

@@ -6,12 +6,11 @@ use ghostpii_core::{ColumnKeys, Facet, RidSet};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::{check_rids, column_epoch, dataset, set_authority, Ctx};
+use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx};
 use crate::audit::NewEntry;
 use crate::columns;
 use crate::error::{ApiError, ApiResult};
 use crate::grants::Operation;
-use crate::policy;
 
 pub(super) struct DecryptWork {
     rids: RidSet,
@@ -48,7 +47,7 @@ pub(super) fn plan(
                     .join(", ")
             ))
         })?;
-    let auth = policy::authorize(cx.conn, cx.caller, &ds, &col.name, Operation::Decrypt)?;
+    let auth = authorize(cx, &ds, &col.name, Operation::Decrypt)?;
     set_authority(entry, std::slice::from_ref(&auth));
     check_rids(cx, &col, &rids)?;
     Ok(DecryptWork {

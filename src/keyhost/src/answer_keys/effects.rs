@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use ghostpii_core::RidSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::budget;
 use crate::dp::Unit;
 use crate::error::{reason, ApiError, ApiResult};
+use crate::linear_audit;
 
 /// One stateful check and its ledger update.
 #[derive(Debug, Clone)]
@@ -35,16 +35,13 @@ pub enum Effect {
         unit: Unit,
         cost: f64,
     },
-    /// Exact sum under a grant with `min_rows`: refuse if the rid set differs from one already
-    /// answered to the identity on the column by fewer than `min_rows` rows (but not zero);
-    /// remember the set once answered.
-    Overlap {
+    /// Exact sum under a grant: the linear audit of the identity on the dataset must accept
+    /// it (no single row value may become a linear combination of answered sums); accepted
+    /// sums are remembered in the same transaction.
+    LinearAudit {
         identity_id: i64,
-        column_id: i64,
-        column: String,
-        rids: Arc<RidSet>,
-        digest: String,
-        min_rows: u64,
+        dataset_id: i64,
+        query: Arc<linear_audit::Query>,
     },
 }
 
@@ -87,35 +84,6 @@ fn short(x: f64) -> String {
     }
 }
 
-fn check_overlap(
-    tx: &Connection,
-    identity_id: i64,
-    column_id: i64,
-    column: &str,
-    rids: &RidSet,
-    min_rows: u64,
-) -> ApiResult<()> {
-    let mut st = tx.prepare_cached("SELECT rids FROM answered_sets WHERE identity_id = ?1 AND column_id = ?2")?;
-    let mut rows = st.query(params![identity_id, column_id])?;
-    let a = rids.len();
-    while let Some(row) = rows.next()? {
-        let bytes: Vec<u8> = row.get(0)?;
-        let b = RidSet::from_bytes(&bytes).map_err(|e| ApiError::internal("stored rid set", &e))?;
-        let common = rids.0.intersection_len(&b.0);
-        let diff = a + b.len() - 2 * common;
-        if diff > 0 && diff < min_rows {
-            return Err(ApiError::refused(
-                reason::OVERLAP,
-                format!(
-                    "this sum over {a} rows of column '{column}' differs from a sum already answered to this identity (over {} rows) by only {diff} rows; the grant requires row sets to differ by at least min_rows = {min_rows} (query-set overlap control against differencing)",
-                    b.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i64) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM issued_constants WHERE identity_id = ?1 AND column_id = ?2 AND constant = ?3")?
@@ -125,7 +93,7 @@ fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i
 }
 
 impl Effect {
-    fn check(&self, tx: &Connection) -> ApiResult<()> {
+    fn check(&self, tx: &Connection, audits: &mut linear_audit::Batch<'_>) -> ApiResult<()> {
         match self {
             Effect::DistinctConstant {
                 identity_id,
@@ -160,14 +128,11 @@ impl Effect {
                 unit,
                 cost,
             } => check_budget(tx, *identity_id, *dataset_id, dataset, request, *unit, *cost),
-            Effect::Overlap {
+            Effect::LinearAudit {
                 identity_id,
-                column_id,
-                column,
-                rids,
-                min_rows,
-                ..
-            } => check_overlap(tx, *identity_id, *column_id, column, rids, *min_rows),
+                dataset_id,
+                query,
+            } => audits.check(tx, *identity_id, *dataset_id, query).map(|_| ()),
         }
     }
 
@@ -202,33 +167,16 @@ impl Effect {
                 *cost,
                 audit_index,
             )?),
-            Effect::Overlap {
-                identity_id,
-                column_id,
-                rids,
-                digest,
-                ..
-            } => {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO answered_sets (identity_id, column_id, digest, rid_count, rids)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    identity_id,
-                    column_id,
-                    digest,
-                    i64::try_from(rids.len()).unwrap_or(i64::MAX),
-                    rids.to_bytes()
-                ])?;
-                Ok(())
-            }
+            // remembered by the audit batch when checked; saved before the commit
+            Effect::LinearAudit { .. } => Ok(()),
         }
     }
 }
 
-/// Run every check of one descriptor; the first failure refuses it.
-pub fn check_all(tx: &Connection, effects: &[Effect]) -> ApiResult<()> {
-    effects.iter().try_for_each(|e| e.check(tx))
+/// Run every check of one descriptor; the first failure refuses it. The linear audit, which
+/// remembers what it accepts, must come last (see `sum::plan`).
+pub fn check_all(tx: &Connection, audits: &mut linear_audit::Batch<'_>, effects: &[Effect]) -> ApiResult<()> {
+    effects.iter().try_for_each(|e| e.check(tx, audits))
 }
 
 /// Apply the updates of an issued descriptor (after its audit row, same transaction).

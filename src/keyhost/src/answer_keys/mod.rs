@@ -19,7 +19,7 @@ mod sum;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use ghostpii_core::{ColumnKeys, RidSet};
+use ghostpii_core::{ColumnKeys, RidMultiset, RidSet};
 use roaring::RoaringTreemap;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -31,7 +31,9 @@ use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::idempotency::{self, Idempotent};
 use crate::identities::Identity;
-use crate::policy::Authority;
+use crate::linear_audit;
+use crate::grants::Operation;
+use crate::policy::{self, Authority};
 use crate::state::AppState;
 
 pub use effects::Effect;
@@ -43,6 +45,9 @@ enum Descriptor {
         dataset_id: i64,
         rids: String,
         terms: Vec<sum::Term>,
+        /// Rows counted more than once (joins, concats, samples): multiplicity and rid set.
+        #[serde(default)]
+        repeats: Vec<sum::RepeatSpec>,
     },
     Decrypt {
         dataset_id: i64,
@@ -116,12 +121,12 @@ pub async fn answer(
                     effects: p.effects,
                 })
                 .collect();
-            st.with_db(|conn| record(conn, outcomes, idem.as_ref()))
+            st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))
         })
         .await
 }
 
-type Decoded = (NewEntry, Result<(Descriptor, Option<RidSet>), ApiError>);
+type Decoded = (NewEntry, Result<(Descriptor, Option<RidMultiset>), ApiError>);
 
 fn decode(v: Value) -> Decoded {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
@@ -133,9 +138,11 @@ fn decode(v: Value) -> Decoded {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
-                    Some(RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?)
-                }
+                Descriptor::Sum { rids, repeats, .. } => Some(sum::decode_rows(rids, repeats)?),
+                Descriptor::Decrypt { rids, .. } => Some(RidMultiset {
+                    support: RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?,
+                    repeats: Vec::new(),
+                }),
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
@@ -143,10 +150,15 @@ fn decode(v: Value) -> Decoded {
     (entry, parsed)
 }
 
-/// Per-batch cache of the allocated rid sets of columns.
+/// Per-batch cache (the plan step holds the database lock throughout, so it is consistent):
+/// allocated rid sets, datasets, column keys and authorizations, so a batch of many groups
+/// looks each up once.
 #[derive(Default)]
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
+    datasets: HashMap<i64, Dataset>,
+    columns: HashMap<(i64, i64, u32), (Column, ColumnKeys)>,
+    auths: HashMap<(i64, String, Operation), ApiResult<Authority>>,
 }
 
 impl Cache {
@@ -182,13 +194,13 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     };
     let work = parsed.and_then(|(desc, rids)| {
         if let Some(r) = &rids {
-            entry.rid_count = Some(r.len());
-            entry.rid_digest = Some(r.digest_hex());
+            entry.rid_count = Some(r.distinct());
+            entry.rid_digest = Some(r.support.digest_hex());
         }
-        let rids = rids.unwrap_or_default();
+        let rows = rids.unwrap_or_default();
         match desc {
             Descriptor::Sum { dataset_id, terms, .. } => {
-                sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids).map(Work::Sum)
+                sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rows).map(Work::Sum)
             }
             Descriptor::Decrypt {
                 dataset_id,
@@ -196,7 +208,8 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 facet,
                 ..
-            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Decrypt),
+            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rows.support)
+                .map(Work::Decrypt),
             Descriptor::Compare {
                 dataset_id,
                 column_id,
@@ -217,7 +230,27 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     Planned { entry, work, effects }
 }
 
-fn dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
+fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
+    if let Some(ds) = cx.cache.datasets.get(&dataset_id) {
+        return Ok(ds.clone());
+    }
+    let ds = find_dataset(cx, dataset_id)?;
+    cx.cache.datasets.insert(dataset_id, ds.clone());
+    Ok(ds)
+}
+
+/// May the caller obtain `op` answer keys on `column` of `ds`? (once per batch and column)
+fn authorize(cx: &mut Ctx<'_>, ds: &Dataset, column: &str, op: Operation) -> ApiResult<Authority> {
+    let k = (ds.id, column.to_owned(), op);
+    if let Some(a) = cx.cache.auths.get(&k) {
+        return a.clone();
+    }
+    let a = policy::authorize(cx.conn, cx.caller, ds, column, op);
+    cx.cache.auths.insert(k, a.clone());
+    a
+}
+
+fn find_dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
     datasets::find_by_id(cx.conn, dataset_id)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "dataset id {dataset_id} is unknown to this keyhost ({})",
@@ -227,7 +260,17 @@ fn dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
 }
 
 /// The column, checked to belong to the dataset, and the keys of the requested epoch.
-fn column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+fn column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+    let k = (ds.id, column_id, epoch);
+    if let Some(c) = cx.cache.columns.get(&k) {
+        return Ok(c.clone());
+    }
+    let c = find_column_epoch(cx, ds, column_id, epoch)?;
+    cx.cache.columns.insert(k, c.clone());
+    Ok(c)
+}
+
+fn find_column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
     let (conn, st) = (cx.conn, cx.st);
     let col = columns::find_by_id(conn, column_id)?
         .filter(|c| c.dataset_id == ds.id)
@@ -314,17 +357,23 @@ struct Outcome {
 }
 
 /// Write the audit rows of the batch in one transaction and build the results.
-fn record(conn: &mut Connection, outcomes: Vec<Outcome>, idem: Option<&Idempotent<'_>>) -> ApiResult<Vec<Value>> {
+fn record(
+    conn: &mut Connection,
+    st: &AppState,
+    outcomes: Vec<Outcome>,
+    idem: Option<&Idempotent<'_>>,
+) -> ApiResult<Vec<Value>> {
     let tx = conn.transaction()?;
     if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
         return Ok(prior); // a concurrent retry of this request was recorded first
     }
+    let mut audits = linear_audit::Batch::new(st.audit_cache());
     let mut results = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         let checked = o
             .result
             .and_then(|r| r)
-            .and_then(|v| effects::check_all(&tx, &o.effects).map(|()| v));
+            .and_then(|v| effects::check_all(&tx, &mut audits, &o.effects).map(|()| v));
         match checked {
             Ok(Value::Object(mut m)) => {
                 let receipt = audit::append_receipt(
@@ -352,9 +401,11 @@ fn record(conn: &mut Connection, outcomes: Vec<Outcome>, idem: Option<&Idempoten
             }
         }
     }
+    audits.save(&tx)?;
     if let Some(i) = idem {
         i.store(&tx, &results)?;
     }
     tx.commit()?;
+    audits.finish();
     Ok(results)
 }

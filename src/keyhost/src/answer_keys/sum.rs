@@ -1,22 +1,23 @@
-//! `sum` descriptors: `Σ_t w_t · Σ_{rid} PRF(k_t, rid)` over the requested rows (the answer key
-//! of a masked linear combination), minus DP noise where a grant asks for it.
+//! `sum` descriptors: `Σ_t w_t · Σ_{rid} k_rid · PRF(k_t, rid)` over the requested rows, each
+//! counted with its multiplicity `k_rid` (the answer key of a masked linear combination), minus
+//! DP noise where a grant asks for it. Exact sums under grants go through the linear audit.
 
 use std::sync::Arc;
 
-use ghostpii_core::{ColumnKeys, Facet, RidSet};
+use ghostpii_core::{ColumnKeys, Facet, Repeat, RidMultiset, RidSet};
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
+use super::{authorize, check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::columns::Column;
 use crate::datasets::Dataset;
 use crate::dp::{Mechanism, NoisePlan};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
-use crate::policy::{self, Authority};
+use crate::policy::Authority;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Term {
@@ -25,19 +26,43 @@ pub(super) struct Term {
     weight: i64,
 }
 
+/// A class of rows counted more than once: `k` times each.
+#[derive(Debug, Deserialize)]
+pub(super) struct RepeatSpec {
+    k: u64,
+    rids: String,
+}
+
+/// The rows of a sum descriptor with their multiplicities, checked.
+pub(super) fn decode_rows(rids: &str, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
+    let bad = |e: ghostpii_core::CoreError| ApiError::invalid(e.to_string());
+    let support = RidSet::from_base64(rids).map_err(bad)?;
+    let repeats = repeats
+        .iter()
+        .map(|r| {
+            Ok(Repeat {
+                k: r.k,
+                rids: RidSet::from_base64(&r.rids).map_err(bad)?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    RidMultiset::checked(support, repeats).map_err(bad)
+}
+
 pub(super) struct SumWork {
-    rids: Arc<RidSet>,
+    rows: Arc<RidMultiset>,
     terms: Vec<(ColumnKeys, i64)>,
     noise: Option<NoisePlan>,
 }
 
-fn check_min_rows(auth: &Authority, col: &Column, rids: &RidSet) -> ApiResult<()> {
+/// `min_rows` counts distinct rows: a row repeated by a join is still one person.
+fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset) -> ApiResult<()> {
     match auth.min_rows() {
-        Some(min) if rids.len() < min => Err(ApiError::refused(
+        Some(min) if rows.distinct() < min => Err(ApiError::refused(
             reason::MIN_ROWS,
             format!(
-                "the aggregate covers {} rows; the grant on column '{}' requires at least {min}",
-                rids.len(),
+                "the aggregate covers {} distinct rows; the grant on column '{}' requires at least {min}",
+                rows.distinct(),
                 col.name
             ),
         )),
@@ -51,7 +76,7 @@ pub(super) fn plan(
     effects: &mut Vec<Effect>,
     dataset_id: i64,
     terms: Vec<Term>,
-    rids: RidSet,
+    rows: RidMultiset,
 ) -> ApiResult<SumWork> {
     entry.params = json!({
         "dataset_id": dataset_id,
@@ -81,39 +106,37 @@ pub(super) fn plan(
     }
     let mut auths = Vec::with_capacity(resolved.len());
     for (col, _, _) in &resolved {
-        auths.push(policy::authorize(
-            cx.conn,
-            cx.caller,
-            &ds,
-            &col.name,
-            Operation::Aggregate,
-        )?);
+        auths.push(authorize(cx, &ds, &col.name, Operation::Aggregate)?);
     }
     set_authority(entry, &auths);
     for (col, _, _) in &resolved {
-        check_rids(cx, col, &rids)?;
+        check_rids(cx, col, &rows.support)?;
     }
     for ((col, _, _), auth) in resolved.iter().zip(&auths) {
-        check_min_rows(auth, col, &rids)?;
+        check_min_rows(auth, col, &rows)?;
     }
-    let rids = Arc::new(rids);
+    if !rows.repeats.is_empty() {
+        note(entry, "max_multiplicity", json!(rows.max_multiplicity()));
+        note(entry, "weighted_rows", json!(rows.weighted_len().to_string()));
+    }
+    let rows = Arc::new(rows);
     let cols: Vec<(&Column, i64)> = resolved.iter().map(|(c, _, w)| (c, *w)).collect();
-    let noise = plan_noise(cx, entry, effects, &ds, &cols, &auths, &rids)?;
-    // Query-set overlap control for exact answers under grants with min_rows.
-    for ((col, _, _), auth) in resolved.iter().zip(&auths) {
-        if let (Authority::Grant { .. }, None, Some(min_rows)) = (auth, auth.dp_grant(), auth.min_rows()) {
-            effects.push(Effect::Overlap {
-                identity_id: cx.caller.id,
-                column_id: col.id,
-                column: col.name.clone(),
-                rids: rids.clone(),
-                digest: rids.digest_hex(),
-                min_rows,
-            });
-        }
+    let noise = plan_noise(cx, entry, effects, &ds, &cols, &auths, &rows)?;
+    // Exact answers under grants: the linear audit decides (last effect: it remembers what it
+    // accepts). Admins and owners are not audited; DP answers are bounded by their budget.
+    let granted = auths.iter().all(|a| matches!(a, Authority::Grant { .. }));
+    if granted && noise.is_none() {
+        effects.push(Effect::LinearAudit {
+            identity_id: cx.caller.id,
+            dataset_id: ds.id,
+            query: Arc::new(crate::linear_audit::Query {
+                terms: resolved.iter().map(|(c, _, w)| (c.id, *w)).collect(),
+                classes: rows.classes(),
+            }),
+        });
     }
     Ok(SumWork {
-        rids,
+        rows,
         terms: resolved.into_iter().map(|(_, k, w)| (k, w)).collect(),
         noise,
     })
@@ -121,7 +144,9 @@ pub(super) fn plan(
 
 /// The DP noise of the sum, if any term's grant asks for it: ε the smallest among the DP
 /// grants, δ the smallest if all of them have one (else discrete Laplace), sensitivity
-/// `Σ |w|·max(|lo|, |hi|)` over all terms. Adds the budget charge to `effects`.
+/// `k_max · Σ |w|·(hi − lo)` over all terms: row ids and null positions are public, so
+/// neighbouring tables differ by *replacing* one row's value, and a row counted `k_max`
+/// times moves the sum `k_max` times as far. Adds the budget charge to `effects`.
 fn plan_noise(
     cx: &Ctx<'_>,
     entry: &mut NewEntry,
@@ -129,7 +154,7 @@ fn plan_noise(
     ds: &Dataset,
     cols: &[(&Column, i64)],
     auths: &[Authority],
-    rids: &RidSet,
+    rows: &RidMultiset,
 ) -> ApiResult<Option<NoisePlan>> {
     let dp: Vec<_> = auths.iter().filter_map(|a| a.dp_grant()).collect();
     if dp.is_empty() {
@@ -149,13 +174,23 @@ fn plan_noise(
                 col.name
             )));
         };
-        let m = lo.unsigned_abs().max(hi.unsigned_abs());
-        sensitivity += BigUint::from(w.unsigned_abs()) * BigUint::from(m);
+        let range = u128::try_from(i128::from(hi) - i128::from(lo)).unwrap_or(0);
+        sensitivity += BigUint::from(w.unsigned_abs()) * BigUint::from(range);
     }
+    sensitivity *= BigUint::from(rows.max_multiplicity().max(1));
     let mechanism = Mechanism::new(epsilon, delta);
     let mut terms: Vec<String> = cols.iter().map(|(c, w)| format!("{}:{}", c.id, w)).collect();
     terms.sort();
-    let canonical = format!("{}|{}|{}|{}", cx.caller.id, ds.id, terms.join(","), rids.digest_hex());
+    let mut canonical = format!(
+        "{}|{}|{}|{}",
+        cx.caller.id,
+        ds.id,
+        terms.join(","),
+        rows.support.digest_hex()
+    );
+    for r in &rows.repeats {
+        canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));
+    }
     let plan = NoisePlan::new(cx.st.noise_key(), &canonical, mechanism, sensitivity);
     let (unit, cost) = mechanism.cost();
     let mut dp_note = mechanism.describe(&plan.sensitivity);
@@ -173,9 +208,13 @@ fn plan_noise(
 }
 
 pub(super) fn compute(w: SumWork) -> Result<Value, ApiError> {
-    let v = w.rids.to_vec();
+    let v = w.rows.support.to_vec();
+    let repeats: Vec<(u64, Vec<u64>)> = w.rows.repeats.iter().map(|r| (r.k, r.rids.to_vec())).collect();
     let key = w.terms.iter().fold(0u128, |acc, (keys, wt)| {
-        let s = keys.num.sum_masks(&v);
+        // every row once, plus (k − 1) more times for the rows counted k times
+        let s = repeats.iter().fold(keys.num.sum_masks(&v), |s, (k, r)| {
+            s.wrapping_add(u128::from(k - 1).wrapping_mul(keys.num.sum_masks(r)))
+        });
         acc.wrapping_add((*wt as i128 as u128).wrapping_mul(s))
     });
     match w.noise {

@@ -1,4 +1,5 @@
-//! Differential privacy in sum answer keys, budgets, and query-set overlap control.
+//! Differential privacy in sum answer keys, budgets, the linear audit of exact sums, and
+//! repeated rows.
 
 use ghostpii_core::RidSet;
 use serde_json::{json, Value};
@@ -142,21 +143,59 @@ fn gaussian_noise_is_accounted_in_rho() {
 }
 
 #[test]
-fn overlapping_row_sets_are_refused_without_dp() {
+fn the_linear_audit_refuses_differencing_without_dp() {
     let w = World::new();
     w.grant("income", "aggregate", json!({"min_rows": 10}));
     let s = |r: &RidSet| w.kh.answer(&w.analyst, json!([w.sum(r, &[(&w.income, 1)])]))[0].clone();
     assert_eq!(s(&w.rids(100))["ok"], true);
-    // 99 rows: differs by one row from an answered set → the differencing attack is refused.
+    // 99 rows: with the 100-row sum it would determine the 100th row → refused.
     let r = s(&w.rids(99));
-    assert_eq!(r["reason"], "overlap", "{r}");
-    assert!(r["message"].as_str().unwrap().contains("min_rows = 10"));
-    // The same set again (difference 0) and a set differing by ≥ 10 rows are fine.
+    assert_eq!(r["reason"], "audit_disclosure", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("linear audit"));
+    // The same set again and sets that isolate no single row are fine.
     assert_eq!(s(&w.rids(100))["ok"], true);
     assert_eq!(s(&w.rids(90))["ok"], true);
-    // 95 rows differ from both answered sets by 5 → refused.
-    assert_eq!(s(&w.rids(95))["reason"], "overlap");
+    assert_eq!(
+        s(&w.rids(95))["ok"],
+        true,
+        "rows 91..95 and 96..100 are known only as sums of 5"
+    );
+    // 96 rows would isolate the 96th.
+    assert_eq!(s(&w.rids(96))["reason"], "audit_disclosure");
+    // Counting row 1 twice on top of the 100-row set isolates row 1.
+    let mut twice = w.sum(&w.rids(100), &[(&w.income, 1)]);
+    twice["repeats"] = json!([{"k": 2, "rids": w.rids(1).to_base64()}]);
+    let r = w.kh.answer(&w.analyst, json!([twice]));
+    assert_eq!(r[0]["reason"], "audit_disclosure", "{}", r[0]);
     // The owner is not limited.
     let r = w.kh.answer(&w.owner, json!([w.sum(&w.rids(99), &[(&w.income, 1)])]));
     assert_eq!(r[0]["ok"], true);
+}
+
+#[test]
+fn repeated_rows_count_their_masks_k_times() {
+    let w = World::new();
+    let key = |d: Value| -> u128 {
+        let r = w.kh.answer(&w.owner, json!([d]));
+        assert_eq!(r[0]["ok"], true, "{}", r[0]);
+        r[0]["key"].as_str().unwrap().parse().unwrap()
+    };
+    let all = key(w.sum(&w.rids(10), &[(&w.income, 1)]));
+    let two = key(w.sum(&w.rids(2), &[(&w.income, 1)]));
+    for k in [2u128, 3, 7] {
+        let mut d = w.sum(&w.rids(10), &[(&w.income, 1)]);
+        d["repeats"] = json!([{"k": k, "rids": w.rids(2).to_base64()}]);
+        assert_eq!(key(d), all.wrapping_add((k - 1).wrapping_mul(two)));
+    }
+    // malformed classes are refused
+    for bad in [
+        json!([{"k": 1, "rids": w.rids(2).to_base64()}]),
+        json!([{"k": 2, "rids": RidSet::from_sorted(&[w.start + 50]).to_base64()}]),
+        json!([{"k": 2, "rids": w.rids(2).to_base64()}, {"k": 3, "rids": w.rids(1).to_base64()}]),
+    ] {
+        let mut d = w.sum(&w.rids(10), &[(&w.income, 1)]);
+        d["repeats"] = bad;
+        let r = w.kh.answer(&w.owner, json!([d]));
+        assert_eq!(r[0]["reason"], "invalid_request", "{}", r[0]);
+    }
 }

@@ -1,0 +1,224 @@
+//! The partition of answered rows into *atoms*: maximal sets of rows that every answered sum
+//! treated alike (same multiplicity in every answered query). No linear combination of
+//! answered sums can tell two rows of one atom apart, so the audit works over atoms instead
+//! of rows. Rows no answered sum touched belong to no atom.
+//!
+//! Kept as a map over chunks of [`CHUNK`] row ids, each either *uniform* (every row in one
+//! atom, or untouched) or *dense* (an atom id per row). Long runs of rows (filters, ranges)
+//! stay uniform and cost O(1) per chunk; scattered rows (groups by a plaintext key) cost
+//! O(1) per row. Refining by a query costs O(rows it names + chunks it touches), never
+//! O(atoms).
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Atom id: an index into [`Atoms::sizes`].
+pub type AtomId = u32;
+
+/// Rows per chunk.
+pub const CHUNK: u64 = 4096;
+
+/// "No atom": a row no answered sum touched.
+pub(super) const NONE: AtomId = AtomId::MAX;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Chunk {
+    Uniform(AtomId),
+    Dense(Box<[AtomId]>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Atoms {
+    /// chunk index (row id / CHUNK) → chunk; a missing chunk is untouched.
+    pub(super) chunks: BTreeMap<u64, Chunk>,
+    /// Rows per atom.
+    pub(super) sizes: Vec<u64>,
+}
+
+/// What refining by one row set did.
+#[derive(Debug, Default)]
+pub struct Refined {
+    /// The atoms that make up the row set, each exactly.
+    pub inside: Vec<AtomId>,
+    /// Atoms that were split: `(old, new)`, where `new` is the part inside the row set and
+    /// `old` keeps the rest. Answered sums treat both parts as they treated `old`.
+    pub splits: Vec<(AtomId, AtomId)>,
+}
+
+/// The pieces of `runs` (sorted, disjoint, inclusive) by chunk: (chunk, first, last offset).
+fn pieces(runs: &[(u64, u64)]) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    runs.iter().flat_map(|&(s, e)| {
+        (s / CHUNK..=e / CHUNK).map(move |c| {
+            let lo = if c == s / CHUNK { (s % CHUNK) as usize } else { 0 };
+            let hi = if c == e / CHUNK {
+                (e % CHUNK) as usize
+            } else {
+                CHUNK as usize - 1
+            };
+            (c, lo, hi)
+        })
+    })
+}
+
+/// Apply `f` to each maximal run of equal atom ids in `ids`: `f(atom, count)`.
+fn for_runs(ids: &[AtomId], mut f: impl FnMut(AtomId, u64)) {
+    let mut i = 0;
+    while i < ids.len() {
+        let a = ids[i];
+        let mut j = i + 1;
+        while j < ids.len() && ids[j] == a {
+            j += 1;
+        }
+        f(a, (j - i) as u64);
+        i = j;
+    }
+}
+
+impl Atoms {
+    /// Storage units of the map: 1 per uniform chunk, `CHUNK / 4` per dense chunk (about 16
+    /// bytes each).
+    pub fn entries(&self) -> usize {
+        self.chunks
+            .values()
+            .map(|c| match c {
+                Chunk::Uniform(_) => 1,
+                Chunk::Dense(_) => (CHUNK / 4) as usize,
+            })
+            .sum()
+    }
+
+    pub fn size(&self, a: AtomId) -> u64 {
+        self.sizes[a as usize]
+    }
+
+    pub fn count(&self) -> usize {
+        self.sizes.len()
+    }
+
+    fn new_atom(&mut self, size: u64) -> AtomId {
+        self.sizes.push(size);
+        (self.sizes.len() - 1) as AtomId
+    }
+
+    /// Refine the partition so that the rows of `runs` (sorted, disjoint, inclusive) are a
+    /// union of atoms; rows not in any atom yet form one new atom.
+    pub fn refine(&mut self, runs: &[(u64, u64)]) -> Refined {
+        // pass 1: how much of each atom (and of untouched rows) the runs cover
+        let mut covered: HashMap<AtomId, u64> = HashMap::new();
+        for (c, lo, hi) in pieces(runs) {
+            match self.chunks.get(&c) {
+                None => *covered.entry(NONE).or_default() += (hi - lo + 1) as u64,
+                Some(Chunk::Uniform(a)) => *covered.entry(*a).or_default() += (hi - lo + 1) as u64,
+                Some(Chunk::Dense(ids)) => for_runs(&ids[lo..=hi], |a, n| *covered.entry(a).or_default() += n),
+            }
+        }
+        // pass 2: new ids for the covered part of atoms covered only in part, and for the
+        // untouched rows
+        let mut out = Refined::default();
+        let mut relabel: HashMap<AtomId, AtomId> = HashMap::new();
+        let mut touched: Vec<(AtomId, u64)> = covered.into_iter().collect();
+        touched.sort_unstable();
+        for (atom, n) in touched {
+            if atom == NONE {
+                let fresh = self.new_atom(n);
+                relabel.insert(NONE, fresh);
+                out.inside.push(fresh);
+            } else if n == self.size(atom) {
+                out.inside.push(atom);
+            } else {
+                let new = self.new_atom(n);
+                self.sizes[atom as usize] -= n;
+                relabel.insert(atom, new);
+                out.inside.push(new);
+                out.splits.push((atom, new));
+            }
+        }
+        if relabel.is_empty() {
+            return out;
+        }
+        // pass 3: relabel the covered rows
+        let map = |a: AtomId| relabel.get(&a).copied().unwrap_or(a);
+        for (c, lo, hi) in pieces(runs) {
+            let whole = lo == 0 && hi == CHUNK as usize - 1;
+            let chunk = self.chunks.entry(c).or_insert(Chunk::Uniform(NONE));
+            if let Chunk::Uniform(a) = chunk {
+                if whole {
+                    *a = map(*a);
+                    continue;
+                }
+                *chunk = Chunk::Dense(vec![*a; CHUNK as usize].into_boxed_slice());
+            }
+            if let Chunk::Dense(ids) = chunk {
+                let (mut last, mut to) = (NONE, map(NONE));
+                for id in &mut ids[lo..=hi] {
+                    if *id != last {
+                        (last, to) = (*id, map(*id));
+                    }
+                    *id = to;
+                }
+                // a long piece may have made the chunk uniform again (checked only then, so
+                // scattered rows stay O(1) each)
+                if hi - lo + 1 >= CHUNK as usize / 2 && ids.iter().all(|&x| x == ids[0]) {
+                    *chunk = Chunk::Uniform(ids[0]);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(a: &Atoms, atom: AtomId) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (&c, ch) in &a.chunks {
+            for i in 0..CHUNK {
+                let id = match ch {
+                    Chunk::Uniform(x) => *x,
+                    Chunk::Dense(ids) => ids[i as usize],
+                };
+                if id == atom {
+                    out.push(c * CHUNK + i);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn refines_into_exact_unions() {
+        let mut a = Atoms::default();
+        let r = a.refine(&[(1, 10)]);
+        assert_eq!(r.inside, vec![0]);
+        assert_eq!(a.size(0), 10);
+        let r = a.refine(&[(5, 14)]);
+        // 5..=10 split off atom 0, 11..=14 fresh
+        assert_eq!(r.splits, vec![(0, 1)]);
+        assert_eq!(r.inside, vec![1, 2]);
+        assert_eq!(members(&a, 0), (1..=4).collect::<Vec<_>>());
+        assert_eq!(members(&a, 1), (5..=10).collect::<Vec<_>>());
+        assert_eq!(members(&a, 2), (11..=14).collect::<Vec<_>>());
+        let r = a.refine(&[(1, 4)]);
+        assert_eq!(r.inside, vec![0]);
+        assert!(r.splits.is_empty());
+        let r = a.refine(&[(3, 3), (7, 7), (20, 20)]);
+        assert_eq!(r.splits.len(), 2);
+        assert_eq!(r.inside.len(), 3);
+        let total: u64 = a.sizes.iter().sum();
+        assert_eq!(total, 15);
+    }
+
+    #[test]
+    fn long_runs_stay_uniform() {
+        let mut a = Atoms::default();
+        a.refine(&[(0, 10 * CHUNK - 1)]);
+        assert_eq!(a.entries(), 10, "ten uniform chunks");
+        let r = a.refine(&[(CHUNK, 3 * CHUNK - 1)]);
+        assert_eq!(r.splits, vec![(0, 1)]);
+        assert_eq!((a.size(0), a.size(1)), (8 * CHUNK, 2 * CHUNK));
+        assert_eq!(a.entries(), 10);
+        a.refine(&[(5, 5)]);
+        assert_eq!(a.entries(), 9 + (CHUNK / 4) as usize, "one dense chunk");
+    }
+}

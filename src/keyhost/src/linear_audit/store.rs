@@ -1,0 +1,153 @@
+//! Where the audit state lives: one row per identity × dataset in the database (written in
+//! the transaction that records the answers), and an in-memory cache of decoded states that
+//! is trusted only while its generation matches the database's.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{codec, AuditState, Query, Refusal, Verdict};
+use crate::error::{reason, ApiError, ApiResult};
+
+/// Default bound on one identity's audit state per dataset (units of the atom map, about 16
+/// bytes each, plus basis coefficients, about 40 bytes each).
+pub const DEFAULT_MAX_ENTRIES: usize = 4_000_000;
+
+type Key = (i64, i64);
+
+/// Decoded states of recent batches, by (identity, dataset), with their generation.
+pub struct Cache {
+    states: Mutex<HashMap<Key, (i64, AuditState)>>,
+    max_entries: usize,
+}
+
+impl Cache {
+    pub fn new(max_entries: usize) -> Self {
+        Cache {
+            states: Mutex::new(HashMap::new()),
+            max_entries,
+        }
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    fn take(&self, k: Key) -> Option<(i64, AuditState)> {
+        self.states.lock().ok()?.remove(&k)
+    }
+
+    fn put(&self, k: Key, generation: i64, s: AuditState) {
+        if let Ok(mut m) = self.states.lock() {
+            m.insert(k, (generation, s));
+        }
+    }
+}
+
+struct Loaded {
+    generation: i64,
+    state: AuditState,
+    dirty: bool,
+}
+
+/// The audit states one record transaction works on.
+pub struct Batch<'a> {
+    cache: &'a Cache,
+    loaded: HashMap<Key, Loaded>,
+}
+
+fn generation(tx: &Connection, k: Key) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT generation FROM linear_audit WHERE identity_id = ?1 AND dataset_id = ?2")?
+        .query_row(params![k.0, k.1], |r| r.get(0))
+        .optional()
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(cache: &'a Cache) -> Self {
+        Batch {
+            cache,
+            loaded: HashMap::new(),
+        }
+    }
+
+    fn load(&mut self, tx: &Connection, k: Key) -> ApiResult<&mut Loaded> {
+        if !self.loaded.contains_key(&k) {
+            let loaded = match generation(tx, k)? {
+                None => Loaded {
+                    generation: 0,
+                    state: AuditState::default(),
+                    dirty: false,
+                },
+                Some(g) => match self.cache.take(k) {
+                    Some((cg, state)) if cg == g => Loaded {
+                        generation: g,
+                        state,
+                        dirty: false,
+                    },
+                    _ => {
+                        let blob: Vec<u8> = tx
+                            .prepare_cached(
+                                "SELECT state FROM linear_audit WHERE identity_id = ?1 AND dataset_id = ?2",
+                            )?
+                            .query_row(params![k.0, k.1], |r| r.get(0))?;
+                        let state = codec::decode(&blob).map_err(|e| ApiError::internal("linear audit state", &e))?;
+                        Loaded {
+                            generation: g,
+                            state,
+                            dirty: false,
+                        }
+                    }
+                },
+            };
+            self.loaded.insert(k, loaded);
+        }
+        Ok(self.loaded.get_mut(&k).expect("just loaded"))
+    }
+
+    /// Decide on one exact sum for `identity_id` on `dataset_id`; an accepted sum is
+    /// remembered (written by [`Batch::save`]).
+    pub fn check(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, q: &Query) -> ApiResult<Verdict> {
+        let max = self.cache.max_entries();
+        let l = self.load(tx, (identity_id, dataset_id))?;
+        l.dirty = true;
+        match l.state.try_answer(q, max) {
+            Ok(v) => Ok(v),
+            Err(Refusal::Disclosure) => Err(ApiError::refused(
+                reason::AUDIT_DISCLOSURE,
+                "answering this exact sum would let the sums already answered to this identity on this \
+                 dataset determine a single row's value (linear audit); ask for a larger or coarser \
+                 aggregate, or for a DP grant (epsilon)",
+            )),
+            Err(Refusal::Limit(msg)) => Err(ApiError::refused(reason::AUDIT_LIMIT, msg)),
+        }
+    }
+
+    /// Write the changed states (inside the record transaction).
+    pub fn save(&mut self, tx: &Connection) -> ApiResult<()> {
+        for (k, l) in self.loaded.iter_mut().filter(|(_, l)| l.dirty) {
+            l.generation += 1;
+            tx.prepare_cached(
+                "INSERT INTO linear_audit (identity_id, dataset_id, generation, answered, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (identity_id, dataset_id) DO UPDATE SET
+                    generation = excluded.generation, answered = excluded.answered, state = excluded.state",
+            )?
+            .execute(params![
+                k.0,
+                k.1,
+                l.generation,
+                i64::try_from(l.state.answered()).unwrap_or(i64::MAX),
+                codec::encode(&l.state)
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// After the transaction committed: keep the states for the next batch.
+    pub fn finish(self) {
+        for (k, l) in self.loaded {
+            self.cache.put(k, l.generation, l.state);
+        }
+    }
+}
