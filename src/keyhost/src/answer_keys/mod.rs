@@ -29,10 +29,10 @@ use crate::audit::{self, NewEntry};
 use crate::columns::{self, Column};
 use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
+use crate::grants::Operation;
 use crate::idempotency::{self, Idempotent};
 use crate::identities::Identity;
 use crate::linear_audit;
-use crate::grants::Operation;
 use crate::policy::{self, Authority};
 use crate::state::AppState;
 
