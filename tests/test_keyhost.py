@@ -116,11 +116,27 @@ def test_cli_help_and_management(keyhost: KeyhostProcess, dataset: gp.Dataset) -
     env = dict(os.environ, GHOSTPII_URL=keyhost.url, GHOSTPII_TOKEN=keyhost.admin_token)
     r = _cli("grant", "add", "cli_user", dataset.name, "--aggregate", "x", "--issue-token", env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().startswith("gpt_")
+    said, token = r.stdout.strip().splitlines()
+    assert said == f"granted aggregate on {dataset.name}.x to cli_user"
+    assert token.startswith("gpt_")
     r = _cli("grant", "list", "--dataset", dataset.name, "--json", env=env)
     assert '"cli_user"' in r.stdout
     r = _cli("audit", "list", "--dataset", dataset.name, env=env)
     assert r.returncode == 0 and "grant" in r.stdout
+    gp.encrypt(pl.DataFrame({"c": [1, 2]}), dataset, {"c": gp.integer(bounds=(0, 9), compare=True)})
+    r = _cli("grant", "add", "cli_user", dataset.name, "--compare", "c", "--range", "1,5", env=env)
+    assert r.stdout.strip() == f"granted compare on {dataset.name}.c to cli_user (range=[1, 5])", r.stderr
+    r = _cli("grant", "add", "cli_user", dataset.name, "--compare", "c", "--constants", "2,3", "--json", env=env)
+    assert r.returncode == 0 and '"constants": [' in r.stdout, r.stderr
+    nothing = _cli("grant", "add", "cli_user", dataset.name, env=env)
+    assert nothing.returncode != 0 and "needs at least one of --aggregate, --compare or --decrypt" in nothing.stderr
+    version = _cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"ghostpii {gp.__version__}"
+    created = _cli("dataset", "create", f"{dataset.name}_cli", "--json", env=env)
+    assert created.returncode == 0 and f'"{dataset.name}_cli"' in created.stdout
+    listed = _cli("dataset", "list", env=env)
+    assert listed.stdout.splitlines()[0].split() == ["dataset", "id", "owner"], "a table with a header"
+    assert f"{dataset.name}_cli" in listed.stdout
 
 
 def test_column_key_rotation_keeps_old_epochs_answering(

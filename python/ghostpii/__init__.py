@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-from ghostpii import allow
+from ghostpii import allow, display
 from ghostpii._internal import __version__
-from ghostpii.client import Dataset, Session
+from ghostpii.client import AuditPage, Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
 from ghostpii.encrypt import encrypt
 from ghostpii.errors import (
@@ -25,14 +25,32 @@ from ghostpii.errors import (
     GhostError,
     KeyhostError,
     PermissionDenied,
+    UnsupportedOperation,
+    ghost_errors,
+)
+from ghostpii.functions import (
+    between,
+    bucketize,
+    collect,
+    count,
+    decrypt,
+    ge,
+    gt,
+    le,
+    lt,
+    mean,
+    older_than,
+    sum,
+    younger_than,
 )
 from ghostpii.keyhost import Keyhost
 from ghostpii.namespace import linear_sum
-from ghostpii.reveal import reveal
+from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
 from ghostpii.tokens import activate, connect
 
 __all__ = [
+    "AuditPage",
     "AuthenticationError",
     "BudgetExhausted",
     "CiphertextError",
@@ -47,17 +65,33 @@ __all__ = [
     "SealedRowsType",
     "SealedType",
     "Session",
+    "UnsupportedOperation",
     "__version__",
     "activate",
     "allow",
+    "display",
+    "between",
     "boolean",
+    "bucketize",
+    "collect",
     "connect",
+    "count",
     "date",
     "datetime",
+    "decrypt",
     "encrypt",
+    "ghost_errors",
+    "ge",
+    "gt",
     "integer",
+    "le",
     "linear_sum",
+    "lt",
+    "mean",
     "number",
+    "older_than",
     "reveal",
+    "sum",
     "text",
+    "younger_than",
 ]

@@ -1,11 +1,14 @@
 """The ``ghostpii`` command: run a keyhost and manage identities, tokens, grants and the audit log.
 
+Every command prints a table (or ``key: value`` lines) by default and JSON with ``--json``.
+
 Examples::
 
     ghostpii keyhost serve --data ./kh --listen 127.0.0.1:8750
     export GHOSTPII_URL=http://127.0.0.1:8750 GHOSTPII_TOKEN=$(cat ./kh/admin.token)
+    ghostpii dataset create patrons
     ghostpii grant add analyst patrons --aggregate income --min-rows 10
-    ghostpii audit list --dataset patrons
+    ghostpii audit list --dataset patrons --limit 20
     ghostpii audit checkpoint > cp.json
     ghostpii audit verify --data ./kh --checkpoint cp.json --public-key KEY
     ghostpii token rotate --url $GHOSTPII_URL --token-file ./kh/admin.token   # rewrites the file
@@ -37,12 +40,29 @@ def _session(args: argparse.Namespace) -> Any:
     return connect(url, token)
 
 
+def _cell(v: Any) -> str:
+    return "" if v is None else (json.dumps(v) if isinstance(v, dict | list) else str(v))
+
+
 def _print(obj: Any, as_json: bool) -> None:
+    """The CLI's one output convention: JSON with ``--json``; else a table for lists of records
+    and ``key: value`` lines for one record."""
     if as_json:
         print(json.dumps(obj, indent=2, default=str))
     elif isinstance(obj, list):
-        for row in obj:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+        if not obj:
+            print("(none)")
+            return
+        cols = list(dict.fromkeys(k for row in obj for k in row))
+        cells = [[_cell(row.get(c)) for c in cols] for row in obj]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+        for r in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    elif isinstance(obj, dict):
+        width = max((len(k) for k in obj), default=0)
+        for k, v in obj.items():
+            print(f"{k.ljust(width)}  {_cell(v)}")
     else:
         print(obj)
 
@@ -96,40 +116,90 @@ def _identity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "create":
+        ds = s.create_dataset(args.name)
+        _print({"dataset": ds.name, "id": ds.id, "owner": ds.owner}, args.json)
+    else:
+        _print([{"dataset": d.name, "id": d.id, "owner": d.owner} for d in s.datasets()], args.json)
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     if args.action == "rotate":
         return _rotate(args)
     s = _session(args)
     if args.action == "create":
-        print(s.create_token(args.identity, ttl_seconds=args.ttl))
+        token = s.create_token(args.identity, ttl_seconds=args.ttl)
+        print(json.dumps({"identity": args.identity, "token": token}) if args.json else token)
     elif args.action == "revoke":
         s.revoke_token(args.token_id)
-        print(f"revoked {args.token_id}")
+        _print({"revoked_token": args.token_id}, args.json)
     else:
         _print(s.tokens(args.identity), args.json)
     return 0
 
 
-def _grant(args: argparse.Namespace) -> int:
+def _constant(text: str) -> Any:
+    """A comparison constant typed on the command line: an integer, a number or an ISO date."""
+    import datetime as dt
+
+    for parse in (int, float, dt.date.fromisoformat, dt.datetime.fromisoformat):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    sys.exit(f"error: {text!r} is not a number or an ISO date (YYYY-MM-DD)")
+
+
+def _allows(args: argparse.Namespace) -> list[Any]:
     from ghostpii import allow
 
-    s = _session(args)
-    if args.action == "list":
-        _print(s.grants(args.dataset, args.identity), args.json)
-        return 0
     allows = [allow.decrypt(c) for c in args.decrypt or []]
     allows += [
         allow.aggregate(c, min_rows=args.min_rows, epsilon=args.epsilon, delta=args.delta, budget=args.budget)
         for c in args.aggregate or []
     ]
-    allows += [allow.compare(c, max_constants=args.max_constants) for c in args.compare or []]
+    constants = [_constant(c) for c in args.constants.split(",")] if args.constants else None
+    rng = [_constant(c) for c in args.range.split(",")] if args.range else None
+    if rng is not None and len(rng) != 2:
+        sys.exit(f"error: --range takes LOW,HIGH, got {args.range!r}")
+    if (constants or rng or args.max_constants) and not args.compare:
+        sys.exit("error: --constants, --range and --max-constants apply to --compare COLUMN")
+    allows += [
+        allow.compare(c, constants=constants, range=rng, max_constants=args.max_constants) for c in args.compare or []
+    ]
+    return allows
+
+
+def _grant(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "list":
+        _print(s.grants(args.dataset, args.identity), args.json)
+        return 0
+    allows = _allows(args)
     if args.action == "add":
+        if not allows:
+            sys.exit("error: grant add needs at least one of --aggregate, --compare or --decrypt COLUMN")
         token = s.grant(args.identity, args.dataset, allows, issue_token=args.issue_token)
-        if token:
-            print(token)
+        done = [
+            {"identity": args.identity, "dataset": args.dataset, "column": a.column, "operation": a.operation,
+             "params": {k: v for k, v in a.params.items() if v is not None}}
+            for a in allows
+        ]  # fmt: skip
+        if args.json:
+            _print({"granted": done, "token": token}, True)
+        else:
+            for g in done:
+                params = ", ".join(f"{k}={_cell(v)}" for k, v in g["params"].items())
+                print(f"granted {g['operation']} on {g['dataset']}.{g['column']} to {g['identity']}"
+                      + (f" ({params})" if params else ""))  # fmt: skip
+            if token:
+                print(token)
     else:
         n = s.revoke(args.identity, args.dataset, allows or None)
-        print(f"revoked {n} grant(s)")
+        _print({"revoked_grants": n}, args.json)
     return 0
 
 
@@ -165,30 +235,36 @@ def _audit(args: argparse.Namespace) -> int:
 
         print(_internal.checkpoint_public_key(Path(args.data)))
         return 0
-    df = _session(args).audit(args.dataset, identity=args.identity, since=args.since, limit=args.limit)
+    page = _session(args).audit_page(
+        args.dataset, identity=args.identity, since=args.since, limit=args.limit, before=args.before
+    )
     if args.json:
-        print(df.write_json())
+        _print({"entries": page.entries.to_dicts(), "total": page.total, "next": page.next}, True)
     else:
         import polars as pl
 
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
-            print(df.drop("prev_hash", "rid_digest"))
+            print(page.entries.drop("prev_hash", "rid_digest"))
+        print(page.summary() + " (newest first)")
     return 0
 
 
 def _budget(args: argparse.Namespace) -> int:
     s = _session(args)
     if args.action == "show":
-        _print(s.budget(args.dataset, args.identity), True)
+        _print(s.budget(args.dataset, args.identity), args.json)
     elif args.action == "set":
-        _print(s.set_budget(args.identity, args.dataset, args.total, delta=args.delta), True)
+        _print(s.set_budget(args.identity, args.dataset, args.total, delta=args.delta), args.json)
     else:
-        _print(s.reset_budget(args.identity, args.dataset), True)
+        _print(s.reset_budget(args.identity, args.dataset), args.json)
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ghostpii._internal import __version__
+
     p = argparse.ArgumentParser(prog="ghostpii", description="ghostpii: encrypted dataframes and their keyhost.")
+    p.add_argument("--version", action="version", version=f"ghostpii {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def conn(sp: argparse.ArgumentParser) -> None:
@@ -224,6 +300,14 @@ def _parser() -> argparse.ArgumentParser:
     for sp in ident.choices.values():
         sp.set_defaults(func=_identity)
 
+    dsp = sub.add_parser("dataset", help="create or list datasets").add_subparsers(dest="action", required=True)
+    dc = dsp.add_parser("create", help="create a dataset owned by the calling identity (no-op if it is yours)")
+    dc.add_argument("name")
+    conn(dc)
+    conn(dsp.add_parser("list", help="list the datasets visible to the calling identity"))
+    for sp in dsp.choices.values():
+        sp.set_defaults(func=_dataset)
+
     tok = sub.add_parser("token", help="issue, list or revoke tokens").add_subparsers(dest="action", required=True)
     tc = tok.add_parser("create", help="issue a token (printed once; stored hashed)")
     tc.add_argument("identity")
@@ -233,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--identity")
     conn(tl)
     tr = tok.add_parser("revoke", help="revoke a token by id (immediately)")
-    tr.add_argument("token_id")
+    tr.add_argument("token_id", type=int)
     conn(tr)
     tro = tok.add_parser(
         "rotate",
@@ -257,6 +341,8 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--budget", type=float, default=None, help="aggregate: total privacy budget (ε)")
         g.add_argument("--compare", action="append", metavar="COLUMN", help="comparison tokens for COLUMN")
         g.add_argument("--max-constants", type=int, default=None, help="compare: most distinct constants")
+        g.add_argument("--constants", help="compare: the only constants allowed, e.g. 18,21,65 or 2000-01-01")
+        g.add_argument("--range", help="compare: constants allowed in LOW,HIGH (inclusive), e.g. 0,100")
         g.add_argument("--issue-token", action="store_true", help="add: also print a new token for the identity")
         conn(g)
     gl = gr.add_parser("list", help="list grants")
@@ -271,7 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--dataset")
     al.add_argument("--identity")
     al.add_argument("--since", help="RFC 3339 time")
-    al.add_argument("--limit", type=int)
+    al.add_argument("--limit", type=int, default=50, help="most entries shown, newest first (default 50)")
+    al.add_argument("--before", type=int, metavar="INDEX", help="only entries older than INDEX (the next page)")
     conn(al)
     av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
     av.add_argument("--data", help="keyhost data directory (offline check)")

@@ -7,11 +7,13 @@ transient failures, https when the URL says so) and counts its round trips.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
+from urllib.parse import quote
 
 import polars as pl
 import requests
@@ -21,9 +23,15 @@ from urllib3.util.retry import Retry
 from ghostpii.allow import Allow
 from ghostpii.errors import KeyhostError, error_for
 
-__all__ = ["Dataset", "Session", "connect"]
+__all__ = ["AuditPage", "Dataset", "Session", "connect"]
 
 DEFAULT_TIMEOUT = (5.0, 120.0)
+AUDIT_PAGE = 1000
+
+
+def _seg(name: str) -> str:
+    """One URL path segment: every reserved character (``/ ? # %``, non-ASCII, …) percent-encoded."""
+    return quote(name, safe="")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,35 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, id={self.id}, owner={self.owner!r})"
+
+
+_AUDIT_SCHEMA: dict[str, type[pl.DataType]] = {
+    "index": pl.Int64, "time": pl.String, "identity": pl.String, "dataset": pl.String,
+    "column": pl.String, "operation": pl.String, "params": pl.String, "rid_count": pl.Int64,
+    "rid_digest": pl.String, "decision": pl.String, "reason": pl.String,
+    "prev_hash": pl.String, "hash": pl.String,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of the audit log: ``entries`` (newest first unless asked otherwise), ``total``
+    entries matching the filter over all pages, and ``next``, the cursor of the following page
+    (``None`` on the last page)."""
+
+    entries: pl.DataFrame
+    total: int
+    next: int | None
+
+    @property
+    def partial(self) -> bool:
+        """True when the page does not hold every matching entry."""
+        return self.entries.height < self.total
+
+    def summary(self) -> str:
+        """``showing N of M entries`` (and how to get the next page)."""
+        line = f"showing {self.entries.height} of {self.total} entries"
+        return line + (f"; older entries: --before {self.next}" if self.next is not None else "")
 
 
 class Session:
@@ -53,9 +90,11 @@ class Session:
         self._token = token.strip()
         self._timeout = timeout
         self._http = requests.Session()
+        self._retries = retries
         retry = Retry(
             total=retries,
             connect=retries,
+            read=False,  # read timeouts are raised as such; _request retries only idempotent requests
             backoff_factor=0.1,
             status_forcelist=(502, 503, 504),
             allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
@@ -66,7 +105,7 @@ class Session:
         self._http.mount("https://", adapter)
         self._http.headers["Authorization"] = f"Bearer {self._token}"
         self._lock = threading.Lock()
-        self._stats = {"round_trips": 0, "answer_key_requests": 0, "descriptors": 0}
+        self._stats = {"round_trips": 0, "answer_key_requests": 0, "descriptors": 0, "retries": 0}
         self._whoami: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -74,13 +113,41 @@ class Session:
         return f"Session(url={self.url!r}, identity={who!r})"
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            self._stats["round_trips"] += 1
-        try:
-            r = self._http.request(method, self.url + path, timeout=self._timeout, **kw)
-        except requests.RequestException as e:
-            raise KeyhostError(f"cannot reach the keyhost at {self.url}: {e}", reason="unreachable") from e
+            self._stats[key] += n
+
+    def _send(self, method: str, path: str, *, retry_reads: bool, **kw: Any) -> requests.Response:
+        """One request, retried on read timeouts only if ``retry_reads`` (requests carrying an
+        idempotency key, whose retries the keyhost answers from its record)."""
+        attempts = 1 + (self._retries if retry_reads else 0)
+        for attempt in range(attempts):
+            self._count("round_trips")
+            try:
+                r = self._http.request(method, self.url + path, timeout=self._timeout, **kw)
+            except (requests.ReadTimeout, requests.exceptions.ChunkedEncodingError) as e:
+                if attempt + 1 < attempts:
+                    self._count("retries")
+                    continue
+                raise KeyhostError(
+                    f"the keyhost at {self.url} is slow: it did not answer {method} {path} within "
+                    f"{self._timeout[1]:g} s ({attempt + 1} attempt(s)); it may still be working on a large "
+                    f"request; raise the timeout, e.g. gp.connect(url, token, timeout=(5, 600))",
+                    reason="timeout",
+                ) from e
+            except requests.RequestException as e:
+                if retry_reads and isinstance(e, requests.ConnectionError) and attempt + 1 < attempts:
+                    self._count("retries")
+                    continue
+                raise KeyhostError(f"cannot reach the keyhost at {self.url}: {e}", reason="unreachable") from e
+            history = getattr(getattr(r.raw, "retries", None), "history", ()) or ()
+            if history:
+                self._count("retries", len(history))
+            return r
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request(self, method: str, path: str, *, retry_reads: bool = False, **kw: Any) -> Any:
+        r = self._send(method, path, retry_reads=retry_reads, **kw)
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]
@@ -97,7 +164,8 @@ class Session:
         return r.json()
 
     def stats(self) -> dict[str, int]:
-        """Counters of this session: keyhost round trips, answer-key requests, descriptors sent."""
+        """Counters of this session: keyhost round trips (retries included), answer-key requests,
+        descriptors sent, and retries (after read timeouts, 502/503/504 or dropped connections)."""
         with self._lock:
             return dict(self._stats)
 
@@ -137,11 +205,11 @@ class Session:
 
     def register_column(self, dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
         """Register an encrypted column; returns its ids and the keys for encryption only."""
-        return self._request("POST", f"/v1/datasets/{dataset}/columns", json=spec)  # type: ignore[no-any-return]
+        return self._request("POST", f"/v1/datasets/{_seg(dataset)}/columns", json=spec)  # type: ignore[no-any-return]
 
     def allocate_rids(self, dataset: str, count: int, columns: Sequence[int]) -> int:
         """Allocate ``count`` row ids for the columns; returns the first."""
-        r = self._request("POST", f"/v1/datasets/{dataset}/rids", json={"count": count, "columns": list(columns)})
+        r = self._request("POST", f"/v1/datasets/{_seg(dataset)}/rids", json={"count": count, "columns": list(columns)})
         return int(r["start"])
 
     # -- identities, tokens, grants ----------------------------------------------------------
@@ -161,8 +229,9 @@ class Session:
         params = {"identity": identity} if identity else None
         return self._request("GET", "/v1/tokens", params=params)["tokens"]  # type: ignore[no-any-return]
 
-    def revoke_token(self, token_id: str) -> None:
-        self._request("DELETE", f"/v1/tokens/{token_id}")
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke the token with id ``token_id`` (the ``token_id`` of :meth:`tokens`), at once."""
+        self._request("DELETE", f"/v1/tokens/{int(token_id)}")
 
     def rotate_token(self, *, ttl_seconds: int | None = None) -> str:
         """Replace this session's token by a new one for the same identity (the old token is
@@ -175,6 +244,39 @@ class Session:
         self._token = token
         self._http.headers["Authorization"] = f"Bearer {token}"
         return token
+
+    @overload
+    def grant(
+        self,
+        identity: str,
+        dataset: Dataset | str,
+        allows: Iterable[Allow],
+        *,
+        ttl_seconds: int | None = ...,
+        issue_token: Literal[True] = ...,
+    ) -> str: ...
+
+    @overload
+    def grant(
+        self,
+        identity: str,
+        dataset: Dataset | str,
+        allows: Iterable[Allow],
+        *,
+        ttl_seconds: int | None = ...,
+        issue_token: Literal[False],
+    ) -> None: ...
+
+    @overload
+    def grant(
+        self,
+        identity: str,
+        dataset: Dataset | str,
+        allows: Iterable[Allow],
+        *,
+        ttl_seconds: int | None = ...,
+        issue_token: bool,
+    ) -> str | None: ...
 
     def grant(
         self,
@@ -230,9 +332,13 @@ class Session:
         with self._lock:
             self._stats["answer_key_requests"] += 1
             self._stats["descriptors"] += len(descriptors)
-        results: list[dict[str, Any]] = self._request("POST", "/v1/answer-keys", json={"requests": list(descriptors)})[
-            "results"
-        ]
+        # one key per request, reused by its retries: the keyhost answers a retry from its record
+        # (audited and charged once)
+        headers = {"Idempotency-Key": secrets.token_hex(16)}
+        body = {"requests": list(descriptors)}
+        results: list[dict[str, Any]] = self._request(
+            "POST", "/v1/answer-keys", json=body, headers=headers, retry_reads=True
+        )["results"]
         for r in results:
             if not r.get("ok"):
                 raise error_for(
@@ -243,6 +349,36 @@ class Session:
                 )
         return results
 
+    def audit_page(
+        self,
+        dataset: Dataset | str | None = None,
+        *,
+        identity: str | None = None,
+        since: datetime | str | None = None,
+        limit: int = AUDIT_PAGE,
+        before: int | None = None,
+        oldest_first: bool = False,
+    ) -> AuditPage:
+        """One page of audit entries, newest first (``oldest_first=True``: oldest first).
+
+        ``before`` (or, oldest first, the entries after it) is the ``next`` of the previous page.
+        """
+        params: dict[str, str] = {"limit": str(int(limit))}
+        if dataset is not None:
+            params["dataset"] = dataset.name if isinstance(dataset, Dataset) else dataset
+        if identity:
+            params["identity"] = identity
+        if since is not None:
+            params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        if before is not None:
+            params["after" if oldest_first else "before"] = str(int(before))
+        if oldest_first:
+            params["order"] = "oldest"
+        r = self._request("GET", "/v1/audit", params=params)
+        rows = [{k: (json.dumps(e.get(k)) if k == "params" else e.get(k)) for k in _AUDIT_SCHEMA} for e in r["entries"]]
+        nxt = r.get("next")
+        return AuditPage(pl.DataFrame(rows, schema=_AUDIT_SCHEMA), int(r["total"]), None if nxt is None else int(nxt))
+
     def audit(
         self,
         dataset: Dataset | str | None = None,
@@ -250,26 +386,26 @@ class Session:
         identity: str | None = None,
         since: datetime | str | None = None,
         limit: int | None = None,
+        oldest_first: bool = False,
     ) -> pl.DataFrame:
-        """Audit entries visible to this identity (owners: their datasets) as a DataFrame."""
-        params: dict[str, str] = {}
-        if dataset is not None:
-            params["dataset"] = dataset.name if isinstance(dataset, Dataset) else dataset
-        if identity:
-            params["identity"] = identity
-        if since is not None:
-            params["since"] = since.isoformat() if isinstance(since, datetime) else since
-        if limit is not None:
-            params["limit"] = str(limit)
-        entries = self._request("GET", "/v1/audit", params=params)["entries"]
-        schema = {
-            "index": pl.Int64, "time": pl.String, "identity": pl.String, "dataset": pl.String,
-            "column": pl.String, "operation": pl.String, "params": pl.String, "rid_count": pl.Int64,
-            "rid_digest": pl.String, "decision": pl.String, "reason": pl.String,
-            "prev_hash": pl.String, "hash": pl.String,
-        }  # fmt: skip
-        rows = [{k: (json.dumps(e.get(k)) if k == "params" else e.get(k)) for k in schema} for e in entries]
-        return pl.DataFrame(rows, schema=schema)
+        """Audit entries visible to this identity (owners: their datasets) as a DataFrame, newest
+        first: all of them (fetched page by page), or the newest ``limit``. For one page with its
+        total count, use :meth:`audit_page`."""
+        pages: list[pl.DataFrame] = []
+        cursor: int | None = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = AUDIT_PAGE if remaining is None else min(remaining, AUDIT_PAGE)
+            page = self.audit_page(
+                dataset, identity=identity, since=since, limit=size, before=cursor, oldest_first=oldest_first
+            )
+            pages.append(page.entries)
+            if remaining is not None:
+                remaining -= page.entries.height
+            cursor = page.next
+            if cursor is None:
+                break
+        return pl.concat(pages) if len(pages) > 1 else pages[0]
 
     def verify_audit(self) -> dict[str, Any]:
         """Recompute the audit hash chain on the keyhost (admin only)."""
@@ -316,7 +452,7 @@ class Session:
         """Start a new key epoch for ``column`` (owner or admin): new encryptions use it; data
         encrypted under older epochs still gets answer keys."""
         ds = dataset.name if isinstance(dataset, Dataset) else dataset
-        return self._request("POST", f"/v1/datasets/{ds}/columns/{column}/rotate", json={})  # type: ignore[no-any-return]
+        return self._request("POST", f"/v1/datasets/{_seg(ds)}/columns/{_seg(column)}/rotate", json={})  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._http.close()

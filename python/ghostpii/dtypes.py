@@ -70,6 +70,13 @@ class _ArrowGhostType(pa.ExtensionType):  # type: ignore[misc]
     def __arrow_ext_deserialize__(cls, storage_type: pa.DataType, serialized: bytes) -> Any:
         return cls(storage_type, serialized)
 
+    def to_pandas_dtype(self) -> Any:
+        """pandas keeps the storage Arrow-backed (``pd.ArrowDtype``), so the 64-bit ciphertext
+        limbs stay exact integers (a NumPy conversion would make them floats where rows are null)."""
+        import pandas as pd
+
+        return pd.ArrowDtype(self.storage_type)
+
 
 class ArrowEncryptedType(_ArrowGhostType):
     NAME = ENCRYPTED
@@ -107,3 +114,8 @@ def is_sealed(dtype: Any) -> bool:
 
 def is_sealed_rows(dtype: Any) -> bool:
     return isinstance(dtype, pl.BaseExtension) and dtype.ext_name() == SEALED_ROWS
+
+
+def ghost_columns(schema: pl.Schema) -> list[str]:
+    """Names of the encrypted, sealed and sealed-rows columns of a schema."""
+    return [n for n, d in schema.items() if is_encrypted(d) or is_sealed(d) or is_sealed_rows(d)]

@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow as pa
 
 from ghostpii import _internal
-from ghostpii.client import Dataset
+from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType
-from ghostpii.errors import EncryptionError
+from ghostpii.errors import EncryptionError, KeyhostError
 from ghostpii.progress import progress
 from ghostpii.schema import ColumnSpec, precheck_length
 
@@ -79,10 +79,10 @@ def encrypt(
     )
     requests_ = {c: _column_request(c, spec, df[c].dtype) for c, spec in schema.items()}
     for c, spec in schema.items():
-        _precheck_bounds(df[c], spec)
+        _precheck(df[c], spec)
         precheck_length(df[c], spec)
     session = dataset.session
-    registered = {c: session.register_column(dataset.name, req) for c, req in requests_.items()}
+    registered = {c: _register(session, dataset, req) for c, req in requests_.items()}
     n = df.height
     rid_start = session.allocate_rids(dataset.name, n, [r["column_id"] for r in registered.values()]) if n else 1
     total_cells = n * len(schema)
@@ -130,16 +130,46 @@ def encrypt(
     return df.with_columns(list(out.values()))
 
 
-def _precheck_bounds(s: pl.Series, spec: ColumnSpec) -> None:
-    """Refuse out-of-bounds input before anything is registered on the keyhost.
+def _register(session: Session, dataset: Dataset, req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return session.register_column(dataset.name, req)
+    except KeyhostError as e:
+        if e.reason != "conflict":
+            raise
+        raise EncryptionError(
+            f"{e.message}. A column keeps the settings it was first encrypted with: encrypt it with "
+            f"those settings, under another column name, or into a new dataset"
+        ) from e
 
-    Allows half a unit of the last decimal for rounding; the exact check runs in Rust.
-    """
-    if spec.bounds is None or spec.clip or not s.dtype.is_numeric():
+
+def _first(s: pl.Series, bad: pl.Expr) -> int | None:
+    out = s.to_frame("v").select(pl.arg_where(bad).first()).item()
+    return None if out is None else int(out)
+
+
+def _precheck(s: pl.Series, spec: ColumnSpec) -> None:
+    """Refuse input that cannot be encrypted before anything is registered on the keyhost:
+    NaN/infinite values, values too large for 64-bit fixed point, values outside declared bounds
+    (with half a unit of the last decimal of slack for rounding; the exact check runs in Rust).
+    Values are quoted in the user's units."""
+    if not s.dtype.is_numeric():
+        return
+    v = pl.col("v")
+    limit = 9.223_372_036_854_775e18 / 10.0**spec.decimals
+    if s.dtype.is_float():
+        bad = _first(s, ~v.is_finite() | (v.abs() >= limit))
+    else:
+        bad = _first(s, v.cast(pl.Float64).abs() >= limit) if spec.decimals else None
+    if bad is not None:
+        raise EncryptionError(
+            f"column {s.name!r}: value {s[bad]} at row {bad} cannot be encrypted with {spec.decimals} decimals "
+            f"(not finite, or too large for 64-bit fixed point); nothing was registered on the keyhost"
+        )
+    if spec.bounds is None or spec.clip:
         return
     lo, hi = spec.bounds
     slack = 0.5 * 10.0**-spec.decimals
-    bad = s.to_frame("v").select(pl.arg_where((pl.col("v") < lo - slack) | (pl.col("v") > hi + slack)).first()).item()
+    bad = _first(s, (v < lo - slack) | (v > hi + slack))
     if bad is not None:
         raise EncryptionError(
             f"column {s.name!r}: value {s[bad]} at row {bad} is outside the declared bounds "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import polars as pl
 
 from ghostpii._internal import CiphertextError, EncryptionError, GhostError
 
@@ -14,6 +18,8 @@ __all__ = [
     "GhostError",
     "KeyhostError",
     "PermissionDenied",
+    "UnsupportedOperation",
+    "ghost_errors",
 ]
 
 
@@ -74,3 +80,59 @@ def error_for(
     elif cls is KeyhostError and status == 403:
         cls = PermissionDenied
     return cls(message, reason=reason, status=status, missing_grant=missing_grant)
+
+
+class UnsupportedOperation(GhostError):
+    """An operation that ciphertext, or the facets of this column, cannot do; the message says
+    what to use instead."""
+
+
+# classes whose name may lead a message relayed through a Polars error ("ghostpii: NAME: text")
+_RELAYED: dict[str, tuple[type[GhostError], str | None]] = {
+    "BudgetExhausted": (BudgetExhausted, "budget_exhausted"),
+    "PermissionDenied": (PermissionDenied, "permission_denied"),
+    "AuthenticationError": (AuthenticationError, "unauthenticated"),
+    "KeyhostError": (KeyhostError, None),
+    "CiphertextError": (CiphertextError, None),
+    "EncryptionError": (EncryptionError, None),
+    "UnsupportedOperation": (UnsupportedOperation, None),
+}
+PREFIX = "ghostpii: "
+
+
+def from_polars(e: BaseException) -> GhostError | None:
+    """The ghostpii error carried by a Polars error raised from a ghostpii kernel (its message
+    holds ``ghostpii: ...``), or ``None`` for any other error."""
+    msg = str(e)
+    at = msg.find(PREFIX)
+    if at < 0:
+        return None
+    text = msg[at + len(PREFIX) :].split("\n\n", 1)[0].strip()  # without Polars' plan context
+    for name, (cls, reason) in _RELAYED.items():
+        if text.startswith(f"{name}: "):
+            text = text[len(name) + 2 :]
+            if issubclass(cls, KeyhostError):
+                return cls(text, reason=reason or "internal")
+            return cls(text)
+    if any(w in text for w in ("is corrupt", "corrupt ciphertext", "no ghostpii metadata", "does not match")):
+        return CiphertextError(text)
+    # Polars reports every plugin error as a ComputeError: the message tells the kind. What is
+    # left is a request the column cannot serve (no facet, wrong dtype, wrong constant, ...),
+    # except failures to obtain tokens.
+    if "session" in text or "token" in text:
+        return GhostError(text)
+    return UnsupportedOperation(text)
+
+
+@contextmanager
+def ghost_errors() -> Iterator[None]:
+    """Re-raise Polars errors of ghostpii kernels as the matching :class:`GhostError` subclass
+    (chained to the Polars error). ``lf.ghost.collect`` and ``gp.reveal`` run inside it; wrap a
+    plain ``.collect()`` with it to get the same types there."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as e:
+        err = from_polars(e)
+        if err is None:
+            raise
+        raise err from e

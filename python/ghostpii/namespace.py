@@ -15,8 +15,9 @@ from polars.plugins import register_plugin_function
 
 from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
-from ghostpii.dtypes import SealedType
-from ghostpii.reveal import reveal
+from ghostpii.dtypes import SealedType, ghost_columns
+from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.tokens import prefetch
 
 ClosedInterval = Literal["both", "left", "right", "none"]
@@ -174,6 +175,25 @@ class GhostFrame:
         """Reveal every sealed column (all groups, all columns) in ONE answer-key request."""
         return reveal(self._df, session)
 
+    def _plain_only(self, what: str) -> pl.DataFrame:
+        bad = ghost_columns(self._df.schema)
+        if bad:
+            raise UnsupportedOperation(
+                f"{what} cannot hold the encrypted or sealed column(s) {bad}: JSON has no place for their "
+                f"extension type, and Polars cannot write binary ciphertext as JSON; write Parquet or IPC "
+                f"(df.write_parquet / df.write_ipc) to keep them, reveal sealed values first, or drop them"
+            )
+        return self._df
+
+    def write_json(self, file: str | Path | None = None) -> str | None:
+        """``df.write_json``, refusing encrypted and sealed columns with a clear error (a plain
+        ``df.write_json`` on them ends in a Polars panic)."""
+        return self._plain_only("write_json").write_json(file)
+
+    def write_ndjson(self, file: str | Path | None = None) -> str | None:
+        """``df.write_ndjson``, refusing encrypted and sealed columns with a clear error."""
+        return self._plain_only("write_ndjson").write_ndjson(file)
+
 
 @pl.api.register_lazyframe_namespace("ghost")
 class GhostLazyFrame:
@@ -188,5 +208,7 @@ class GhostLazyFrame:
         First every comparison token the plan needs is fetched in one request, then the query
         is collected, then every sealed value is revealed in one more request.
         """
-        prefetch(self._lf, session)
-        return reveal(self._lf.collect(engine=engine), session)
+        check_plan(self._lf)
+        with ghost_errors():
+            prefetch(self._lf, session)
+            return reveal(self._lf.collect(engine=engine), session)

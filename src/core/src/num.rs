@@ -8,6 +8,18 @@ use rayon::prelude::*;
 
 use crate::keys::NumKey;
 
+/// A fixed-point integer printed in the user's units (`12345`, scale 2 → `123.45`).
+pub fn show_scaled(v: i64, scale: u32) -> String {
+    if scale == 0 {
+        return v.to_string();
+    }
+    let p = 10i128.pow(scale);
+    let v = i128::from(v);
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.abs();
+    format!("{sign}{}.{:0width$}", a / p, a % p, width = scale as usize)
+}
+
 /// Encrypt one value.
 #[inline]
 pub fn seal(key_mask: u128, x: i64) -> u128 {

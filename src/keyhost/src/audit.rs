@@ -301,15 +301,50 @@ pub struct Filter {
     pub identity: Option<String>,
     pub since: Option<i64>,
     pub limit: u32,
+    /// Only entries with an index below this (the `next` of a newest-first page).
+    pub before: Option<i64>,
+    /// Only entries with an index above this (the `next` of an oldest-first page).
+    pub after: Option<i64>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
 }
 
-pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<Entry>> {
+/// One page of a listing: the entries, how many entries match the filter in all (ignoring
+/// `before`/`after`/`limit`), and the cursor of the next page if there is one.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    pub total: u64,
+    pub next: Option<i64>,
+}
+
+const MATCHES: &str = "(?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR identity = ?2) AND (?3 IS NULL OR time >= ?3)";
+
+pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Page> {
+    let order = if f.oldest_first { "ASC" } else { "DESC" };
     let mut st = conn.prepare(&format!(
-        "{SELECT} WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR identity = ?2)
-         AND (?3 IS NULL OR time >= ?3) ORDER BY idx LIMIT ?4"
+        "{SELECT} WHERE {MATCHES} AND (?5 IS NULL OR idx < ?5) AND (?6 IS NULL OR idx > ?6)
+         ORDER BY idx {order} LIMIT ?4"
     ))?;
-    let rows = st.query_map(params![f.dataset, f.identity, f.since, f.limit], from_row)?;
-    rows.collect()
+    let fetch = i64::from(f.limit) + 1;
+    let rows = st.query_map(
+        params![f.dataset, f.identity, f.since, fetch, f.before, f.after],
+        from_row,
+    )?;
+    let mut entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = entries.len() > f.limit as usize;
+    entries.truncate(f.limit as usize);
+    let next = if more { entries.last().map(|e| e.index) } else { None };
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM audit WHERE {MATCHES}"),
+        params![f.dataset, f.identity, f.since],
+        |r| r.get(0),
+    )?;
+    Ok(Page {
+        entries,
+        total: u64::try_from(total).unwrap_or(0),
+        next,
+    })
 }
 
 /// Result of checking the chain.

@@ -48,8 +48,8 @@ impl ColumnSpec {
         if self.bounds != other.bounds {
             return Some(format!(
                 "bounds are {} on the keyhost, the request says {}",
-                bounds_str(self.bounds),
-                bounds_str(other.bounds)
+                bounds_str(self.bounds, self.scale),
+                bounds_str(other.bounds, other.scale)
             ));
         }
         if self.facets != other.facets {
@@ -97,9 +97,11 @@ fn ord_str(o: Option<OreParams>) -> String {
     }
 }
 
-fn bounds_str(b: Option<(i64, i64)>) -> String {
+/// Bounds in the user's units (the stored integers divided by 10^scale).
+fn bounds_str(b: Option<(i64, i64)>, scale: u32) -> String {
+    use ghostpii_core::num::show_scaled;
     match b {
-        Some((lo, hi)) => format!("[{lo}, {hi}]"),
+        Some((lo, hi)) => format!("[{}, {}]", show_scaled(lo, scale), show_scaled(hi, scale)),
         None => "none".into(),
     }
 }

@@ -1,5 +1,5 @@
 //! The data directory: `master.key`, `keyhost.db`, `admin.token`, `noise.key`,
-//! `checkpoint.key`. Created on first start,
+//! `checkpoint.key`, `keyhost.lock` (held while a keyhost runs on it). Created on first start,
 //! reused afterwards.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use crate::audit::{self, NewEntry};
 use crate::budget;
 use crate::config::Privacy;
 use crate::db;
+use crate::dir_lock;
 use crate::error::KeyhostError;
 use crate::files;
 use crate::identities::{self, Role};
@@ -50,6 +51,7 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
 pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError> {
     privacy.default_budget.validate().map_err(KeyhostError::Config)?;
     files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
+    let lock = dir_lock::acquire(dir)?;
     let mk_path = dir.join(MASTER_KEY_FILE);
     let path = db_path(dir);
     if !path.exists() {
@@ -90,6 +92,7 @@ pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError
         keyhost_id,
         dir.to_path_buf(),
         Secrets { noise_key, signer },
+        lock,
     ))
 }
 

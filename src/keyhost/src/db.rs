@@ -156,6 +156,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// with another schema version is refused (there is no older released schema to upgrade from).
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
+    crate::idempotency::migrate(conn)?;
     if let Some(v) = meta_get(conn, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
             return Err(rusqlite::Error::InvalidParameterName(format!(

@@ -57,11 +57,18 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Identity> {
     })
 }
 
-/// Names are what people type: non-empty, at most 128 characters, no control characters.
+/// Names are what people type: non-empty, at most 128 characters, no control characters,
+/// and not `.` or `..` (HTTP clients rewrite those path segments). Any other character,
+/// `/ ? # %` and non-ASCII included, is allowed; clients percent-encode names in paths.
 pub fn validate_name(kind: &str, name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > 128
+        || name.chars().any(char::is_control)
+        || name == "."
+        || name == ".."
+    {
         return Err(ApiError::invalid(format!(
-            "{kind} name must be 1 to 128 printable characters"
+            "{kind} name must be 1 to 128 printable characters, not only spaces, and not '.' or '..'; got {name:?}"
         )));
     }
     Ok(())

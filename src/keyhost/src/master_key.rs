@@ -148,6 +148,45 @@ impl MasterKey {
         );
         RootKey::from_bytes(&plain).map_err(|_| KeyhostError::MasterKey("stored column key has a wrong length".into()))
     }
+
+    /// Encrypt `msg` for storage in the database (random nonce, `context` as associated data):
+    /// `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(&self, context: &str, msg: &[u8]) -> Result<Vec<u8>, KeyhostError> {
+        let mut out = vec![0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut out);
+        let aad = format!("ghostpii/v1/stored|{context}");
+        let ct = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&out),
+                Payload {
+                    msg,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| KeyhostError::MasterKey("cannot seal a stored value".into()))?;
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypt what [`MasterKey::seal`] stored under the same `context`.
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyhostError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(KeyhostError::MasterKey("stored value is truncated".into()));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let aad = format!("ghostpii/v1/stored|{context}");
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| KeyhostError::MasterKey("stored value does not authenticate under this master key".into()))
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +205,15 @@ mod tests {
         assert!(mk.unwrap(&w, "kh_y", 1, 2, 3).is_err());
         assert!(MasterKey::generate().unwrap(&w, "kh_x", 1, 2, 3).is_err());
         assert_eq!(format!("{mk:?}"), "MasterKey(<redacted>)");
+    }
+
+    #[test]
+    fn seal_open_binds_the_context() {
+        let mk = MasterKey::generate();
+        let sealed = mk.seal("a", b"secret answer").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(mk.open("a", &sealed).unwrap().as_slice(), b"secret answer");
+        assert!(mk.open("b", &sealed).is_err());
+        assert!(MasterKey::generate().open("a", &sealed).is_err());
     }
 }

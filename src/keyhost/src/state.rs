@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
+use crate::dir_lock::DirLock;
 use crate::error::{ApiError, ApiResult};
 use crate::linear_audit;
 use crate::master_key::MasterKey;
@@ -25,6 +26,7 @@ struct Inner {
     noise_key: Zeroizing<[u8; 32]>,
     signer: SigningKey,
     audits: linear_audit::Cache,
+    _dir_lock: DirLock,
 }
 
 /// Secrets of a keyhost besides its master key.
@@ -36,7 +38,14 @@ pub struct Secrets {
 }
 
 impl AppState {
-    pub fn new(conn: Connection, master: MasterKey, keyhost_id: String, data_dir: PathBuf, secrets: Secrets) -> Self {
+    pub fn new(
+        conn: Connection,
+        master: MasterKey,
+        keyhost_id: String,
+        data_dir: PathBuf,
+        secrets: Secrets,
+        dir_lock: DirLock,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 db: Mutex::new(conn),
@@ -46,6 +55,7 @@ impl AppState {
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
                 audits: linear_audit::Cache::new(linear_audit::DEFAULT_MAX_ENTRIES),
+                _dir_lock: dir_lock,
             }),
         }
     }

@@ -195,9 +195,9 @@ enum Cmp {
 
 impl Cmp {
     #[inline]
-    fn order(&self, ct: &[u8]) -> PolarsResult<Ordering> {
+    fn order(&self, ct: &[u8]) -> Result<Ordering, ghostpii_core::CoreError> {
         match self {
-            Cmp::Token(t) => t.compare(ct).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}")),
+            Cmp::Token(t) => t.compare(ct),
             Cmp::Outside(o) => Ok(*o),
         }
     }
@@ -233,31 +233,14 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
     let op = kw.op.as_str();
     // one value per row (0/1 for comparisons, a bucket index for bucketize); nulls stay 0 and
     // are masked by the validity of the encrypted column
+    let name = s.name();
     let row = |i: usize| -> PolarsResult<u32> {
         if !valid.get_bit(i) {
             return Ok(0);
         }
         let ct = arr.value(i);
-        Ok(match op {
-            // order of constant c against value x
-            "lt" => (cmps[0].order(ct)? == Ordering::Greater) as u32,
-            "le" => (cmps[0].order(ct)? != Ordering::Less) as u32,
-            "gt" => (cmps[0].order(ct)? == Ordering::Less) as u32,
-            "ge" => (cmps[0].order(ct)? != Ordering::Greater) as u32,
-            _ => {
-                // bucketize: number of breaks b with x ≥ b (breaks sorted): binary search
-                let (mut lo, mut hi) = (0usize, cmps.len());
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    if cmps[mid].order(ct)? != Ordering::Greater {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                lo as u32
-            }
-        })
+        row_value(op, &cmps, ct)
+            .map_err(|e| polars_err!(ComputeError: "ghostpii: column '{name}' is corrupt: row {i}: {e}"))
     };
     const CHUNK: usize = 1 << 14;
     let parts: PolarsResult<Vec<Vec<u32>>> = (0..n.div_ceil(CHUNK))
@@ -273,4 +256,28 @@ pub fn kernel(s: &Series, kw: &CompareKwargs) -> PolarsResult<Series> {
         let arr = BooleanArray::new(ArrowDataType::Boolean, bits, validity);
         Ok(BooleanChunked::with_chunk(s.name().clone(), arr).into_series())
     }
+}
+
+/// One row's result: 0/1 for comparisons, the bucket index for bucketize.
+fn row_value(op: &str, cmps: &[Cmp], ct: &[u8]) -> Result<u32, ghostpii_core::CoreError> {
+    Ok(match op {
+        // order of constant c against value x
+        "lt" => (cmps[0].order(ct)? == Ordering::Greater) as u32,
+        "le" => (cmps[0].order(ct)? != Ordering::Less) as u32,
+        "gt" => (cmps[0].order(ct)? == Ordering::Less) as u32,
+        "ge" => (cmps[0].order(ct)? != Ordering::Greater) as u32,
+        _ => {
+            // bucketize: number of breaks b with x ≥ b (breaks sorted): binary search
+            let (mut lo, mut hi) = (0usize, cmps.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if cmps[mid].order(ct)? != Ordering::Greater {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo as u32
+        }
+    })
 }

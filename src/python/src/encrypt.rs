@@ -1,7 +1,7 @@
 //! Encryption of one column: plaintext Series → storage struct of the encrypted column.
 
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
-use ghostpii_core::num::to_limbs;
+use ghostpii_core::num::{show_scaled, to_limbs};
 use ghostpii_core::{num, val, NumKey, OreKey, ValKey};
 use polars::prelude::*;
 use pyo3::prelude::*;
@@ -9,18 +9,6 @@ use pyo3_polars::PySeries;
 
 use crate::columns::{NUM, NUM_HI, ORD, RID, VAL};
 use crate::errors::{core_err, polars_err, EncryptionError};
-
-/// A scaled integer printed as a decimal (`12345`, scale 2 → `123.45`).
-pub fn show_scaled(v: i64, scale: u32) -> String {
-    if scale == 0 {
-        return v.to_string();
-    }
-    let p = 10i128.pow(scale);
-    let v = v as i128;
-    let sign = if v < 0 { "-" } else { "" };
-    let a = v.abs();
-    format!("{sign}{}.{:0width$}", a / p, a % p, width = scale as usize)
-}
 
 struct Plain {
     ints: Option<Vec<Option<i64>>>,

@@ -30,6 +30,7 @@ use crate::columns::{self, Column};
 use crate::datasets::{self, Dataset};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
+use crate::idempotency::{self, Idempotent};
 use crate::identities::Identity;
 use crate::linear_audit;
 use crate::policy::{self, Authority};
@@ -79,10 +80,30 @@ struct Planned {
 }
 
 /// Answer a batch of descriptors for `caller`. Returns one result object per descriptor.
-pub async fn answer(state: &AppState, caller: Identity, requests: Vec<Value>) -> ApiResult<Vec<Value>> {
+/// With an idempotency `key`, a request already answered returns its recorded results.
+pub async fn answer(
+    state: &AppState,
+    caller: Identity,
+    requests: Vec<Value>,
+    key: Option<String>,
+) -> ApiResult<Vec<Value>> {
     let st = state.clone();
     state
         .blocking(move || {
+            let idem = key.map(|key| Idempotent {
+                identity_id: caller.id,
+                key,
+                request_hash: idempotency::request_hash(&requests),
+                master: st.master(),
+            });
+            if let Some(prior) = idem
+                .as_ref()
+                .map(|i| st.with_db(|c| i.lookup(c)))
+                .transpose()?
+                .flatten()
+            {
+                return Ok(prior);
+            }
             // Decode descriptors and rid sets before taking the database lock.
             let decoded: Vec<_> = requests.into_iter().map(decode).collect();
             let planned = st.with_db(|conn| {
@@ -100,7 +121,7 @@ pub async fn answer(state: &AppState, caller: Identity, requests: Vec<Value>) ->
                     effects: p.effects,
                 })
                 .collect();
-            st.with_db(|conn| record(conn, &st, outcomes))
+            st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))
         })
         .await
 }
@@ -336,8 +357,16 @@ struct Outcome {
 }
 
 /// Write the audit rows of the batch in one transaction and build the results.
-fn record(conn: &mut Connection, st: &AppState, outcomes: Vec<Outcome>) -> ApiResult<Vec<Value>> {
+fn record(
+    conn: &mut Connection,
+    st: &AppState,
+    outcomes: Vec<Outcome>,
+    idem: Option<&Idempotent<'_>>,
+) -> ApiResult<Vec<Value>> {
     let tx = conn.transaction()?;
+    if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
+        return Ok(prior); // a concurrent retry of this request was recorded first
+    }
     let mut audits = linear_audit::Batch::new(st.audit_cache());
     let mut results = Vec::with_capacity(outcomes.len());
     for o in outcomes {
@@ -373,6 +402,9 @@ fn record(conn: &mut Connection, st: &AppState, outcomes: Vec<Outcome>) -> ApiRe
         }
     }
     audits.save(&tx)?;
+    if let Some(i) = idem {
+        i.store(&tx, &results)?;
+    }
     tx.commit()?;
     audits.finish();
     Ok(results)

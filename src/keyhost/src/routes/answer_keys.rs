@@ -1,4 +1,5 @@
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,9 +17,11 @@ pub struct AnswerKeyRequest {
 }
 
 /// `POST /v1/answer-keys`: one result per descriptor, in order; 200 even if some are refused.
+/// With an `Idempotency-Key` header a retry gets the recorded results (see `idempotency`).
 pub async fn answer(
     State(st): State<AppState>,
     Caller(who): Caller,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<AnswerKeyRequest>,
 ) -> ApiResult<Json<Value>> {
     if req.requests.len() > MAX_BATCH {
@@ -26,6 +29,7 @@ pub async fn answer(
             "at most {MAX_BATCH} descriptors per request"
         )));
     }
-    let results = crate::answer_keys::answer(&st, who, req.requests).await?;
+    let key = crate::idempotency::key_from_headers(&headers)?;
+    let results = crate::answer_keys::answer(&st, who, req.requests, key).await?;
     Ok(Json(json!({"results": results})))
 }

@@ -21,9 +21,15 @@ pub struct AuditQuery {
     identity: Option<String>,
     since: Option<String>,
     limit: Option<u32>,
+    before: Option<i64>,
+    after: Option<i64>,
+    order: Option<String>,
 }
 
-/// `GET /v1/audit`: admins read everything; owners the log of their datasets.
+/// `GET /v1/audit`: admins read everything; owners the log of their datasets. Newest first
+/// (`order=oldest` for oldest first), `limit` entries per page; `next` is the cursor of the
+/// following page (pass it as `before`, or as `after` with `order=oldest`), `total` how many
+/// entries match in all.
 pub async fn list(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -50,13 +56,28 @@ pub async fn list(
             ),
             None => None,
         };
+        let oldest_first = match q.order.as_deref() {
+            None | Some("newest") => false,
+            Some("oldest") => true,
+            Some(o) => {
+                return Err(ApiError::invalid(format!(
+                    "order must be 'newest' or 'oldest', not '{o}'"
+                )))
+            }
+        };
         let filter = Filter {
             dataset: q.dataset,
             identity: q.identity,
             since,
             limit: q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
+            before: q.before,
+            after: q.after,
+            oldest_first,
         };
-        Ok(Json(json!({"entries": audit::list(conn, &filter)?})))
+        let page = audit::list(conn, &filter)?;
+        Ok(Json(
+            json!({"entries": page.entries, "total": page.total, "next": page.next}),
+        ))
     })
     .await
 }

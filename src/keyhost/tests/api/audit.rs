@@ -70,7 +70,7 @@ fn issuances_and_refusals_are_in_the_log() {
     let log =
         w.kh.get(&w.kh.admin, "/v1/audit?identity=olivia&since=2000-01-01T00:00:00Z")
             .ok();
-    let last = log["entries"].as_array().unwrap().last().unwrap().clone();
+    let last = log["entries"].as_array().unwrap().first().unwrap().clone();
     assert_eq!(last["index"], r[0]["receipt"]["audit_index"]);
     assert_eq!(last["reason"], "owner");
     w.kh.post(
@@ -79,7 +79,7 @@ fn issuances_and_refusals_are_in_the_log() {
         json!({"identity": "analyst", "dataset": "patrons", "column": "income", "operation": "decrypt"}),
     );
     let log = w.kh.get(&w.kh.admin, "/v1/audit?identity=analyst").ok();
-    let last = log["entries"].as_array().unwrap().last().unwrap().clone();
+    let last = log["entries"].as_array().unwrap().first().unwrap().clone();
     assert_eq!(
         (last["operation"].clone(), last["decision"].clone()),
         (json!("grant.create"), json!("refused"))

@@ -1,0 +1,210 @@
+"""Refuse plans that would run ordinary Polars operations on ciphertext.
+
+Polars sorts, groups, joins, deduplicates, ranks and hashes an encrypted column by its storage
+(row ids and ciphertext bytes) without complaint, so the answers are plausible and wrong. Polars
+offers no hook on those operations, so ghostpii inspects what it is asked to run:
+``lf.ghost.collect`` walks the optimised plan (Polars' IR, with the schema of every node) and
+refuses any such use of an encrypted column; ``gp.reveal`` refuses a frame that still holds an
+encrypted column next to sealed aggregates (its rows were grouped by ciphertext). A plain
+``.collect()`` is not inspected (see docs/concepts.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from ghostpii.client import Session
+from ghostpii.dtypes import is_encrypted, is_sealed
+from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.reveal import reveal as _reveal
+
+__all__ = ["check_frame", "check_plan", "reveal"]
+
+_ORDER = (
+    "orders rows by ciphertext bytes, not by value; compare against constants instead "
+    "(ghost.lt/le/gt/ge/between, ghost.bucketize)"
+)
+_EQUAL = (
+    "compares ciphertexts, and equal values encrypt differently in every row; pseudonymous keys "
+    "(ghost.key()) are not supported yet: use a plaintext column"
+)
+# expression functions (by their Polars IR name) that misbehave on ciphertext
+_FUNCTIONS = {
+    "rank": ("rank", _ORDER),
+    "arg_max": ("arg_max", _ORDER),
+    "arg_min": ("arg_min", _ORDER),
+    "arg_sort": ("arg_sort", _ORDER),
+    "top_k": ("top_k", _ORDER),
+    "bottom_k": ("bottom_k", _ORDER),
+    "top_k_by": ("top_k_by", _ORDER),
+    "bottom_k_by": ("bottom_k_by", _ORDER),
+    "max_by": ("max_by", _ORDER),
+    "min_by": ("min_by", _ORDER),
+    "search_sorted": ("search_sorted", _ORDER),
+    "unique": ("unique", _EQUAL),
+    "unique_counts": ("unique_counts", _EQUAL),
+    "arg_unique": ("arg_unique", _EQUAL),
+    "value_counts": ("value_counts", _EQUAL),
+    "mode": ("mode", _EQUAL),
+    "hash": ("hash", _EQUAL),
+    "isduplicated": ("is_duplicated", _EQUAL),
+    "isunique": ("is_unique", _EQUAL),
+    "isfirstdistinct": ("is_first_distinct", _EQUAL),
+    "islastdistinct": ("is_last_distinct", _EQUAL),
+}
+_AGGS = {"n_unique": _EQUAL}
+
+
+def _refuse(what: str, column: str, why: str) -> UnsupportedOperation:
+    return UnsupportedOperation(f"{what} on the encrypted column {column!r} {why}")
+
+
+_CHILD_ATTRS = ("input", "arguments", "expr", "left", "right", "truthy", "falsy", "predicate", "by", "idx",
+                "function", "partition_by", "order_by")  # fmt: skip
+
+
+def _children(e: Any) -> list[int]:
+    """The sub-expression ids of an IR expression view."""
+    out: list[int] = []
+    for attr in _CHILD_ATTRS:
+        v = getattr(e, attr, None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            out.append(v)
+        elif isinstance(v, list):
+            out += [x for x in v if isinstance(x, int) and not isinstance(x, bool)]
+    return out
+
+
+class _Walker:
+    def __init__(self, nt: Any) -> None:
+        self.nt = nt
+
+    def encrypted_inputs(self) -> set[str]:
+        nt, here = self.nt, self.nt.get_node()
+        names: set[str] = set()
+        for i in nt.get_inputs():
+            nt.set_node(i)
+            names |= {n for n, d in nt.get_schema().items() if is_encrypted(d)}
+        nt.set_node(here)
+        return names
+
+    def view(self, expr_id: int) -> Any:
+        try:
+            return self.nt.view_expression(expr_id)
+        except NotImplementedError:  # e.g. `.ext.to(...)`, which the IR view does not expose
+            return None
+
+    def column(self, expr_id: int) -> str | None:
+        e = self.view(expr_id)
+        return str(e.name) if type(e).__name__ == "Column" else None
+
+    def expr(self, expr_id: int, enc: set[str]) -> Iterator[UnsupportedOperation]:
+        e = self.view(expr_id)
+        kind = type(e).__name__
+        if e is None:
+            return
+        children: list[int] = []
+        if kind == "Function":
+            children = list(e.input)
+            name = str(e.function_data[0]).rsplit(".", 1)[-1].lower()
+            if name in _FUNCTIONS:
+                label, why = _FUNCTIONS[name]
+                for c in children:
+                    if (col := self.column(c)) in enc:
+                        yield _refuse(label, str(col), why)
+        elif kind == "Agg":
+            children = list(e.arguments)
+            if str(e.name) in _AGGS:
+                for c in children:
+                    if (col := self.column(c)) in enc:
+                        yield _refuse(str(e.name), str(col), _AGGS[str(e.name)])
+        elif kind == "Sort":
+            children = [e.expr]
+            if (col := self.column(e.expr)) in enc:
+                yield _refuse("sort", str(col), _ORDER)
+        elif kind == "SortBy":
+            children = [e.expr, *e.by]
+            for c in e.by:
+                if (col := self.column(c)) in enc:
+                    yield _refuse("sort_by", str(col), _ORDER)
+        elif kind == "Window":
+            children = [e.function, *e.partition_by]
+            for c in e.partition_by:
+                if (col := self.column(c)) in enc:
+                    yield _refuse("over (partition by)", str(col), _EQUAL)
+        elif kind not in ("Literal", "Column", "Len"):
+            children = _children(e)
+        for c in children:
+            yield from self.expr(c, enc)
+
+    def keys(self, irs: Any, enc: set[str], what: str, why: str) -> Iterator[UnsupportedOperation]:
+        for ir in irs or []:
+            if (col := self.column(ir.node)) in enc:
+                yield _refuse(what, str(col), why)
+
+    def node(self) -> Iterator[UnsupportedOperation]:
+        nt = self.nt
+        n = nt.view_current_node()
+        kind = type(n).__name__
+        enc = self.encrypted_inputs()
+        if enc:
+            if kind == "Sort":
+                yield from self.keys(n.by_column, enc, "sort", _ORDER)
+            elif kind == "GroupBy":
+                yield from self.keys(n.keys, enc, "group_by", _EQUAL)
+            elif kind == "Join":
+                yield from self.keys([*n.left_on, *n.right_on], enc, "join", _EQUAL)
+            elif kind == "Distinct":
+                for col in n.options[1] or []:
+                    if col in enc:
+                        yield _refuse("unique", str(col), _EQUAL)
+            for attr in ("expr", "exprs", "aggs", "predicate"):
+                v = getattr(n, attr, None)
+                for ir in v if isinstance(v, list) else [v] if v is not None else []:
+                    if type(ir).__name__ == "PyExprIR":
+                        yield from self.expr(ir.node, enc)
+        here = nt.get_node()
+        for i in nt.get_inputs():
+            nt.set_node(i)
+            yield from self.node()
+        nt.set_node(here)
+
+
+def check_plan(lf: pl.LazyFrame) -> None:
+    """Raise :class:`UnsupportedOperation` if the plan sorts, groups, joins, deduplicates, ranks
+    or hashes by an encrypted column (nothing is run)."""
+    try:
+        nt = lf._ldf.visit()
+    except pl.exceptions.PolarsError:
+        return  # the plan does not resolve: collecting it reports why
+    problem = next(_Walker(nt).node(), None)
+    if problem is not None:
+        raise problem
+
+
+def check_frame(df: pl.DataFrame) -> None:
+    """Refuse to reveal sealed aggregates that sit next to an encrypted column: their rows were
+    grouped by ciphertext (one group per row), or the frame mixes rows and aggregates."""
+    enc = [n for n, d in df.schema.items() if is_encrypted(d)]
+    if enc and any(is_sealed(d) for d in df.schema.values()):
+        raise _refuse(
+            "revealing aggregates next to",
+            enc[0],
+            f"is refused: grouping by it {_EQUAL}; group by a plaintext column, or drop the encrypted "
+            f"column before revealing",
+        )
+
+
+def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
+    """Replace every sealed column of ``df`` by its plaintext, in ONE answer-key request.
+
+    A refusal raises :class:`~ghostpii.errors.PermissionDenied` naming the missing grant;
+    nothing is revealed then. A frame whose rows were grouped by ciphertext is refused.
+    """
+    if isinstance(df, pl.DataFrame):
+        check_frame(df)
+    with ghost_errors():
+        return _reveal(df, session)
