@@ -1,4 +1,4 @@
-//! Privacy budgets per identity on a dataset: spent and total (ε and ρ), set and reset
+//! Privacy budgets per identity on a dataset: ε spent and the (ε, δ) total, set and reset
 //! through the API's `PUT /v1/budget` and `POST /v1/budget/reset` handlers.
 
 use axum::extract::{Path, State};
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::api;
 use super::charts;
 use super::datasets::managed;
-use super::html::{csrf_field, esc, link, num, options, row, seg, table};
+use super::html::{csrf_field, esc, link, num, row, seg, table};
 use super::layout;
 use super::session::{Console, ConsolePost};
 use crate::budget;
@@ -24,8 +24,8 @@ pub struct BudgetRow {
     pub identity: String,
     pub epsilon_spent: f64,
     pub epsilon_total: Option<f64>,
-    pub rho_spent: f64,
-    pub rho_total: Option<f64>,
+    /// δ of the total (every mechanism counts in one (ε, δ) total).
+    pub delta: Option<f64>,
 }
 
 /// Identities with a budget account or an active aggregate grant on `ds`, with their state
@@ -49,8 +49,7 @@ pub fn rows(conn: &Connection, ds: &Dataset) -> ApiResult<Vec<BudgetRow>> {
             identity: name,
             epsilon_spent: f("epsilon_spent").unwrap_or(0.0),
             epsilon_total: f("epsilon_total"),
-            rho_spent: f("rho_spent").unwrap_or(0.0),
-            rho_total: f("rho_total"),
+            delta: f("delta"),
         });
     }
     Ok(out)
@@ -59,8 +58,6 @@ pub fn rows(conn: &Connection, ds: &Dataset) -> ApiResult<Vec<BudgetRow>> {
 fn total(t: Option<f64>) -> String {
     t.map(num).unwrap_or_else(|| "no limit".into())
 }
-
-const UNITS: &[(&str, &str)] = &[("epsilon", "ε (epsilon)"), ("rho", "ρ (rho, zCDP)")];
 
 /// `GET /console/datasets/{dataset}/budgets`
 pub async fn page(State(st): State<AppState>, c: Console, Path(name): Path<String>) -> Response {
@@ -84,11 +81,11 @@ pub async fn page(State(st): State<AppState>, c: Console, Path(name): Path<Strin
                 "<form method=\"post\" action=\"{}/set\" class=\"inline\">{}\
                  <input type=\"hidden\" name=\"identity\" value=\"{}\">\
                  <input type=\"number\" name=\"total\" min=\"0\" step=\"any\" required aria-label=\"new total\" class=\"short\">\
-                 <select name=\"unit\" aria-label=\"unit\">{}</select><button type=\"submit\">set</button></form>",
+                 <input type=\"number\" name=\"delta\" min=\"0\" max=\"1\" step=\"any\" placeholder=\"δ (default)\" aria-label=\"new delta\" class=\"short\">\
+                 <button type=\"submit\">set</button></form>",
                 esc(&base),
                 csrf_field(&c.csrf),
                 esc(&r.identity),
-                options(UNITS, "epsilon")
             );
             let reset = format!(
                 "<form method=\"post\" action=\"{}/reset\" class=\"inline\">{}\
@@ -103,8 +100,7 @@ pub async fn page(State(st): State<AppState>, c: Console, Path(name): Path<Strin
                     esc(&r.identity),
                     num(r.epsilon_spent),
                     esc(&total(r.epsilon_total)),
-                    num(r.rho_spent),
-                    esc(&total(r.rho_total)),
+                    r.delta.map(|d| esc(&format!("{d:e}"))).unwrap_or_default(),
                     set + &reset,
                 ],
             )
@@ -114,10 +110,10 @@ pub async fn page(State(st): State<AppState>, c: Console, Path(name): Path<Strin
         "<h2>Set a budget for another identity</h2><form method=\"post\" action=\"{}/set\" class=\"card\">{}\
          <label>identity <input name=\"identity\" required></label>\
          <label>total <input type=\"number\" name=\"total\" min=\"0\" step=\"any\" required></label>\
-         <label>unit <select name=\"unit\">{}</select></label><button type=\"submit\">set budget</button></form>",
+         <label>δ <input type=\"number\" name=\"delta\" min=\"0\" max=\"1\" step=\"any\" placeholder=\"keyhost default\"></label>\
+         <button type=\"submit\">set budget</button></form>",
         esc(&base),
         csrf_field(&c.csrf),
-        options(UNITS, "epsilon")
     );
     let body = format!(
         "<p>{} · spent and total privacy loss per identity on this dataset; a DP answer key \
@@ -125,7 +121,7 @@ pub async fn page(State(st): State<AppState>, c: Console, Path(name): Path<Strin
         back_link(&ds.name),
         charts::budgets(&rows),
         table(
-            &["identity", "ε spent", "ε total", "ρ spent", "ρ total", "change"],
+            &["identity", "ε spent", "ε total", "δ", "change"],
             &table_rows,
             "No budgets yet."
         ),
@@ -145,19 +141,26 @@ fn parse_total(s: &str) -> ApiResult<f64> {
         .map_err(|_| ApiError::invalid(format!("total must be a number, not '{s}'")))
 }
 
-/// `POST /console/datasets/{dataset}/budgets/set` (`identity`, `total`, `unit`)
+/// `POST /console/datasets/{dataset}/budgets/set` (`identity`, `total`, `delta` optional)
 pub async fn set(State(st): State<AppState>, Path(name): Path<String>, p: ConsolePost) -> Response {
     let to = format!("/console/datasets/{}/budgets", seg(&name));
     let identity = p.field("identity").to_owned();
     let result = async {
+        let delta = match p.field("delta").trim() {
+            "" => Value::Null,
+            d => json!(parse_total(d)?),
+        };
         let req = api::body(json!({
-            "identity": identity, "dataset": name, "total": parse_total(p.field("total"))?, "unit": p.field("unit"),
+            "identity": identity, "dataset": name, "total": parse_total(p.field("total"))?, "delta": delta,
         }))?;
         let v = api::call(api_budget::set(State(st), api::caller(&p.c), req)).await?;
         Ok(format!(
-            "budget of '{identity}' set: ε total {}, ρ total {}",
+            "budget of '{identity}' set: ε total {}, δ {}",
             total(v["epsilon_total"].as_f64()),
-            total(v["rho_total"].as_f64())
+            v["delta"]
+                .as_f64()
+                .map(|d| format!("{d:e}"))
+                .unwrap_or_else(|| "default".into())
         ))
     }
     .await;

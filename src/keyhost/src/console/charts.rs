@@ -189,15 +189,13 @@ mod tests {
                 identity: "<b>x</b>".into(),
                 epsilon_spent: 0.5,
                 epsilon_total: Some(2.0),
-                rho_spent: 0.0,
-                rho_total: None,
+                delta: None,
             },
             BudgetRow {
                 identity: "y".into(),
                 epsilon_spent: 0.0,
                 epsilon_total: None,
-                rho_spent: 0.0,
-                rho_total: None,
+                delta: None,
             },
         ];
         let svg = budgets(&rows);
