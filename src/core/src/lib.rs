@@ -9,6 +9,7 @@ pub mod keys;
 pub mod meta;
 pub mod num;
 pub mod ore;
+pub mod rid_encoding;
 pub mod rids;
 pub mod sealed;
 pub mod val;

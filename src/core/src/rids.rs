@@ -97,7 +97,10 @@ impl RidSet {
         out
     }
 
+    /// Decode a wire encoding. Malformed and non-canonical Roaring input is refused first
+    /// (see `rid_encoding::cardinality`, which also counts the rids without building the set).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        crate::rid_encoding::cardinality(b)?;
         match b.split_first() {
             Some((1, mut rest)) => {
                 let mut t = RoaringTreemap::new();
@@ -152,7 +155,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(b: &mut &[u8]) -> Result<u64> {
+pub(crate) fn get_varint(b: &mut &[u8]) -> Result<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = b

@@ -71,6 +71,8 @@ pub mod reason {
     pub const MAX_CONSTANTS: &str = "max_constants";
     pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
     pub const OVERLAP: &str = "overlap";
+    pub const REQUEST_TOO_LARGE: &str = "request_too_large";
+    pub const RATE_LIMITED: &str = "rate_limited";
 
     /// Every reason code above (the `Reason` enum of `openapi.json`).
     pub const ALL: &[&str] = &[
@@ -88,6 +90,8 @@ pub mod reason {
         MAX_CONSTANTS,
         BUDGET_EXHAUSTED,
         OVERLAP,
+        REQUEST_TOO_LARGE,
+        RATE_LIMITED,
     ];
 }
 

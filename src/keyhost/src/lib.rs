@@ -13,6 +13,7 @@
 
 pub mod answer_keys;
 pub mod audit;
+pub mod auth_audit;
 pub mod budget;
 pub mod checkpoint;
 pub mod clock;
@@ -28,10 +29,12 @@ mod files;
 pub mod grant_params;
 pub mod grants;
 pub mod identities;
+pub mod limits;
 pub mod logical;
 pub mod master_key;
 pub mod merkle;
 pub mod policy;
+pub mod rate_limit;
 pub mod routes;
 pub mod secret_file;
 pub mod server;
@@ -43,6 +46,7 @@ use std::path::Path;
 pub use audit::{AuditProblem, AuditVerification};
 pub use config::Config;
 pub use error::{ApiError, KeyhostError};
+pub use limits::Limits;
 pub use routes::router;
 pub use server::{serve_blocking, spawn, RunningKeyhost};
 pub use state::AppState;

@@ -26,7 +26,7 @@ impl LocalKeyhost {
     #[new]
     fn new(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyResult<Self> {
         let kh = py
-            .detach(|| ghostpii_keyhost::spawn(Config { data_dir, listen }))
+            .detach(|| ghostpii_keyhost::spawn(Config::new(data_dir, listen)))
             .map_err(kh_err)?;
         Ok(LocalKeyhost {
             url: kh.url().to_string(),
@@ -68,7 +68,7 @@ impl LocalKeyhost {
 #[pyfunction]
 pub fn serve_keyhost(py: Python<'_>, data_dir: PathBuf, listen: String) -> PyResult<()> {
     py.detach(|| {
-        ghostpii_keyhost::serve_blocking(Config { data_dir, listen }, |url| {
+        ghostpii_keyhost::serve_blocking(Config::new(data_dir, listen), |url| {
             let mut out = std::io::stdout();
             let _ = writeln!(out, "ghostpii keyhost listening on {url}");
             let _ = out.flush();

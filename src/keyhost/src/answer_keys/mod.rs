@@ -1,7 +1,8 @@
 //! Answer keys: the keyhost computes every answer key itself from its column keys and a
 //! computation descriptor, after checking grants, row ids and constraints.
 //!
-//! A batch is handled in three steps: *plan* (decode descriptors, look up columns and grants;
+//! A batch is handled in three steps: *plan* (decode descriptors light, authorize them, and
+//! only then materialise their rid sets, see `intake.rs`; then look up columns and grants;
 //! database lock held briefly), *compute* (masks, row keys, tokens and DP noise,
 //! rayon-parallel, no lock), and *record* (one transaction: the stateful checks of each
 //! descriptor — distinct constants, privacy budget, answered row sets — then its audit row
@@ -14,7 +15,10 @@
 mod compare;
 mod decrypt;
 mod effects;
+mod intake;
+mod recheck;
 mod sum;
+mod visibility;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -27,13 +31,16 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, NewEntry};
 use crate::columns::{self, Column};
-use crate::datasets::{self, Dataset};
+use crate::datasets::Dataset;
 use crate::error::{reason, ApiError, ApiResult};
+use crate::grants::Operation;
 use crate::identities::Identity;
 use crate::policy::Authority;
 use crate::state::AppState;
 
 pub use effects::Effect;
+pub use intake::decode_untrusted;
+use visibility::{column_of, dataset};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -78,8 +85,8 @@ pub async fn answer(state: &AppState, caller: Identity, requests: Vec<Value>) ->
     let st = state.clone();
     state
         .blocking(move || {
-            // Decode descriptors and rid sets before taking the database lock.
-            let decoded: Vec<_> = requests.into_iter().map(decode).collect();
+            // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
+            let decoded = intake::admit(&st, &caller, requests.into_iter().map(decode).collect())?;
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -100,9 +107,10 @@ pub async fn answer(state: &AppState, caller: Identity, requests: Vec<Value>) ->
         .await
 }
 
-type Decoded = (NewEntry, Result<(Descriptor, Option<RidSet>), ApiError>);
+type Decoded = (NewEntry, Result<(Descriptor, Option<intake::Rids>), ApiError>);
+type Received = (NewEntry, Result<(Descriptor, Option<intake::Incoming>), ApiError>);
 
-fn decode(v: Value) -> Decoded {
+fn decode(v: Value) -> Received {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
     let entry = NewEntry {
         operation: op,
@@ -112,9 +120,7 @@ fn decode(v: Value) -> Decoded {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
-                    Some(RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?)
-                }
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => Some(intake::Incoming::decode(rids)?),
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
@@ -122,10 +128,13 @@ fn decode(v: Value) -> Decoded {
     (entry, parsed)
 }
 
-/// Per-batch cache of the allocated rid sets of columns.
+/// Per-batch cache of the allocated rid sets of columns, of what the caller may see, and of
+/// the gate's decisions (per dataset and column ids).
 #[derive(Default)]
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
+    visible: HashMap<(i64, Option<String>), bool>,
+    gates: HashMap<(i64, Vec<i64>), ApiResult<(u64, String)>>,
 }
 
 impl Cache {
@@ -146,6 +155,28 @@ struct Ctx<'a> {
     st: &'a AppState,
     caller: &'a Identity,
     cache: &'a mut Cache,
+    /// The grant the descriptor needs (named when a dataset or column is not visible).
+    op: Operation,
+    /// What `check_rids` must answer instead of looking at the (unexpanded) rid set.
+    rid_refusal: Option<ApiError>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(conn: &'a Connection, st: &'a AppState, caller: &'a Identity, desc: &Descriptor, cache: &'a mut Cache) -> Self {
+        let op = match desc {
+            Descriptor::Sum { .. } => Operation::Aggregate,
+            Descriptor::Decrypt { .. } => Operation::Decrypt,
+            Descriptor::Compare { .. } => Operation::Compare,
+        };
+        Ctx {
+            conn,
+            st,
+            caller,
+            cache,
+            op,
+            rid_refusal: None,
+        }
+    }
 }
 
 fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: &mut Cache) -> Planned {
@@ -153,18 +184,18 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     entry.identity = Some(caller.name.clone());
     entry.params = json!({});
     let mut effects = Vec::new();
-    let mut cx = Ctx {
-        conn,
-        st,
-        caller,
-        cache,
-    };
     let work = parsed.and_then(|(desc, rids)| {
-        if let Some(r) = &rids {
-            entry.rid_count = Some(r.len());
-            entry.rid_digest = Some(r.digest_hex());
-        }
-        let rids = rids.unwrap_or_default();
+        let mut cx = Ctx::new(conn, st, caller, &desc, cache);
+        let rids = match rids {
+            None => RidSet::default(),
+            Some(r) => {
+                entry.rid_count = Some(r.count());
+                let (set, digest, refusal) = r.into_parts();
+                entry.rid_digest = digest;
+                cx.rid_refusal = refusal;
+                set
+            }
+        };
         match desc {
             Descriptor::Sum { dataset_id, terms, .. } => {
                 sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids).map(Work::Sum)
@@ -196,27 +227,10 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     Planned { entry, work, effects }
 }
 
-fn dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
-    datasets::find_by_id(cx.conn, dataset_id)?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "dataset id {dataset_id} is unknown to this keyhost ({})",
-            cx.st.keyhost_id()
-        ))
-    })
-}
-
 /// The column, checked to belong to the dataset, and the keys of the requested epoch.
-fn column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+fn column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+    let col = column_of(cx, ds, column_id)?;
     let (conn, st) = (cx.conn, cx.st);
-    let col = columns::find_by_id(conn, column_id)?
-        .filter(|c| c.dataset_id == ds.id)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "column id {column_id} of dataset '{}' is unknown to this keyhost ({})",
-                ds.name,
-                st.keyhost_id()
-            ))
-        })?;
     let wrapped = columns::wrapped_key(conn, col.id, epoch)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "epoch {epoch} of column '{}' of dataset '{}' is unknown to this keyhost ({}); \
@@ -232,6 +246,9 @@ fn column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiRe
 }
 
 fn check_rids(cx: &mut Ctx<'_>, col: &Column, rids: &RidSet) -> ApiResult<()> {
+    if let Some(refusal) = &cx.rid_refusal {
+        return Err(refusal.clone());
+    }
     if rids.is_empty() {
         return Err(ApiError::invalid("the rid set is empty: no answer key for zero rows"));
     }
@@ -300,6 +317,7 @@ fn record(conn: &mut Connection, outcomes: Vec<Outcome>) -> ApiResult<Vec<Value>
         let checked = o
             .result
             .and_then(|r| r)
+            .and_then(|v| recheck::grants_still_active(&tx, &o.entry).map(|()| v))
             .and_then(|v| effects::check_all(&tx, &o.effects).map(|()| v));
         match checked {
             Ok(Value::Object(mut m)) => {

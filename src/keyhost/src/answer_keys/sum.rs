@@ -20,7 +20,7 @@ use crate::policy::{self, Authority};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Term {
-    column_id: i64,
+    pub(super) column_id: i64,
     epoch: u32,
     weight: i64,
 }
@@ -96,6 +96,7 @@ pub(super) fn plan(
     for ((col, _, _), auth) in resolved.iter().zip(&auths) {
         check_min_rows(auth, col, &rids)?;
     }
+    super::recheck::check_no_wrap(&resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(), rids.len())?;
     let rids = Arc::new(rids);
     let cols: Vec<(&Column, i64)> = resolved.iter().map(|(c, _, w)| (c, *w)).collect();
     let noise = plan_noise(cx, entry, effects, &ds, &cols, &auths, &rids)?;

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     };
     match cmd.as_str() {
         "serve" => {
-            let config = ghostpii_keyhost::Config { data_dir: data, listen };
+            let config = ghostpii_keyhost::Config::new(data, listen);
             let res = ghostpii_keyhost::serve_blocking(config, |url| {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "ghostpii keyhost listening on {url}");

@@ -3,12 +3,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
-
-/// Most descriptors in one batch.
-const MAX_BATCH: usize = 100_000;
 
 #[derive(Deserialize)]
 pub struct AnswerKeyRequest {
@@ -21,11 +18,7 @@ pub async fn answer(
     Caller(who): Caller,
     ApiJson(req): ApiJson<AnswerKeyRequest>,
 ) -> ApiResult<Json<Value>> {
-    if req.requests.len() > MAX_BATCH {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_BATCH} descriptors per request"
-        )));
-    }
+    st.limits().check_descriptors(req.requests.len())?;
     let results = crate::answer_keys::answer(&st, who, req.requests).await?;
     Ok(Json(json!({"results": results})))
 }
