@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ghostpii_keyhost::answer_keys::decode_untrusted(data, 1 << 20);
+    let _ = ghostpii_keyhost::answer_keys::decode_untrusted(data, 1 << 12);
 });

@@ -130,10 +130,20 @@ mod tests {
     #[test]
     fn linear_sums_that_could_wrap_are_detected() {
         use super::linear_sum_fits;
-        assert!(linear_sum_fits(&[(1, None)], u64::MAX >> 1), "plain sums of i64 never wrap");
-        assert!(linear_sum_fits(&[(1, Some((-100, 100))), (-3, Some((0, 10)))], 1_000_000));
-        assert!(!linear_sum_fits(&[(i64::MAX, None)], 2), "2^63 · 2^63 · 2 = 2^127");
+        assert!(
+            linear_sum_fits(&[(1, None)], u64::MAX >> 1),
+            "plain sums of i64 never wrap"
+        );
+        assert!(linear_sum_fits(
+            &[(1, Some((-100, 100))), (-3, Some((0, 10)))],
+            1_000_000
+        ));
+        assert!(linear_sum_fits(&[(i64::MAX, None)], 2), "(2^63 − 1) · 2^63 · 2 < 2^127");
+        assert!(!linear_sum_fits(&[(i64::MAX, None)], 3));
         assert!(linear_sum_fits(&[(i64::MAX, Some((0, 1000)))], 1 << 40));
-        assert!(!linear_sum_fits(&[(i64::MIN, Some((i64::MIN, 0))), (i64::MIN, None)], 1));
+        assert!(!linear_sum_fits(
+            &[(i64::MIN, Some((i64::MIN, 0))), (i64::MIN, None)],
+            1
+        ));
     }
 }

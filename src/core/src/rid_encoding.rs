@@ -98,7 +98,10 @@ fn roaring_cardinality(rest: &[u8]) -> Result<u64> {
             .ok_or_else(|| invalid("rid set names more than 2^64 − 1 rids"))?;
     }
     if !r.0.is_empty() {
-        return Err(invalid(format!("{} trailing bytes after the Roaring rid set", r.0.len())));
+        return Err(invalid(format!(
+            "{} trailing bytes after the Roaring rid set",
+            r.0.len()
+        )));
     }
     Ok(total)
 }
@@ -113,7 +116,9 @@ fn bitmap_cardinality(r: &mut Reader<'_>) -> Result<u64> {
     }
     let size = r.u32()? as usize;
     if size == 0 || size > 1 << 16 {
-        return Err(invalid(format!("a Roaring bitmap of the rid set has {size} containers")));
+        return Err(invalid(format!(
+            "a Roaring bitmap of the rid set has {size} containers"
+        )));
     }
     let descriptions = r.take(size * 4)?;
     r.take(size * 4)?; // offsets: not needed to read the containers in order

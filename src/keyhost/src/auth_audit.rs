@@ -90,7 +90,13 @@ impl Tracked {
 impl Refusals {
     /// Note one refused authentication; returns the audit rows to write now: the refusal itself
     /// if it is the first of its key in the window, and the repeat counts of ended windows.
-    pub fn note(&self, now: Instant, reason: &'static str, token_sha256_prefix: Option<String>, path: &str) -> Vec<NewEntry> {
+    pub fn note(
+        &self,
+        now: Instant,
+        reason: &'static str,
+        token_sha256_prefix: Option<String>,
+        path: &str,
+    ) -> Vec<NewEntry> {
         let Ok(mut t) = self.tracked.lock() else {
             // a panic elsewhere poisoned the tracker: audit every refusal rather than none
             let key = Key {
@@ -141,7 +147,12 @@ impl Refusals {
 }
 
 /// Audit one refused authentication (bounded as the module docs say).
-pub async fn record(st: &AppState, why: &'static str, token_sha256_prefix: Option<String>, path: String) -> ApiResult<()> {
+pub async fn record(
+    st: &AppState,
+    why: &'static str,
+    token_sha256_prefix: Option<String>,
+    path: String,
+) -> ApiResult<()> {
     let rows = st.auth_refusals().note(Instant::now(), why, token_sha256_prefix, &path);
     if rows.is_empty() {
         return Ok(());
@@ -172,7 +183,9 @@ mod tests {
     use super::*;
 
     fn repeats(rows: &[NewEntry]) -> Vec<Option<u64>> {
-        rows.iter().map(|r| r.params.get("repeats").and_then(|v| v.as_u64())).collect()
+        rows.iter()
+            .map(|r| r.params.get("repeats").and_then(|v| v.as_u64()))
+            .collect()
     }
 
     #[test]
@@ -185,11 +198,16 @@ mod tests {
         let path = first[0].params["path"].as_str().unwrap();
         assert_eq!(path.chars().count(), PATH_CHARS + 1, "truncated, marked with …");
         for i in 1..200 {
-            assert!(r.note(t0 + Duration::from_millis(i), "unauthenticated", None, &long).is_empty());
+            assert!(r
+                .note(t0 + Duration::from_millis(i), "unauthenticated", None, &long)
+                .is_empty());
         }
         // another key is its own row
         assert_eq!(r.note(t0, "token_expired", Some("ab".into()), "/v1/whoami").len(), 1);
-        assert!(r.flush(t0 + Duration::from_secs(1), false).is_empty(), "the window is still open");
+        assert!(
+            r.flush(t0 + Duration::from_secs(1), false).is_empty(),
+            "the window is still open"
+        );
         let later = r.flush(t0 + WINDOW, false);
         assert_eq!(repeats(&later), vec![Some(199)]);
         assert!(r.flush(t0 + WINDOW * 3, true).is_empty(), "nothing is counted twice");

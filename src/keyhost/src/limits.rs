@@ -41,7 +41,10 @@ pub const ENV_VARS: [&str; 4] = [
     "GHOSTPII_AUTH_FAILURES_PER_MINUTE",
 ];
 
-fn env_number<T: std::str::FromStr>(name: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<T>, KeyhostError> {
+fn env_number<T: std::str::FromStr>(
+    name: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<T>, KeyhostError> {
     match lookup(name) {
         None => Ok(None),
         Some(v) => v
@@ -126,11 +129,17 @@ mod tests {
         assert_eq!(d.clone().with_lookup(&env(&[])).unwrap(), d);
         let l = d
             .clone()
-            .with_lookup(&env(&[("GHOSTPII_MAX_BODY_BYTES", "1_000"), ("GHOSTPII_AUTH_FAILURES_PER_MINUTE", "0")]))
+            .with_lookup(&env(&[
+                ("GHOSTPII_MAX_BODY_BYTES", "1_000"),
+                ("GHOSTPII_AUTH_FAILURES_PER_MINUTE", "0"),
+            ]))
             .unwrap();
         assert_eq!((l.max_body_bytes, l.auth_failures_per_minute), (1000, 0));
         assert_eq!(l.max_descriptors, d.max_descriptors);
-        assert!(d.clone().with_lookup(&env(&[("GHOSTPII_MAX_DESCRIPTORS", "-1")])).is_err());
+        assert!(d
+            .clone()
+            .with_lookup(&env(&[("GHOSTPII_MAX_DESCRIPTORS", "-1")]))
+            .is_err());
         assert!(d.with_lookup(&env(&[("GHOSTPII_MAX_RIDS_PER_REQUEST", "0")])).is_err());
     }
 
@@ -142,8 +151,15 @@ mod tests {
             ..Limits::default()
         };
         assert!(l.check_descriptors(2).is_ok() && l.check_rids(10).is_ok());
-        for e in [l.check_descriptors(3).unwrap_err(), l.check_rids(11).unwrap_err(), l.body_too_large()] {
-            assert_eq!((e.status, e.reason), (StatusCode::PAYLOAD_TOO_LARGE, reason::REQUEST_TOO_LARGE));
+        for e in [
+            l.check_descriptors(3).unwrap_err(),
+            l.check_rids(11).unwrap_err(),
+            l.body_too_large(),
+        ] {
+            assert_eq!(
+                (e.status, e.reason),
+                (StatusCode::PAYLOAD_TOO_LARGE, reason::REQUEST_TOO_LARGE)
+            );
         }
     }
 }

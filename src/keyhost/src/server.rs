@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
-use crate::{auth_audit, data_dir};
 use crate::error::KeyhostError;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::{auth_audit, data_dir};
 
 /// A keyhost running on its own tokio runtime in a background thread.
 pub struct RunningKeyhost {

@@ -125,7 +125,11 @@ pub fn seal_linear(inputs: &[Series], weights: &[i64]) -> PolarsResult<Series> {
         .collect::<PolarsResult<_>>()?;
     check_linear(&cells.iter().map(|c| &c.meta).collect::<Vec<_>>(), weights)?;
     let rid0 = values(&cells[0].rid);
-    check_no_wrap(&cells.iter().map(|c| &c.meta).collect::<Vec<_>>(), weights, rid0.len() as u64)?;
+    check_no_wrap(
+        &cells.iter().map(|c| &c.meta).collect::<Vec<_>>(),
+        weights,
+        rid0.len() as u64,
+    )?;
     for c in &cells[1..] {
         if values(&c.rid) != rid0 {
             polars_bail!(InvalidOperation:

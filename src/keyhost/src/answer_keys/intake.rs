@@ -26,7 +26,9 @@ use crate::state::AppState;
 pub(super) fn admit(st: &AppState, caller: &Identity, received: Vec<Received>) -> ApiResult<Vec<Decoded>> {
     check_total(
         st.limits(),
-        received.iter().filter_map(|(_, d)| d.as_ref().ok()?.1.as_ref().map(Incoming::count)),
+        received
+            .iter()
+            .filter_map(|(_, d)| d.as_ref().ok()?.1.as_ref().map(Incoming::count)),
     )?;
     let gates: Vec<Option<ApiResult<(u64, String)>>> = st.with_db(|conn| {
         let mut cache = Cache::default();

@@ -120,7 +120,9 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => Some(intake::Incoming::decode(rids)?),
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
+                    Some(intake::Incoming::decode(rids)?)
+                }
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
@@ -133,7 +135,7 @@ fn decode(v: Value) -> Received {
 #[derive(Default)]
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
-    visible: HashMap<(i64, Option<String>), bool>,
+    visible: HashMap<i64, bool>,
     gates: HashMap<(i64, Vec<i64>), ApiResult<(u64, String)>>,
 }
 
@@ -159,10 +161,18 @@ struct Ctx<'a> {
     op: Operation,
     /// What `check_rids` must answer instead of looking at the (unexpanded) rid set.
     rid_refusal: Option<ApiError>,
+    /// The name of the dataset the descriptor addressed, for its audit entry (`visibility.rs`).
+    seen_dataset: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(conn: &'a Connection, st: &'a AppState, caller: &'a Identity, desc: &Descriptor, cache: &'a mut Cache) -> Self {
+    fn new(
+        conn: &'a Connection,
+        st: &'a AppState,
+        caller: &'a Identity,
+        desc: &Descriptor,
+        cache: &'a mut Cache,
+    ) -> Self {
         let op = match desc {
             Descriptor::Sum { .. } => Operation::Aggregate,
             Descriptor::Decrypt { .. } => Operation::Decrypt,
@@ -175,6 +185,7 @@ impl<'a> Ctx<'a> {
             cache,
             op,
             rid_refusal: None,
+            seen_dataset: None,
         }
     }
 }
@@ -196,7 +207,7 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 set
             }
         };
-        match desc {
+        let work = match desc {
             Descriptor::Sum { dataset_id, terms, .. } => {
                 sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids).map(Work::Sum)
             }
@@ -222,7 +233,12 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 constant,
             )
             .map(Work::Compare),
+        };
+        // the owner's audit shows attempts on their dataset, even where the refusal names none
+        if entry.dataset.is_none() {
+            entry.dataset = cx.seen_dataset.take();
         }
+        work
     });
     Planned { entry, work, effects }
 }

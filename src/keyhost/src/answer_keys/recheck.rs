@@ -61,13 +61,24 @@ mod tests {
         let owner = identities::insert(&conn, "olivia", Role::Owner).unwrap();
         let analyst = identities::insert(&conn, "analyst", Role::Member).unwrap();
         let ds = datasets::insert(&conn, "patrons", &owner).unwrap();
-        let g = grants::insert(&conn, analyst.id, ds.id, "income", Operation::Aggregate, &GrantParams::default()).unwrap();
+        let g = grants::insert(
+            &conn,
+            analyst.id,
+            ds.id,
+            "income",
+            Operation::Aggregate,
+            &GrantParams::default(),
+        )
+        .unwrap();
         let entry = NewEntry {
             params: serde_json::json!({"grant_ids": [g]}),
             ..Default::default()
         };
         assert!(grants_still_active(&conn, &entry).is_ok());
-        assert!(grants_still_active(&conn, &NewEntry::default()).is_ok(), "owner/admin: no grants to re-check");
+        assert!(
+            grants_still_active(&conn, &NewEntry::default()).is_ok(),
+            "owner/admin: no grants to re-check"
+        );
         grants::revoke(&conn, g).unwrap();
         let e = grants_still_active(&conn, &entry).unwrap_err();
         assert_eq!(e.reason, crate::error::reason::PERMISSION_DENIED);

@@ -96,7 +96,10 @@ pub(super) fn plan(
     for ((col, _, _), auth) in resolved.iter().zip(&auths) {
         check_min_rows(auth, col, &rids)?;
     }
-    super::recheck::check_no_wrap(&resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(), rids.len())?;
+    super::recheck::check_no_wrap(
+        &resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(),
+        rids.len(),
+    )?;
     let rids = Arc::new(rids);
     let cols: Vec<(&Column, i64)> = resolved.iter().map(|(c, _, w)| (c, *w)).collect();
     let noise = plan_noise(cx, entry, effects, &ds, &cols, &auths, &rids)?;

@@ -1,7 +1,7 @@
 //! What a caller may see when it asks for answer keys: a dataset it holds no grant on (and is
-//! not the owner of) is not described, and neither is a column of it that it holds no grant on.
-//! An unknown id and an invisible one get the same `permission_denied` refusal, naming only the
-//! id asked for, so refusals cannot be used to enumerate datasets and columns.
+//! not the owner of) is not described, nor are its columns. An unknown dataset id and an
+//! invisible one get the same `permission_denied` refusal, naming only the id asked for, so
+//! refusals cannot be used to enumerate datasets or their columns.
 
 use super::Ctx;
 use crate::columns::{self, Column};
@@ -13,58 +13,60 @@ use crate::policy;
 /// dataset and one the caller may not see get the same refusal, which names only the id.
 pub(super) fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
     let found = datasets::find_by_id(cx.conn, dataset_id)?;
+    cx.seen_dataset = found.as_ref().map(|ds| ds.name.clone());
     match found {
-        Some(ds) if policy::can_manage(cx.caller, &ds) || holds_grant(cx, ds.id, None)? => Ok(ds),
+        Some(ds) if policy::can_manage(cx.caller, &ds) || holds_grant(cx, ds.id)? => Ok(ds),
         None if policy::is_admin(cx.caller) => Err(ApiError::not_found(format!(
             "dataset id {dataset_id} is unknown to this keyhost ({})",
             cx.st.keyhost_id()
         ))),
-        _ => Err(not_visible(cx, format!("id {dataset_id}"), None)),
+        _ => Err(not_visible(cx, dataset_id)),
     }
 }
 
-/// The column of the dataset, if the caller may see it (admin, owner, or any active grant on
-/// the column). An unknown column and one the caller may not see get the same refusal.
+/// The column of a dataset the caller may see (checked by [`dataset`]). Its columns are named in
+/// the refusals: a caller with a grant on the dataset holds its data files, which name them.
 pub(super) fn column_of(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64) -> ApiResult<Column> {
-    let found = columns::find_by_id(cx.conn, column_id)?.filter(|c| c.dataset_id == ds.id);
-    match found {
-        Some(col) if policy::can_manage(cx.caller, ds) || holds_grant(cx, ds.id, Some(&col.name))? => Ok(col),
-        None if policy::can_manage(cx.caller, ds) => Err(ApiError::not_found(format!(
-            "column id {column_id} of dataset '{}' is unknown to this keyhost ({})",
-            ds.name,
-            cx.st.keyhost_id()
-        ))),
-        _ => Err(not_visible(cx, ds.name.clone(), Some(format!("id {column_id}")))),
-    }
+    columns::find_by_id(cx.conn, column_id)?
+        .filter(|c| c.dataset_id == ds.id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "column id {column_id} of dataset '{}' is unknown to this keyhost ({})",
+                ds.name,
+                cx.st.keyhost_id()
+            ))
+        })
 }
 
-fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64, column: Option<&str>) -> rusqlite::Result<bool> {
-    let key = (dataset_id, column.map(str::to_owned));
-    if let Some(v) = cx.cache.visible.get(&key) {
+fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> rusqlite::Result<bool> {
+    if let Some(v) = cx.cache.visible.get(&dataset_id) {
         return Ok(*v);
     }
     let v = cx.conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM grants WHERE identity_id = ?1 AND dataset_id = ?2
-         AND (?3 IS NULL OR column_name = ?3) AND revoked_at IS NULL)",
-        rusqlite::params![cx.caller.id, dataset_id, column],
+         AND revoked_at IS NULL)",
+        rusqlite::params![cx.caller.id, dataset_id],
         |r| r.get(0),
     )?;
-    cx.cache.visible.insert(key, v);
+    cx.cache.visible.insert(dataset_id, v);
     Ok(v)
 }
 
-fn not_visible(cx: &Ctx<'_>, dataset: String, column: Option<String>) -> ApiError {
+fn not_visible(cx: &Ctx<'_>, dataset_id: i64) -> ApiError {
+    let op = cx.op.as_str();
     let mut e = ApiError::missing_grant(
         &cx.caller.name,
         MissingGrant {
-            operation: cx.op.as_str().into(),
-            dataset,
-            column,
+            operation: op.into(),
+            dataset: format!("id {dataset_id}"),
+            column: None,
         },
     );
-    e.message.push_str(&format!(
-        " (or it does not exist on this keyhost, {}); ask the dataset's owner for a grant",
+    e.message = format!(
+        "identity '{}' holds no grant on dataset id {dataset_id}, or no such dataset exists on this \
+         keyhost ({}); to use it, ask its owner for a grant (operation '{op}')",
+        cx.caller.name,
         cx.st.keyhost_id()
-    ));
+    );
     e
 }

@@ -117,10 +117,7 @@ impl Kh {
         if let Some(k) = self.kh.take() {
             k.shutdown();
         }
-        self.kh = Some(
-            spawn(Config::new(self.data_dir(), "127.0.0.1:0"))
-            .unwrap(),
-        );
+        self.kh = Some(spawn(Config::new(self.data_dir(), "127.0.0.1:0")).unwrap());
     }
 
     pub fn url(&self) -> String {

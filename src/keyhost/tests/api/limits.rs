@@ -45,7 +45,10 @@ fn huge_rid_sets_are_refused_before_anything_is_built() {
     let res = w.kh.answer(&w.analyst, json!([sum]));
     assert_eq!(res[0]["reason"], "unknown_rids", "{}", res[0]);
     assert!(
-        res[0]["message"].as_str().unwrap().contains("names 134217728 row ids but only 1000"),
+        res[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("names 134217728 row ids but only 1000"),
         "{}",
         res[0]
     );
@@ -53,7 +56,11 @@ fn huge_rid_sets_are_refused_before_anything_is_built() {
     // all descriptors together count
     let mut part = w.sum(&w.rids(1), &[(&w.income, 1)]);
     part["rids"] = json!(run(w.start, 1 << 27));
-    let r = w.kh.post(&w.analyst, "/v1/answer-keys", json!({"requests": [part.clone(), part.clone(), part]}));
+    let r = w.kh.post(
+        &w.analyst,
+        "/v1/answer-keys",
+        json!({"requests": [part.clone(), part.clone(), part]}),
+    );
     assert_eq!((r.status, r.reason()), (413, "request_too_large"));
 }
 
@@ -67,10 +74,18 @@ fn request_limits_and_failed_authentication_are_bounded() {
     });
     w.grant("income", "aggregate", json!({}));
     let d = w.sum(&w.rids(5), &[(&w.income, 1)]);
-    let r = w.kh.post(&w.analyst, "/v1/answer-keys", json!({"requests": [d, d, d, d]}));
+    let r =
+        w.kh.post(&w.analyst, "/v1/answer-keys", json!({"requests": [d, d, d, d]}));
     assert_eq!((r.status, r.reason()), (413, "request_too_large"));
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("GHOSTPII_MAX_DESCRIPTORS"));
-    let r = w.kh.post(&w.analyst, "/v1/answer-keys", json!({"requests": [d], "pad": "x".repeat(30_000)}));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("GHOSTPII_MAX_DESCRIPTORS"));
+    let r = w.kh.post(
+        &w.analyst,
+        "/v1/answer-keys",
+        json!({"requests": [d], "pad": "x".repeat(30_000)}),
+    );
     assert_eq!((r.status, r.reason()), (413, "request_too_large"), "{}", r.body);
     assert_eq!(w.kh.answer(&w.analyst, json!([d, d, d])).len(), 3);
     let url = w.kh.url();
@@ -89,7 +104,7 @@ fn sums_that_could_wrap_are_refused() {
     let res = w.kh.answer(
         &w.owner,
         json!([
-            w.sum(&w.rids(2), &[(&w.age, i64::MAX)]),
+            w.sum(&w.rids(3), &[(&w.age, i64::MAX)]),
             w.sum(&w.rids(1000), &[(&w.income, i64::MAX)]),
             w.sum(&w.rids(2), &[(&w.age, 1), (&w.age, -1)])
         ]),
