@@ -36,8 +36,17 @@ def _run(start: int, count: int) -> str:
     return base64.b64encode(b"\x01" + _varint(start) + _varint(count - 1)).decode()
 
 
-def _post(url: str, token: str, body: Any, timeout: float = 30) -> requests.Response:
-    return requests.post(f"{url}/v1/answer-keys", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+def _post(url: str, token: str, body: Any) -> requests.Response:
+    auth = {"Authorization": f"Bearer {token}"}
+    return requests.post(f"{url}/v1/answer-keys", json=body, headers=auth, timeout=30)
+
+
+def _first(url: str, token: str, descriptor: dict[str, Any]) -> dict[str, Any]:
+    """The result of a one-descriptor batch."""
+    r = _post(url, token, {"requests": [descriptor]})
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()["results"][0]
+    return result
 
 
 class Setup:
@@ -58,12 +67,13 @@ class Setup:
         self.analyst = token
         self.admin = kh.admin_token
 
-    def sum(self, rids: str, column_id: int | None = None, dataset_id: int | None = None, weight: int = 1) -> dict[str, Any]:
+    def sum(self, rids: str, column_id: int | None = None, dataset_id: int | None = None, w: int = 1) -> dict[str, Any]:
+        column = self.col_a if column_id is None else column_id
         return {
             "op": "sum",
             "dataset_id": self.ds.id if dataset_id is None else dataset_id,
             "rids": rids,
-            "terms": [{"column_id": self.col_a if column_id is None else column_id, "epoch": 1, "weight": weight}],
+            "terms": [{"column_id": column, "epoch": 1, "weight": w}],
         }
 
 
@@ -95,7 +105,7 @@ def test_a_grantless_2_pow_33_rid_set_is_refused_fast(setup: Setup) -> None:
         assert (res["ok"], res["reason"]) == (False, want), res
         assert dt < 0.1, f"{want} in {dt * 1000:.0f} ms"
     # the analyst's honest request over the allocated rows is still answered
-    ok = _post(setup.url, setup.analyst, {"requests": [setup.sum(_run(setup.first, 1000))]}).json()["results"][0]
+    ok = _first(setup.url, setup.analyst, setup.sum(_run(setup.first, 1000)))
     assert ok["ok"], ok
 
 
@@ -145,7 +155,7 @@ def test_malformed_roaring_rid_sets_are_refused(setup: Setup) -> None:
     one += b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00" + (setup.first).to_bytes(2, "little")
     dup = b"\x02" + (2).to_bytes(8, "little") + one + one
     for rids in [base64.b64encode(dup).decode(), base64.b64encode(b"\x02" + b"\xff" * 8).decode(), "!!"]:
-        res = _post(setup.url, setup.analyst, {"requests": [setup.sum(rids)]}).json()["results"][0]
+        res = _first(setup.url, setup.analyst, setup.sum(rids))
         assert (res["ok"], res["reason"]) == (False, "invalid_request"), res
         assert "rid set" in res["message"]
 
@@ -162,10 +172,7 @@ def test_answer_key_errors_do_not_enumerate(setup: Setup) -> None:
     asks = [(setup.ds.id, setup.col_a), (setup.ds.id, missing_col), (missing_ds, setup.col_a)]
     # a stranger (no grant on the dataset): an existing dataset or column and a non-existing one
     # get the same refusal, naming nothing but the dataset id asked for
-    got = [
-        _post(setup.url, setup.stranger, {"requests": [setup.sum(rids, column_id=c, dataset_id=d)]}).json()["results"][0]
-        for d, c in asks
-    ]
+    got = [_first(setup.url, setup.stranger, setup.sum(rids, column_id=c, dataset_id=d)) for d, c in asks]
     assert {r["reason"] for r in got} == {"permission_denied"}
     assert len({_scrub(r["message"], setup.ds.id, missing_ds) for r in got}) == 1, [r["message"] for r in got]
     assert all(setup.ds.name not in r["message"] and "'a'" not in r["message"] for r in got)
@@ -175,27 +182,24 @@ def test_answer_key_errors_do_not_enumerate(setup: Setup) -> None:
         {"op": "decrypt", "column_id": setup.col_b, "epoch": 1, "facet": "num", "rids": rids},
         {"op": "compare", "column_id": setup.col_b, "epoch": 1, "constant": 3},
     ]:
-        real, fake = (
-            _post(setup.url, setup.stranger, {"requests": [{**op, "dataset_id": d}]}).json()["results"][0]
-            for d in (setup.ds.id, missing_ds)
-        )
+        real, fake = (_first(setup.url, setup.stranger, {**op, "dataset_id": d}) for d in (setup.ds.id, missing_ds))
         assert real["reason"] == fake["reason"] == "permission_denied", real
         assert _scrub(real["message"], setup.ds.id) == _scrub(fake["message"], missing_ds)
     # the analyst holds a grant on the dataset (and its data files name the columns): precise
-    res = _post(setup.url, setup.analyst, {"requests": [setup.sum(rids, column_id=setup.col_b)]}).json()["results"][0]
+    res = _first(setup.url, setup.analyst, setup.sum(rids, column_id=setup.col_b))
     assert res["reason"] == "permission_denied" and "column 'b'" in res["message"], res
     # the owner too, for an unknown column
-    res = _post(setup.url, setup.admin, {"requests": [setup.sum(rids, column_id=missing_col)]}).json()["results"][0]
+    res = _first(setup.url, setup.admin, setup.sum(rids, column_id=missing_col))
     assert (res["reason"], setup.ds.name in res["message"]) == ("not_found", True), res
 
 
 def test_sums_that_could_wrap_are_refused(admin: gp.Session, setup: Setup) -> None:
     # keyhost: the column has no bounds (values anywhere in i64), 3 rows, weight 2^63 − 1
     w = (1 << 63) - 1
-    res = _post(setup.url, setup.admin, {"requests": [setup.sum(_run(setup.first, 3), weight=w)]}).json()["results"][0]
+    res = _first(setup.url, setup.admin, setup.sum(_run(setup.first, 3), w=w))
     assert (res["ok"], res["reason"]) == (False, "invalid_request"), res
     assert "wrap" in res["message"]
-    ok = _post(setup.url, setup.admin, {"requests": [setup.sum(_run(setup.first, 1000), weight=1 << 40)]}).json()
+    ok = _post(setup.url, setup.admin, {"requests": [setup.sum(_run(setup.first, 1000), w=1 << 40)]}).json()
     assert ok["results"][0]["ok"], ok
     # plugin: gp.linear_sum refuses such weights before anything is sent
     enc = gp.encrypt(pl.DataFrame({"x": [1, 2], "y": [3, 4]}), setup.ds, {"x": gp.integer(), "y": gp.integer()})
@@ -257,7 +261,8 @@ def test_refused_authentications_are_bounded_in_the_audit_log(tmp_path: Path, mo
         http = requests.Session()
         for _ in range(200):
             assert http.post(long, json={"count": 1, "columns": []}, timeout=10).status_code == 401
-            assert http.get(kh.url + "/v1/whoami", headers={"Authorization": "Bearer gpt_x"}, timeout=10).status_code == 401
+            bad = http.get(kh.url + "/v1/whoami", headers={"Authorization": "Bearer gpt_x"}, timeout=10)
+            assert bad.status_code == 401
         grew = _db_bytes(kh.data_dir) - before
         assert grew < 1_000_000, f"the database grew by {grew} bytes"
     finally:

@@ -22,8 +22,10 @@ fn invalid(msg: impl Into<String>) -> CoreError {
     CoreError::InvalidRidSet(msg.into())
 }
 
-/// The number of rids a wire encoding (as from `RidSet::to_bytes`) names, exact, computed without
-/// materialising the set. Errors on every malformed encoding.
+/// The number of rids a wire encoding (as from `RidSet::to_bytes`) names, computed without
+/// materialising the set: exact for the run encoding; for Roaring, the count its container headers
+/// claim, which the decoder then verifies against the containers (`RidSet::from_bytes` refuses a
+/// mismatch). Errors on every malformed layout.
 pub fn cardinality(b: &[u8]) -> Result<u64> {
     match b.split_first() {
         Some((1, rest)) => runs_cardinality(rest),
@@ -33,10 +35,10 @@ pub fn cardinality(b: &[u8]) -> Result<u64> {
     }
 }
 
-/// `0x01`: (gap, run length − 1) varint pairs; runs are disjoint and increasing by construction.
-fn runs_cardinality(mut rest: &[u8]) -> Result<u64> {
+/// Visit the runs of a `0x01` encoding (after the tag) as inclusive `(start, end)` pairs: (gap,
+/// run length − 1) varint pairs, so runs are disjoint and increasing by construction.
+pub(crate) fn for_each_run(mut rest: &[u8], mut f: impl FnMut(u64, u64) -> Result<()>) -> Result<()> {
     let overflow = || invalid("rid set runs overflow 64 bits");
-    let mut total: u64 = 0;
     let mut prev_end: Option<u64> = None;
     while !rest.is_empty() {
         let gap = get_varint(&mut rest)?;
@@ -46,13 +48,22 @@ fn runs_cardinality(mut rest: &[u8]) -> Result<u64> {
             Some(p) => p.checked_add(1).and_then(|n| n.checked_add(gap)).ok_or_else(overflow)?,
         };
         let end = start.checked_add(len).ok_or_else(overflow)?;
-        // a run of len + 1 rids; the whole 64-bit space (2^64 rids) does not fit a u64 count
-        total = total
-            .checked_add(len)
-            .and_then(|t| t.checked_add(1))
-            .ok_or_else(|| invalid("rid set names more than 2^64 − 1 rids"))?;
+        f(start, end)?;
         prev_end = Some(end);
     }
+    Ok(())
+}
+
+fn runs_cardinality(rest: &[u8]) -> Result<u64> {
+    let mut total: u64 = 0;
+    for_each_run(rest, |start, end| {
+        // a run of end − start + 1 rids; the whole 64-bit space (2^64 rids) does not fit a u64
+        total = total
+            .checked_add(end - start)
+            .and_then(|t| t.checked_add(1))
+            .ok_or_else(|| invalid("rid set names more than 2^64 − 1 rids"))?;
+        Ok(())
+    })?;
     Ok(total)
 }
 

@@ -102,20 +102,12 @@ impl RidSet {
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         crate::rid_encoding::cardinality(b)?;
         match b.split_first() {
-            Some((1, mut rest)) => {
+            Some((1, rest)) => {
                 let mut t = RoaringTreemap::new();
-                let mut prev_end: Option<u64> = None;
-                while !rest.is_empty() {
-                    let gap = get_varint(&mut rest)?;
-                    let len = get_varint(&mut rest)?;
-                    let start = match prev_end {
-                        None => gap,
-                        Some(p) => p.checked_add(1).and_then(|n| n.checked_add(gap)).ok_or_else(overflow)?,
-                    };
-                    let end = start.checked_add(len).ok_or_else(overflow)?;
+                crate::rid_encoding::for_each_run(rest, |start, end| {
                     t.insert_range(start..=end);
-                    prev_end = Some(end);
-                }
+                    Ok(())
+                })?;
                 Ok(RidSet(t))
             }
             Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
@@ -141,10 +133,6 @@ impl RidSet {
     pub fn digest_hex(&self) -> String {
         blake3::hash(&self.to_bytes()).to_hex().to_string()
     }
-}
-
-fn overflow() -> CoreError {
-    CoreError::InvalidRidSet("rid set runs overflow 64 bits".into())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
