@@ -8,7 +8,7 @@
 //! set (e.g. by the rows it has allocated) before it spends memory or time on it.
 
 use crate::error::{CoreError, Result};
-use crate::rids::get_varint;
+use crate::rids::{get_varint, RidSet};
 
 /// Roaring's cookie for bitmaps without run containers (the only kind `RidSet` writes).
 const COOKIE_NO_RUNS: u32 = 12346;
@@ -32,6 +32,30 @@ pub fn cardinality(b: &[u8]) -> Result<u64> {
         Some((2, rest)) => roaring_cardinality(rest),
         Some((v, _)) => Err(invalid(format!("unknown rid set encoding {v}"))),
         None => Err(invalid("empty rid set encoding")),
+    }
+}
+
+impl RidSet {
+    /// [`RidSet::from_bytes`] for untrusted input: refuses an encoding that names more than
+    /// `max_rids` rids before building anything (7 bytes can name 2^33 rids, a gigabyte of
+    /// treemap).
+    pub fn from_bytes_bounded(b: &[u8], max_rids: u64) -> Result<RidSet> {
+        let n = cardinality(b)?;
+        if n > max_rids {
+            return Err(invalid(format!(
+                "the rid set names {n} rids, more than the {max_rids} accepted here"
+            )));
+        }
+        RidSet::from_bytes(b)
+    }
+
+    /// [`RidSet::from_base64`] for untrusted input, bounded as [`RidSet::from_bytes_bounded`].
+    pub fn from_base64_bounded(s: &str, max_rids: u64) -> Result<RidSet> {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| invalid(format!("rid set is not base64: {e}")))?;
+        RidSet::from_bytes_bounded(&b, max_rids)
     }
 }
 
@@ -156,7 +180,6 @@ fn bitmap_cardinality(r: &mut Reader<'_>) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rids::RidSet;
 
     #[test]
     fn counts_without_materialising() {
@@ -177,6 +200,11 @@ mod tests {
         }
         b.push(len as u8);
         assert_eq!(cardinality(&b).unwrap(), 1 << 33);
+        let e = RidSet::from_bytes_bounded(&b, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("names 8589934592 rids"), "{e}");
+        let small = RidSet::from_unsorted(&[5, 9]);
+        assert_eq!(RidSet::from_base64_bounded(&small.to_base64(), 2).unwrap(), small);
+        assert!(RidSet::from_base64_bounded(&small.to_base64(), 1).is_err());
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl RidSet {
 
     /// Decode a wire encoding. Malformed and non-canonical Roaring input is refused first
     /// (see `rid_encoding::cardinality`, which also counts the rids without building the set).
+    /// Unbounded: for untrusted input use `RidSet::from_bytes_bounded` (`rid_encoding`).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         crate::rid_encoding::cardinality(b)?;
         match b.split_first() {

@@ -30,7 +30,7 @@ pub(super) fn admit(st: &AppState, caller: &Identity, received: Vec<Received>) -
             .iter()
             .filter_map(|(_, d)| d.as_ref().ok()?.1.as_ref().map(Incoming::count)),
     )?;
-    let gates: Vec<Option<ApiResult<(u64, String)>>> = st.with_db(|conn| {
+    let gates: Vec<Option<Gate>> = st.with_db(|conn| {
         let mut cache = Cache::default();
         Ok(received
             .iter()
@@ -54,6 +54,10 @@ pub(super) fn admit(st: &AppState, caller: &Identity, received: Vec<Received>) -
         })
         .collect())
 }
+
+/// The gate's decision on a descriptor: the smallest allocated-row count among its columns and
+/// that column's name, or why its rid set is not to be expanded.
+pub(super) type Gate = ApiResult<(u64, String)>;
 
 /// A rid set as received: its encoding and the number of rids it names.
 pub(super) struct Incoming {
@@ -131,7 +135,7 @@ fn check_total(limits: &Limits, counts: impl Iterator<Item = u64>) -> ApiResult<
 /// The smallest allocated-row count among the descriptor's columns, after checking that the
 /// caller may see the dataset and columns and holds the descriptor's grant on each (index
 /// look-ups only). An error means: do not expand.
-fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> ApiResult<(u64, String)> {
+fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> Gate {
     let (dataset_id, column_ids): (i64, Vec<i64>) = match desc {
         Descriptor::Sum { dataset_id, terms, .. } => (*dataset_id, terms.iter().map(|t| t.column_id).collect()),
         Descriptor::Decrypt {
@@ -148,7 +152,7 @@ fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> ApiResult<(u64, String)> {
     g
 }
 
-fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> ApiResult<(u64, String)> {
+fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> Gate {
     let ds = dataset(cx, dataset_id)?;
     let mut smallest: Option<(u64, String)> = None;
     for &id in column_ids {
@@ -173,7 +177,7 @@ fn allocated_count(conn: &Connection, column_id: i64) -> rusqlite::Result<u64> {
 }
 
 /// Materialise a rid set that passed the gate (no lock held), or say why it is not.
-fn expand(incoming: Incoming, gate: Result<(u64, String), ApiError>) -> ApiResult<Rids> {
+fn expand(incoming: Incoming, gate: Gate) -> ApiResult<Rids> {
     let count = incoming.count;
     match gate {
         Err(_) => Ok(Rids::Withheld { count }),

@@ -136,7 +136,7 @@ fn decode(v: Value) -> Received {
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
     visible: HashMap<i64, bool>,
-    gates: HashMap<(i64, Vec<i64>), ApiResult<(u64, String)>>,
+    gates: HashMap<(i64, Vec<i64>), intake::Gate>,
 }
 
 impl Cache {
