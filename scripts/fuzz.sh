@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
     before=$(find "artifacts/$t" -type f | wc -l)
     set +e
     cargo fuzz run -s none "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 \
-        -max_len=4096 -print_final_stats=1 -jobs=1 >"$log" 2>&1
+        -max_len=4096 -print_final_stats=1 >"$log" 2>&1
     rc=$?
     set -e
     execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)

@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(tokens::hash(&token).len(), 64);
     DB.with(|db| {
         let check = tokens::authenticate(&db.borrow(), &token).expect("a lookup, not an error");
-        assert!(matches!(check, TokenCheck::Unknown), "no token was issued in this database");
+        assert!(
+            matches!(check, TokenCheck::Unknown),
+            "no token was issued in this database"
+        );
     });
 });
