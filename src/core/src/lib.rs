@@ -10,6 +10,7 @@ pub mod meta;
 pub mod multiset;
 pub mod num;
 pub mod ore;
+pub mod rid_encoding;
 pub mod rids;
 pub mod sealed;
 pub mod val;

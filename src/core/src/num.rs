@@ -60,6 +60,26 @@ pub fn from_limbs(lo: u64, hi: u64) -> u128 {
     (lo as u128) | ((hi as u128) << 64)
 }
 
+/// Whether `Σ_t w_t · Σ_rows x_t` over `rows` rows surely fits the signed 128-bit result of a
+/// masked sum, for terms `(w_t, bounds_t)` (values inside the declared bounds, or anywhere in
+/// the signed 64-bit range without bounds): `Σ |w_t| · max(|lo_t|, |hi_t|) · rows < 2^127`.
+/// Where it does not, the sum could wrap and must be refused, not answered.
+pub fn linear_sum_fits(terms: &[(i64, Option<(i64, i64)>)], rows: u64) -> bool {
+    let mut per_row: u128 = 0;
+    for (w, bounds) in terms {
+        let m = match bounds {
+            Some((lo, hi)) => lo.unsigned_abs().max(hi.unsigned_abs()),
+            None => 1u64 << 63,
+        };
+        // |w|·m < 2^126 always; the sum of terms may overflow only past 2^128
+        match per_row.checked_add(u128::from(w.unsigned_abs()) * u128::from(m)) {
+            Some(s) => per_row = s,
+            None => return false,
+        }
+    }
+    per_row.checked_mul(u128::from(rows)).is_some_and(|t| t < 1u128 << 127)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +137,25 @@ mod tests {
         let c = u128::MAX - 12345;
         let (lo, hi) = to_limbs(c);
         assert_eq!(from_limbs(lo, hi), c);
+    }
+
+    #[test]
+    fn linear_sums_that_could_wrap_are_detected() {
+        use super::linear_sum_fits;
+        assert!(
+            linear_sum_fits(&[(1, None)], u64::MAX >> 1),
+            "plain sums of i64 never wrap"
+        );
+        assert!(linear_sum_fits(
+            &[(1, Some((-100, 100))), (-3, Some((0, 10)))],
+            1_000_000
+        ));
+        assert!(linear_sum_fits(&[(i64::MAX, None)], 2), "(2^63 − 1) · 2^63 · 2 < 2^127");
+        assert!(!linear_sum_fits(&[(i64::MAX, None)], 3));
+        assert!(linear_sum_fits(&[(i64::MAX, Some((0, 1000)))], 1 << 40));
+        assert!(!linear_sum_fits(
+            &[(i64::MIN, Some((i64::MIN, 0))), (i64::MIN, None)],
+            1
+        ));
     }
 }

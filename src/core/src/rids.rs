@@ -97,22 +97,18 @@ impl RidSet {
         out
     }
 
+    /// Decode a wire encoding. Malformed and non-canonical Roaring input is refused first
+    /// (see `rid_encoding::cardinality`, which also counts the rids without building the set).
+    /// Unbounded: for untrusted input use `RidSet::from_bytes_bounded` (`rid_encoding`).
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        crate::rid_encoding::cardinality(b)?;
         match b.split_first() {
-            Some((1, mut rest)) => {
+            Some((1, rest)) => {
                 let mut t = RoaringTreemap::new();
-                let mut prev_end: Option<u64> = None;
-                while !rest.is_empty() {
-                    let gap = get_varint(&mut rest)?;
-                    let len = get_varint(&mut rest)?;
-                    let start = match prev_end {
-                        None => gap,
-                        Some(p) => p.checked_add(1).and_then(|n| n.checked_add(gap)).ok_or_else(overflow)?,
-                    };
-                    let end = start.checked_add(len).ok_or_else(overflow)?;
+                crate::rid_encoding::for_each_run(rest, |start, end| {
                     t.insert_range(start..=end);
-                    prev_end = Some(end);
-                }
+                    Ok(())
+                })?;
                 Ok(RidSet(t))
             }
             Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
@@ -140,10 +136,6 @@ impl RidSet {
     }
 }
 
-fn overflow() -> CoreError {
-    CoreError::InvalidRidSet("rid set runs overflow 64 bits".into())
-}
-
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -152,7 +144,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(b: &mut &[u8]) -> Result<u64> {
+pub(crate) fn get_varint(b: &mut &[u8]) -> Result<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = b

@@ -3,14 +3,18 @@
 use std::path::PathBuf;
 
 use crate::budget;
+use crate::limits::Limits;
 
-/// Where a keyhost keeps its state and where it listens.
+/// Where a keyhost keeps its state, where it listens, and its resource limits.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Data directory: `master.key`, `keyhost.db`, `admin.token` (created on first start).
     pub data_dir: PathBuf,
     /// Socket address to listen on, e.g. `"127.0.0.1:0"` (port 0: any free port).
     pub listen: String,
+    /// Request-size, batch and failed-authentication limits; at start, the `GHOSTPII_*`
+    /// environment variables of [`crate::limits::ENV_VARS`] that are set override them.
+    pub limits: Limits,
     /// Privacy settings (default DP budget, noise key recovery).
     pub privacy: Privacy,
 }
@@ -32,6 +36,7 @@ impl Config {
             data_dir: data_dir.into(),
             listen: listen.into(),
             privacy: Privacy::default(),
+            limits: Limits::default(),
         }
     }
 }

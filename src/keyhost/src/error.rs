@@ -72,6 +72,8 @@ pub mod reason {
     pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
     pub const AUDIT_DISCLOSURE: &str = "audit_disclosure";
     pub const AUDIT_LIMIT: &str = "audit_limit";
+    pub const REQUEST_TOO_LARGE: &str = "request_too_large";
+    pub const RATE_LIMITED: &str = "rate_limited";
 
     /// Every reason code above (the `Reason` enum of `openapi.json`).
     pub const ALL: &[&str] = &[
@@ -90,6 +92,8 @@ pub mod reason {
         BUDGET_EXHAUSTED,
         AUDIT_DISCLOSURE,
         AUDIT_LIMIT,
+        REQUEST_TOO_LARGE,
+        RATE_LIMITED,
     ];
 }
 

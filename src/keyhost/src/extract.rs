@@ -8,7 +8,6 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use crate::audit::{self, NewEntry};
 use crate::error::{reason, ApiError};
 use crate::identities::Identity;
 use crate::state::AppState;
@@ -69,16 +68,16 @@ impl FromRequestParts<AppState> for Caller {
 /// `axum::Json` with JSON-shaped 400 errors.
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
+impl<T> FromRequest<AppState> for ApiJson<T>
 where
-    S: Send + Sync,
     T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(state.limits().body_too_large()),
             Err(rej) => Err(ApiError::invalid(format!(
                 "malformed request body: {}",
                 rej.body_text()
@@ -116,27 +115,12 @@ pub fn path_id(what: &str, s: &str) -> Result<i64, ApiError> {
 
 /// Record a refused authentication (no identity is known; the token appears only as the first
 /// 16 hex digits of its SHA-256, which matches the hash the keyhost stores for known tokens).
+/// Bounded: see `auth_audit`.
 async fn audit_auth_refusal(
     state: &AppState,
     path: String,
     token_sha256: Option<String>,
     why: &'static str,
 ) -> Result<(), ApiError> {
-    state
-        .db(move |conn, _| {
-            let tx = conn.transaction()?;
-            audit::append(
-                &tx,
-                NewEntry {
-                    operation: "auth".into(),
-                    params: serde_json::json!({ "path": path, "token_sha256_prefix": token_sha256 }),
-                    decision: audit::REFUSED,
-                    reason: Some(why.into()),
-                    ..Default::default()
-                },
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+    crate::auth_audit::record(state, why, token_sha256, path).await
 }

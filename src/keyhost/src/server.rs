@@ -1,6 +1,7 @@
 //! Running the keyhost: in a background thread ([`spawn`]) or in the foreground until a
 //! signal ([`serve_blocking`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -8,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
-use crate::data_dir;
 use crate::error::KeyhostError;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::{auth_audit, data_dir};
 
 /// A keyhost running on its own tokio runtime in a background thread.
 pub struct RunningKeyhost {
@@ -79,10 +80,44 @@ async fn bind(listen: &str) -> Result<(TcpListener, String), KeyhostError> {
     Ok((listener, format!("http://{addr}")))
 }
 
+/// Open the data dir and put the configured limits (with their environment overrides) in force.
+fn open_state(config: &Config) -> Result<AppState, KeyhostError> {
+    let limits = config.limits.clone().with_env()?;
+    data_dir::open_with(&config.data_dir, &config.privacy)?.with_limits(limits)
+}
+
+/// Serve `state` on `listener` (with each client's address for the rate limit) until
+/// `shutdown`, writing the counts of repeated refused authentications every half window and
+/// at the end.
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), KeyhostError> {
+    let flusher = {
+        let st = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(auth_audit::WINDOW / 2);
+            loop {
+                tick.tick().await;
+                let st = st.clone();
+                let _ = st.clone().blocking(move || auth_audit::flush(&st, false)).await;
+            }
+        })
+    };
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    flusher.abort();
+    let st = state.clone();
+    let flushed = state.blocking(move || auth_audit::flush(&st, true)).await;
+    served.map_err(|e| KeyhostError::Runtime(format!("server error: {e}")))?;
+    flushed.map_err(|e| KeyhostError::Runtime(format!("writing refused authentications: {}", e.message)))
+}
+
 /// Open (or bootstrap) the data dir, bind, and serve in a background thread. Returns once
 /// the socket is listening.
 pub fn spawn(config: Config) -> Result<RunningKeyhost, KeyhostError> {
-    let state = data_dir::open_with(&config.data_dir, &config.privacy)?;
+    let state = open_state(&config)?;
     let keyhost_id = state.keyhost_id().to_owned();
     let rt = runtime()?;
     let (listener, url) = rt.block_on(bind(&config.listen))?;
@@ -91,12 +126,11 @@ pub fn spawn(config: Config) -> Result<RunningKeyhost, KeyhostError> {
         .name("ghostpii-keyhost".into())
         .spawn(move || {
             rt.block_on(async move {
-                let app = router(state);
                 let shutdown = async {
                     let _ = stop_rx.await;
                 };
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                    eprintln!("ghostpii keyhost: server error: {e}");
+                if let Err(e) = serve(listener, state, shutdown).await {
+                    eprintln!("ghostpii keyhost: {e}");
                 }
             });
         })
@@ -134,14 +168,11 @@ async fn shutdown_signal() {
 /// Serve in the current thread until Ctrl-C or SIGTERM. `on_ready` gets the URL once the
 /// socket is listening.
 pub fn serve_blocking(config: Config, on_ready: impl FnOnce(&str)) -> Result<(), KeyhostError> {
-    let state: AppState = data_dir::open_with(&config.data_dir, &config.privacy)?;
+    let state = open_state(&config)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let (listener, url) = bind(&config.listen).await?;
         on_ready(&url);
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| KeyhostError::Runtime(format!("server error: {e}")))
+        serve(listener, state, shutdown_signal()).await
     })
 }

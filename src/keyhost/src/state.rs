@@ -7,10 +7,13 @@ use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
+use crate::auth_audit::Refusals;
 use crate::dir_lock::DirLock;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, KeyhostError};
+use crate::limits::Limits;
 use crate::linear_audit;
 use crate::master_key::MasterKey;
+use crate::rate_limit::AuthFailures;
 
 /// State shared by all handlers. Cheap to clone.
 #[derive(Clone)]
@@ -27,6 +30,9 @@ struct Inner {
     signer: SigningKey,
     audits: linear_audit::Cache,
     _dir_lock: DirLock,
+    limits: Limits,
+    auth_refusals: Refusals,
+    auth_failures: AuthFailures,
 }
 
 /// Secrets of a keyhost besides its master key.
@@ -56,8 +62,33 @@ impl AppState {
                 signer: secrets.signer,
                 audits: linear_audit::Cache::new(linear_audit::DEFAULT_MAX_ENTRIES),
                 _dir_lock: dir_lock,
+                limits: Limits::default(),
+                auth_refusals: Refusals::default(),
+                auth_failures: AuthFailures::default(),
             }),
         }
+    }
+
+    /// This state with `limits` in force (before it is shared with a server).
+    pub fn with_limits(mut self, limits: Limits) -> Result<Self, KeyhostError> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| KeyhostError::Runtime("limits must be set before the state is shared".into()))?;
+        inner.limits = limits;
+        Ok(self)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Counts of refused authentications not yet written (`auth_audit`).
+    pub fn auth_refusals(&self) -> &Refusals {
+        &self.inner.auth_refusals
+    }
+
+    /// Failed-authentication buckets per client address (`rate_limit`).
+    pub fn auth_failures(&self) -> &AuthFailures {
+        &self.inner.auth_failures
     }
 
     pub fn noise_key(&self) -> &[u8] {

@@ -104,6 +104,19 @@ pub fn check_linear(metas: &[&ghostpii_core::ColumnMeta], weights: &[i64]) -> Po
                 first.column, first.scale, m.column, m.scale);
         }
     }
+    check_no_wrap(metas, weights, 1)
+}
+
+/// Refuse weights whose products with the columns' bounds (or the i64 range) over `rows` rows
+/// could wrap the 128-bit masked sum (`ghostpii_core::num::linear_sum_fits`).
+fn check_no_wrap(metas: &[&ghostpii_core::ColumnMeta], weights: &[i64], rows: u64) -> PolarsResult<()> {
+    let terms: Vec<_> = weights.iter().zip(metas).map(|(&w, m)| (w, m.bounds)).collect();
+    if !ghostpii_core::num::linear_sum_fits(&terms, rows) {
+        polars_bail!(InvalidOperation:
+            "ghostpii: gp.linear_sum(): weights {weights:?} times the columns' bounds over {rows} rows could \
+             exceed the 128-bit sum (Σ|w|·max(|lo|,|hi|)·rows ≥ 2^127), so the sum could wrap; use smaller \
+             weights or encrypt with tighter bounds");
+    }
     Ok(())
 }
 
@@ -115,6 +128,11 @@ pub fn seal_linear(inputs: &[Series], weights: &[i64]) -> PolarsResult<Series> {
         .collect::<PolarsResult<_>>()?;
     check_linear(&cells.iter().map(|c| &c.meta).collect::<Vec<_>>(), weights)?;
     let rid0 = values(&cells[0].rid);
+    check_no_wrap(
+        &cells.iter().map(|c| &c.meta).collect::<Vec<_>>(),
+        weights,
+        rid0.len() as u64,
+    )?;
     for c in &cells[1..] {
         if values(&c.rid) != rid0 {
             polars_bail!(InvalidOperation:

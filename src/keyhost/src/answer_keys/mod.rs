@@ -1,7 +1,8 @@
 //! Answer keys: the keyhost computes every answer key itself from its column keys and a
 //! computation descriptor, after checking grants, row ids and constraints.
 //!
-//! A batch is handled in three steps: *plan* (decode descriptors, look up columns and grants;
+//! A batch is handled in three steps: *plan* (decode descriptors light, authorize them, and
+//! only then materialise their rid sets, see `intake.rs`; then look up columns and grants;
 //! database lock held briefly), *compute* (masks, row keys, tokens and DP noise,
 //! rayon-parallel, no lock), and *record* (one transaction: the stateful checks of each
 //! descriptor — distinct constants, privacy budget, answered row sets — then its audit row
@@ -14,12 +15,15 @@
 mod compare;
 mod decrypt;
 mod effects;
+mod intake;
+mod recheck;
 mod sum;
+mod visibility;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use ghostpii_core::{ColumnKeys, RidMultiset, RidSet};
+use ghostpii_core::{ColumnKeys, RidSet};
 use roaring::RoaringTreemap;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -27,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, NewEntry};
 use crate::columns::{self, Column};
-use crate::datasets::{self, Dataset};
+use crate::datasets::Dataset;
 use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
 use crate::idempotency::{self, Idempotent};
@@ -37,6 +41,8 @@ use crate::policy::{self, Authority};
 use crate::state::AppState;
 
 pub use effects::Effect;
+pub use intake::decode_untrusted;
+use visibility::{column_of, dataset};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -104,8 +110,8 @@ pub async fn answer(
             {
                 return Ok(prior);
             }
-            // Decode descriptors and rid sets before taking the database lock.
-            let decoded: Vec<_> = requests.into_iter().map(decode).collect();
+            // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
+            let decoded = intake::admit(&st, &caller, requests.into_iter().map(decode).collect())?;
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -126,9 +132,10 @@ pub async fn answer(
         .await
 }
 
-type Decoded = (NewEntry, Result<(Descriptor, Option<RidMultiset>), ApiError>);
+type Decoded = (NewEntry, Result<(Descriptor, Option<intake::Rids>), ApiError>);
+type Received = (NewEntry, Result<(Descriptor, Option<intake::Incoming>), ApiError>);
 
-fn decode(v: Value) -> Decoded {
+fn decode(v: Value) -> Received {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
     let entry = NewEntry {
         operation: op,
@@ -138,11 +145,9 @@ fn decode(v: Value) -> Decoded {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, repeats, .. } => Some(sum::decode_rows(rids, repeats)?),
-                Descriptor::Decrypt { rids, .. } => Some(RidMultiset {
-                    support: RidSet::from_base64(rids).map_err(|e| ApiError::invalid(e.to_string()))?,
-                    repeats: Vec::new(),
-                }),
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
+                    Some(intake::Incoming::decode(rids)?)
+                }
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
@@ -150,13 +155,14 @@ fn decode(v: Value) -> Decoded {
     (entry, parsed)
 }
 
-/// Per-batch cache (the plan step holds the database lock throughout, so it is consistent):
-/// allocated rid sets, datasets, column keys and authorizations, so a batch of many groups
-/// looks each up once.
+/// Per-batch cache of the allocated rid sets of columns, of what the caller may see, and of
+/// the gate's decisions (per dataset and column ids).
 #[derive(Default)]
 struct Cache {
     allocated: HashMap<i64, RoaringTreemap>,
-    datasets: HashMap<i64, Dataset>,
+    visible: HashMap<i64, bool>,
+    gates: HashMap<(i64, Vec<i64>), intake::Gate>,
+    /// Column keys and authorizations, so a batch of many groups looks each up once.
     columns: HashMap<(i64, i64, u32), (Column, ColumnKeys)>,
     auths: HashMap<(i64, String, Operation), ApiResult<Authority>>,
 }
@@ -179,6 +185,37 @@ struct Ctx<'a> {
     st: &'a AppState,
     caller: &'a Identity,
     cache: &'a mut Cache,
+    /// The grant the descriptor needs (named when a dataset or column is not visible).
+    op: Operation,
+    /// What `check_rids` must answer instead of looking at the (unexpanded) rid set.
+    rid_refusal: Option<ApiError>,
+    /// The name of the dataset the descriptor addressed, for its audit entry (`visibility.rs`).
+    seen_dataset: Option<String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        conn: &'a Connection,
+        st: &'a AppState,
+        caller: &'a Identity,
+        desc: &Descriptor,
+        cache: &'a mut Cache,
+    ) -> Self {
+        let op = match desc {
+            Descriptor::Sum { .. } => Operation::Aggregate,
+            Descriptor::Decrypt { .. } => Operation::Decrypt,
+            Descriptor::Compare { .. } => Operation::Compare,
+        };
+        Ctx {
+            conn,
+            st,
+            caller,
+            cache,
+            op,
+            rid_refusal: None,
+            seen_dataset: None,
+        }
+    }
 }
 
 fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: &mut Cache) -> Planned {
@@ -186,30 +223,32 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
     entry.identity = Some(caller.name.clone());
     entry.params = json!({});
     let mut effects = Vec::new();
-    let mut cx = Ctx {
-        conn,
-        st,
-        caller,
-        cache,
-    };
     let work = parsed.and_then(|(desc, rids)| {
-        if let Some(r) = &rids {
-            entry.rid_count = Some(r.distinct());
-            entry.rid_digest = Some(r.support.digest_hex());
-        }
-        let rows = rids.unwrap_or_default();
-        match desc {
-            Descriptor::Sum { dataset_id, terms, .. } => {
-                sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rows).map(Work::Sum)
+        let mut cx = Ctx::new(conn, st, caller, &desc, cache);
+        let rids = match rids {
+            None => RidSet::default(),
+            Some(r) => {
+                entry.rid_count = Some(r.count());
+                let (set, digest, refusal) = r.into_parts();
+                entry.rid_digest = digest;
+                cx.rid_refusal = refusal;
+                set
             }
+        };
+        let work = match desc {
+            Descriptor::Sum {
+                dataset_id,
+                terms,
+                repeats,
+                ..
+            } => sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids, &repeats).map(Work::Sum),
             Descriptor::Decrypt {
                 dataset_id,
                 column_id,
                 epoch,
                 facet,
                 ..
-            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rows.support)
-                .map(Work::Decrypt),
+            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Decrypt),
             Descriptor::Compare {
                 dataset_id,
                 column_id,
@@ -225,18 +264,14 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 constant,
             )
             .map(Work::Compare),
+        };
+        // the owner's audit shows attempts on their dataset, even where the refusal names none
+        if entry.dataset.is_none() {
+            entry.dataset = cx.seen_dataset.take();
         }
+        work
     });
     Planned { entry, work, effects }
-}
-
-fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
-    if let Some(ds) = cx.cache.datasets.get(&dataset_id) {
-        return Ok(ds.clone());
-    }
-    let ds = find_dataset(cx, dataset_id)?;
-    cx.cache.datasets.insert(dataset_id, ds.clone());
-    Ok(ds)
 }
 
 /// May the caller obtain `op` answer keys on `column` of `ds`? (once per batch and column)
@@ -250,16 +285,8 @@ fn authorize(cx: &mut Ctx<'_>, ds: &Dataset, column: &str, op: Operation) -> Api
     a
 }
 
-fn find_dataset(cx: &Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
-    datasets::find_by_id(cx.conn, dataset_id)?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "dataset id {dataset_id} is unknown to this keyhost ({})",
-            cx.st.keyhost_id()
-        ))
-    })
-}
-
-/// The column, checked to belong to the dataset, and the keys of the requested epoch.
+/// The column, checked to belong to the dataset, and the keys of the requested epoch (once
+/// per batch: deriving keys is the costly part of many small descriptors).
 fn column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
     let k = (ds.id, column_id, epoch);
     if let Some(c) = cx.cache.columns.get(&k) {
@@ -270,17 +297,9 @@ fn column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> A
     Ok(c)
 }
 
-fn find_column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+fn find_column_epoch(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> ApiResult<(Column, ColumnKeys)> {
+    let col = column_of(cx, ds, column_id)?;
     let (conn, st) = (cx.conn, cx.st);
-    let col = columns::find_by_id(conn, column_id)?
-        .filter(|c| c.dataset_id == ds.id)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "column id {column_id} of dataset '{}' is unknown to this keyhost ({})",
-                ds.name,
-                st.keyhost_id()
-            ))
-        })?;
     let wrapped = columns::wrapped_key(conn, col.id, epoch)?.ok_or_else(|| {
         ApiError::not_found(format!(
             "epoch {epoch} of column '{}' of dataset '{}' is unknown to this keyhost ({}); \
@@ -296,6 +315,9 @@ fn find_column_epoch(cx: &Ctx<'_>, ds: &Dataset, column_id: i64, epoch: u32) -> 
 }
 
 fn check_rids(cx: &mut Ctx<'_>, col: &Column, rids: &RidSet) -> ApiResult<()> {
+    if let Some(refusal) = &cx.rid_refusal {
+        return Err(refusal.clone());
+    }
     if rids.is_empty() {
         return Err(ApiError::invalid("the rid set is empty: no answer key for zero rows"));
     }
@@ -373,6 +395,7 @@ fn record(
         let checked = o
             .result
             .and_then(|r| r)
+            .and_then(|v| recheck::grants_still_active(&tx, &o.entry).map(|()| v))
             .and_then(|v| effects::check_all(&tx, &mut audits, &o.effects).map(|()| v));
         match checked {
             Ok(Value::Object(mut m)) => {

@@ -21,7 +21,7 @@ use crate::policy::Authority;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Term {
-    column_id: i64,
+    pub(super) column_id: i64,
     epoch: u32,
     weight: i64,
 }
@@ -33,16 +33,17 @@ pub(super) struct RepeatSpec {
     rids: String,
 }
 
-/// The rows of a sum descriptor with their multiplicities, checked.
-pub(super) fn decode_rows(rids: &str, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
+/// The rows of a sum descriptor with their multiplicities, checked. Each repeat class is a
+/// subset of the support, so it is decoded only if it names at most as many rids.
+fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
     let bad = |e: ghostpii_core::CoreError| ApiError::invalid(e.to_string());
-    let support = RidSet::from_base64(rids).map_err(bad)?;
+    let max = support.len();
     let repeats = repeats
         .iter()
         .map(|r| {
             Ok(Repeat {
                 k: r.k,
-                rids: RidSet::from_base64(&r.rids).map_err(bad)?,
+                rids: RidSet::from_base64_bounded(&r.rids, max).map_err(bad)?,
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
@@ -76,8 +77,18 @@ pub(super) fn plan(
     effects: &mut Vec<Effect>,
     dataset_id: i64,
     terms: Vec<Term>,
-    rows: RidMultiset,
+    rids: RidSet,
+    repeats: &[RepeatSpec],
 ) -> ApiResult<SumWork> {
+    // a support refused at intake stays empty; check_rids gives that refusal below
+    let rows = if cx.rid_refusal.is_none() && !repeats.is_empty() {
+        with_repeats(rids, repeats)?
+    } else {
+        RidMultiset {
+            support: rids,
+            repeats: Vec::new(),
+        }
+    };
     entry.params = json!({
         "dataset_id": dataset_id,
         "terms": terms.iter().map(|t| json!({"column_id": t.column_id, "epoch": t.epoch, "weight": t.weight}))
@@ -115,6 +126,10 @@ pub(super) fn plan(
     for ((col, _, _), auth) in resolved.iter().zip(&auths) {
         check_min_rows(auth, col, &rows)?;
     }
+    super::recheck::check_no_wrap(
+        &resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(),
+        u64::try_from(rows.weighted_len()).unwrap_or(u64::MAX),
+    )?;
     if !rows.repeats.is_empty() {
         note(entry, "max_multiplicity", json!(rows.max_multiplicity()));
         note(entry, "weighted_rows", json!(rows.weighted_len().to_string()));

@@ -4,12 +4,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
-
-/// Most descriptors in one batch.
-const MAX_BATCH: usize = 100_000;
 
 #[derive(Deserialize)]
 pub struct AnswerKeyRequest {
@@ -24,11 +21,7 @@ pub async fn answer(
     headers: HeaderMap,
     ApiJson(req): ApiJson<AnswerKeyRequest>,
 ) -> ApiResult<Json<Value>> {
-    if req.requests.len() > MAX_BATCH {
-        return Err(ApiError::invalid(format!(
-            "at most {MAX_BATCH} descriptors per request"
-        )));
-    }
+    st.limits().check_descriptors(req.requests.len())?;
     let key = crate::idempotency::key_from_headers(&headers)?;
     let results = crate::answer_keys::answer(&st, who, req.requests, key).await?;
     Ok(Json(json!({"results": results})))

@@ -19,9 +19,6 @@ use crate::audit::NewEntry;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Largest accepted request body (rid sets of large scattered selections are big).
-pub const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
-
 /// Declares every route once, as `method "path" => handler;`, and generates from that one list
 /// both [`ROUTES`] and the routes of [`router`], so the two cannot disagree.
 macro_rules! api_routes {
@@ -65,13 +62,19 @@ api_routes! {
     post "/v1/budget/reset" => budget::reset;
 }
 
-/// The keyhost's HTTP API.
+/// The keyhost's HTTP API, with the body limit and the failed-authentication rate limit of
+/// the state's [`crate::limits::Limits`].
 pub fn router(state: AppState) -> Router {
+    let max_body = state.limits().max_body_bytes;
     api_routes()
         .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::limit_failed_auth,
+        ))
         .with_state(state)
 }
 

@@ -15,24 +15,35 @@ fn members_are_denied_by_default_and_told_which_grant_is_missing() {
     );
     assert_eq!(res[0]["ok"], false);
     assert_eq!(res[0]["reason"], "permission_denied");
-    assert_eq!(
-        res[0]["message"],
-        "identity 'analyst' has no 'aggregate' grant on column 'income' of dataset 'patrons'"
+    // no grant on the dataset at all: it is not described (no enumeration)
+    let msg = res[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!(
+            "identity 'analyst' holds no grant on dataset id {}, or no such dataset exists",
+            w.dataset_id
+        )) && msg.ends_with("ask its owner for a grant (operation 'aggregate')"),
+        "{msg}"
     );
     assert_eq!(
         res[0]["missing_grant"],
-        json!({"operation": "aggregate", "dataset": "patrons", "column": "income"})
+        json!({"operation": "aggregate", "dataset": format!("id {}", w.dataset_id), "column": null})
+    );
+    assert!(res[1]["message"].as_str().unwrap().ends_with("(operation 'decrypt')"));
+    assert!(res[0]["receipt"]["audit_index"].as_i64().unwrap() > 0);
+    // An aggregate grant does not allow decryption; now the dataset is visible, and the
+    // refusal names the missing grant precisely.
+    w.grant("income", "aggregate", json!({"min_rows": null}));
+    let res = w.kh.answer(
+        &w.analyst,
+        json!([w.sum(&rids, &[(&w.income, 1)]), w.decrypt(&rids, &w.income, "val")]),
     );
     assert_eq!(
         res[1]["message"],
         "identity 'analyst' has no 'decrypt' grant on column 'income' of dataset 'patrons'"
     );
-    assert!(res[0]["receipt"]["audit_index"].as_i64().unwrap() > 0);
-    // An aggregate grant does not allow decryption.
-    w.grant("income", "aggregate", json!({"min_rows": null}));
-    let res = w.kh.answer(
-        &w.analyst,
-        json!([w.sum(&rids, &[(&w.income, 1)]), w.decrypt(&rids, &w.income, "num")]),
+    assert_eq!(
+        res[1]["missing_grant"],
+        json!({"operation": "decrypt", "dataset": "patrons", "column": "income"})
     );
     assert_eq!(
         (res[0]["ok"].clone(), res[1]["reason"].clone()),
@@ -270,15 +281,18 @@ fn wrong_epoch_column_facet_and_dataset_are_refused() {
     assert_eq!(
         reasons,
         [
+            // the analyst holds grants on this dataset: precise errors
             "not_found",
             "not_found",
-            "not_found",
+            // a dataset it holds no grant on: the refusal of an unknown one (no enumeration)
+            "permission_denied",
             "not_found",
             "invalid_request",
             "invalid_request",
             "invalid_request"
         ]
     );
+    assert!(!res[2]["message"].as_str().unwrap().contains("other"), "{}", res[2]);
     let msg = res[0]["message"].as_str().unwrap();
     assert!(
         msg.contains("epoch 2") && msg.contains("unknown to this keyhost"),

@@ -87,8 +87,17 @@ pub struct Kh {
 
 impl Kh {
     pub fn start() -> Kh {
+        Self::start_with(ghostpii_keyhost::Limits::default())
+    }
+
+    /// A keyhost with the given resource limits.
+    pub fn start_with(limits: ghostpii_keyhost::Limits) -> Kh {
         let dir = tempfile::tempdir().unwrap();
-        let kh = spawn(Config::new(dir.path().join("kh"), "127.0.0.1:0")).unwrap();
+        let kh = spawn(Config {
+            limits,
+            ..Config::new(dir.path().join("kh"), "127.0.0.1:0")
+        })
+        .unwrap();
         let admin = std::fs::read_to_string(kh.admin_token_path())
             .unwrap()
             .trim()
@@ -187,7 +196,12 @@ pub fn register(kh: &Kh, token: &str, dataset: &str, body: Value) -> Column {
 
 impl World {
     pub fn new() -> World {
-        let kh = Kh::start();
+        Self::new_with(ghostpii_keyhost::Limits::default())
+    }
+
+    /// The world on a keyhost with the given resource limits.
+    pub fn new_with(limits: ghostpii_keyhost::Limits) -> World {
+        let kh = Kh::start_with(limits);
         let owner = kh.identity("olivia", "owner");
         let analyst = kh.identity("analyst", "member");
         let ds = kh.post(&owner, "/v1/datasets", json!({"name": "patrons"})).ok();

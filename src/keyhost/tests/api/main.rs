@@ -7,6 +7,7 @@ mod checkpoint;
 mod client;
 mod compare;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod privacy;
 mod tokens;

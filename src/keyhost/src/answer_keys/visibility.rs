@@ -1,0 +1,72 @@
+//! What a caller may see when it asks for answer keys: a dataset it holds no grant on (and is
+//! not the owner of) is not described, nor are its columns. An unknown dataset id and an
+//! invisible one get the same `permission_denied` refusal, naming only the id asked for, so
+//! refusals cannot be used to enumerate datasets or their columns.
+
+use super::Ctx;
+use crate::columns::{self, Column};
+use crate::datasets::{self, Dataset};
+use crate::error::{ApiError, ApiResult, MissingGrant};
+use crate::policy;
+
+/// The dataset, if the caller may see it (admin, owner, or any active grant on it). An unknown
+/// dataset and one the caller may not see get the same refusal, which names only the id.
+pub(super) fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
+    let found = datasets::find_by_id(cx.conn, dataset_id)?;
+    cx.seen_dataset = found.as_ref().map(|ds| ds.name.clone());
+    match found {
+        Some(ds) if policy::can_manage(cx.caller, &ds) || holds_grant(cx, ds.id)? => Ok(ds),
+        None if policy::is_admin(cx.caller) => Err(ApiError::not_found(format!(
+            "dataset id {dataset_id} is unknown to this keyhost ({})",
+            cx.st.keyhost_id()
+        ))),
+        _ => Err(not_visible(cx, dataset_id)),
+    }
+}
+
+/// The column of a dataset the caller may see (checked by [`dataset`]). Its columns are named in
+/// the refusals: a caller with a grant on the dataset holds its data files, which name them.
+pub(super) fn column_of(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64) -> ApiResult<Column> {
+    columns::find_by_id(cx.conn, column_id)?
+        .filter(|c| c.dataset_id == ds.id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "column id {column_id} of dataset '{}' is unknown to this keyhost ({})",
+                ds.name,
+                cx.st.keyhost_id()
+            ))
+        })
+}
+
+fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> rusqlite::Result<bool> {
+    if let Some(v) = cx.cache.visible.get(&dataset_id) {
+        return Ok(*v);
+    }
+    let v = cx.conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM grants WHERE identity_id = ?1 AND dataset_id = ?2
+         AND revoked_at IS NULL)",
+        rusqlite::params![cx.caller.id, dataset_id],
+        |r| r.get(0),
+    )?;
+    cx.cache.visible.insert(dataset_id, v);
+    Ok(v)
+}
+
+fn not_visible(cx: &Ctx<'_>, dataset_id: i64) -> ApiError {
+    let op = cx.op.as_str();
+    let mut e = ApiError::missing_grant(
+        &cx.caller.name,
+        MissingGrant {
+            operation: op.into(),
+            dataset: format!("id {dataset_id}"),
+            column: None,
+        },
+    );
+    e.message = format!(
+        "identity '{}' holds no grant on dataset id {dataset_id}, or no such dataset exists on this \
+         keyhost ({}); to use it, ask its owner for a grant (operation '{op}')",
+        cx.caller.name,
+        cx.st.keyhost_id()
+    );
+    e
+}
