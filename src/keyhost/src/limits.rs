@@ -20,6 +20,10 @@ pub struct Limits {
     /// Failed authentications a client address may cause in a minute before its requests are
     /// refused with 429 (`GHOSTPII_AUTH_FAILURES_PER_MINUTE`, 60; 0 turns the limit off).
     pub auth_failures_per_minute: u32,
+    /// Largest linear-audit state of one identity on one dataset, in entries
+    /// (`GHOSTPII_AUDIT_MAX_ENTRIES`, 4,000,000; see `linear_audit`): beyond it exact sums are
+    /// refused with `audit_limit`.
+    pub audit_max_entries: usize,
 }
 
 impl Default for Limits {
@@ -29,16 +33,18 @@ impl Default for Limits {
             max_descriptors: 100_000,
             max_rids_per_request: 1 << 28,
             auth_failures_per_minute: 60,
+            audit_max_entries: crate::linear_audit::DEFAULT_MAX_ENTRIES,
         }
     }
 }
 
 /// Environment variables that override the defaults, in the order of the fields.
-pub const ENV_VARS: [&str; 4] = [
+pub const ENV_VARS: [&str; 5] = [
     "GHOSTPII_MAX_BODY_BYTES",
     "GHOSTPII_MAX_DESCRIPTORS",
     "GHOSTPII_MAX_RIDS_PER_REQUEST",
     "GHOSTPII_AUTH_FAILURES_PER_MINUTE",
+    "GHOSTPII_AUDIT_MAX_ENTRIES",
 ];
 
 fn env_number<T: std::str::FromStr>(
@@ -63,12 +69,13 @@ impl Limits {
     }
 
     fn with_lookup(self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Limits, KeyhostError> {
-        let [body, descriptors, rids, auth] = ENV_VARS;
+        let [body, descriptors, rids, auth, audit] = ENV_VARS;
         let l = Limits {
             max_body_bytes: env_number(body, lookup)?.unwrap_or(self.max_body_bytes),
             max_descriptors: env_number(descriptors, lookup)?.unwrap_or(self.max_descriptors),
             max_rids_per_request: env_number(rids, lookup)?.unwrap_or(self.max_rids_per_request),
             auth_failures_per_minute: env_number(auth, lookup)?.unwrap_or(self.auth_failures_per_minute),
+            audit_max_entries: env_number(audit, lookup)?.unwrap_or(self.audit_max_entries),
         };
         if l.max_body_bytes == 0 || l.max_descriptors == 0 || l.max_rids_per_request == 0 {
             return Err(KeyhostError::Config(format!(

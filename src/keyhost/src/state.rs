@@ -60,7 +60,7 @@ impl AppState {
                 data_dir,
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
-                audits: linear_audit::Cache::new(linear_audit::DEFAULT_MAX_ENTRIES),
+                audits: linear_audit::Cache::default(),
                 _dir_lock: dir_lock,
                 limits: Limits::default(),
                 auth_refusals: Refusals::default(),

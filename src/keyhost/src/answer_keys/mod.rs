@@ -389,7 +389,7 @@ fn record(
     if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
         return Ok(prior); // a concurrent retry of this request was recorded first
     }
-    let mut audits = linear_audit::Batch::new(st.audit_cache());
+    let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
     let mut results = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         let checked = o

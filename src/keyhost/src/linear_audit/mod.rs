@@ -105,7 +105,7 @@ impl AuditState {
             Refusal::Limit(format!(
                 "the linear audit of this identity on this dataset holds {n} entries, more than the \
                  configured maximum of {max_entries}; exact sums stay refused until an admin raises the \
-                 limit (`--audit-max-entries`) — use a DP grant (epsilon) for open-ended querying"
+                 limit (`GHOSTPII_AUDIT_MAX_ENTRIES`) — use a DP grant (epsilon) for open-ended querying"
             ))
         };
         if self.entries() > max_entries {

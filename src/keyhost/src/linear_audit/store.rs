@@ -17,23 +17,12 @@ pub const DEFAULT_MAX_ENTRIES: usize = 4_000_000;
 type Key = (i64, i64);
 
 /// Decoded states of recent batches, by (identity, dataset), with their generation.
+#[derive(Default)]
 pub struct Cache {
     states: Mutex<HashMap<Key, (i64, AuditState)>>,
-    max_entries: usize,
 }
 
 impl Cache {
-    pub fn new(max_entries: usize) -> Self {
-        Cache {
-            states: Mutex::new(HashMap::new()),
-            max_entries,
-        }
-    }
-
-    pub fn max_entries(&self) -> usize {
-        self.max_entries
-    }
-
     fn take(&self, k: Key) -> Option<(i64, AuditState)> {
         self.states.lock().ok()?.remove(&k)
     }
@@ -54,6 +43,7 @@ struct Loaded {
 /// The audit states one record transaction works on.
 pub struct Batch<'a> {
     cache: &'a Cache,
+    max_entries: usize,
     loaded: HashMap<Key, Loaded>,
 }
 
@@ -64,9 +54,11 @@ fn generation(tx: &Connection, k: Key) -> rusqlite::Result<Option<i64>> {
 }
 
 impl<'a> Batch<'a> {
-    pub fn new(cache: &'a Cache) -> Self {
+    /// `max_entries`: the bound on one state (`Limits::audit_max_entries`).
+    pub fn new(cache: &'a Cache, max_entries: usize) -> Self {
         Batch {
             cache,
+            max_entries,
             loaded: HashMap::new(),
         }
     }
@@ -108,7 +100,7 @@ impl<'a> Batch<'a> {
     /// Decide on one exact sum for `identity_id` on `dataset_id`; an accepted sum is
     /// remembered (written by [`Batch::save`]).
     pub fn check(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, q: &Query) -> ApiResult<Verdict> {
-        let max = self.cache.max_entries();
+        let max = self.max_entries;
         let l = self.load(tx, (identity_id, dataset_id))?;
         l.dirty = true;
         match l.state.try_answer(q, max) {

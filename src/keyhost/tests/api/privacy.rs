@@ -362,3 +362,32 @@ fn sensitivity_is_replace_one_with_signed_bounds() {
     let twice = RidSet::from_sorted(&[start, start + 1]);
     assert_eq!(ask(1, Some(json!([{"k": 2, "rids": twice.to_base64()}]))), 400.0);
 }
+
+#[test]
+fn an_audit_state_beyond_its_limit_refuses_exact_sums() {
+    let w = World::new_with(ghostpii_keyhost::Limits {
+        audit_max_entries: 1_027, // one dense chunk of the atom map (1,024) and a few basis rows
+        ..Default::default()
+    });
+    w.grant("income", "aggregate", json!({}));
+    let s = |from: u64| {
+        let r = RidSet::from_sorted(&(w.start + from..w.start + from + 10).collect::<Vec<_>>());
+        w.kh.answer(&w.analyst, json!([w.sum(&r, &[(&w.income, 1)])]))[0].clone()
+    };
+    let mut reasons = Vec::new();
+    for g in 0..8 {
+        let r = s(g * 10);
+        reasons.push(r["reason"].as_str().unwrap_or("ok").to_owned());
+    }
+    assert_eq!(reasons[0], "ok");
+    let first_limit = reasons
+        .iter()
+        .position(|r| r == "audit_limit")
+        .expect("the limit is reached");
+    assert!(reasons[first_limit..].iter().all(|r| r == "audit_limit"), "{reasons:?}");
+    let r = s(500);
+    assert!(
+        r["message"].as_str().unwrap().contains("GHOSTPII_AUDIT_MAX_ENTRIES"),
+        "{r}"
+    );
+}
