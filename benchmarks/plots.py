@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,6 +24,19 @@ RATIOS = {
 }
 
 
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label, grid and legend the axes, write the PNG and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _lines(series: Series, measures: dict[str, str], ylabel: str, title: str, path: Path, logy: bool) -> Path:
     sizes = sorted(series)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
@@ -33,15 +47,7 @@ def _lines(series: Series, measures: dict[str, str], ylabel: str, title: str, pa
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("rows")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, "rows", ylabel, title, path)
 
 
 def throughput(series: Series, path: Path) -> Path:
@@ -64,12 +70,5 @@ def dp_error(errors: dict[float, list[float]], path: Path, sensitivity: float | 
         ax.plot(eps, [sensitivity / e for e in eps], linestyle="--", label="Δ/ε (Laplace scale)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("ε per answer")
-    ax.set_ylabel("absolute error (zero errors drawn at 0.5)")
-    ax.set_title("DP sum error against ε (real keyhost)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, "ε per answer", "absolute error (zero errors drawn at 0.5)",
+                   "DP sum error against ε (real keyhost)", path)  # fmt: skip
