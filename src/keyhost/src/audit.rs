@@ -14,9 +14,9 @@
 //! are. The salt is shown only with the entry itself (to those who may read it) and in the
 //! receipt of the identity whose request the entry records.
 
+use crate::db::{params, Connection, OptionalExtension};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -193,15 +193,15 @@ pub fn entry_hash(e: &Entry) -> String {
 }
 
 /// Append an entry; call inside the transaction of the action it records. Returns its index.
-pub fn append(conn: &Connection, new: NewEntry) -> rusqlite::Result<i64> {
+pub fn append(conn: &Connection, new: NewEntry) -> crate::db::Result<i64> {
     append_receipt(conn, new).map(|r| r.index)
 }
 
 /// Append an entry (inside the caller's transaction); returns its index and leaf hash.
-pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Receipt> {
+pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
     let last: Option<(i64, String)> = conn
         .prepare_cached("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
     let mut e = Entry {
@@ -222,7 +222,7 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Rece
     };
     e.hash = entry_hash(&e);
     conn.prepare_cached(
-        "INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count,
+        "INSERT INTO audit (idx, time, identity, dataset, \"column\", operation, params, rid_count,
                             rid_digest, decision, reason, prev_hash, hash, salt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
@@ -254,7 +254,7 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> rusqlite::Result<Rece
 /// then hand back the refusal. If the audit cannot be written the answer is an internal error.
 pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError {
     let entry = entry.refused(err.reason);
-    let res = (|| -> rusqlite::Result<()> {
+    let res = (|| -> crate::db::Result<()> {
         let tx = conn.transaction()?;
         append(&tx, entry)?;
         tx.commit()
@@ -265,10 +265,10 @@ pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError
     }
 }
 
-pub(crate) const SELECT: &str = "SELECT idx, time, identity, dataset, column, operation, params, rid_count,
+pub(crate) const SELECT: &str = "SELECT idx, time, identity, dataset, \"column\", operation, params, rid_count,
                       rid_digest, decision, reason, prev_hash, hash, salt FROM audit";
 
-pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+pub(crate) fn from_row(r: &crate::db::Row) -> crate::db::Result<Entry> {
     Ok(Entry {
         index: r.get(0)?,
         time: r.get(1)?,
@@ -288,9 +288,9 @@ pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 }
 
 /// Every entry, in index order.
-pub fn all(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
+pub fn all(conn: &Connection) -> crate::db::Result<Vec<Entry>> {
     let mut st = conn.prepare_cached(&format!("{SELECT} ORDER BY idx"))?;
-    let rows = st.query_map([], from_row)?;
+    let rows = st.query_map((), from_row)?;
     rows.collect()
 }
 
@@ -320,7 +320,7 @@ pub struct Page {
 
 const MATCHES: &str = "(?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR identity = ?2) AND (?3 IS NULL OR time >= ?3)";
 
-pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Page> {
+pub fn list(conn: &Connection, f: &Filter) -> crate::db::Result<Page> {
     let order = if f.oldest_first { "ASC" } else { "DESC" };
     let mut st = conn.prepare(&format!(
         "{SELECT} WHERE {MATCHES} AND (?5 IS NULL OR idx < ?5) AND (?6 IS NULL OR idx > ?6)
@@ -331,7 +331,7 @@ pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Page> {
         params![f.dataset, f.identity, f.since, fetch, f.before, f.after],
         from_row,
     )?;
-    let mut entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut entries = rows.collect::<crate::db::Result<Vec<_>>>()?;
     let more = entries.len() > f.limit as usize;
     entries.truncate(f.limit as usize);
     let next = if more { entries.last().map(|e| e.index) } else { None };
@@ -367,9 +367,9 @@ pub struct AuditProblem {
 }
 
 /// Recompute the whole chain and report every inconsistency.
-pub fn verify(conn: &Connection) -> rusqlite::Result<AuditVerification> {
+pub fn verify(conn: &Connection) -> crate::db::Result<AuditVerification> {
     let mut st = conn.prepare(&format!("{SELECT} ORDER BY idx"))?;
-    let rows = st.query_map([], from_row)?;
+    let rows = st.query_map((), from_row)?;
     let mut problems = Vec::new();
     let mut expected_index = 1i64;
     let mut prev = GENESIS.to_owned();

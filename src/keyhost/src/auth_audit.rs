@@ -169,7 +169,7 @@ pub fn flush(st: &AppState, everything: bool) -> ApiResult<()> {
     st.with_db(|conn| write(conn, rows))
 }
 
-fn write(conn: &mut rusqlite::Connection, rows: Vec<NewEntry>) -> ApiResult<()> {
+fn write(conn: &mut crate::db::Connection, rows: Vec<NewEntry>) -> ApiResult<()> {
     let tx = conn.transaction()?;
     for r in rows {
         audit::append(&tx, r)?;

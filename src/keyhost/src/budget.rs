@@ -8,7 +8,7 @@
 //! unlimited. Each distinct DP request is charged once (`budget_charges`); repeats get the same
 //! noise and cost nothing. Charges are made in the transaction that writes the answer's audit row.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::db;
@@ -55,13 +55,13 @@ impl Defaults {
 }
 
 /// Record the configured defaults (at startup).
-pub fn store_defaults(conn: &Connection, d: &Defaults) -> rusqlite::Result<()> {
+pub fn store_defaults(conn: &Connection, d: &Defaults) -> crate::db::Result<()> {
     db::meta_set(conn, DEFAULT_EPSILON_KEY, &d.epsilon.to_string())?;
     db::meta_set(conn, DEFAULT_DELTA_KEY, &d.delta.to_string())
 }
 
-pub fn defaults(conn: &Connection) -> rusqlite::Result<Defaults> {
-    let get = |k: &str, d: f64| -> rusqlite::Result<f64> {
+pub fn defaults(conn: &Connection) -> crate::db::Result<Defaults> {
+    let get = |k: &str, d: f64| -> crate::db::Result<f64> {
         Ok(db::meta_get(conn, k)?.and_then(|v| v.parse().ok()).unwrap_or(d))
     };
     Ok(Defaults {
@@ -70,7 +70,7 @@ pub fn defaults(conn: &Connection) -> rusqlite::Result<Defaults> {
     })
 }
 
-pub fn spent(conn: &Connection, identity_id: i64, dataset_id: i64) -> rusqlite::Result<Spent> {
+pub fn spent(conn: &Connection, identity_id: i64, dataset_id: i64) -> crate::db::Result<Spent> {
     Ok(conn
         .prepare_cached(
             "SELECT epsilon_sum, delta_sum, rho_sum, answers FROM budget_ledger
@@ -121,7 +121,7 @@ fn explicit_total(
     conn: &Connection,
     identity_id: i64,
     dataset_id: i64,
-) -> rusqlite::Result<Option<(f64, Option<f64>)>> {
+) -> crate::db::Result<Option<(f64, Option<f64>)>> {
     Ok(conn
         .prepare_cached(
             "SELECT total_epsilon, total_delta FROM budget_ledger WHERE identity_id = ?1 AND dataset_id = ?2",
@@ -141,7 +141,7 @@ fn grant_total(
     identity_id: i64,
     dataset_id: i64,
     default: f64,
-) -> rusqlite::Result<Option<(f64, bool)>> {
+) -> crate::db::Result<Option<(f64, bool)>> {
     let mut st = conn.prepare_cached(
         "SELECT params FROM grants WHERE identity_id = ?1 AND dataset_id = ?2 AND operation = 'aggregate'
          AND revoked_at IS NULL",
@@ -164,7 +164,7 @@ fn grant_total(
 }
 
 /// The total of an account: always finite.
-pub fn total(conn: &Connection, identity_id: i64, dataset_id: i64) -> rusqlite::Result<Total> {
+pub fn total(conn: &Connection, identity_id: i64, dataset_id: i64) -> crate::db::Result<Total> {
     let d = defaults(conn)?;
     if let Some((epsilon, delta)) = explicit_total(conn, identity_id, dataset_id)? {
         return Ok(Total {
@@ -185,7 +185,7 @@ pub fn total(conn: &Connection, identity_id: i64, dataset_id: i64) -> rusqlite::
     })
 }
 
-pub fn already_charged(conn: &Connection, identity_id: i64, dataset_id: i64, request: &str) -> rusqlite::Result<bool> {
+pub fn already_charged(conn: &Connection, identity_id: i64, dataset_id: i64, request: &str) -> crate::db::Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM budget_charges WHERE identity_id = ?1 AND dataset_id = ?2 AND request = ?3")?
         .query_row(params![identity_id, dataset_id, request], |_| Ok(()))
@@ -201,11 +201,11 @@ pub fn charge(
     request: &str,
     cost: &Cost,
     audit_index: i64,
-) -> rusqlite::Result<()> {
+) -> crate::db::Result<()> {
     let n = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO budget_charges (identity_id, dataset_id, request, epsilon, delta, rho, audit_index)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO budget_charges (identity_id, dataset_id, request, epsilon, delta, rho, audit_index)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             identity_id,
@@ -230,8 +230,8 @@ pub fn charge(
 }
 
 /// Number of DP charges recorded on this keyhost (any identity, any dataset).
-pub fn charges_recorded(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COUNT(*) FROM budget_charges", [], |r| r.get(0))
+pub fn charges_recorded(conn: &Connection) -> crate::db::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM budget_charges", (), |r| r.get(0))
 }
 
 /// Set the total of an account (keeps what was spent). `delta: None` uses the keyhost default.
@@ -241,7 +241,7 @@ pub fn set_total(
     dataset_id: i64,
     epsilon: f64,
     delta: Option<f64>,
-) -> rusqlite::Result<()> {
+) -> crate::db::Result<()> {
     conn.execute(
         "INSERT INTO budget_ledger (identity_id, dataset_id, total_epsilon, total_delta) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(identity_id, dataset_id) DO UPDATE SET total_epsilon = excluded.total_epsilon,
@@ -252,7 +252,7 @@ pub fn set_total(
 }
 
 /// Forget what was spent; a total set explicitly is kept.
-pub fn reset(conn: &Connection, identity_id: i64, dataset_id: i64) -> rusqlite::Result<()> {
+pub fn reset(conn: &Connection, identity_id: i64, dataset_id: i64) -> crate::db::Result<()> {
     conn.execute(
         "UPDATE budget_ledger SET epsilon_sum = 0, delta_sum = 0, rho_sum = 0, answers = 0
          WHERE identity_id = ?1 AND dataset_id = ?2",
@@ -277,7 +277,7 @@ pub fn state_json(
     identity_id: i64,
     dataset: &str,
     dataset_id: i64,
-) -> rusqlite::Result<Value> {
+) -> crate::db::Result<Value> {
     let s = spent(conn, identity_id, dataset_id)?;
     let t = total(conn, identity_id, dataset_id)?;
     let e = s.epsilon(t.delta);

@@ -7,10 +7,10 @@
 //! entries it committed to: an edited, inserted or deleted entry changes the root, a truncated
 //! log has fewer than `tree_size` entries, and a forged checkpoint fails the signature.
 
+use crate::db::Connection;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, AuditProblem};
@@ -37,12 +37,12 @@ pub fn signed_message(keyhost_id: &str, tree_size: u64, root_b64: &str, time: &s
 }
 
 /// Leaf hashes of all audit entries, in index order.
-pub fn leaves(conn: &Connection) -> rusqlite::Result<Vec<Hash>> {
+pub fn leaves(conn: &Connection) -> crate::db::Result<Vec<Hash>> {
     Ok(audit::all(conn)?.iter().map(audit::leaf_hash).collect())
 }
 
 /// Sign a checkpoint over the whole current log.
-pub fn create(conn: &Connection, keyhost_id: &str, signer: &SigningKey) -> rusqlite::Result<Checkpoint> {
+pub fn create(conn: &Connection, keyhost_id: &str, signer: &SigningKey) -> crate::db::Result<Checkpoint> {
     let leaves = leaves(conn)?;
     let root = B64.encode(merkle::root(&leaves));
     let time = clock::format_rfc3339(clock::now_micros());
@@ -119,7 +119,7 @@ pub fn verify_log(
     keyhost_id: Option<&str>,
     cp: &Checkpoint,
     expected_key: Option<&VerifyingKey>,
-) -> rusqlite::Result<Vec<AuditProblem>> {
+) -> crate::db::Result<Vec<AuditProblem>> {
     let mut out: Vec<AuditProblem> = check_signature(cp, expected_key)
         .into_iter()
         .map(|problem| AuditProblem { index: 0, problem })
@@ -161,7 +161,7 @@ pub fn verify_log(
 }
 
 /// Inclusion proof of entry `index` (1-based) in the tree of the first `tree_size` entries.
-pub fn inclusion_proof(conn: &Connection, index: u64, tree_size: u64) -> rusqlite::Result<Option<Vec<String>>> {
+pub fn inclusion_proof(conn: &Connection, index: u64, tree_size: u64) -> crate::db::Result<Option<Vec<String>>> {
     let leaves = leaves(conn)?;
     if index == 0 || index > tree_size || tree_size as usize > leaves.len() {
         return Ok(None);

@@ -4,10 +4,10 @@
 
 use std::ops::RangeInclusive;
 
+use crate::db::{params, Connection, OptionalExtension};
 use ghostpii_core::meta::key_binding;
 use ghostpii_core::{ColumnKeys, Facet, LogicalType, OreParams, RootKey};
 use roaring::RoaringTreemap;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
@@ -146,14 +146,9 @@ impl Column {
 const SELECT: &str = "SELECT id, dataset_id, name, dtype, scale, bounds_lo, bounds_hi, facets,
                       current_epoch, meta, ord_offset, ord_bits FROM columns";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("stored column has an invalid {what}").into(),
-        )
-    };
+fn from_row(r: &crate::db::Row) -> crate::db::Result<Column> {
+    let bad =
+        |i: usize, what: &str| crate::db::Error::Conversion(format!("column {i}: stored column has an invalid {what}"));
     let dtype: String = r.get(3)?;
     let lo: Option<i64> = r.get(5)?;
     let hi: Option<i64> = r.get(6)?;
@@ -162,7 +157,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
         .split(',')
         .filter(|s| !s.is_empty())
         .map(|s| parse_facet(s).ok_or_else(|| bad(7, "facet")))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::db::Result<Vec<_>>>()?;
     let meta: Option<String> = r.get(9)?;
     let meta = match meta {
         Some(m) => Some(serde_json::from_str(&m).map_err(|_| bad(9, "meta"))?),
@@ -190,7 +185,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Column> {
     })
 }
 
-pub fn find_by_name(conn: &Connection, dataset_id: i64, name: &str) -> rusqlite::Result<Option<Column>> {
+pub fn find_by_name(conn: &Connection, dataset_id: i64, name: &str) -> crate::db::Result<Option<Column>> {
     conn.query_row(
         &format!("{SELECT} WHERE dataset_id = ?1 AND name = ?2"),
         params![dataset_id, name],
@@ -199,7 +194,7 @@ pub fn find_by_name(conn: &Connection, dataset_id: i64, name: &str) -> rusqlite:
     .optional()
 }
 
-pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Column>> {
+pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Column>> {
     conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], from_row)
         .optional()
 }
@@ -216,10 +211,10 @@ pub fn insert(
 ) -> ApiResult<Column> {
     let now = clock::now_micros();
     let facets = spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
-    conn.execute(
+    let new_id: i64 = conn.query_row(
         "INSERT INTO columns (dataset_id, name, dtype, scale, bounds_lo, bounds_hi, facets, meta,
                               ord_offset, ord_bits, current_epoch, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11) RETURNING id",
         params![
             dataset_id,
             name,
@@ -233,8 +228,9 @@ pub fn insert(
             spec.ord.map(|o| o.bits),
             now
         ],
+        crate::db::get0,
     )?;
-    let column_id = conn.last_insert_rowid();
+    let column_id = new_id;
     let root = RootKey::generate();
     let wrapped = master
         .wrap(&root, keyhost_id, dataset_id, column_id, 1)
@@ -278,7 +274,7 @@ pub fn rotate(conn: &Connection, master: &MasterKey, keyhost_id: &str, col: &Col
 }
 
 /// The wrapped root key of one epoch, if the epoch exists.
-pub fn wrapped_key(conn: &Connection, column_id: i64, epoch: u32) -> rusqlite::Result<Option<WrappedKey>> {
+pub fn wrapped_key(conn: &Connection, column_id: i64, epoch: u32) -> crate::db::Result<Option<WrappedKey>> {
     conn.query_row(
         "SELECT key_nonce, key_sealed FROM column_epochs WHERE column_id = ?1 AND epoch = ?2",
         params![column_id, epoch],
@@ -321,7 +317,7 @@ pub fn record_rids(conn: &Connection, column_id: i64, start: u64, count: u64) ->
 }
 
 /// The ranges of row ids allocated for the column.
-pub fn rid_ranges(conn: &Connection, column_id: i64) -> rusqlite::Result<Vec<RangeInclusive<u64>>> {
+pub fn rid_ranges(conn: &Connection, column_id: i64) -> crate::db::Result<Vec<RangeInclusive<u64>>> {
     let mut st = conn.prepare_cached("SELECT start, count FROM rid_ranges WHERE column_id = ?1")?;
     let rows = st.query_map([column_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();

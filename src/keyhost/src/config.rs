@@ -10,6 +10,9 @@ use crate::limits::Limits;
 pub struct Config {
     /// Data directory: `master.key`, `keyhost.db`, `admin.token` (created on first start).
     pub data_dir: PathBuf,
+    /// A PostgreSQL connection string (`postgresql://user@host:port/db`): all state lives
+    /// there instead of `keyhost.db`, and several keyhosts on the same key files may share it.
+    pub database: Option<String>,
     /// Socket address to listen on, e.g. `"127.0.0.1:0"` (port 0: any free port).
     pub listen: String,
     /// Request-size, batch and failed-authentication limits; at start, the `GHOSTPII_*`
@@ -34,6 +37,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
         Config {
             data_dir: data_dir.into(),
+            database: None,
             listen: listen.into(),
             privacy: Privacy::default(),
             limits: Limits::default(),

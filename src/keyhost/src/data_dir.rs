@@ -1,6 +1,7 @@
 //! The data directory: `master.key`, `keyhost.db`, `admin.token`, `noise.key`,
 //! `checkpoint.key`, `keyhost.lock` (held while a keyhost runs on it). Created on first start,
-//! reused afterwards.
+//! reused afterwards. On PostgreSQL (`--database`) there is no `keyhost.db`: the directory
+//! holds the key files that every replica shares.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::dir_lock;
 use crate::error::KeyhostError;
 use crate::files;
 use crate::identities::{self, Role};
+use crate::key_files;
 use crate::master_key::MasterKey;
 use crate::secret_file;
 use crate::state::{AppState, Secrets};
@@ -47,19 +49,35 @@ pub fn open(dir: &Path) -> Result<AppState, KeyhostError> {
     open_with(dir, &Privacy::default())
 }
 
-/// Open the data dir, bootstrapping it on first use, and build the service state.
+/// Open the data dir (state in `DIR/keyhost.db`), bootstrapping it on first use.
 pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError> {
+    open_on(dir, None, privacy)
+}
+
+/// Open the data dir, bootstrapping it on first use, and build the service state. With
+/// `database` (a PostgreSQL connection string) DIR holds only the key files and all state is
+/// in that database, which several keyhosts (replicas) may share: they take a shared lock
+/// of DIR instead of an exclusive one, start one at a time (a PostgreSQL advisory lock) and
+/// must all hold the same key files (checked against the database).
+pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<AppState, KeyhostError> {
     privacy.default_budget.validate().map_err(KeyhostError::Config)?;
     files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
-    let lock = dir_lock::acquire(dir)?;
+    let database = match database {
+        Some(url) => db::Database::postgres(url),
+        None => db::Database::Sqlite(db_path(dir)),
+    };
+    let shared = matches!(database, db::Database::Postgres(_));
+    let lock = dir_lock::acquire_mode(dir, shared)?;
+    let _starting = db::startup_lock(&database)?;
     let mk_path = dir.join(MASTER_KEY_FILE);
-    let path = db_path(dir);
-    if !path.exists() {
-        // An empty file with mode 0600; SQLite gives its -wal and -shm files the same mode.
-        files::create_private(&path).map_err(|e| KeyhostError::io("cannot create database", &path, e))?;
+    if let db::Database::Sqlite(path) = &database {
+        if !path.exists() {
+            // An empty file with mode 0600; SQLite gives its -wal and -shm files the same mode.
+            files::create_private(path).map_err(|e| KeyhostError::io("cannot create database", path, e))?;
+        }
     }
-    let mut conn = db::open(&path)?;
-    db::migrate(&conn)?;
+    let mut conn = db::open(&database)?;
+    db::migrate(&mut conn)?;
 
     let (keyhost_id, master) = match db::meta_get(&conn, KEYHOST_ID_KEY)? {
         Some(id) => {
@@ -68,7 +86,7 @@ pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError
                     "{} is missing but {} exists: without its master key this keyhost's \
                      column keys cannot be recovered",
                     mk_path.display(),
-                    db_path(dir).display()
+                    database.describe()
                 )));
             }
             let master = MasterKey::load(&mk_path)?;
@@ -82,9 +100,22 @@ pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError
         }
         None => bootstrap(dir, &mk_path, &mut conn)?,
     };
-    let noise_key = load_noise_key(dir, &conn, privacy.new_noise_key)?;
+    let noise_path = dir.join(secret_file::NOISE_KEY_FILE);
+    let noise_created = !noise_path.exists();
+    let noise_key = load_noise_key(dir, &database, &conn, privacy.new_noise_key)?;
+    let replace_noise = privacy.new_noise_key || (!shared && noise_created);
+    key_files::check(&conn, key_files::NOISE, &noise_path, noise_key.as_ref(), replace_noise)?;
     budget::store_defaults(&conn, &privacy.default_budget)?;
-    let seed = secret_file::load_or_create(&dir.join(secret_file::CHECKPOINT_KEY_FILE), "checkpoint key file")?;
+    let cp_path = dir.join(secret_file::CHECKPOINT_KEY_FILE);
+    let cp_created = !cp_path.exists();
+    let seed = secret_file::load_or_create(&cp_path, "checkpoint key file")?;
+    key_files::check(
+        &conn,
+        key_files::CHECKPOINT,
+        &cp_path,
+        seed.as_ref(),
+        !shared && cp_created,
+    )?;
     let signer = ed25519_dalek::SigningKey::from_bytes(&seed);
     Ok(AppState::new(
         conn,
@@ -100,7 +131,8 @@ pub fn open_with(dir: &Path, privacy: &Privacy) -> Result<AppState, KeyhostError
 /// were charged: a new key would give fresh noise to requests already charged.
 fn load_noise_key(
     dir: &Path,
-    conn: &rusqlite::Connection,
+    database: &db::Database,
+    conn: &db::Connection,
     new_noise_key: bool,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyhostError> {
     let path = dir.join(secret_file::NOISE_KEY_FILE);
@@ -114,14 +146,14 @@ fn load_noise_key(
                  once with --new-noise-key (requests are bound to the noise key, so every earlier \
                  request is charged again when repeated)",
                 path.display(),
-                db_path(dir).display()
+                database.describe()
             )));
         }
     }
     secret_file::load_or_create(&path, "noise key file")
 }
 
-fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut rusqlite::Connection) -> Result<(String, MasterKey), KeyhostError> {
+fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut db::Connection) -> Result<(String, MasterKey), KeyhostError> {
     // A master key without a keyhost id is left over from an interrupted bootstrap.
     let master = if mk_path.exists() {
         MasterKey::load(mk_path)?

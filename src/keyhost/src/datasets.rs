@@ -1,6 +1,6 @@
 //! Datasets: a name, an owner (its creator) and a row-id counter.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::clock;
@@ -20,7 +20,7 @@ pub struct Dataset {
 const SELECT: &str = "SELECT d.id, d.name, i.name, d.owner_id FROM datasets d
                       JOIN identities i ON i.id = d.owner_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
+fn from_row(r: &crate::db::Row) -> crate::db::Result<Dataset> {
     Ok(Dataset {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -29,12 +29,12 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
     })
 }
 
-pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Dataset>> {
+pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<Dataset>> {
     conn.query_row(&format!("{SELECT} WHERE d.name = ?1"), [name], from_row)
         .optional()
 }
 
-pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Dataset>> {
+pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Dataset>> {
     conn.query_row(&format!("{SELECT} WHERE d.id = ?1"), [id], from_row)
         .optional()
 }
@@ -45,13 +45,14 @@ pub fn require(conn: &Connection, name: &str) -> ApiResult<Dataset> {
         .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' does not exist on this keyhost")))
 }
 
-pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> rusqlite::Result<Dataset> {
-    conn.execute(
-        "INSERT INTO datasets (name, owner_id, created_at) VALUES (?1, ?2, ?3)",
+pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> crate::db::Result<Dataset> {
+    let new_id: i64 = conn.query_row(
+        "INSERT INTO datasets (name, owner_id, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![name, owner.id, clock::now_micros()],
+        crate::db::get0,
     )?;
     Ok(Dataset {
-        id: conn.last_insert_rowid(),
+        id: new_id,
         name: name.to_owned(),
         owner: owner.name.clone(),
         owner_id: owner.id,
@@ -59,7 +60,7 @@ pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> rusqlite::Resu
 }
 
 /// All datasets (`None`), or those `identity` owns or holds an active grant on.
-pub fn list_visible(conn: &Connection, identity: Option<i64>) -> rusqlite::Result<Vec<Dataset>> {
+pub fn list_visible(conn: &Connection, identity: Option<i64>) -> crate::db::Result<Vec<Dataset>> {
     let mut st = conn.prepare(&format!(
         "{SELECT} WHERE ?1 IS NULL OR d.owner_id = ?1 OR EXISTS (
              SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.identity_id = ?1

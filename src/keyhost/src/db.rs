@@ -1,9 +1,147 @@
-//! The SQLite database: connection settings and schema.
+//! The keyhost's database: the storage interface ([`Connection`], [`Transaction`],
+//! [`params!`]) over two backends, SQLite (a file in the data directory, the default) and
+//! PostgreSQL (shared by replicas), and the schema, in one place.
+//!
+//! Writing SQL for both backends: use `?1`-style placeholders (translated to `$1` for
+//! PostgreSQL), the column types `INTEGER`, `REAL`, `TEXT`, `BLOB` in DDL (translated by
+//! [`postgres::ddl`]), `INSERT .. ON CONFLICT (..) DO NOTHING / DO UPDATE SET x = excluded.x`
+//! instead of `INSERT OR IGNORE / OR REPLACE`, `INSERT .. RETURNING id` instead of
+//! `last_insert_rowid()`, `CAST(SUM(x) AS INTEGER)` only where a sum must stay an integer
+//! (PostgreSQL's `SUM` of integers is `numeric`, which the interface reads back as an
+//! integer when it has no fraction), and quote the audit table's `"column"`. A module
+//! that needs a new table appends its `CREATE TABLE IF NOT EXISTS` to [`SCHEMA`] below (or
+//! keeps it in its own constant and calls [`create_tables`] from [`migrate`]). Every write
+//! that must see a consistent state runs in `conn.transaction()`: on PostgreSQL that takes
+//! the keyhost-wide write lock, so replicas never interleave writers.
 
-use std::path::Path;
-use std::time::Duration;
+mod connection;
+pub mod postgres;
+mod sqlite;
+mod value;
 
-use rusqlite::{Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+pub use connection::{get0, Connection, OptionalExtension, Rows, Statement, Transaction};
+pub use value::{FromSql, Params, Row, ToSql, Value};
+
+/// `params![a, b, ..]`: parameters of mixed types for one statement.
+#[macro_export]
+macro_rules! params {
+    () => {
+        &[] as &[&dyn $crate::db::ToSql]
+    };
+    ($($p:expr),+ $(,)?) => {
+        &[$(&$p as &dyn $crate::db::ToSql),+] as &[&dyn $crate::db::ToSql]
+    };
+}
+pub use crate::params;
+
+/// An error of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the query returned no rows")]
+    NoRows,
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgresql: {}", pg_message(.0))]
+    Postgres(#[from] ::postgres::Error),
+    #[error("stored value: {0}")]
+    Conversion(String),
+    #[error("{0}")]
+    Schema(String),
+}
+
+fn pg_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Which engine a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the keyhost's state lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (`DIR/keyhost.db` by default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (`postgresql://user@host:port/db` or `host=.. dbname=..`).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Database {
+    /// A PostgreSQL connection string as given to `--database`.
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Database::Postgres(url.into())
+    }
+
+    /// For messages: the file, or the connection string without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => match url.parse::<::postgres::Config>().ok() {
+                Some(c) => format!(
+                    "PostgreSQL database '{}' on {:?}",
+                    c.get_dbname().unwrap_or("(default)"),
+                    c.get_hosts()
+                ),
+                None => "PostgreSQL (unparsable connection string)".into(),
+            },
+        }
+    }
+}
+
+/// Open (creating an SQLite file if needed) the database.
+pub fn open(db: &Database) -> Result<Connection> {
+    match db {
+        Database::Sqlite(p) => Ok(Connection::sqlite(sqlite::Sqlite::open(p)?)),
+        Database::Postgres(url) => Ok(Connection::postgres(postgres::Postgres::connect(url)?)),
+    }
+}
+
+/// Open an existing database for reading (offline audit verification).
+pub fn open_read_only(db: &Database) -> Result<Connection> {
+    match db {
+        Database::Sqlite(p) => Ok(Connection::sqlite(sqlite::Sqlite::open_read_only(p)?)),
+        Database::Postgres(url) => Ok(Connection::postgres(postgres::Postgres::connect(url)?)),
+    }
+}
+
+/// Held while a keyhost starts: on PostgreSQL a session advisory lock (released when the
+/// guard's connection closes), so replicas bootstrap, migrate and create key files one at
+/// a time. Nothing on SQLite (the data directory's exclusive lock does it).
+pub struct StartupLock {
+    _conn: Option<Connection>,
+}
+
+pub fn startup_lock(db: &Database) -> Result<StartupLock> {
+    match db {
+        Database::Sqlite(_) => Ok(StartupLock { _conn: None }),
+        Database::Postgres(url) => {
+            let conn = Connection::postgres(postgres::Postgres::connect(url)?);
+            conn.execute_batch(&format!("SELECT pg_advisory_lock({})", postgres::STARTUP_LOCK))?;
+            Ok(StartupLock { _conn: Some(conn) })
+        }
+    }
+}
+
+/// Open an SQLite file (the embedded default).
+pub fn open_sqlite(path: &Path) -> Result<Connection> {
+    open(&Database::Sqlite(path.to_path_buf()))
+}
 
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -81,7 +219,7 @@ CREATE TABLE IF NOT EXISTS audit (
     time       INTEGER NOT NULL,
     identity   TEXT,
     dataset    TEXT,
-    column     TEXT,
+    "column"   TEXT,
     operation  TEXT NOT NULL,
     params     TEXT NOT NULL,
     rid_count  INTEGER,
@@ -136,44 +274,44 @@ CREATE TABLE IF NOT EXISTS linear_audit (
 );
 "#;
 
-/// Open (creating if needed) the database file with the keyhost's settings:
-/// WAL journal, foreign keys enforced, a busy timeout for concurrent readers.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    configure(&conn)?;
-    Ok(conn)
+/// DDL written for SQLite (see the module doc), as this connection's backend needs it.
+pub fn ddl(backend: Backend, sqlite_ddl: &str) -> String {
+    match backend {
+        Backend::Sqlite => sqlite_ddl.to_owned(),
+        Backend::Postgres => postgres::ddl(sqlite_ddl),
+    }
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    Ok(())
+/// Create the tables of `sqlite_ddl` (`CREATE TABLE IF NOT EXISTS ..`) on this backend.
+pub fn create_tables(conn: &Connection, sqlite_ddl: &str) -> Result<()> {
+    conn.execute_batch(&ddl(conn.backend(), sqlite_ddl))
 }
 
-/// Create the tables if they do not exist and record the schema version. A database written
-/// with another schema version is refused (there is no older released schema to upgrade from).
-pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    crate::idempotency::migrate(conn)?;
-    if let Some(v) = meta_get(conn, "schema_version")? {
+/// Create the tables if they do not exist and record the schema version, in one transaction
+/// (on PostgreSQL under the write lock, so replicas starting together do not race). A
+/// database written with another schema version is refused (there is no older released
+/// schema to upgrade from).
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction()?;
+    create_tables(&tx, SCHEMA)?;
+    crate::idempotency::migrate(&tx)?;
+    if let Some(v) = meta_get(&tx, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "keyhost.db has schema version {v}; this keyhost reads version {SCHEMA_VERSION}"
+            return Err(Error::Schema(format!(
+                "the keyhost database has schema version {v}; this keyhost reads version {SCHEMA_VERSION}"
             )));
         }
     }
-    meta_set(conn, "schema_version", &SCHEMA_VERSION.to_string())?;
-    Ok(())
+    meta_set(&tx, "schema_version", &SCHEMA_VERSION.to_string())?;
+    tx.commit()
 }
 
-pub fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], get0)
         .optional()
 }
 
-pub fn meta_set(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

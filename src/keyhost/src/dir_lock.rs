@@ -1,5 +1,7 @@
 //! One keyhost per data directory: an exclusive lock on `DIR/keyhost.lock`, held for as long
 //! as the keyhost's state lives. A second keyhost on the same directory is refused at start.
+//! Replicas on PostgreSQL share the directory's key files: each takes a shared lock, so
+//! they coexist while a keyhost on SQLite (exclusive) and they refuse each other.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -17,6 +19,11 @@ pub struct DirLock {
 
 /// Take the exclusive lock of `dir`, or explain which process holds it.
 pub fn acquire(dir: &Path) -> Result<DirLock, KeyhostError> {
+    acquire_mode(dir, false)
+}
+
+/// Take the lock of `dir`, shared (replicas on PostgreSQL) or exclusive.
+pub fn acquire_mode(dir: &Path, shared: bool) -> Result<DirLock, KeyhostError> {
     let path = dir.join(LOCK_FILE);
     let mut o = OpenOptions::new();
     o.read(true).write(true).create(true).truncate(false);
@@ -28,7 +35,12 @@ pub fn acquire(dir: &Path) -> Result<DirLock, KeyhostError> {
     let mut file = o
         .open(&path)
         .map_err(|e| KeyhostError::io("cannot open lock file", &path, e))?;
-    match file.try_lock() {
+    let locked = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -39,14 +51,21 @@ pub fn acquire(dir: &Path) -> Result<DirLock, KeyhostError> {
             } else {
                 format!("another keyhost (process {holder})")
             };
+            let hint = if shared {
+                "replicas share a directory only when all of them run on PostgreSQL (--database)"
+            } else {
+                "stop that keyhost or pass another --data directory"
+            };
             return Err(KeyhostError::Config(format!(
-                "data directory {} is in use by {who}; stop that keyhost or pass another --data directory",
+                "data directory {} is in use by {who}; {hint}",
                 dir.display()
             )));
         }
         Err(TryLockError::Error(e)) => return Err(KeyhostError::io("cannot lock", &path, e)),
     }
-    write_pid(&mut file).map_err(|e| KeyhostError::io("cannot write lock file", &path, e))?;
+    if !shared {
+        write_pid(&mut file).map_err(|e| KeyhostError::io("cannot write lock file", &path, e))?;
+    }
     Ok(DirLock { _file: file })
 }
 
@@ -69,5 +88,18 @@ mod tests {
         assert!(err.contains(&format!("process {}", std::process::id())), "{err}");
         drop(first);
         acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_an_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = acquire_mode(dir.path(), true).unwrap();
+        let b = acquire_mode(dir.path(), true).unwrap();
+        assert!(acquire(dir.path()).is_err());
+        drop((a, b));
+        let x = acquire(dir.path()).unwrap();
+        let err = acquire_mode(dir.path(), true).unwrap_err().to_string();
+        assert!(err.contains("only when all of them run on PostgreSQL"), "{err}");
+        drop(x);
     }
 }

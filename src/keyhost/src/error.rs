@@ -22,7 +22,7 @@ pub enum KeyhostError {
         source: std::io::Error,
     },
     #[error("keyhost database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] crate::db::Error),
     #[error("master key: {0}")]
     MasterKey(String),
     #[error("invalid configuration: {0}")]
@@ -157,8 +157,8 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::db::Error> for ApiError {
+    fn from(e: crate::db::Error) -> Self {
         ApiError::internal("database", &e)
     }
 }

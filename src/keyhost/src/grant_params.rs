@@ -5,7 +5,7 @@
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
 
-use rusqlite::Connection;
+use crate::db::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Grants: identity × dataset × column × operation, with parameter constraints.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
@@ -98,16 +98,11 @@ const SELECT: &str = "SELECT g.id, i.name, d.name, g.column_name, g.operation, g
                       FROM grants g JOIN identities i ON i.id = g.identity_id
                       JOIN datasets d ON d.id = g.dataset_id";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
+fn from_row(r: &crate::db::Row) -> crate::db::Result<Grant> {
     let op: String = r.get(4)?;
     let params: String = r.get(5)?;
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("stored grant has invalid {what}").into(),
-        )
-    };
+    let bad =
+        |i: usize, what: &str| crate::db::Error::Conversion(format!("column {i}: stored grant has invalid {what}"));
     Ok(Grant {
         grant_id: r.get(0)?,
         identity: r.get(1)?,
@@ -129,9 +124,9 @@ pub fn insert(
     gp: &GrantParams,
 ) -> ApiResult<i64> {
     let params_json = serde_json::to_string(gp).map_err(|e| ApiError::internal("grant params", &e))?;
-    conn.execute(
+    let new_id: i64 = conn.query_row(
         "INSERT INTO grants (identity_id, dataset_id, column_name, operation, params, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             identity_id,
             dataset_id,
@@ -140,11 +135,12 @@ pub fn insert(
             params_json,
             clock::now_micros()
         ],
+        crate::db::get0,
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(new_id)
 }
 
-pub fn find(conn: &Connection, grant_id: i64) -> rusqlite::Result<Option<Grant>> {
+pub fn find(conn: &Connection, grant_id: i64) -> crate::db::Result<Option<Grant>> {
     conn.query_row(
         &format!("{SELECT} WHERE g.id = ?1 AND g.revoked_at IS NULL"),
         [grant_id],
@@ -160,7 +156,7 @@ pub fn list(
     dataset: Option<&str>,
     identity: Option<&str>,
     visible_to: Option<i64>,
-) -> rusqlite::Result<Vec<Grant>> {
+) -> crate::db::Result<Vec<Grant>> {
     let mut st = conn.prepare(&format!(
         "{SELECT} WHERE g.revoked_at IS NULL
          AND (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.name = ?2)
@@ -178,7 +174,7 @@ pub fn active_for(
     dataset_id: i64,
     column: &str,
     operation: Operation,
-) -> rusqlite::Result<Vec<Grant>> {
+) -> crate::db::Result<Vec<Grant>> {
     let mut st = conn.prepare_cached(&format!(
         "{SELECT} WHERE g.revoked_at IS NULL AND g.identity_id = ?1 AND g.dataset_id = ?2
          AND g.column_name = ?3 AND g.operation = ?4 ORDER BY g.id"
@@ -187,7 +183,7 @@ pub fn active_for(
     rows.collect()
 }
 
-pub fn revoke(conn: &Connection, grant_id: i64) -> rusqlite::Result<bool> {
+pub fn revoke(conn: &Connection, grant_id: i64) -> crate::db::Result<bool> {
     let n = conn.execute(
         "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         params![grant_id, clock::now_micros()],

@@ -6,8 +6,8 @@
 //! with another body is refused (`conflict`). Recorded results hold answer keys, so they are
 //! stored sealed under the master key, and forgotten after [`RETENTION_MICROS`].
 
+use crate::db::{params, Connection, OptionalExtension};
 use axum::http::HeaderMap;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -32,8 +32,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );";
 
 /// Create the table (called by `db::migrate`).
-pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+pub fn migrate(conn: &Connection) -> crate::db::Result<()> {
+    crate::db::create_tables(conn, SCHEMA)
 }
 
 /// The idempotency key of one request of one identity, and the hash of its body.
@@ -133,8 +133,10 @@ impl Idempotent<'_> {
             None
         };
         conn.execute(
-            "INSERT OR REPLACE INTO idempotency (identity_id, key, request_hash, response, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO idempotency (identity_id, key, request_hash, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (identity_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+                response = excluded.response, created_at = excluded.created_at",
             params![self.identity_id, self.key, self.request_hash, sealed, now],
         )?;
         Ok(())

@@ -1,6 +1,6 @@
 //! Identities and their roles.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
@@ -46,7 +46,7 @@ pub struct Identity {
     pub created_at: i64,
 }
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Identity> {
+fn from_row(r: &crate::db::Row) -> crate::db::Result<Identity> {
     let role: String = r.get(2)?;
     Ok(Identity {
         id: r.get(0)?,
@@ -74,7 +74,7 @@ pub fn validate_name(kind: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Identity>> {
+pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<Identity>> {
     conn.query_row(
         "SELECT id, name, role, created_at FROM identities WHERE name = ?1",
         [name],
@@ -83,7 +83,7 @@ pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Id
     .optional()
 }
 
-pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Identity>> {
+pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Identity>> {
     conn.query_row(
         "SELECT id, name, role, created_at FROM identities WHERE id = ?1",
         [id],
@@ -98,22 +98,23 @@ pub fn require(conn: &Connection, name: &str) -> ApiResult<Identity> {
         .ok_or_else(|| ApiError::not_found(format!("identity '{name}' does not exist on this keyhost")))
 }
 
-pub fn insert(conn: &Connection, name: &str, role: Role) -> rusqlite::Result<Identity> {
+pub fn insert(conn: &Connection, name: &str, role: Role) -> crate::db::Result<Identity> {
     let now = clock::now_micros();
-    conn.execute(
-        "INSERT INTO identities (name, role, created_at) VALUES (?1, ?2, ?3)",
+    let new_id: i64 = conn.query_row(
+        "INSERT INTO identities (name, role, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![name, role.as_str(), now],
+        crate::db::get0,
     )?;
     Ok(Identity {
-        id: conn.last_insert_rowid(),
+        id: new_id,
         name: name.to_owned(),
         role,
         created_at: now,
     })
 }
 
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Identity>> {
+pub fn list(conn: &Connection) -> crate::db::Result<Vec<Identity>> {
     let mut st = conn.prepare("SELECT id, name, role, created_at FROM identities ORDER BY id")?;
-    let rows = st.query_map([], from_row)?;
+    let rows = st.query_map((), from_row)?;
     rows.collect()
 }

@@ -5,7 +5,8 @@
 //! Start it in-process with [`spawn`], in the foreground with [`serve_blocking`] (or the
 //! `ghostpii-keyhost serve` binary), or mount [`router`] yourself. State lives in a data
 //! directory: `master.key` (wraps every column key), `keyhost.db` (SQLite, WAL) and
-//! `admin.token` (the bootstrap admin's token).
+//! `admin.token` (the bootstrap admin's token); or, with [`Config::database`], in a
+//! PostgreSQL database that several keyhost replicas share (see `db`).
 //!
 //! Module map: `data_dir` (bootstrap), `db` (schema), `master_key` (envelope encryption),
 //! `identities`/`tokens` (who), `datasets`/`columns` (what), `grants`/`policy` (may),
@@ -32,6 +33,7 @@ pub mod grant_params;
 pub mod grants;
 pub mod idempotency;
 pub mod identities;
+pub mod key_files;
 pub mod limits;
 pub mod linear_audit;
 pub mod logical;
@@ -57,15 +59,27 @@ pub use state::AppState;
 
 /// Check the audit chain of `DIR/keyhost.db` offline (the keyhost need not be running).
 pub fn verify_audit_db(data_dir: &Path) -> Result<AuditVerification, KeyhostError> {
-    let path = data_dir::db_path(data_dir);
-    if !path.exists() {
-        return Err(KeyhostError::Config(format!("{} does not exist", path.display())));
+    verify_audit(data_dir, None)
+}
+
+/// The database of a keyhost: `database` (a PostgreSQL connection string) if given, else
+/// the SQLite file `DIR/keyhost.db`, which must exist.
+fn existing_database(data_dir: &Path, database: Option<&str>) -> Result<db::Database, KeyhostError> {
+    match database {
+        Some(url) => Ok(db::Database::postgres(url)),
+        None => {
+            let path = data_dir::db_path(data_dir);
+            if !path.exists() {
+                return Err(KeyhostError::Config(format!("{} does not exist", path.display())));
+            }
+            Ok(db::Database::Sqlite(path))
+        }
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+}
+
+/// Check the audit chain offline, in `DIR/keyhost.db` or (with `database`) in PostgreSQL.
+pub fn verify_audit(data_dir: &Path, database: Option<&str>) -> Result<AuditVerification, KeyhostError> {
+    let conn = db::open_read_only(&existing_database(data_dir, database)?)?;
     Ok(audit::verify(&conn)?)
 }
 
@@ -88,19 +102,24 @@ pub fn verify_audit_db_pinned(
     checkpoint_json: &str,
     public_key: Option<&str>,
 ) -> Result<AuditVerification, KeyhostError> {
+    verify_audit_checkpoint(data_dir, None, checkpoint_json, public_key)
+}
+
+/// [`verify_audit_db_pinned`] on the SQLite file or (with `database`) on PostgreSQL.
+pub fn verify_audit_checkpoint(
+    data_dir: &Path,
+    database: Option<&str>,
+    checkpoint_json: &str,
+    public_key: Option<&str>,
+) -> Result<AuditVerification, KeyhostError> {
     let cp: checkpoint::Checkpoint = serde_json::from_str(checkpoint_json)
         .map_err(|e| KeyhostError::Config(format!("not a ghostpii audit checkpoint: {e}")))?;
     let pinned = public_key
         .map(checkpoint::parse_public_key)
         .transpose()
         .map_err(|e| KeyhostError::Config(format!("--public-key: {e}")))?;
-    let mut report = verify_audit_db(data_dir)?;
-    let path = data_dir::db_path(data_dir);
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mut report = verify_audit(data_dir, database)?;
+    let conn = db::open_read_only(&existing_database(data_dir, database)?)?;
     let keyhost_id = db::meta_get(&conn, "keyhost_id")?;
     let expected = match pinned {
         Some(k) => Some(k),

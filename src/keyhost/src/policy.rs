@@ -3,7 +3,7 @@
 //! Admins may do everything. The owner of a dataset (its creator) manages it and is allowed
 //! every answer key on it. Members get only what active grants allow: deny by default.
 
-use rusqlite::Connection;
+use crate::db::Connection;
 
 use crate::datasets::Dataset;
 use crate::error::{ApiError, ApiResult, MissingGrant};

@@ -83,7 +83,7 @@ async fn bind(listen: &str) -> Result<(TcpListener, String), KeyhostError> {
 /// Open the data dir and put the configured limits (with their environment overrides) in force.
 fn open_state(config: &Config) -> Result<AppState, KeyhostError> {
     let limits = config.limits.clone().with_env()?;
-    data_dir::open_with(&config.data_dir, &config.privacy)?.with_limits(limits)
+    data_dir::open_on(&config.data_dir, config.database.as_deref(), &config.privacy)?.with_limits(limits)
 }
 
 /// Serve `state` on `listener` (with each client's address for the rate limit) until

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::db::Connection;
 use ed25519_dalek::SigningKey;
-use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::auth_audit::Refusals;

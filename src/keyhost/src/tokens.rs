@@ -1,9 +1,9 @@
 //! Bearer tokens: `gpt_` + 32 random bytes (URL-safe base64). Only their SHA-256 is stored.
 
+use crate::db::{params, Connection, OptionalExtension};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -45,7 +45,7 @@ pub fn issue(
     conn: &Connection,
     identity: &Identity,
     ttl_seconds: Option<i64>,
-) -> rusqlite::Result<(TokenInfo, Zeroizing<String>)> {
+) -> crate::db::Result<(TokenInfo, Zeroizing<String>)> {
     let expires_at = ttl_seconds.map(|t| clock::now_micros().saturating_add(t.saturating_mul(1_000_000)));
     issue_until(conn, identity, expires_at)
 }
@@ -55,15 +55,16 @@ pub fn issue_until(
     conn: &Connection,
     identity: &Identity,
     expires_at: Option<i64>,
-) -> rusqlite::Result<(TokenInfo, Zeroizing<String>)> {
+) -> crate::db::Result<(TokenInfo, Zeroizing<String>)> {
     let secret = generate();
     let now = clock::now_micros();
-    conn.execute(
-        "INSERT INTO tokens (identity_id, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    let new_id: i64 = conn.query_row(
+        "INSERT INTO tokens (identity_id, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
         params![identity.id, hash(&secret), now, expires_at],
+        crate::db::get0,
     )?;
     let info = TokenInfo {
-        token_id: conn.last_insert_rowid(),
+        token_id: new_id,
         identity: identity.name.clone(),
         created_at: now,
         expires_at,
@@ -80,7 +81,7 @@ pub enum TokenCheck {
     Revoked,
 }
 
-pub fn authenticate(conn: &Connection, token: &str) -> rusqlite::Result<TokenCheck> {
+pub fn authenticate(conn: &Connection, token: &str) -> crate::db::Result<TokenCheck> {
     let row: Option<(i64, Option<i64>, Option<i64>)> = conn
         .query_row(
             "SELECT identity_id, expires_at, revoked_at FROM tokens WHERE hash = ?1",
@@ -103,7 +104,7 @@ pub fn authenticate(conn: &Connection, token: &str) -> rusqlite::Result<TokenChe
     })
 }
 
-pub fn list(conn: &Connection, identity: Option<&str>) -> rusqlite::Result<Vec<TokenInfo>> {
+pub fn list(conn: &Connection, identity: Option<&str>) -> crate::db::Result<Vec<TokenInfo>> {
     let mut st = conn.prepare(
         "SELECT t.id, i.name, t.created_at, t.expires_at, t.revoked_at
          FROM tokens t JOIN identities i ON i.id = t.identity_id
@@ -121,12 +122,12 @@ pub fn list(conn: &Connection, identity: Option<&str>) -> rusqlite::Result<Vec<T
     rows.collect()
 }
 
-pub fn find(conn: &Connection, token_id: i64) -> rusqlite::Result<Option<TokenInfo>> {
+pub fn find(conn: &Connection, token_id: i64) -> crate::db::Result<Option<TokenInfo>> {
     Ok(list(conn, None)?.into_iter().find(|t| t.token_id == token_id))
 }
 
 /// Id and expiry of the token with this secret, if it is known and not revoked.
-pub fn active_id(conn: &Connection, token: &str) -> rusqlite::Result<Option<(i64, Option<i64>)>> {
+pub fn active_id(conn: &Connection, token: &str) -> crate::db::Result<Option<(i64, Option<i64>)>> {
     conn.query_row(
         "SELECT id, expires_at FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
         [hash(token)],
@@ -136,7 +137,7 @@ pub fn active_id(conn: &Connection, token: &str) -> rusqlite::Result<Option<(i64
 }
 
 /// Revoke a token now. Returns false if it does not exist.
-pub fn revoke(conn: &Connection, token_id: i64) -> rusqlite::Result<bool> {
+pub fn revoke(conn: &Connection, token_id: i64) -> crate::db::Result<bool> {
     let n = conn.execute(
         "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![token_id, clock::now_micros()],

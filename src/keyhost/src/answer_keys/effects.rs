@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 
 use crate::budget;
 use crate::dp::Cost;
@@ -84,7 +84,7 @@ fn short(x: f64) -> String {
     }
 }
 
-fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i64) -> rusqlite::Result<bool> {
+fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i64) -> crate::db::Result<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM issued_constants WHERE identity_id = ?1 AND column_id = ?2 AND constant = ?3")?
         .query_row(params![identity_id, column_id, constant], |_| Ok(()))
@@ -144,8 +144,8 @@ impl Effect {
                 ..
             } => {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO issued_constants (identity_id, column_id, constant, first_audit)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO issued_constants (identity_id, column_id, constant, first_audit)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![identity_id, column_id, constant, audit_index])?;
                 Ok(())

@@ -8,10 +8,10 @@
 //! index look-ups only: dataset, columns, grants, allocated-row counts); [`expand`] the ones
 //! that passed (no lock). The plan step then re-checks everything with the sets in hand.
 
+use crate::db::Connection;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ghostpii_core::{rid_encoding, RidSet};
-use rusqlite::Connection;
 
 use super::{column_of, dataset, Cache, Ctx, Decoded, Descriptor, Received};
 use crate::error::{reason, ApiError, ApiResult};
@@ -167,7 +167,7 @@ fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> Gate {
 }
 
 /// How many rids were allocated for the column (from its ranges, nothing materialised).
-fn allocated_count(conn: &Connection, column_id: i64) -> rusqlite::Result<u64> {
+fn allocated_count(conn: &Connection, column_id: i64) -> crate::db::Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COALESCE(SUM(count), 0) FROM rid_ranges WHERE column_id = ?1 AND count > 0",
         [column_id],

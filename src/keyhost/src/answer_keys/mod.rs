@@ -23,9 +23,9 @@ mod visibility;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use crate::db::Connection;
 use ghostpii_core::{ColumnKeys, RidSet};
 use roaring::RoaringTreemap;
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 //! the batch was computed is not honoured), and a `linear_sum` whose weights could wrap the
 //! 128-bit ring is refused.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::db::{Connection, OptionalExtension};
 
 use crate::audit::NewEntry;
 use crate::columns::Column;
@@ -56,8 +56,8 @@ mod tests {
 
     #[test]
     fn a_grant_revoked_after_planning_is_not_honoured() {
-        let conn = Connection::open_in_memory().unwrap();
-        db::migrate(&conn).unwrap();
+        let mut conn = db::open_sqlite(std::path::Path::new(":memory:")).unwrap();
+        db::migrate(&mut conn).unwrap();
         let owner = identities::insert(&conn, "olivia", Role::Owner).unwrap();
         let analyst = identities::insert(&conn, "analyst", Role::Member).unwrap();
         let ds = datasets::insert(&conn, "patrons", &owner).unwrap();

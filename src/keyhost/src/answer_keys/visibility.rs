@@ -38,14 +38,14 @@ pub(super) fn column_of(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64) -> ApiRe
         })
 }
 
-fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> rusqlite::Result<bool> {
+fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> crate::db::Result<bool> {
     if let Some(v) = cx.cache.visible.get(&dataset_id) {
         return Ok(*v);
     }
     let v = cx.conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM grants WHERE identity_id = ?1 AND dataset_id = ?2
          AND revoked_at IS NULL)",
-        rusqlite::params![cx.caller.id, dataset_id],
+        crate::db::params![cx.caller.id, dataset_id],
         |r| r.get(0),
     )?;
     cx.cache.visible.insert(dataset_id, v);

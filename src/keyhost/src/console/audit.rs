@@ -3,10 +3,10 @@
 //! hash, as answer keys carry it) and chain hashes. Admins read everything; an owner reads
 //! the entries of the datasets it owns.
 
+use crate::db::Connection;
+use crate::db::Value as Sql;
 use axum::extract::State;
 use axum::response::Response;
-use rusqlite::types::Value as Sql;
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -79,7 +79,7 @@ pub fn query(conn: &Connection, who: &Identity, f: &AuditFilter) -> ApiResult<(V
     }
     for (col, v) in [
         ("identity = ?", &f.identity),
-        ("column = ?", &f.column),
+        ("\"column\" = ?", &f.column),
         ("operation = ?", &f.operation),
         ("decision = ?", &f.decision),
     ] {
@@ -101,18 +101,16 @@ pub fn query(conn: &Connection, who: &Identity, f: &AuditFilter) -> ApiResult<(V
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM audit{filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
+    let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM audit{filter}"), args.clone(), |r| {
+        r.get(0)
+    })?;
     let offset = i64::from(f.page.unwrap_or(0)) * PAGE_SIZE;
     let mut paged = args.clone();
     paged.push(Sql::Integer(PAGE_SIZE));
     paged.push(Sql::Integer(offset));
     let mut st = conn.prepare(&format!("{}{filter} ORDER BY idx DESC LIMIT ? OFFSET ?", audit::SELECT))?;
-    let rows = st.query_map(rusqlite::params_from_iter(paged.iter()), audit::from_row)?;
-    Ok((rows.collect::<rusqlite::Result<Vec<_>>>()?, total))
+    let rows = st.query_map(paged, audit::from_row)?;
+    Ok((rows.collect::<crate::db::Result<Vec<_>>>()?, total))
 }
 
 fn entry_row(e: &Entry) -> String {

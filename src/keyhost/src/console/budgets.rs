@@ -1,9 +1,9 @@
 //! Privacy budgets per identity on a dataset: ε spent and the (ε, δ) total, set and reset
 //! through the API's `PUT /v1/budget` and `POST /v1/budget/reset` handlers.
 
+use crate::db::Connection;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use super::api;
@@ -40,7 +40,7 @@ pub fn rows(conn: &Connection, ds: &Dataset) -> ApiResult<Vec<BudgetRow>> {
     )?;
     let ids = st
         .query_map([ds.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::db::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, name) in ids {
         let s = budget::state_json(conn, &name, id, &ds.name, ds.id)?;

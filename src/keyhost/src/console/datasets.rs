@@ -2,9 +2,9 @@
 //! its columns (dtype, facets, bounds, key epochs), answer-key activity over time and budget
 //! use per identity.
 
+use crate::db::{params, Connection};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use rusqlite::{params, Connection};
 
 use super::api;
 use super::budgets::{self, BudgetRow};
@@ -39,7 +39,7 @@ pub fn columns_of(conn: &Connection, dataset_id: i64) -> ApiResult<Vec<(Column, 
     )?;
     let ids = st
         .query_map([dataset_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::db::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, epochs) in ids {
         if let Some(c) = columns::find_by_id(conn, id)? {

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
+use crate::db::Connection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::api;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection, OptionalExtension};
 
 use super::{codec, AuditState, Query, Refusal, Verdict};
 use crate::error::{reason, ApiError, ApiResult};
@@ -47,7 +47,7 @@ pub struct Batch<'a> {
     loaded: HashMap<Key, Loaded>,
 }
 
-fn generation(tx: &Connection, k: Key) -> rusqlite::Result<Option<i64>> {
+fn generation(tx: &Connection, k: Key) -> crate::db::Result<Option<i64>> {
     tx.prepare_cached("SELECT generation FROM linear_audit WHERE identity_id = ?1 AND dataset_id = ?2")?
         .query_row(params![k.0, k.1], |r| r.get(0))
         .optional()

@@ -11,9 +11,9 @@ mod info;
 mod openapi;
 pub(crate) mod tokens;
 
+use crate::db::Connection;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use rusqlite::Connection;
 
 use crate::audit::NewEntry;
 use crate::error::{ApiError, ApiResult};

@@ -1,6 +1,5 @@
 use ghostpii_keyhost::audit::{entry_hash, Entry};
-use ghostpii_keyhost::verify_audit_db;
-use rusqlite::Connection;
+use ghostpii_keyhost::db::Connection;
 use serde_json::json;
 
 use crate::client::World;
@@ -100,14 +99,14 @@ fn issuances_and_refusals_are_in_the_log() {
 
 fn problems(w: &World) -> Vec<(i64, String)> {
     let v = w.kh.get(&w.kh.admin, "/v1/audit/verify").ok();
-    let offline = verify_audit_db(&w.kh.data_dir()).unwrap();
+    let offline = w.kh.verify();
     assert_eq!(v["ok"], offline.ok);
     assert_eq!(v["problems"].as_array().unwrap().len(), offline.problems.len());
     offline.problems.into_iter().map(|p| (p.index, p.problem)).collect()
 }
 
 fn db(w: &World) -> Connection {
-    Connection::open(w.kh.data_dir().join("keyhost.db")).unwrap()
+    w.kh.db()
 }
 
 #[test]
@@ -115,7 +114,7 @@ fn verify_detects_an_edited_row() {
     let w = world_with_history();
     assert!(problems(&w).is_empty());
     let conn = db(&w);
-    let n: i64 = conn.query_row("SELECT MAX(idx) FROM audit", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn.query_row("SELECT MAX(idx) FROM audit", (), |r| r.get(0)).unwrap();
     conn.execute(
         "UPDATE audit SET decision = 'issued', reason = 'grant' WHERE decision = 'refused' AND idx = ?1",
         [n],
@@ -158,9 +157,9 @@ fn verify_detects_an_inserted_row() {
     };
     e.hash = entry_hash(&e);
     conn.execute(
-        "INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count,
+        "INSERT INTO audit (idx, time, identity, dataset, \"column\", operation, params, rid_count,
          rid_digest, decision, reason, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-        rusqlite::params![
+        ghostpii_keyhost::params![
             e.index,
             e.time,
             e.identity,
@@ -185,14 +184,14 @@ fn verify_detects_an_inserted_row() {
 fn verify_detects_a_deleted_row() {
     let w = world_with_history();
     let conn = db(&w);
-    conn.execute("DELETE FROM audit WHERE idx = 4", []).unwrap();
+    conn.execute("DELETE FROM audit WHERE idx = 4", ()).unwrap();
     let p = problems(&w);
     assert!(p.iter().any(|(i, m)| *i == 5 && m.contains("index gap")), "{p:?}");
     assert!(p.iter().any(|(i, m)| *i == 5 && m.contains("prev_hash")), "{p:?}");
     // Cutting off the end is reported too.
     let w = world_with_history();
     db(&w)
-        .execute("DELETE FROM audit WHERE idx = (SELECT MAX(idx) FROM audit)", [])
+        .execute("DELETE FROM audit WHERE idx = (SELECT MAX(idx) FROM audit)", ())
         .unwrap();
     let p = problems(&w);
     assert_eq!(p.len(), 1, "{p:?}");
@@ -203,7 +202,7 @@ fn verify_detects_a_deleted_row() {
 fn concurrent_requests_keep_the_chain_dense_and_valid() {
     let w = World::new();
     w.grant("income", "aggregate", json!({}));
-    let before = verify_audit_db(&w.kh.data_dir()).unwrap().entries;
+    let before = w.kh.verify().entries;
     let req = json!([
         w.sum(&w.rids(100), &[(&w.income, 1)]),
         w.decrypt(&w.rids(3), &w.income, "val")
@@ -218,7 +217,7 @@ fn concurrent_requests_keep_the_chain_dense_and_valid() {
             });
         }
     });
-    let v = verify_audit_db(&w.kh.data_dir()).unwrap();
+    let v = w.kh.verify();
     assert!(v.ok, "{:?}", v.problems);
     assert_eq!(v.entries, before + 6 * 10 * 2);
 }

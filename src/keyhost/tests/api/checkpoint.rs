@@ -5,9 +5,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ghostpii_keyhost::audit::{all, entry_hash, GENESIS};
+use ghostpii_keyhost::db::Connection;
 use ghostpii_keyhost::merkle::verify_inclusion;
-use ghostpii_keyhost::{verify_audit_db, verify_audit_db_with_checkpoint};
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::client::World;
@@ -30,11 +29,11 @@ fn b64_32(v: &Value) -> [u8; 32] {
 }
 
 fn db(w: &World) -> Connection {
-    Connection::open(w.kh.data_dir().join("keyhost.db")).unwrap()
+    w.kh.db()
 }
 
 fn check(w: &World, cp: &Value) -> Vec<String> {
-    let r = verify_audit_db_with_checkpoint(&w.kh.data_dir(), &cp.to_string()).unwrap();
+    let r = w.kh.verify_checkpoint(&cp.to_string(), None).unwrap();
     assert_eq!(r.ok, r.problems.is_empty());
     r.problems.into_iter().map(|p| p.problem).collect()
 }
@@ -47,7 +46,7 @@ fn rechain(conn: &Connection) {
         e.hash = entry_hash(&e);
         conn.execute(
             "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE idx = ?1",
-            rusqlite::params![e.index, e.prev_hash, e.hash],
+            ghostpii_keyhost::params![e.index, e.prev_hash, e.hash],
         )
         .unwrap();
         prev = e.hash;
@@ -110,14 +109,11 @@ fn an_edited_entry_with_a_recomputed_chain_is_caught_by_the_checkpoint() {
     let conn = db(&w);
     conn.execute(
         "UPDATE audit SET decision = 'issued', reason = 'grant' WHERE decision = 'refused'",
-        [],
+        (),
     )
     .unwrap();
     rechain(&conn);
-    assert!(
-        verify_audit_db(&w.kh.data_dir()).unwrap().ok,
-        "the chain alone no longer notices"
-    );
+    assert!(w.kh.verify().ok, "the chain alone no longer notices");
     let p = check(&w, &cp);
     assert!(p.iter().any(|m| m.contains("Merkle root")), "{p:?}");
 }
@@ -128,16 +124,16 @@ fn inserted_deleted_and_truncated_entries_are_caught() {
     let (w, _) = history();
     let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
     let conn = db(&w);
-    conn.execute("DELETE FROM audit WHERE idx = 3", []).unwrap();
-    conn.execute("UPDATE audit SET idx = idx - 1 WHERE idx > 3", [])
+    conn.execute("DELETE FROM audit WHERE idx = 3", ()).unwrap();
+    conn.execute("UPDATE audit SET idx = idx - 1 WHERE idx > 3", ())
         .unwrap();
     rechain(&conn);
     conn.execute(
-        "UPDATE meta SET value = (SELECT MAX(idx) FROM audit) WHERE key = 'audit_last_index'",
-        [],
+        "UPDATE meta SET value = CAST((SELECT MAX(idx) FROM audit) AS TEXT) WHERE key = 'audit_last_index'",
+        (),
     )
     .unwrap();
-    assert!(verify_audit_db(&w.kh.data_dir()).unwrap().ok);
+    assert!(w.kh.verify().ok);
     let p = check(&w, &cp);
     assert!(p.iter().any(|m| m.contains("deleted") || m.contains("Merkle")), "{p:?}");
     // Inserted in the middle.
@@ -146,7 +142,7 @@ fn inserted_deleted_and_truncated_entries_are_caught() {
     let conn = db(&w);
     conn.execute_batch(
         "UPDATE audit SET idx = -(idx + 1) WHERE idx > 2; UPDATE audit SET idx = -idx WHERE idx < 0;
-         INSERT INTO audit (idx, time, identity, dataset, column, operation, params, rid_count, rid_digest,
+         INSERT INTO audit (idx, time, identity, dataset, \"column\", operation, params, rid_count, rid_digest,
            decision, reason, prev_hash, hash)
          VALUES (3, 1, 'analyst', 'patrons', 'income', 'decrypt', '{}', 1, NULL, 'issued', 'grant', '', '');",
     )
@@ -158,7 +154,7 @@ fn inserted_deleted_and_truncated_entries_are_caught() {
     let (w, _) = history();
     let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
     db(&w)
-        .execute("DELETE FROM audit WHERE idx = (SELECT MAX(idx) FROM audit)", [])
+        .execute("DELETE FROM audit WHERE idx = (SELECT MAX(idx) FROM audit)", ())
         .unwrap();
     let p = check(&w, &cp);
     assert!(p.iter().any(|m| m.contains("truncated")), "{p:?}");
@@ -170,11 +166,7 @@ fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
     let cp = w.kh.get(&w.owner, "/v1/audit/checkpoint").ok();
     let dir = w.kh.data_dir();
     let own = hex::encode(ghostpii_keyhost::checkpoint_public_key(&dir).unwrap().to_bytes());
-    let pinned = |key: &str| {
-        ghostpii_keyhost::verify_audit_db_pinned(&dir, &cp.to_string(), Some(key))
-            .unwrap()
-            .problems
-    };
+    let pinned = |key: &str| w.kh.verify_checkpoint(&cp.to_string(), Some(key)).unwrap().problems;
     assert!(pinned(&own).is_empty());
     assert!(
         pinned(cp["public_key"].as_str().unwrap()).is_empty(),
@@ -188,12 +180,12 @@ fn a_pinned_public_key_refuses_checkpoints_of_another_key() {
         check(&w, &forged).is_empty(),
         "without a pin, a self-consistent forgery passes"
     );
-    let r = ghostpii_keyhost::verify_audit_db_pinned(&dir, &forged.to_string(), Some(&own)).unwrap();
+    let r = w.kh.verify_checkpoint(&forged.to_string(), Some(&own)).unwrap();
     assert!(
         !r.ok && r.problems.iter().any(|p| p.problem.contains("another key")),
         "{r:?}"
     );
-    assert!(ghostpii_keyhost::verify_audit_db_pinned(&dir, &cp.to_string(), Some("zz")).is_err());
+    assert!(w.kh.verify_checkpoint(&cp.to_string(), Some("zz")).is_err());
 }
 
 #[test]

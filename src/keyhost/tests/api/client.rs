@@ -78,11 +78,14 @@ pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Optio
     Resp { status, body, head }
 }
 
-/// A keyhost on 127.0.0.1:0 over a temporary data dir.
+/// A keyhost on 127.0.0.1:0 over a temporary data dir, its state in `keyhost.db` or (in the
+/// PostgreSQL run of the suite, `tests/api_pg.rs`) in a new PostgreSQL database.
 pub struct Kh {
     pub dir: tempfile::TempDir,
     pub kh: Option<RunningKeyhost>,
     pub admin: String,
+    /// The PostgreSQL connection string, or `None` on SQLite.
+    pub database: Option<String>,
 }
 
 impl Kh {
@@ -93,8 +96,10 @@ impl Kh {
     /// A keyhost with the given resource limits.
     pub fn start_with(limits: ghostpii_keyhost::Limits) -> Kh {
         let dir = tempfile::tempdir().unwrap();
+        let database = crate::backend::new_database();
         let kh = spawn(Config {
             limits,
+            database: database.clone(),
             ..Config::new(dir.path().join("kh"), "127.0.0.1:0")
         })
         .unwrap();
@@ -106,7 +111,43 @@ impl Kh {
             dir,
             kh: Some(kh),
             admin,
+            database,
         }
+    }
+
+    /// The configuration this keyhost was started with (default limits).
+    pub fn config(&self) -> Config {
+        Config {
+            database: self.database.clone(),
+            ..Config::new(self.data_dir(), "127.0.0.1:0")
+        }
+    }
+
+    /// A direct connection to the keyhost's database (to inspect or tamper with it).
+    pub fn db(&self) -> ghostpii_keyhost::db::Connection {
+        let location = match &self.database {
+            Some(url) => ghostpii_keyhost::db::Database::postgres(url.clone()),
+            None => ghostpii_keyhost::db::Database::Sqlite(self.data_dir().join("keyhost.db")),
+        };
+        ghostpii_keyhost::db::open(&location).unwrap()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database.is_none()
+    }
+
+    /// Offline verification of the audit chain.
+    pub fn verify(&self) -> ghostpii_keyhost::AuditVerification {
+        ghostpii_keyhost::verify_audit(&self.data_dir(), self.database.as_deref()).unwrap()
+    }
+
+    /// Offline verification against a checkpoint, optionally with a pinned public key.
+    pub fn verify_checkpoint(
+        &self,
+        checkpoint: &str,
+        public_key: Option<&str>,
+    ) -> Result<ghostpii_keyhost::AuditVerification, ghostpii_keyhost::KeyhostError> {
+        ghostpii_keyhost::verify_audit_checkpoint(&self.data_dir(), self.database.as_deref(), checkpoint, public_key)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -117,7 +158,7 @@ impl Kh {
         if let Some(k) = self.kh.take() {
             k.shutdown();
         }
-        self.kh = Some(spawn(Config::new(self.data_dir(), "127.0.0.1:0")).unwrap());
+        self.kh = Some(spawn(self.config()).unwrap());
     }
 
     pub fn url(&self) -> String {

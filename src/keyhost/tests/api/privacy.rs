@@ -223,7 +223,7 @@ fn a_missing_noise_key_stops_the_keyhost_once_dp_answers_were_charged() {
     }
     let dir = w.kh.data_dir();
     std::fs::remove_file(dir.join("noise.key")).unwrap();
-    let err = match ghostpii_keyhost::spawn(ghostpii_keyhost::Config::new(dir.clone(), "127.0.0.1:0")) {
+    let err = match ghostpii_keyhost::spawn(w.kh.config()) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a keyhost started with a fresh noise key over charged DP answers"),
     };
@@ -232,7 +232,7 @@ fn a_missing_noise_key_stops_the_keyhost_once_dp_answers_were_charged() {
         "{err}"
     );
     assert!(!dir.join("noise.key").exists(), "nothing written");
-    let mut cfg = ghostpii_keyhost::Config::new(dir.clone(), "127.0.0.1:0");
+    let mut cfg = w.kh.config();
     cfg.privacy.new_noise_key = true;
     w.kh.kh = Some(ghostpii_keyhost::spawn(cfg).unwrap());
     let spent = budget(&w)["epsilon_spent"].as_f64().unwrap();
