@@ -318,12 +318,13 @@ pub struct Page {
     pub next: Option<i64>,
 }
 
-const MATCHES: &str = "(?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR identity = ?2) AND (?3 IS NULL OR time >= ?3)";
+const MATCHES: &str = "(CAST(?1 AS TEXT) IS NULL OR dataset = ?1) AND (CAST(?2 AS TEXT) IS NULL OR identity = ?2) \
+     AND (CAST(?3 AS BIGINT) IS NULL OR time >= ?3)";
 
 pub fn list(conn: &Connection, f: &Filter) -> crate::db::Result<Page> {
     let order = if f.oldest_first { "ASC" } else { "DESC" };
     let mut st = conn.prepare(&format!(
-        "{SELECT} WHERE {MATCHES} AND (?5 IS NULL OR idx < ?5) AND (?6 IS NULL OR idx > ?6)
+        "{SELECT} WHERE {MATCHES} AND (CAST(?5 AS BIGINT) IS NULL OR idx < ?5) AND (CAST(?6 AS BIGINT) IS NULL OR idx > ?6)
          ORDER BY idx {order} LIMIT ?4"
     ))?;
     let fetch = i64::from(f.limit) + 1;

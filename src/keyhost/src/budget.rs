@@ -220,9 +220,11 @@ pub fn charge(
         conn.prepare_cached(
             "INSERT INTO budget_ledger (identity_id, dataset_id, epsilon_sum, delta_sum, rho_sum, answers)
              VALUES (?1, ?2, ?3, ?4, ?5, 1)
-             ON CONFLICT(identity_id, dataset_id) DO UPDATE SET epsilon_sum = epsilon_sum + excluded.epsilon_sum,
-             delta_sum = delta_sum + excluded.delta_sum, rho_sum = rho_sum + excluded.rho_sum,
-             answers = answers + 1",
+             ON CONFLICT(identity_id, dataset_id) DO UPDATE SET
+             epsilon_sum = budget_ledger.epsilon_sum + excluded.epsilon_sum,
+             delta_sum = budget_ledger.delta_sum + excluded.delta_sum,
+             rho_sum = budget_ledger.rho_sum + excluded.rho_sum,
+             answers = budget_ledger.answers + 1",
         )?
         .execute(params![identity_id, dataset_id, cost.epsilon, cost.delta, cost.rho])?;
     }

@@ -62,7 +62,7 @@ pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> crate::db::Res
 /// All datasets (`None`), or those `identity` owns or holds an active grant on.
 pub fn list_visible(conn: &Connection, identity: Option<i64>) -> crate::db::Result<Vec<Dataset>> {
     let mut st = conn.prepare(&format!(
-        "{SELECT} WHERE ?1 IS NULL OR d.owner_id = ?1 OR EXISTS (
+        "{SELECT} WHERE CAST(?1 AS BIGINT) IS NULL OR d.owner_id = ?1 OR EXISTS (
              SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.identity_id = ?1
              AND g.revoked_at IS NULL)
          ORDER BY d.id"

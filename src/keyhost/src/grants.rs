@@ -159,8 +159,8 @@ pub fn list(
 ) -> crate::db::Result<Vec<Grant>> {
     let mut st = conn.prepare(&format!(
         "{SELECT} WHERE g.revoked_at IS NULL
-         AND (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.name = ?2)
-         AND (?3 IS NULL OR d.owner_id = ?3 OR g.identity_id = ?3)
+         AND (CAST(?1 AS TEXT) IS NULL OR d.name = ?1) AND (CAST(?2 AS TEXT) IS NULL OR i.name = ?2)
+         AND (CAST(?3 AS BIGINT) IS NULL OR d.owner_id = ?3 OR g.identity_id = ?3)
          ORDER BY g.id"
     ))?;
     let rows = st.query_map(params![dataset, identity, visible_to], from_row)?;

@@ -108,7 +108,7 @@ pub fn list(conn: &Connection, identity: Option<&str>) -> crate::db::Result<Vec<
     let mut st = conn.prepare(
         "SELECT t.id, i.name, t.created_at, t.expires_at, t.revoked_at
          FROM tokens t JOIN identities i ON i.id = t.identity_id
-         WHERE ?1 IS NULL OR i.name = ?1 ORDER BY t.id",
+         WHERE CAST(?1 AS TEXT) IS NULL OR i.name = ?1 ORDER BY t.id",
     )?;
     let rows = st.query_map([identity], |r| {
         Ok(TokenInfo {
