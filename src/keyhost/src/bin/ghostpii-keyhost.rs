@@ -1,12 +1,16 @@
-//! `ghostpii-keyhost serve --data DIR --listen ADDR`
+//! `ghostpii-keyhost serve --data DIR [--database postgresql://..] --listen ADDR`
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ghostpii-keyhost serve --data DIR [--listen ADDR] [--default-dp-budget EPS]
+const USAGE: &str =
+    "usage: ghostpii-keyhost serve --data DIR [--database URL] [--listen ADDR] [--default-dp-budget EPS]
                              [--default-dp-delta DELTA] [--new-noise-key]   (default ADDR 127.0.0.1:8737)
-       ghostpii-keyhost verify-audit --data DIR";
+       ghostpii-keyhost verify-audit --data DIR [--database URL]
+  --database postgresql://user@host:port/db  keep all state in PostgreSQL (DIR then holds only the
+                             key files); several keyhosts with the same key files may share it
+                             (default: DIR/keyhost.db, SQLite). Also read from GHOSTPII_DATABASE.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,6 +19,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let mut data: Option<PathBuf> = None;
+    let mut database: Option<String> = std::env::var("GHOSTPII_DATABASE").ok().filter(|s| !s.is_empty());
     let mut listen = "127.0.0.1:8737".to_owned();
     let mut privacy = ghostpii_keyhost::config::Privacy::default();
     let mut it = args.iter().skip(1);
@@ -26,6 +31,13 @@ fn main() -> ExitCode {
         let mut value = || inline.clone().or_else(|| it.next().cloned());
         match key {
             "--data" => data = value().map(PathBuf::from),
+            "--database" => match value() {
+                Some(v) => database = Some(v),
+                None => {
+                    eprintln!("--database needs a connection string\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--listen" => match value() {
                 Some(v) => listen = v,
                 None => {
@@ -63,6 +75,7 @@ fn main() -> ExitCode {
         "serve" => {
             let mut config = ghostpii_keyhost::Config::new(data, listen);
             config.privacy = privacy;
+            config.database = database;
             let res = ghostpii_keyhost::serve_blocking(config, |url| {
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "ghostpii keyhost listening on {url}");
@@ -76,7 +89,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        "verify-audit" => match ghostpii_keyhost::verify_audit_db(&data) {
+        "verify-audit" => match ghostpii_keyhost::verify_audit(&data, database.as_deref()) {
             Ok(v) => {
                 println!("entries: {}  head: {}", v.entries, v.head);
                 for p in &v.problems {

@@ -44,11 +44,26 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Resp {
+    try_raw(url, method, path, token, body, &[]).unwrap()
+}
+
+/// [`raw`] with extra headers; an I/O error (e.g. the keyhost is gone) is returned.
+pub fn try_raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     let addr = url.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
+    let mut s = TcpStream::connect(addr)?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" || method == "PUT" {
@@ -59,10 +74,13 @@ pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Optio
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP response"))?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut payload = buf[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
@@ -75,7 +93,7 @@ pub fn raw(url: &str, method: &str, path: &str, token: Option<&str>, body: Optio
         serde_json::from_slice(&payload)
             .unwrap_or_else(|_| panic!("non-JSON body ({status}): {}", String::from_utf8_lossy(&payload)))
     };
-    Resp { status, body, head }
+    Ok(Resp { status, body, head })
 }
 
 /// A keyhost on 127.0.0.1:0 over a temporary data dir, its state in `keyhost.db` or (in the

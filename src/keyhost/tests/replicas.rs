@@ -1,0 +1,423 @@
+//! Keyhost replicas: three `ghostpii-keyhost` processes on one PostgreSQL database and one
+//! set of key files, with concurrent clients on all of them. Rid allocation, the DP budget,
+//! the linear audit, distinct-constant limits and idempotency keys stay exact; a replica
+//! killed (SIGKILL) mid-load loses no audited answer: the others keep answering, every
+//! issued answer is audited exactly once, and the audit chain verifies.
+
+#[allow(dead_code)]
+#[path = "api/client.rs"]
+mod client;
+#[path = "api/pg_cluster.rs"]
+mod pg_cluster;
+
+mod backend {
+    pub fn new_database() -> Option<String> {
+        Some(crate::pg_cluster::shared().new_database())
+    }
+}
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use ghostpii_core::RidSet;
+use serde_json::{json, Value};
+
+use client::{try_raw, Resp};
+
+/// One keyhost process.
+struct Replica {
+    child: Child,
+    url: String,
+}
+
+impl Replica {
+    fn start(dir: &Path, database: &str) -> Replica {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghostpii-keyhost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--data"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("ghostpii keyhost listening on ")
+            .unwrap_or_else(|| panic!("the replica did not start: {line:?}"))
+            .to_owned();
+        Replica { child, url }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(url: &str, token: &str, method: &str, path: &str, body: &Value, key: Option<&str>) -> std::io::Result<Resp> {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+    try_raw(url, method, path, Some(token), Some(&body.to_string()), &headers)
+}
+
+fn ok(url: &str, token: &str, method: &str, path: &str, body: Value) -> Value {
+    call(url, token, method, path, &body, None).unwrap().ok()
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    database: String,
+    replicas: Vec<Replica>,
+    owner: String,
+    analyst: String,
+    dataset_id: i64,
+    /// (column id, epoch) of `income` (DP sums), `age` (exact sums), `dob` (comparisons).
+    income: (i64, u32),
+    age: (i64, u32),
+    dob: (i64, u32),
+    start: u64,
+}
+
+fn register(url: &str, owner: &str, body: Value) -> (i64, u32) {
+    let r = ok(url, owner, "POST", "/v1/datasets/patrons/columns", body);
+    (r["column_id"].as_i64().unwrap(), r["epoch"].as_u64().unwrap() as u32)
+}
+
+impl Cluster {
+    /// Three replicas started at once (they bootstrap one at a time), an owner, an analyst,
+    /// a dataset with three columns and 1000 rows.
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let database = backend::new_database().unwrap();
+        let kh_dir = dir.path().join("kh");
+        let replicas: Vec<Replica> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3).map(|_| s.spawn(|| Replica::start(&kh_dir, &database))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let admin = std::fs::read_to_string(kh_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let ids: HashSet<String> = replicas
+            .iter()
+            .map(|r| ok(&r.url, &admin, "GET", "/v1/whoami", json!({}))["keyhost_id"].to_string())
+            .collect();
+        assert_eq!(ids.len(), 1, "one keyhost, three replicas: {ids:?}");
+        let u = |i: usize| replicas[i].url.clone();
+        let token = |i: usize, name: &str, role: &str| {
+            ok(
+                &u(i),
+                &admin,
+                "POST",
+                "/v1/identities",
+                json!({"name": name, "role": role}),
+            );
+            ok(&u(i), &admin, "POST", "/v1/tokens", json!({"identity": name}))["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let owner = token(0, "olivia", "owner");
+        let analyst = token(1, "analyst", "member");
+        let dataset_id = ok(&u(2), &owner, "POST", "/v1/datasets", json!({"name": "patrons"}))["id"]
+            .as_i64()
+            .unwrap();
+        let income = register(
+            &u(0),
+            &owner,
+            json!({"name": "income", "dtype": "float64", "scale": 2, "bounds": [0, 100_000_000],
+                   "facets": ["num", "val"]}),
+        );
+        let age = register(
+            &u(1),
+            &owner,
+            json!({"name": "age", "dtype": "int64", "scale": 0, "bounds": [0, 150], "facets": ["num"]}),
+        );
+        let dob = register(
+            &u(2),
+            &owner,
+            json!({"name": "dob", "dtype": "date", "scale": 0, "bounds": null, "facets": ["ord"],
+                   "ord": {"offset": -40_000, "bits": 17}}),
+        );
+        let alloc = ok(
+            &u(0),
+            &owner,
+            "POST",
+            "/v1/datasets/patrons/rids",
+            json!({"count": 1000, "columns": [income.0, age.0, dob.0]}),
+        );
+        Cluster {
+            dir,
+            database,
+            replicas,
+            owner,
+            analyst,
+            dataset_id,
+            income,
+            age,
+            dob,
+            start: alloc["start"].as_u64().unwrap(),
+        }
+    }
+
+    fn url(&self, i: usize) -> &str {
+        &self.replicas[i % self.replicas.len()].url
+    }
+
+    fn rids(&self, from: u64, n: u64) -> RidSet {
+        RidSet::from_sorted(&(self.start + from..self.start + from + n).collect::<Vec<_>>())
+    }
+
+    fn sum(&self, col: (i64, u32), rids: &RidSet) -> Value {
+        json!({"op": "sum", "dataset_id": self.dataset_id, "rids": rids.to_base64(),
+               "terms": [{"column_id": col.0, "epoch": col.1, "weight": 1}]})
+    }
+
+    fn grant(&self, column: &str, operation: &str, params: Value) {
+        ok(
+            self.url(0),
+            &self.owner,
+            "POST",
+            "/v1/grants",
+            json!({"identity": "analyst", "dataset": "patrons", "column": column, "operation": operation,
+                   "params": params}),
+        );
+    }
+
+    /// One answer-key request of the analyst on replica `i`: its single result.
+    fn answer(&self, i: usize, request: Value) -> Value {
+        let r = ok(
+            self.url(i),
+            &self.analyst,
+            "POST",
+            "/v1/answer-keys",
+            json!({"requests": [request]}),
+        );
+        r["results"][0].clone()
+    }
+
+    fn verify(&self) -> ghostpii_keyhost::AuditVerification {
+        ghostpii_keyhost::verify_audit(&self.dir.path().join("kh"), Some(&self.database)).unwrap()
+    }
+}
+
+/// Run `f(replica, i)` for `per` requests on each replica at once; the results in order.
+fn on_all<T: Send>(c: &Cluster, per: usize, f: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
+    let n = c.replicas.len();
+    let out = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for r in 0..n {
+            let (f, out) = (&f, &out);
+            s.spawn(move || {
+                for i in 0..per {
+                    let v = f(r, i);
+                    out.lock().unwrap().push(v);
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap()
+}
+
+#[test]
+fn concurrent_writers_on_three_replicas_stay_exact() {
+    let c = Cluster::start();
+    let entries_before = c.verify().entries;
+
+    // Rid allocation: no rid is handed out twice.
+    let mut ranges: Vec<(u64, u64)> = on_all(&c, 8, |r, _| {
+        let a = ok(
+            c.url(r),
+            &c.owner,
+            "POST",
+            "/v1/datasets/patrons/rids",
+            json!({"count": 7, "columns": []}),
+        );
+        (a["start"].as_u64().unwrap(), a["count"].as_u64().unwrap())
+    });
+    ranges.sort_unstable();
+    assert_eq!(ranges.len(), 24);
+    assert_eq!(ranges[0].0, c.start + 1000);
+    for w in ranges.windows(2) {
+        assert_eq!(
+            w[0].0 + w[0].1,
+            w[1].0,
+            "allocations overlap or leave a gap: {ranges:?}"
+        );
+    }
+
+    // DP budget: 0.1 per distinct request, 1.0 in all: never over-spent.
+    c.grant("income", "aggregate", json!({"epsilon": 0.1, "budget": 1.0}));
+    let dp = on_all(&c, 8, |r, i| {
+        c.answer(r, c.sum(c.income, &c.rids(0, 20 + (r * 8 + i) as u64)))
+    });
+    let issued = dp.iter().filter(|v| v["ok"] == true).count();
+    let exhausted = dp.iter().filter(|v| v["reason"] == "budget_exhausted").count();
+    assert_eq!(issued + exhausted, 24, "{dp:?}");
+    assert!(
+        (9..=10).contains(&issued),
+        "{issued} DP answers of 0.1 issued against a total of 1.0"
+    );
+    let b = ok(c.url(2), &c.analyst, "GET", "/v1/budget?dataset=patrons", json!({}));
+    let spent = b["epsilon_spent"].as_f64().unwrap();
+    assert!(spent <= 1.0 + 1e-9 && (spent - 0.1 * issued as f64).abs() < 1e-9, "{b}");
+
+    // Linear audit: of a 10-row sum and the same rows but one, only one may be answered,
+    // whichever replica gets which.
+    c.grant("age", "aggregate", json!({"min_rows": 5}));
+    let pairs = 12u64;
+    let exact = on_all(&c, 8, |r, i| {
+        let pair = (i as u64 * 3 + r as u64) / 2;
+        let first = (i as u64 * 3 + r as u64) % 2 == 0;
+        let base = 500 + 10 * pair;
+        let set = if first { c.rids(base, 10) } else { c.rids(base + 1, 9) };
+        (pair, c.answer(r, c.sum(c.age, &set)))
+    });
+    for p in 0..pairs {
+        let of: Vec<&Value> = exact.iter().filter(|(q, _)| *q == p).map(|(_, v)| v).collect();
+        assert_eq!(of.len(), 2);
+        let answered = of.iter().filter(|v| v["ok"] == true).count();
+        assert_eq!(answered, 1, "pair {p}: {of:?}");
+        assert!(of.iter().any(|v| v["reason"] == "audit_disclosure"), "pair {p}: {of:?}");
+    }
+
+    // Distinct constants: at most 4, across all replicas.
+    c.grant("dob", "compare", json!({"max_constants": 4}));
+    let cmp = on_all(&c, 4, |r, i| {
+        c.answer(
+            r,
+            json!({"op": "compare", "dataset_id": c.dataset_id, "column_id": c.dob.0, "epoch": c.dob.1,
+                   "constant": (r * 4 + i) as i64 * 100}),
+        )
+    });
+    assert_eq!(cmp.iter().filter(|v| v["ok"] == true).count(), 4, "{cmp:?}");
+    assert_eq!(
+        cmp.iter().filter(|v| v["reason"] == "max_constants").count(),
+        8,
+        "{cmp:?}"
+    );
+
+    // One idempotency key sent to every replica at once: answered and audited once.
+    let body = json!({"requests": [c.sum(c.age, &c.rids(0, 100))]});
+    let same = on_all(&c, 1, |r, _| {
+        call(
+            c.url(r),
+            &c.analyst,
+            "POST",
+            "/v1/answer-keys",
+            &body,
+            Some("replicated-request-0001"),
+        )
+        .unwrap()
+        .ok()
+    });
+    assert!(same.iter().all(|v| v == &same[0]), "{same:?}");
+
+    // One chain, dense and valid: one entry per answer above (and per management action).
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+    let answers = (dp.len() + exact.len() + cmp.len() + 1) as u64;
+    let management = 24 + 3; // allocations and grants
+    assert_eq!(v.entries, entries_before + answers + management);
+}
+
+#[test]
+fn a_killed_replica_loses_no_audited_answer() {
+    let mut c = Cluster::start();
+    assert_eq!(c.replicas.len(), 3);
+    c.grant("income", "aggregate", json!({}));
+    let per = 30;
+    let done = AtomicUsize::new(0);
+    let killed = AtomicUsize::new(0);
+    let receipts: Mutex<Vec<(usize, i64)>> = Mutex::new(Vec::new());
+    let victim = 2usize;
+    let urls: Vec<String> = c.replicas.iter().map(|r| r.url.clone()).collect();
+    let mut doomed = c.replicas.pop().unwrap();
+    // The same exact sum each time (a repeat teaches the linear audit nothing), as separate
+    // requests: each is issued and audited on its own.
+    let request = |_: u64| json!({"requests": [c.sum(c.income, &c.rids(0, 100))]});
+    std::thread::scope(|s| {
+        for r in 0..3 {
+            let (urls, done, killed, receipts, request, analyst) =
+                (&urls, &done, &killed, &receipts, &request, &c.analyst);
+            s.spawn(move || {
+                for i in 0..per {
+                    let key = format!("load-{r}-{i:04}-abcdefghijkl");
+                    let body = request((r * per + i) as u64);
+                    // A client retries on the next replica, with the same Idempotency-Key.
+                    let mut target = r;
+                    let res = loop {
+                        match call(&urls[target], analyst, "POST", "/v1/answer-keys", &body, Some(&key)) {
+                            Ok(resp) if resp.status == 200 => break resp.body,
+                            Ok(resp) if resp.status >= 500 => target = (target + 1) % 3,
+                            Ok(resp) => panic!("unexpected response {}: {}", resp.status, resp.body),
+                            Err(_) => target = (target + 1) % 3,
+                        }
+                    };
+                    let result = &res["results"][0];
+                    assert_eq!(result["ok"], true, "{result}");
+                    let index = result["receipt"]["audit_index"].as_i64().unwrap();
+                    receipts.lock().unwrap().push((i, index));
+                    if killed.load(Ordering::SeqCst) == 1 && target != victim {
+                        killed.store(2, Ordering::SeqCst); // a survivor answered after the kill
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        // Kill one replica once a third of the load is answered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while done.load(Ordering::SeqCst) < 3 * per / 3 {
+            assert!(std::time::Instant::now() < deadline, "the load did not progress");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        doomed.kill();
+        killed.store(1, Ordering::SeqCst);
+    });
+    assert_eq!(
+        killed.load(Ordering::SeqCst),
+        2,
+        "no surviving replica answered after the kill"
+    );
+    assert!(
+        try_raw(&urls[victim], "GET", "/v1/info", None, None, &[]).is_err(),
+        "the victim is gone"
+    );
+    let receipts = receipts.into_inner().unwrap();
+    assert_eq!(receipts.len(), 3 * per, "every request was answered");
+    let received: BTreeSet<i64> = receipts.iter().map(|&(_, i)| i).collect();
+    assert_eq!(received.len(), receipts.len(), "two answers share an audit entry");
+    // Exactly the received answers are audited as issued sums of the analyst: none is lost,
+    // none is recorded twice (a retried request got the recorded answer, not a new one).
+    let conn = ghostpii_keyhost::db::open(&ghostpii_keyhost::db::Database::postgres(c.database.clone())).unwrap();
+    let audited: BTreeSet<i64> = conn
+        .query_map(
+            "SELECT idx FROM audit WHERE identity = 'analyst' AND operation = 'sum' AND decision = 'issued'",
+            (),
+            |r| r.get(0),
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(audited, received);
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+    // The survivors keep answering.
+    for r in 0..2 {
+        let one = c.answer(r, c.sum(c.income, &c.rids(0, 60)));
+        assert_eq!(one["ok"], true, "{one}");
+    }
+}
