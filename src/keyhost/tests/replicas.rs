@@ -281,7 +281,7 @@ fn concurrent_writers_on_three_replicas_stay_exact() {
     let pairs = 12u64;
     let exact = on_all(&c, 8, |r, i| {
         let pair = (i as u64 * 3 + r as u64) / 2;
-        let first = (i as u64 * 3 + r as u64) % 2 == 0;
+        let first = (i as u64 * 3 + r as u64).is_multiple_of(2);
         let base = 500 + 10 * pair;
         let set = if first { c.rids(base, 10) } else { c.rids(base + 1, 9) };
         (pair, c.answer(r, c.sum(c.age, &set)))
