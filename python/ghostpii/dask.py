@@ -146,6 +146,8 @@ def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: 
     with ghost_errors():
         tasks, keys = partial_plans(lf, files_per_task)
         sealed = [n for n, d in lf.collect_schema().items() if is_sealed(d)]
+        # every token the plan needs, not only those missing here: the workers have none
+        _internal.clear_tokens()
         needs, tokens = plan_tokens(lf, session)
         futures = client.map(_run_partition, tasks, needs=needs, tokens=tokens, pure=False)
         parts = [pl.read_ipc(io.BytesIO(b)) for b in client.gather(futures)]
