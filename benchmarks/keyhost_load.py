@@ -10,7 +10,6 @@ dataset, then runs N client threads (each its own session) sending M answer-key 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 import ghostpii as gp
-from ghostpii.reveal import _sum_descriptor
+from ghostpii.reveal import sum_descriptors
 
 OUT = Path(__file__).parent / "keyhost_load.md"
 
@@ -45,8 +44,7 @@ def main() -> None:
         admin = gp.connect(url, (data / "admin.token").read_text().strip())
         ds = admin.create_dataset("load")
         enc = gp.encrypt(pl.DataFrame({"x": list(range(1000))}), ds, {"x": gp.integer(bounds=(0, 1000))})
-        payload = json.loads(enc.select(pl.col("x").ghost.sum())["x"].ext.storage().struct.field("payload")[0])
-        desc = _sum_descriptor(payload)
+        desc = sum_descriptors(enc.select(pl.col("x").ghost.sum())["x"])[0]
         token = admin.grant("loader", ds, [gp.allow.aggregate("x")])
         assert token is not None
         latencies: list[float] = []

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 import ghostpii as gp
-from ghostpii.reveal import _sum_descriptor
+from ghostpii.reveal import sum_descriptors
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dp_error  # noqa: E402
@@ -117,10 +117,7 @@ def main() -> None:
                 )
             )
             sealed = mem.select(pl.col("income").ghost.sum()).collect()
-            import json
-
-            payload = json.loads(sealed["income"].ext.storage().struct.field("payload")[0])
-            desc = _sum_descriptor(payload)
+            desc = sum_descriptors(sealed["income"])[0]
             t_key = best(lambda: admin.answer_keys([desc]))
             rows.append(
                 (

@@ -274,7 +274,7 @@ def test_tamper_is_detected_by_a_checkpoint(tmp_path: Path) -> None:
 
 def _pool(admin: gp.Session, ds: gp.Dataset, groupings: int) -> list[dict[str, Any]]:
     """Distinct sum descriptors (4 per grouping) over a 200-row column, as the plugin builds them."""
-    from ghostpii.reveal import _sum_descriptor
+    from ghostpii.reveal import sum_descriptors
 
     n = 200
     cols = {f"g{k}": [random.Random(k * 1000 + r).randrange(4) for r in range(n)] for k in range(groupings)}
@@ -283,8 +283,7 @@ def _pool(admin: gp.Session, ds: gp.Dataset, groupings: int) -> list[dict[str, A
     out: dict[str, dict[str, Any]] = {}
     for k in range(groupings):
         sealed = enc.group_by(f"g{k}").agg(pl.col("x").ghost.sum())
-        for raw in sealed["x"].ext.storage().struct.field("payload"):
-            d = _sum_descriptor(json.loads(raw))
+        for d in sum_descriptors(sealed["x"]):
             out[d["rids"]] = d
     return list(out.values())
 

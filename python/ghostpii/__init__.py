@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from ghostpii import allow, display
+from ghostpii import dask as dask
 from ghostpii._internal import __version__
 from ghostpii.client import AuditPage, Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType

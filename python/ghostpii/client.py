@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, NoReturn, overload
 from urllib.parse import quote
 
 import polars as pl
@@ -149,19 +149,22 @@ class Session:
     def _request(self, method: str, path: str, *, retry_reads: bool = False, **kw: Any) -> Any:
         r = self._send(method, path, retry_reads=retry_reads, **kw)
         if r.status_code >= 400:
-            try:
-                err = r.json()["error"]
-                raise error_for(
-                    err.get("reason", "internal"),
-                    err.get("message", r.text),
-                    status=r.status_code,
-                    missing_grant=err.get("missing_grant"),
-                )
-            except (ValueError, KeyError, TypeError):
-                raise KeyhostError(
-                    f"keyhost answered HTTP {r.status_code}: {r.text[:200]}", status=r.status_code
-                ) from None
+            self._raise_http(r)
         return r.json()
+
+    def _raise_http(self, r: requests.Response) -> NoReturn:
+        """Raise the typed error of an HTTP error response."""
+        try:
+            err = r.json()["error"]
+            exc: Exception = error_for(
+                err.get("reason", "internal"),
+                err.get("message", r.text),
+                status=r.status_code,
+                missing_grant=err.get("missing_grant"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise KeyhostError(f"keyhost answered HTTP {r.status_code}: {r.text[:200]}", status=r.status_code) from None
+        raise exc
 
     def stats(self) -> dict[str, int]:
         """Counters of this session: keyhost round trips (retries included), answer-key requests,
@@ -348,6 +351,19 @@ class Session:
                     missing_grant=r.get("missing_grant"),
                 )
         return results
+
+    def answer_keys_raw(self, body: bytes, count: int) -> bytes:
+        """Send an answer-key request body built elsewhere (``gp.reveal`` builds it in Rust) in ONE
+        request, with the retries and idempotency of :meth:`answer_keys`; returns the response body
+        (refusals inside it are the caller's to raise)."""
+        with self._lock:
+            self._stats["answer_key_requests"] += 1
+            self._stats["descriptors"] += count
+        headers = {"Idempotency-Key": secrets.token_hex(16), "Content-Type": "application/json"}
+        r = self._send("POST", "/v1/answer-keys", data=body, headers=headers, retry_reads=True)
+        if r.status_code >= 400:
+            self._raise_http(r)
+        return r.content
 
     def audit_page(
         self,

@@ -35,7 +35,23 @@ class EncryptedType(_GhostExtension):
 class SealedType(_GhostExtension):
     """Polars dtype of sealed aggregates: they print as ``<sealed sum(x) over n rows>``."""
 
-    STORAGE = pl.Struct({"label": pl.String, "payload": pl.Binary})
+    #: Format 2 (docs/sealed-partials.md): typed fields, a masked u128 per value as 16 bytes.
+    STORAGE = pl.Struct(
+        {
+            "label": pl.String,
+            "format": pl.UInt8,
+            "op": pl.String,
+            "meta": pl.String,
+            "terms": pl.Binary,
+            "masked": pl.Binary,
+            "n": pl.UInt64,
+            "rids": pl.Binary,
+            "repeats": pl.Binary,
+            "params": pl.Binary,
+        }
+    )
+    #: Format 1 (still read): a label and the JSON payload of the value.
+    STORAGE_V1 = pl.Struct({"label": pl.String, "payload": pl.Binary})
 
     def __init__(self) -> None:
         super().__init__(SEALED, self.STORAGE, None)

@@ -78,6 +78,14 @@ _internal.set_token_fetcher(_fetch)
 
 def prefetch(lf: pl.LazyFrame, session: Session) -> None:
     """Resolve every token ``lf`` needs in ONE keyhost request (nothing is sent if none are needed)."""
+    needs, tokens = plan_tokens(lf, session)
+    if needs:
+        _internal.insert_tokens(needs, tokens)
+
+
+def plan_tokens(lf: pl.LazyFrame, session: Session) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The tokens ``lf`` needs and their values, fetched in ONE keyhost request (none if none are
+    needed): what :func:`prefetch` caches here, and what a distributed run ships to its workers."""
     activate(session)
     _internal.begin_plan_scan()
     try:
@@ -94,8 +102,7 @@ def prefetch(lf: pl.LazyFrame, session: Session) -> None:
             f"the query compares columns encrypted under keyhost(s) {sorted(foreign)}, "
             f"but the session is connected to keyhost {session.keyhost_id!r}"
         )
-    if needs:
-        _internal.insert_tokens(needs, _fetch_with(session, needs))
+    return needs, (_fetch_with(session, needs) if needs else [])
 
 
 def clear() -> None:

@@ -198,6 +198,27 @@ impl NumKey {
     }
 }
 
+impl NumKey {
+    /// `Σ PRF(k, rid)` over the rows on this thread (for callers that parallelise over blocks).
+    pub fn sum_masks_seq(&self, rids: &[u64]) -> u128 {
+        let mut out = Vec::with_capacity(PAR_CHUNK.min(rids.len()));
+        let mut total = 0u128;
+        for chunk in rids.chunks(PAR_CHUNK) {
+            out.clear();
+            prf_many(&self.cipher, DOMAIN_NUM, chunk, &mut out);
+            total = out.iter().fold(total, |a, &m| a.wrapping_add(m));
+        }
+        out.iter_mut().for_each(Zeroize::zeroize);
+        total
+    }
+
+    /// A public name of this key (BLAKE3 key derivation: says nothing about the key), e.g. to
+    /// index cached block sums.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        blake3::derive_key("ghostpii/v1/num-key-fingerprint", &self.raw)
+    }
+}
+
 facet_key!(
     /// Key of the `val` facet: derives one ChaCha20-Poly1305 key per row.
     ValKey,

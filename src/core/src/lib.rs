@@ -6,13 +6,17 @@
 
 pub mod error;
 pub mod keys;
+pub mod mask_blocks;
 pub mod meta;
 pub mod multiset;
+pub mod multiset_sum;
 pub mod num;
 pub mod ore;
+pub mod rid_blocks;
 pub mod rid_encoding;
 pub mod rids;
 pub mod sealed;
+pub mod sealed_format;
 pub mod val;
 
 pub use error::CoreError;

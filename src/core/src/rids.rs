@@ -58,16 +58,10 @@ impl RidSet {
         self.0.iter().collect()
     }
 
-    /// Maximal runs of consecutive rids, as inclusive (start, end) pairs.
+    /// Maximal runs of consecutive rids, as inclusive (start, end) pairs (from the 2^16-rid
+    /// blocks, not rid by rid: see `rid_blocks`).
     pub fn runs(&self) -> Vec<(u64, u64)> {
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for r in self.0.iter() {
-            match runs.last_mut() {
-                Some((_, end)) if *end + 1 == r => *end = r,
-                _ => runs.push((r, r)),
-            }
-        }
-        runs
+        crate::rid_blocks::runs(self)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -136,7 +130,7 @@ impl RidSet {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

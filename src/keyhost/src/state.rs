@@ -29,6 +29,8 @@ struct Inner {
     noise_key: Zeroizing<[u8; 32]>,
     signer: SigningKey,
     audits: linear_audit::Cache,
+    /// Cached block sums of masks (`ghostpii_core::mask_blocks`): derived from keys, not state.
+    masks: ghostpii_core::mask_blocks::MaskCache,
     _dir_lock: DirLock,
     limits: Limits,
     auth_refusals: Refusals,
@@ -61,6 +63,7 @@ impl AppState {
                 noise_key: secrets.noise_key,
                 signer: secrets.signer,
                 audits: linear_audit::Cache::default(),
+                masks: Default::default(),
                 _dir_lock: dir_lock,
                 limits: Limits::default(),
                 auth_refusals: Refusals::default(),
@@ -102,6 +105,11 @@ impl AppState {
     /// Decoded linear-audit states (see `linear_audit`).
     pub fn audit_cache(&self) -> &linear_audit::Cache {
         &self.inner.audits
+    }
+
+    /// Cached block sums of masks, per column epoch key (in memory only, bounded).
+    pub fn mask_cache(&self) -> &ghostpii_core::mask_blocks::MaskCache {
+        &self.inner.masks
     }
 
     pub fn keyhost_id(&self) -> &str {

@@ -11,6 +11,9 @@ mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
+mod merge;
+mod reveal;
+mod sealed_column;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -32,5 +35,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
+    m.add_class::<reveal::RevealPlan>()?;
+    m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use ghostpii_core::mask_blocks::MaskBlocks;
 use ghostpii_core::{ColumnKeys, Facet, Repeat, RidMultiset, RidSet};
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
@@ -52,7 +53,8 @@ fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultise
 
 pub(super) struct SumWork {
     rows: Arc<RidMultiset>,
-    terms: Vec<(ColumnKeys, i64)>,
+    /// Each term's keys, weight and cached block sums of its masks.
+    terms: Vec<(ColumnKeys, i64, Arc<MaskBlocks>)>,
     noise: Option<NoisePlan>,
 }
 
@@ -152,7 +154,13 @@ pub(super) fn plan(
     }
     Ok(SumWork {
         rows,
-        terms: resolved.into_iter().map(|(_, k, w)| (k, w)).collect(),
+        terms: resolved
+            .into_iter()
+            .map(|(_, k, w)| {
+                let blocks = cx.st.mask_cache().blocks(&k.num);
+                (k, w, blocks)
+            })
+            .collect(),
         noise,
     })
 }
@@ -214,12 +222,11 @@ fn plan_noise(
 }
 
 pub(super) fn compute(w: SumWork) -> Result<Value, ApiError> {
-    let v = w.rows.support.to_vec();
-    let repeats: Vec<(u64, Vec<u64>)> = w.rows.repeats.iter().map(|r| (r.k, r.rids.to_vec())).collect();
-    let key = w.terms.iter().fold(0u128, |acc, (keys, wt)| {
+    // O(blocks of 2^16 rids), not O(rids): full blocks add cached block sums (`mask_blocks`)
+    let key = w.terms.iter().fold(0u128, |acc, (keys, wt, blocks)| {
         // every row once, plus (k − 1) more times for the rows counted k times
-        let s = repeats.iter().fold(keys.num.sum_masks(&v), |s, (k, r)| {
-            s.wrapping_add(u128::from(k - 1).wrapping_mul(keys.num.sum_masks(r)))
+        let s = w.rows.repeats.iter().fold(keys.num.sum_masks_cached(&w.rows.support, blocks), |s, r| {
+            s.wrapping_add(u128::from(r.k - 1).wrapping_mul(keys.num.sum_masks_cached(&r.rids, blocks)))
         });
         acc.wrapping_add((*wt as i128 as u128).wrapping_mul(s))
     });

@@ -1,0 +1,154 @@
+"""``gp.dask.collect(lf, session, client)``: one ghostpii query over many encrypted Parquet files,
+partition-parallel on a Dask cluster, revealed with ONE keyhost request.
+
+The client resolves the plan's comparison tokens in one request, splits the plan's Parquet scan
+into one task per file group, and each worker runs the query with the ghostpii plugin on its files
+(no keyhost, no keys: only the tokens shipped with the task). Workers return *sealed partials*
+(docs/sealed-partials.md): per group, masked sums and row-id multisets. The client merges them in
+Rust (masked sums add mod 2^128, multisets add) and reveals the merged values with one answer-key
+request, so DP noise, grants, minimum row counts and the linear audit apply once, to the merged
+result, exactly as for a single-process query.
+
+Supported plans: a (filtered, projected) scan of Parquet files ending in ``group_by(keys).agg(...)``
+of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggregates other than the
+group keys cannot be merged without knowing how, and are refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from typing import Any
+
+import polars as pl
+from polars.plugins import register_plugin_function
+
+from ghostpii import _internal
+from ghostpii.client import Session
+from ghostpii.dtypes import SealedType, is_sealed
+from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.namespace import PLUGIN_PATH
+from ghostpii.plan_guard import check_plan, reveal
+from ghostpii.tokens import plan_tokens
+
+__all__ = ["collect", "merge_sealed", "partial_plans"]
+
+
+def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
+    """Aggregate the sealed partials of a group into one sealed value (nothing is revealed)."""
+    e = pl.col(expr) if isinstance(expr, str) else expr
+    out = register_plugin_function(
+        plugin_path=PLUGIN_PATH, function_name="ghost_merge", args=e, returns_scalar=True, is_elementwise=False
+    )
+    return out.ext.to(SealedType())
+
+
+def _plan_json(lf: pl.LazyFrame) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Polars deprecates the JSON format; it is read back by the same build
+        return json.loads(lf.serialize(format="json"))  # type: ignore[no-any-return]
+
+
+def _scans(node: Any, out: list[dict[str, Any]]) -> None:
+    if isinstance(node, dict):
+        scan = node.get("Scan")
+        if isinstance(scan, dict):
+            out.append(scan)
+        for v in node.values():
+            _scans(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _scans(v, out)
+
+
+def _keys(plan: dict[str, Any]) -> list[str] | None:
+    """The group keys of a plan ending in ``group_by(...).agg(...)`` (``None`` for other plans)."""
+    gb = plan.get("GroupBy")
+    if not isinstance(gb, dict):
+        return None
+    names: list[str] = []
+    for k in gb.get("keys", []):
+        if not (isinstance(k, dict) and isinstance(k.get("Column"), str)):
+            raise UnsupportedOperation(
+                "gp.dask.collect groups by plain columns only (group_by('a', 'b')); compute derived keys "
+                "in a with_columns before the group_by"
+            )
+        names.append(k["Column"])
+    return names
+
+
+def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str], list[str]]:
+    """The plan of ``lf`` split by its Parquet files: (one serialized plan per task, group keys)."""
+    plan = _plan_json(lf)
+    scans: list[dict[str, Any]] = []
+    _scans(plan, scans)
+    paths = [s.get("sources", {}).get("Paths") for s in scans]
+    if len(scans) != 1 or not isinstance(paths[0], list) or not paths[0]:
+        raise UnsupportedOperation(
+            "gp.dask.collect runs a query over ONE Parquet scan (pl.scan_parquet([...files])); this plan "
+            f"has {len(scans)} scan(s): join or concatenate the inputs into one set of files first"
+        )
+    keys = _keys(plan) or []
+    schema = lf.collect_schema()
+    loose = [n for n, d in schema.items() if not is_sealed(d) and n not in keys]
+    if loose:
+        raise UnsupportedOperation(
+            f"gp.dask.collect merges sealed aggregates per group; the column(s) {loose} are neither sealed "
+            "nor group keys, so their partials cannot be merged (use ghost.sum()/ghost.mean(), or compute "
+            "plaintext aggregates in a separate query)"
+        )
+    files = paths[0]
+    tasks: list[str] = []
+    for i in range(0, len(files), files_per_task):
+        scans[0]["sources"]["Paths"] = files[i : i + files_per_task]
+        tasks.append(json.dumps(plan))
+    scans[0]["sources"]["Paths"] = copy.copy(files)
+    return tasks, keys
+
+
+def _run_partition(plan: str, needs: list[dict[str, Any]], tokens: list[bytes]) -> bytes:
+    """On a worker: run one partial plan with the shipped tokens; Arrow IPC of its sealed partials
+    (sealed columns as their storage structs)."""
+    import ghostpii  # noqa: F401  (registers the extension types and the plugin in this process)
+
+    if needs:
+        _internal.insert_tokens(needs, tokens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lf = pl.LazyFrame.deserialize(io.StringIO(plan), format="json")
+    df = lf.collect()
+    df = df.with_columns([df[n].ext.storage().alias(n) for n, d in df.schema.items() if is_sealed(d)])
+    buf = io.BytesIO()
+    df.write_ipc(buf)
+    return buf.getvalue()
+
+
+def merge_partials(parts: list[pl.DataFrame], keys: list[str], sealed: list[str]) -> pl.DataFrame:
+    """One frame of sealed values from the workers' partials: per group, each sealed column merged."""
+    df = pl.concat(parts, how="vertical")
+    df = df.with_columns([pl.col(n).ext.to(SealedType()) for n in sealed])
+    aggs = [merge_sealed(n) for n in sealed]
+    if keys:
+        return df.group_by(keys, maintain_order=True).agg(aggs)
+    return df.select(aggs)
+
+
+def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: int = 1) -> pl.DataFrame:
+    """Run ``lf`` over its Parquet files on the Dask cluster of ``client`` (a
+    ``dask.distributed.Client``) and reveal the merged result with ONE answer-key request.
+
+    The result equals ``lf.ghost.collect(session)`` (row order of groups aside). Tokens for the
+    plan's comparisons are fetched once, before; workers never talk to the keyhost.
+    """
+    check_plan(lf)
+    with ghost_errors():
+        tasks, keys = partial_plans(lf, files_per_task)
+        sealed = [n for n, d in lf.collect_schema().items() if is_sealed(d)]
+        # every token the plan needs, not only those missing here: the workers have none
+        _internal.clear_tokens()
+        needs, tokens = plan_tokens(lf, session)
+        futures = client.map(_run_partition, tasks, needs=needs, tokens=tokens, pure=False)
+        parts = [pl.read_ipc(io.BytesIO(b)) for b in client.gather(futures)]
+        return reveal(merge_partials(parts, keys, sealed), session)

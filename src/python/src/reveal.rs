@@ -1,0 +1,337 @@
+//! Revealing sealed columns in Rust: the answer-key request body of every sealed value of a frame
+//! (deduplicated), and the plaintext columns from the keyhost's answers. Python only sends the
+//! bytes: no per-group Python, no JSON of groups in Python.
+
+use std::collections::HashMap;
+
+use ghostpii_core::meta::{ColumnMeta, LogicalType};
+use ghostpii_core::sealed::SealedOp;
+use ghostpii_core::sealed_format::pack_terms;
+use polars::prelude::*;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3_polars::PySeries;
+use serde::Deserialize;
+
+use crate::errors::{polars_err, CiphertextError, GhostError};
+use crate::sealed_column::{Row, SealedColumn};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+/// One sealed column to reveal: its values and, per row, the index of its descriptor.
+struct Pending {
+    name: PlSmallStr,
+    column: SealedColumn,
+    descriptor: Vec<Option<usize>>,
+}
+
+/// Every answer key a frame needs, asked for in one request.
+#[pyclass(module = "ghostpii._internal")]
+pub struct RevealPlan {
+    keyhost_id: String,
+    columns: Vec<Pending>,
+    /// Request body pieces: one JSON object per distinct descriptor.
+    descriptors: Vec<String>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+#[derive(Deserialize)]
+struct Answers {
+    results: Vec<Answer>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    ok: bool,
+    key: Option<String>,
+    keys: Option<String>,
+    reason: Option<String>,
+    message: Option<String>,
+    missing_grant: Option<serde_json::Value>,
+}
+
+fn descriptor_json(meta: &ColumnMeta, row: &Row) -> String {
+    let mut d = String::with_capacity(96 + row.rids.len() * 4 / 3);
+    d.push_str("{\"op\":\"sum\",\"dataset_id\":");
+    d.push_str(&meta.dataset_id.to_string());
+    d.push_str(",\"rids\":\"");
+    B64.encode_string(&row.rids, &mut d);
+    d.push_str("\",\"terms\":[");
+    for (i, t) in row.terms.iter().enumerate() {
+        if i > 0 {
+            d.push(',');
+        }
+        d.push_str(&format!(
+            "{{\"column_id\":{},\"epoch\":{},\"weight\":{}}}",
+            t.column_id, t.epoch, t.weight
+        ));
+    }
+    d.push(']');
+    if !row.repeats.is_empty() {
+        d.push_str(",\"repeats\":[");
+        for (i, (k, r)) in row.repeats.iter().enumerate() {
+            if i > 0 {
+                d.push(',');
+            }
+            d.push_str(&format!("{{\"k\":{k},\"rids\":\""));
+            B64.encode_string(r, &mut d);
+            d.push_str("\"}");
+        }
+        d.push(']');
+    }
+    d.push('}');
+    d
+}
+
+impl RevealPlan {
+    fn want(&mut self, key: Vec<u8>, json: impl FnOnce() -> String) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.descriptors.len();
+        self.descriptors.push(json());
+        self.index.insert(key, i);
+        i
+    }
+}
+
+fn signed(masked: u128, key: u128) -> i128 {
+    masked.wrapping_sub(key) as i128
+}
+
+fn int_like(d: LogicalType) -> bool {
+    use LogicalType as L;
+    matches!(
+        d,
+        L::Int8 | L::Int16 | L::Int32 | L::Int64 | L::UInt8 | L::UInt16 | L::UInt32 | L::Boolean
+    )
+}
+
+fn time_unit(u: Option<&str>) -> (TimeUnit, f64) {
+    match u {
+        Some("ns") => (TimeUnit::Nanoseconds, 1e9),
+        Some("ms") => (TimeUnit::Milliseconds, 1e3),
+        _ => (TimeUnit::Microseconds, 1e6),
+    }
+}
+
+/// The plaintext column of revealed totals (`None`: null value), typed like `gp.reveal` always did.
+fn plaintext(name: PlSmallStr, col: &SealedColumn, totals: &[Option<(i128, u64)>]) -> PolarsResult<Series> {
+    let first = col.rows.iter().flatten().next();
+    let Some(first) = first else {
+        return Ok(Series::full_null(name, totals.len(), &DataType::Float64));
+    };
+    let meta = &col.metas[first.meta];
+    let scale = 10f64.powi(meta.scale as i32);
+    match first.op {
+        SealedOp::Sum if int_like(meta.dtype) && meta.scale == 0 => {
+            let fits = totals
+                .iter()
+                .flatten()
+                .all(|(t, _)| i64::try_from(*t).is_ok());
+            if fits {
+                let v: Vec<Option<i64>> = totals.iter().map(|t| t.map(|(t, _)| t as i64)).collect();
+                Ok(Series::new(name, v))
+            } else {
+                // an exact sum beyond 64 bits is kept exact, never wrapped
+                let v: Vec<Option<i128>> = totals.iter().map(|t| t.map(|(t, _)| t)).collect();
+                Ok(Int128Chunked::from_iter_options(name, v.into_iter()).into_series())
+            }
+        }
+        SealedOp::Sum => {
+            let v: Vec<Option<f64>> = totals.iter().map(|t| t.map(|(t, _)| t as f64 / scale)).collect();
+            Ok(Series::new(name, v))
+        }
+        SealedOp::Mean => {
+            let means: Vec<Option<f64>> = totals
+                .iter()
+                .map(|t| t.and_then(|(t, n)| (n > 0).then(|| t as f64 / (n as f64 * scale))))
+                .collect();
+            match meta.dtype {
+                LogicalType::Date => {
+                    let us: Vec<Option<i64>> = means
+                        .iter()
+                        .map(|m| m.map(|d| (d * 86_400e6).round_ties_even() as i64))
+                        .collect();
+                    Series::new(name, us).cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+                }
+                LogicalType::Datetime => {
+                    let (unit, per_s) = time_unit(meta.time_unit.as_deref());
+                    let us: Vec<Option<i64>> = means
+                        .iter()
+                        .map(|m| m.map(|x| (x / per_s * 1e6).round_ties_even() as i64))
+                        .collect();
+                    let tz = meta
+                        .time_zone
+                        .as_deref()
+                        .and_then(|z| TimeZone::opt_try_new(Some(z)).ok().flatten());
+                    Series::new(name, us)
+                        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?
+                        .cast(&DataType::Datetime(unit, None))?
+                        .cast(&DataType::Datetime(unit, tz))
+                }
+                _ => Ok(Series::new(name, means)),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl RevealPlan {
+    #[new]
+    fn new(keyhost_id: String) -> Self {
+        RevealPlan {
+            keyhost_id,
+            columns: Vec::new(),
+            descriptors: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Add a sealed column; its values' descriptors join the request.
+    fn add_sealed(&mut self, py: Python<'_>, series: PySeries) -> PyResult<()> {
+        let s = series.0;
+        let column = py.detach(|| SealedColumn::read(&s)).map_err(|e| CiphertextError::new_err(e.to_string()))?;
+        for m in &column.metas {
+            if m.keyhost != self.keyhost_id {
+                return Err(CiphertextError::new_err(format!(
+                    "column '{}' was encrypted under keyhost '{}', but this session is connected to keyhost '{}'",
+                    m.column, m.keyhost, self.keyhost_id
+                )));
+            }
+        }
+        let mut descriptor = Vec::with_capacity(column.rows.len());
+        for row in &column.rows {
+            descriptor.push(match row {
+                Some(r) if r.n > 0 => {
+                    let meta = &column.metas[r.meta];
+                    let mut key = meta.dataset_id.to_le_bytes().to_vec();
+                    key.extend_from_slice(&pack_terms(&r.terms));
+                    key.extend_from_slice(&(r.rids.len() as u64).to_le_bytes());
+                    key.extend_from_slice(&r.rids);
+                    for (k, rr) in &r.repeats {
+                        key.extend_from_slice(&k.to_le_bytes());
+                        key.extend_from_slice(&(rr.len() as u64).to_le_bytes());
+                        key.extend_from_slice(rr);
+                    }
+                    Some(self.want(key, || descriptor_json(meta, r)))
+                }
+                _ => None,
+            });
+        }
+        self.columns.push(Pending {
+            name: s.name().clone(),
+            column,
+            descriptor,
+        });
+        Ok(())
+    }
+
+    /// Add a descriptor given as JSON (e.g. a `decrypt`); returns its index in the answers.
+    fn add_descriptor(&mut self, json: String) -> usize {
+        let key = [b"json:".as_slice(), json.as_bytes()].concat();
+        self.want(key, || json)
+    }
+
+    /// Number of distinct descriptors.
+    #[getter]
+    fn count(&self) -> usize {
+        self.descriptors.len()
+    }
+
+    /// The request body of `POST /v1/answer-keys`.
+    fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let len: usize = self.descriptors.iter().map(|d| d.len() + 1).sum();
+        let mut b = String::with_capacity(len + 16);
+        b.push_str("{\"requests\":[");
+        for (i, d) in self.descriptors.iter().enumerate() {
+            if i > 0 {
+                b.push(',');
+            }
+            b.push_str(d);
+        }
+        b.push_str("]}");
+        PyBytes::new(py, b.as_bytes())
+    }
+
+    /// Apply the keyhost's answers: `(revealed columns, {index: keys bytes} of the JSON
+    /// descriptors, None)`, or `([], {}, refusal)` with the first refusal as `(reason, message,
+    /// missing_grant JSON)`.
+    #[allow(clippy::type_complexity)]
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        response: &[u8],
+    ) -> PyResult<(Vec<PySeries>, HashMap<usize, Bound<'py, PyBytes>>, Option<(String, String, Option<String>)>)> {
+        let answers: Answers = serde_json::from_slice(response)
+            .map_err(|e| GhostError::new_err(format!("the keyhost's answer is not valid: {e}")))?;
+        if answers.results.len() != self.descriptors.len() {
+            return Err(GhostError::new_err(format!(
+                "the keyhost answered {} of {} answer-key descriptors",
+                answers.results.len(),
+                self.descriptors.len()
+            )));
+        }
+        if let Some(r) = answers.results.iter().find(|r| !r.ok) {
+            let refusal = (
+                r.reason.clone().unwrap_or_else(|| "internal".into()),
+                r.message.clone().unwrap_or_else(|| "refused".into()),
+                r.missing_grant.as_ref().filter(|v| !v.is_null()).map(|v| v.to_string()),
+            );
+            return Ok((Vec::new(), HashMap::new(), Some(refusal)));
+        }
+        let keys: Vec<Option<u128>> = answers
+            .results
+            .iter()
+            .map(|r| r.key.as_deref().map(str::parse::<u128>).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(|_| GhostError::new_err("the keyhost returned an answer key that is not a 128-bit integer"))?;
+        let out = py.detach(|| -> PyResult<Vec<PySeries>> {
+            let mut out = Vec::with_capacity(self.columns.len());
+            for p in &self.columns {
+                let totals: Vec<Option<(i128, u64)>> = p
+                    .column
+                    .rows
+                    .iter()
+                    .zip(&p.descriptor)
+                    .map(|(row, d)| {
+                        let row = row.as_ref()?;
+                        let total = match d {
+                            Some(i) => signed(row.masked[0], keys[*i].unwrap_or(0)),
+                            None => 0,
+                        };
+                        Some((total, row.n))
+                    })
+                    .collect();
+                out.push(PySeries(plaintext(p.name.clone(), &p.column, &totals).map_err(polars_err)?));
+            }
+            Ok(out)
+        })?;
+        let mut extra = HashMap::new();
+        for (i, r) in answers.results.iter().enumerate() {
+            if let Some(k) = &r.keys {
+                let b = B64
+                    .decode(k)
+                    .map_err(|e| GhostError::new_err(format!("the keyhost returned keys that are not base64: {e}")))?;
+                extra.insert(i, PyBytes::new(py, &b));
+            }
+        }
+        Ok((out, extra, None))
+    }
+}
+
+/// The `sum` descriptors of a sealed column's values, as JSON strings (one per non-empty value,
+/// in row order): for tools and tests that talk to the keyhost directly.
+#[pyfunction]
+pub fn sealed_descriptors(series: PySeries) -> PyResult<Vec<String>> {
+    let column = SealedColumn::read(&series.0).map_err(|e| CiphertextError::new_err(e.to_string()))?;
+    Ok(column
+        .rows
+        .iter()
+        .flatten()
+        .filter(|r| r.n > 0)
+        .map(|r| descriptor_json(&column.metas[r.meta], r))
+        .collect())
+}

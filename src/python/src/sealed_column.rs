@@ -1,0 +1,242 @@
+//! The `ghostpii.sealed` struct column, format 2 (`ghostpii_core::sealed_format`): building one
+//! from sealed values, and reading one back (format 1, `{label, payload}` with a JSON payload,
+//! is still read).
+
+use std::cell::RefCell;
+
+use ghostpii_core::meta::ColumnMeta;
+use ghostpii_core::sealed::{SealedAggregate, SealedOp};
+use ghostpii_core::sealed_format::{
+    self as fmt, parse_op, unpack_masked, unpack_repeats, unpack_terms, SealedTerm, SEALED_FORMAT,
+};
+use polars::prelude::*;
+
+/// The field names and types of the storage struct, in order.
+pub fn sealed_storage_dtype() -> DataType {
+    DataType::Struct(vec![
+        Field::new("label".into(), DataType::String),
+        Field::new("format".into(), DataType::UInt8),
+        Field::new("op".into(), DataType::String),
+        Field::new("meta".into(), DataType::String),
+        Field::new("terms".into(), DataType::Binary),
+        Field::new("masked".into(), DataType::Binary),
+        Field::new("n".into(), DataType::UInt64),
+        Field::new("rids".into(), DataType::Binary),
+        Field::new("repeats".into(), DataType::Binary),
+        Field::new("params".into(), DataType::Binary),
+    ])
+}
+
+/// One sealed value to write.
+pub struct NewSealed<'a> {
+    pub label: String,
+    pub op: SealedOp,
+    pub meta_json: &'a str,
+    pub terms: Vec<u8>,
+    pub masked: Vec<u8>,
+    pub n: u64,
+    pub rids: Vec<u8>,
+    pub repeats: Vec<u8>,
+    pub params: Vec<u8>,
+}
+
+/// A one-row sealed column (what an aggregation kernel returns for one group).
+pub fn one_row(name: PlSmallStr, v: NewSealed<'_>) -> PolarsResult<Series> {
+    let fields = [
+        Series::new("label".into(), [v.label]),
+        Series::new("format".into(), [SEALED_FORMAT]),
+        Series::new("op".into(), [v.op.as_str()]),
+        Series::new("meta".into(), [v.meta_json]),
+        Series::new("terms".into(), [v.terms]),
+        Series::new("masked".into(), [v.masked]),
+        Series::new("n".into(), [v.n]),
+        Series::new("rids".into(), [v.rids]),
+        Series::new("repeats".into(), [v.repeats]),
+        Series::new("params".into(), [v.params]),
+    ];
+    Ok(StructChunked::from_series(name, 1, fields.iter())?.into_series())
+}
+
+/// A one-row null sealed value.
+pub fn null_row(name: PlSmallStr) -> Series {
+    Series::full_null(name, 1, &sealed_storage_dtype())
+}
+
+/// One sealed value read back.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub op: SealedOp,
+    /// Index into [`SealedColumn::metas`].
+    pub meta: usize,
+    pub terms: Vec<SealedTerm>,
+    pub masked: Vec<u128>,
+    pub n: u64,
+    pub rids: Vec<u8>,
+    pub repeats: Vec<(u64, Vec<u8>)>,
+    pub params: Vec<u8>,
+    /// Format 1 values keep their expression (format 2 derives it from the metadata).
+    pub expression: Option<String>,
+}
+
+/// The sealed values of a column, with their distinct column metadata decoded once.
+pub struct SealedColumn {
+    pub metas: Vec<ColumnMeta>,
+    pub meta_json: Vec<String>,
+    pub rows: Vec<Option<Row>>,
+}
+
+fn corrupt(name: &str, what: impl std::fmt::Display) -> PolarsError {
+    polars_err!(ComputeError: "ghostpii: column '{name}' holds a corrupt sealed value: {what}")
+}
+
+impl SealedColumn {
+    pub fn read(s: &Series) -> PolarsResult<Self> {
+        let name = s.name().as_str();
+        let storage = s.to_storage().rechunk();
+        let st = storage
+            .struct_()
+            .map_err(|_| corrupt(name, "its storage is not a struct"))?;
+        let field = |n: &str| st.field_by_name(n).map_err(|_| corrupt(name, format!("field '{n}' is missing")));
+        if st.field_by_name("format").is_err() {
+            return Self::read_v1(name, &storage, &field("payload")?);
+        }
+        let valid = storage.is_not_null();
+        let (format, op, meta) = (field("format")?, field("op")?, field("meta")?);
+        let (terms, masked, n) = (field("terms")?, field("masked")?, field("n")?);
+        let (rids, repeats, params) = (field("rids")?, field("repeats")?, field("params")?);
+        let (format, op, meta) = (format.u8()?, op.str()?, meta.str()?);
+        let (terms, masked, n) = (terms.binary()?, masked.binary()?, n.u64()?);
+        let (rids, repeats, params) = (rids.binary()?, repeats.binary()?, params.binary()?);
+        let mut out = SealedColumn {
+            metas: Vec::new(),
+            meta_json: Vec::new(),
+            rows: Vec::with_capacity(s.len()),
+        };
+        let err = |e: ghostpii_core::CoreError| corrupt(name, e);
+        for i in 0..s.len() {
+            if !valid.get(i).unwrap_or(false) {
+                out.rows.push(None);
+                continue;
+            }
+            let f = format.get(i).unwrap_or(0);
+            if f != SEALED_FORMAT {
+                return Err(corrupt(
+                    name,
+                    format!("format {f} is not supported (this build reads formats 1 and {SEALED_FORMAT})"),
+                ));
+            }
+            let m = meta.get(i).ok_or_else(|| corrupt(name, "no column metadata"))?;
+            let meta_idx = out.meta_index(m).map_err(err)?;
+            out.rows.push(Some(Row {
+                op: parse_op(op.get(i).unwrap_or("")).map_err(err)?,
+                meta: meta_idx,
+                terms: unpack_terms(terms.get(i).unwrap_or(&[])).map_err(err)?,
+                masked: unpack_masked(masked.get(i).unwrap_or(&[])).map_err(err)?,
+                n: n.get(i).unwrap_or(0),
+                rids: rids.get(i).unwrap_or(&[]).to_vec(),
+                repeats: unpack_repeats(repeats.get(i).unwrap_or(&[])).map_err(err)?,
+                params: params.get(i).unwrap_or(&[]).to_vec(),
+                expression: None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Index of the metadata `json`, decoded on its first occurrence (rows of one column share it).
+    fn meta_index(&mut self, json: &str) -> ghostpii_core::error::Result<usize> {
+        if let Some(i) = self.meta_json.last().filter(|m| m.as_str() == json).map(|_| self.metas.len() - 1) {
+            return Ok(i);
+        }
+        if let Some(i) = self.meta_json.iter().position(|m| m == json) {
+            return Ok(i);
+        }
+        self.metas.push(ColumnMeta::from_json(json)?);
+        self.meta_json.push(json.to_owned());
+        Ok(self.metas.len() - 1)
+    }
+
+    /// Format 1: `{label, payload}` with the JSON of `SealedAggregate`.
+    fn read_v1(name: &str, storage: &Series, payload: &Series) -> PolarsResult<Self> {
+        let payload = payload.binary()?;
+        let valid = storage.is_not_null();
+        let mut out = SealedColumn {
+            metas: Vec::new(),
+            meta_json: Vec::new(),
+            rows: Vec::with_capacity(storage.len()),
+        };
+        for i in 0..storage.len() {
+            let raw = match (valid.get(i), payload.get(i)) {
+                (Some(true), Some(raw)) => raw,
+                _ => {
+                    out.rows.push(None);
+                    continue;
+                }
+            };
+            let v1 = SealedAggregate::from_bytes(raw).map_err(|e| corrupt(name, e))?;
+            let parts = fmt::SealedParts::from_v1(&v1).map_err(|e| corrupt(name, e))?;
+            let meta = out.meta_index(&v1.meta.to_json()).map_err(|e| corrupt(name, e))?;
+            out.rows.push(Some(Row {
+                op: parts.op,
+                meta,
+                terms: parts.terms,
+                masked: parts.masked,
+                n: parts.n,
+                rids: parts.rids,
+                repeats: parts.repeats,
+                params: parts.params,
+                expression: Some(parts.expression),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// A row as `SealedParts` (for merging).
+    pub fn parts(&self, row: &Row) -> fmt::SealedParts {
+        let meta = self.metas[row.meta].clone();
+        let expression = row.expression.clone().unwrap_or_else(|| meta.column.clone());
+        fmt::SealedParts {
+            op: row.op,
+            meta,
+            terms: row.terms.clone(),
+            masked: row.masked.clone(),
+            n: row.n,
+            rids: row.rids.clone(),
+            repeats: row.repeats.clone(),
+            params: row.params.clone(),
+            expression,
+        }
+    }
+}
+
+thread_local! {
+    /// The last column metadata decoded on this thread: a group-by calls a kernel once per
+    /// group with the same column, so the JSON is parsed once, not once per group.
+    static LAST_META: RefCell<Option<(String, ColumnMeta)>> = const { RefCell::new(None) };
+}
+
+/// The metadata of an encrypted series (JSON and decoded), cached per thread.
+pub fn cached_meta(s: &Series, what: &str) -> PolarsResult<(String, ColumnMeta)> {
+    if let DataType::Extension(typ, _) = s.dtype() {
+        if let Some(md) = typ.serialize_metadata() {
+            let hit = LAST_META.with(|c| {
+                c.borrow()
+                    .as_ref()
+                    .filter(|(j, _)| j.as_str() == &*md)
+                    .map(|(_, m)| m.clone())
+            });
+            if let Some(m) = hit {
+                return Ok((md.into_owned(), m));
+            }
+        }
+    }
+    let meta = crate::columns::meta_of(s.name(), s.dtype(), what)?;
+    let json = match s.dtype() {
+        DataType::Extension(typ, _) => typ
+            .serialize_metadata()
+            .map(|m| m.into_owned())
+            .unwrap_or_else(|| meta.to_json()),
+        _ => meta.to_json(),
+    };
+    LAST_META.with(|c| *c.borrow_mut() = Some((json.clone(), meta.clone())));
+    Ok((json, meta))
+}
