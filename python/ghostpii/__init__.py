@@ -47,6 +47,7 @@ from ghostpii.keyhost import Keyhost
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
+from ghostpii.scoring import score
 from ghostpii.tokens import activate, connect
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "number",
     "older_than",
     "reveal",
+    "score",
     "sum",
     "text",
     "younger_than",

@@ -11,6 +11,7 @@ mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
+mod score;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -32,5 +33,6 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
+    m.add_class::<score::ScoreRows>()?;
     Ok(())
 }
