@@ -11,6 +11,7 @@ mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
+mod quantile;
 mod score;
 mod tokens;
 
@@ -34,5 +35,6 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<score::ScoreRows>()?;
+    m.add_class::<quantile::QuantileSearch>()?;
     Ok(())
 }
