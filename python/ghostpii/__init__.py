@@ -40,7 +40,9 @@ from ghostpii.functions import (
     le,
     lt,
     mean,
+    median,
     older_than,
+    quantile,
     sum,
     younger_than,
 )
@@ -48,6 +50,7 @@ from ghostpii.keyhost import Keyhost
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
+from ghostpii.scoring import score
 from ghostpii.tokens import activate, connect
 
 __all__ = [
@@ -89,9 +92,12 @@ __all__ = [
     "linear_sum",
     "lt",
     "mean",
+    "median",
     "number",
     "older_than",
+    "quantile",
     "reveal",
+    "score",
     "sum",
     "text",
     "younger_than",

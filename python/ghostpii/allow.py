@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Allow", "aggregate", "compare", "decrypt"]
+__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "score"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,40 @@ def compare(
             raise ValueError("range must be a pair (lo, hi)")
         params["range"] = [_logical(bounds[0]), _logical(bounds[1])]
     return Allow("compare", column, params)
+
+
+class Allows(tuple[Allow, ...]):
+    """Several :class:`Allow` values given as one (e.g. ``gp.allow.score([...])``); ``Session.grant``
+    takes it in place of an ``Allow`` or as the whole list."""
+
+
+def flatten(allows: Any) -> list[Allow]:
+    """The :class:`Allow` values of ``allows``, with every :class:`Allows` inside spread out."""
+    out: list[Allow] = []
+    for a in allows:
+        if isinstance(a, Allows):
+            out.extend(a)
+        elif isinstance(a, Allow):
+            out.append(a)
+        else:
+            raise TypeError(f"grant takes gp.allow.* values, got {a!r}")
+    return out
+
+
+def score(columns: str | Sequence[str], *, max_vectors: int | None = None) -> Allows:
+    """Allow per-row scores ``x·w`` over encrypted ``columns`` (``gp.score``): a ``score`` grant on each.
+
+    The analyst learns, for every row it scores, the linear combination of the row's values with
+    weights it chooses, never a value itself: the keyhost refuses a weight vector once the vectors
+    answered to the identity on the dataset would span a unit vector (which would decrypt a column
+    row by row). ``max_vectors`` caps the linearly independent weight vectors ever answered to the
+    identity on the dataset (scoring again with a vector already answered, or a combination of
+    them, is always allowed). See ``docs/threat-model.md``, "Scores".
+    """
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    if not cols or not all(isinstance(c, str) for c in cols):
+        raise TypeError("score takes a column name or a list of column names")
+    if max_vectors is not None and (isinstance(max_vectors, bool) or max_vectors < 1):
+        raise ValueError("max_vectors must be at least 1")
+    params: dict[str, Any] = {} if max_vectors is None else {"max_vectors": int(max_vectors)}
+    return Allows(Allow("score", c, dict(params)) for c in dict.fromkeys(cols))

@@ -20,7 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from ghostpii.allow import Allow
+from ghostpii.allow import Allow, Allows, flatten
 from ghostpii.errors import KeyhostError, error_for
 
 __all__ = ["AuditPage", "Dataset", "Session", "connect"]
@@ -253,7 +253,7 @@ class Session:
         self,
         identity: str,
         dataset: Dataset | str,
-        allows: Iterable[Allow],
+        allows: Iterable[Allow | Allows],
         *,
         ttl_seconds: int | None = ...,
         issue_token: Literal[True] = ...,
@@ -264,7 +264,7 @@ class Session:
         self,
         identity: str,
         dataset: Dataset | str,
-        allows: Iterable[Allow],
+        allows: Iterable[Allow | Allows],
         *,
         ttl_seconds: int | None = ...,
         issue_token: Literal[False],
@@ -275,7 +275,7 @@ class Session:
         self,
         identity: str,
         dataset: Dataset | str,
-        allows: Iterable[Allow],
+        allows: Iterable[Allow | Allows],
         *,
         ttl_seconds: int | None = ...,
         issue_token: bool,
@@ -285,7 +285,7 @@ class Session:
         self,
         identity: str,
         dataset: Dataset | str,
-        allows: Iterable[Allow],
+        allows: Iterable[Allow | Allows],
         *,
         ttl_seconds: int | None = 30 * 86400,
         issue_token: bool = True,
@@ -293,9 +293,7 @@ class Session:
         """Grant ``allows`` on ``dataset`` to ``identity`` (created if needed); return a new token for it."""
         ds = dataset.name if isinstance(dataset, Dataset) else dataset
         self.create_identity(identity, exist_ok=True)
-        for a in allows:
-            if not isinstance(a, Allow):
-                raise TypeError(f"grant takes gp.allow.* values, got {a!r}")
+        for a in flatten(allows):
             self._request(
                 "POST",
                 "/v1/grants",
@@ -317,9 +315,9 @@ class Session:
             params["identity"] = identity
         return self._request("GET", "/v1/grants", params=params)["grants"]  # type: ignore[no-any-return]
 
-    def revoke(self, identity: str, dataset: Dataset | str, allows: Iterable[Allow] | None = None) -> int:
+    def revoke(self, identity: str, dataset: Dataset | str, allows: Iterable[Allow | Allows] | None = None) -> int:
         """Revoke grants of ``identity`` on ``dataset`` (all, or those matching ``allows``). Returns how many."""
-        wanted = {(a.operation, a.column) for a in allows} if allows is not None else None
+        wanted = {(a.operation, a.column) for a in flatten(allows)} if allows is not None else None
         n = 0
         for g in self.grants(dataset, identity):
             if wanted is None or (g["operation"], g["column"]) in wanted:

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from ghostpii.dtypes import is_encrypted, is_sealed, is_sealed_rows
+from ghostpii.dtypes import is_encrypted, is_sealed, is_sealed_quantile, is_sealed_rows
 
 __all__ = ["HINT", "install", "shown"]
 
@@ -38,7 +38,7 @@ class ShownType(pl.BaseExtension):
 def _cells(s: pl.Series) -> pl.Series | None:
     """The text shown for a ghostpii column, or ``None`` for any other column."""
     dtype = s.dtype
-    if is_sealed(dtype):
+    if is_sealed(dtype) or is_sealed_quantile(dtype):
         text = s.ext.storage().struct.field("label")
     elif is_encrypted(dtype) or is_sealed_rows(dtype):
         meta = dtype.meta()  # type: ignore[attr-defined]
@@ -51,7 +51,7 @@ def _cells(s: pl.Series) -> pl.Series | None:
 
 
 def _has_ghost(schema: pl.Schema) -> bool:
-    return any(is_encrypted(d) or is_sealed(d) or is_sealed_rows(d) for d in schema.values())
+    return any(is_encrypted(d) or is_sealed(d) or is_sealed_rows(d) or is_sealed_quantile(d) for d in schema.values())
 
 
 def shown(df: pl.DataFrame) -> pl.DataFrame:

@@ -11,6 +11,7 @@ import pyarrow as pa
 ENCRYPTED = "ghostpii.encrypted"
 SEALED = "ghostpii.sealed"
 SEALED_ROWS = "ghostpii.sealed_rows"
+SEALED_QUANTILE = "ghostpii.sealed_quantile"
 
 
 class _GhostExtension(pl.BaseExtension):
@@ -70,6 +71,19 @@ class SealedRowsType(_GhostExtension):
         return f"sealed[{self.meta().get('dtype', '?')}]"
 
 
+class SealedQuantileType(_GhostExtension):
+    """Polars dtype of sealed quantiles (``ghost.quantile``/``ghost.median``): the order cells of a
+    group's rows, revealed by a search with comparison tokens (``ghostpii.quantiles``)."""
+
+    STORAGE = pl.Struct({"label": pl.String, "payload": pl.Binary})
+
+    def __init__(self, metadata: str | None = None, storage: pl.DataType | None = None) -> None:
+        super().__init__(SEALED_QUANTILE, self.STORAGE, None)
+
+    def _string_repr(self) -> str:
+        return "sealed"
+
+
 class _ArrowGhostType(pa.ExtensionType):  # type: ignore[misc]
     """pyarrow side: accepts any storage (struct children may be binary, large_binary or binary_view)."""
 
@@ -106,11 +120,16 @@ class ArrowSealedRowsType(_ArrowGhostType):
     NAME = SEALED_ROWS
 
 
+class ArrowSealedQuantileType(_ArrowGhostType):
+    NAME = SEALED_QUANTILE
+
+
 def _register() -> None:
     pl.register_extension_type(ENCRYPTED, EncryptedType)
     pl.register_extension_type(SEALED, SealedType)
     pl.register_extension_type(SEALED_ROWS, SealedRowsType)
-    for t in (ArrowEncryptedType, ArrowSealedType, ArrowSealedRowsType):
+    pl.register_extension_type(SEALED_QUANTILE, SealedQuantileType)
+    for t in (ArrowEncryptedType, ArrowSealedType, ArrowSealedRowsType, ArrowSealedQuantileType):
         try:
             pa.register_extension_type(t(pa.binary()))
         except pa.ArrowKeyError:  # already registered (module reloaded)
@@ -132,6 +151,12 @@ def is_sealed_rows(dtype: Any) -> bool:
     return isinstance(dtype, pl.BaseExtension) and dtype.ext_name() == SEALED_ROWS
 
 
+def is_sealed_quantile(dtype: Any) -> bool:
+    return isinstance(dtype, pl.BaseExtension) and dtype.ext_name() == SEALED_QUANTILE
+
+
 def ghost_columns(schema: pl.Schema) -> list[str]:
     """Names of the encrypted, sealed and sealed-rows columns of a schema."""
-    return [n for n, d in schema.items() if is_encrypted(d) or is_sealed(d) or is_sealed_rows(d)]
+    return [
+        n for n, d in schema.items() if is_encrypted(d) or is_sealed(d) or is_sealed_rows(d) or is_sealed_quantile(d)
+    ]

@@ -17,6 +17,7 @@ import polars as pl
 from ghostpii.client import Session
 from ghostpii.constants import Constant
 from ghostpii.namespace import ClosedInterval, GhostExpr, GhostLazyFrame, SealedAggExpr
+from ghostpii.quantiles import QuantileMethod, SealedQuantileExpr
 
 __all__ = [
     "between",
@@ -29,7 +30,9 @@ __all__ = [
     "le",
     "lt",
     "mean",
+    "median",
     "older_than",
+    "quantile",
     "sum",
     "younger_than",
 ]
@@ -49,6 +52,16 @@ def sum(expr: IntoExpr) -> SealedAggExpr:  # noqa: A001 - mirrors ghost.sum
 def mean(expr: IntoExpr) -> SealedAggExpr:
     """Sealed mean of an encrypted column (``ghost.mean()``)."""
     return _g(expr).mean()
+
+
+def quantile(expr: IntoExpr, q: float, interpolation: QuantileMethod = "nearest") -> SealedQuantileExpr:
+    """Sealed quantile of an encrypted column with the ``ord`` facet (``ghost.quantile``)."""
+    return _g(expr).quantile(q, interpolation)
+
+
+def median(expr: IntoExpr) -> SealedQuantileExpr:
+    """Sealed median of an encrypted column with the ``ord`` facet (``ghost.median``)."""
+    return _g(expr).median()
 
 
 def count(expr: IntoExpr) -> pl.Expr:

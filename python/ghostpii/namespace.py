@@ -18,6 +18,7 @@ from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors
 from ghostpii.plan_guard import check_plan, reveal
+from ghostpii.quantiles import QuantileMethod, SealedQuantileExpr, quantile
 from ghostpii.tokens import prefetch
 
 ClosedInterval = Literal["both", "left", "right", "none"]
@@ -98,6 +99,16 @@ class GhostExpr:
     def count(self) -> pl.Expr:
         """Number of non-null values (UInt32, public: null positions are not encrypted)."""
         return _aggregate("ghost_count", self._expr)
+
+    def quantile(self, quantile_: float, interpolation: QuantileMethod = "nearest") -> SealedQuantileExpr:
+        """Sealed quantile of a column with the ``ord`` facet, as Polars' ``quantile`` computes it
+        (``interpolation`` as there; Float64 for numbers, Datetime for dates). Revealed by a
+        search with comparison tokens (compare grant): see ``ghostpii.quantiles``."""
+        return quantile(self._expr, quantile_, interpolation)
+
+    def median(self) -> SealedQuantileExpr:
+        """Sealed median (``quantile(0.5, "linear")``, as Polars' ``median``)."""
+        return quantile(self._expr, 0.5, "linear")
 
     # -- comparisons on the ord facet ------------------------------------------------------
     def _compare(self, op: str, values: list[dict[str, Any]]) -> pl.Expr:
@@ -210,5 +221,7 @@ class GhostLazyFrame:
         """
         check_plan(self._lf)
         with ghost_errors():
+            before = session.stats()["round_trips"]
             prefetch(self._lf, session)
-            return reveal(self._lf.collect(engine=engine), session)
+            used = session.stats()["round_trips"] - before
+            return reveal(self._lf.collect(engine=engine), session, round_trips_used=used)

@@ -17,8 +17,9 @@ from typing import Any
 import polars as pl
 
 from ghostpii.client import Session
-from ghostpii.dtypes import is_encrypted, is_sealed
+from ghostpii.dtypes import is_encrypted, is_sealed, is_sealed_quantile
 from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.quantiles import resolve as resolve_quantiles
 from ghostpii.reveal import reveal as _reveal
 
 __all__ = ["check_frame", "check_plan", "reveal"]
@@ -189,7 +190,7 @@ def check_frame(df: pl.DataFrame) -> None:
     """Refuse to reveal sealed aggregates that sit next to an encrypted column: their rows were
     grouped by ciphertext (one group per row), or the frame mixes rows and aggregates."""
     enc = [n for n, d in df.schema.items() if is_encrypted(d)]
-    if enc and any(is_sealed(d) for d in df.schema.values()):
+    if enc and any(is_sealed(d) or is_sealed_quantile(d) for d in df.schema.values()):
         raise _refuse(
             "revealing aggregates next to",
             enc[0],
@@ -198,8 +199,9 @@ def check_frame(df: pl.DataFrame) -> None:
         )
 
 
-def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
-    """Replace every sealed column of ``df`` by its plaintext, in ONE answer-key request.
+def reveal(df: pl.DataFrame, session: Session, *, round_trips_used: int = 0) -> pl.DataFrame:
+    """Replace every sealed column of ``df`` by its plaintext, in ONE answer-key request (sealed
+    quantiles: one more per round of their search, within 8 round trips per query).
 
     A refusal raises :class:`~ghostpii.errors.PermissionDenied` naming the missing grant;
     nothing is revealed then. A frame whose rows were grouped by ciphertext is refused.
@@ -207,4 +209,6 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
     if isinstance(df, pl.DataFrame):
         check_frame(df)
     with ghost_errors():
+        if isinstance(df, pl.DataFrame):
+            df = resolve_quantiles(df, session, round_trips_used=round_trips_used)
         return _reveal(df, session)

@@ -208,7 +208,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
@@ -271,6 +271,15 @@ CREATE TABLE IF NOT EXISTS linear_audit (
     answered    INTEGER NOT NULL,
     state       BLOB NOT NULL,
     PRIMARY KEY (identity_id, dataset_id)
+);
+-- Weight vectors of score answer keys that enlarged the span of those answered per identity x
+-- dataset (score_span.rs): `vector` is `column_id:weight,...` sorted by column id.
+CREATE TABLE IF NOT EXISTS score_vectors (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
+    vector      TEXT NOT NULL,
+    first_audit INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, dataset_id, vector)
 );
 "#;
 

@@ -74,6 +74,8 @@ pub mod reason {
     pub const AUDIT_LIMIT: &str = "audit_limit";
     pub const REQUEST_TOO_LARGE: &str = "request_too_large";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const SCORE_SPAN: &str = "score_span";
+    pub const MAX_VECTORS: &str = "max_vectors";
 
     /// Every reason code above (the `Reason` enum of `openapi.json`).
     pub const ALL: &[&str] = &[
@@ -94,6 +96,8 @@ pub mod reason {
         AUDIT_LIMIT,
         REQUEST_TOO_LARGE,
         RATE_LIMITED,
+        SCORE_SPAN,
+        MAX_VECTORS,
     ];
 }
 

@@ -4,6 +4,7 @@
 //! - decrypt: no parameters.
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
+//! - score: `max_vectors`.
 
 use crate::db::Connection;
 use serde::Deserialize;
@@ -34,6 +35,8 @@ struct Raw {
     range: Option<(Value, Value)>,
     #[serde(default)]
     max_constants: Option<u64>,
+    #[serde(default)]
+    max_vectors: Option<u64>,
 }
 
 fn unsupported(op: Operation, names: &[&str]) -> ApiError {
@@ -71,7 +74,24 @@ pub fn build(
         ("range", raw.range.is_some()),
         ("max_constants", raw.max_constants.is_some()),
     ]);
+    let score_fields = present(&[("max_vectors", raw.max_vectors.is_some())]);
+    if op != Operation::Score && !score_fields.is_empty() {
+        return Err(unsupported(op, &score_fields));
+    }
     match op {
+        Operation::Score => {
+            let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if !all.is_empty() {
+                return Err(unsupported(op, &all));
+            }
+            if raw.max_vectors == Some(0) {
+                return Err(ApiError::invalid("max_vectors must be at least 1"));
+            }
+            Ok(GrantParams {
+                max_vectors: raw.max_vectors,
+                ..Default::default()
+            })
+        }
         Operation::Decrypt => {
             let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
             if !all.is_empty() {

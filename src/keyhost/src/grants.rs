@@ -16,6 +16,8 @@ pub enum Operation {
     Aggregate,
     /// Comparison tokens (left ciphertexts of constants) of the `ord` facet.
     Compare,
+    /// Per-row linear combinations `x·w` of `num` columns (`answer_keys/score.rs`).
+    Score,
 }
 
 impl Operation {
@@ -24,6 +26,7 @@ impl Operation {
             Operation::Decrypt => "decrypt",
             Operation::Aggregate => "aggregate",
             Operation::Compare => "compare",
+            Operation::Score => "score",
         }
     }
 
@@ -32,6 +35,7 @@ impl Operation {
             "decrypt" => Some(Operation::Decrypt),
             "aggregate" => Some(Operation::Aggregate),
             "compare" => Some(Operation::Compare),
+            "score" => Some(Operation::Score),
             _ => None,
         }
     }
@@ -66,6 +70,10 @@ pub struct GrantParams {
     /// compare: most distinct constants ever issued to the identity on the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_constants: Option<u64>,
+    /// score: most linearly independent weight vectors ever answered to the identity on the
+    /// dataset (`score_span.rs`; the span rule applies in any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vectors: Option<u64>,
     /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<serde_json::Value>,

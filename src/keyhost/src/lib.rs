@@ -42,6 +42,7 @@ pub mod merkle;
 pub mod policy;
 pub mod rate_limit;
 pub mod routes;
+pub mod score_span;
 pub mod secret_file;
 pub mod server;
 pub mod state;

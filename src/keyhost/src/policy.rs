@@ -127,6 +127,16 @@ impl Authority {
         }
     }
 
+    /// score: the most independent weight vectors the grants allow (the largest among them;
+    /// `None`: no limit beyond the span rule, also for owner/admin).
+    pub fn max_vectors(&self) -> Option<u64> {
+        self.grants()
+            .iter()
+            .map(|g| g.params.max_vectors)
+            .reduce(|a, b| a.zip(b).map(|(x, y)| x.max(y)))
+            .flatten()
+    }
+
     /// compare: the allowed constants of the grants, described for a refusal message.
     pub fn allowed_constants(&self) -> Vec<serde_json::Value> {
         self.grants()

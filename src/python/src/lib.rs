@@ -14,6 +14,8 @@ mod keyhost;
 mod merge;
 mod reveal;
 mod sealed_column;
+mod quantile;
+mod score;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -37,5 +39,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<reveal::RevealPlan>()?;
     m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;
+    m.add_class::<score::ScoreRows>()?;
+    m.add_class::<quantile::QuantileSearch>()?;
     Ok(())
 }

@@ -42,6 +42,17 @@ pub enum Effect {
         dataset_id: i64,
         query: Arc<linear_audit::Query>,
     },
+    /// score: the weight vectors answered to the identity on the dataset must not span a unit
+    /// vector, nor more than `max` independent vectors (`score_span.rs`); a vector that
+    /// enlarges the span is remembered in the same transaction.
+    ScoreSpan {
+        identity_id: i64,
+        dataset_id: i64,
+        dataset: String,
+        vector: Vec<(i64, i64)>,
+        max: Option<u64>,
+        names: Vec<(i64, String)>,
+    },
 }
 
 fn check_budget(
@@ -132,6 +143,14 @@ impl Effect {
                 dataset_id,
                 query,
             } => audits.check(tx, *identity_id, *dataset_id, query).map(|_| ()),
+            Effect::ScoreSpan {
+                identity_id,
+                dataset_id,
+                dataset,
+                vector,
+                max,
+                names,
+            } => crate::score_span::check(tx, *identity_id, *dataset_id, dataset, vector, *max, names),
         }
     }
 
@@ -166,6 +185,12 @@ impl Effect {
             )?),
             // remembered by the audit batch when checked; saved before the commit
             Effect::LinearAudit { .. } => Ok(()),
+            Effect::ScoreSpan {
+                identity_id,
+                dataset_id,
+                vector,
+                ..
+            } => crate::score_span::remember(tx, *identity_id, *dataset_id, vector, audit_index),
         }
     }
 }

@@ -141,6 +141,7 @@ fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> Gate {
         Descriptor::Decrypt {
             dataset_id, column_id, ..
         } => (*dataset_id, vec![*column_id]),
+        Descriptor::Score { dataset_id, terms, .. } => (*dataset_id, terms.iter().map(|t| t.column_id).collect()),
         Descriptor::Compare { .. } => return Ok((0, String::new())),
     };
     let key = (dataset_id, column_ids);

@@ -10,13 +10,14 @@
 //! record step so that concurrent batches cannot both pass a limit.
 //!
 //! Descriptors (`"op"`): `sum` (see `sum.rs`), `decrypt` (`decrypt.rs`), `compare`
-//! (`compare.rs`).
+//! (`compare.rs`), `score` (`score.rs`).
 
 mod compare;
 mod decrypt;
 mod effects;
 mod intake;
 mod recheck;
+mod score;
 mod sum;
 mod visibility;
 
@@ -68,6 +69,15 @@ enum Descriptor {
         epoch: u32,
         constant: i64,
     },
+    Score {
+        dataset_id: i64,
+        rids: String,
+        terms: Vec<score::Term>,
+        /// The client's fixed-point exponent (weights = terms' weights · 10^decimals / 2^scale_bits),
+        /// recorded in the audit entry so owners read the real weights.
+        #[serde(default)]
+        scale_bits: Option<i32>,
+    },
 }
 
 /// What to compute for one granted descriptor.
@@ -75,6 +85,7 @@ enum Work {
     Sum(sum::SumWork),
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
+    Score(score::ScoreWork),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -145,7 +156,7 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. } => {
                     Some(intake::Incoming::decode(rids)?)
                 }
                 Descriptor::Compare { .. } => None,
@@ -205,6 +216,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Sum { .. } => Operation::Aggregate,
             Descriptor::Decrypt { .. } => Operation::Decrypt,
             Descriptor::Compare { .. } => Operation::Compare,
+            Descriptor::Score { .. } => Operation::Score,
         };
         Ctx {
             conn,
@@ -264,6 +276,12 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 constant,
             )
             .map(Work::Compare),
+            Descriptor::Score {
+                dataset_id,
+                terms,
+                scale_bits,
+                ..
+            } => score::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, scale_bits, rids).map(Work::Score),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -369,6 +387,7 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Sum(w) => sum::compute(w),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w),
+        Work::Score(w) => Ok(score::compute(w)),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::policy;
 use crate::state::AppState;
 
 /// Audit operations that are answer keys (the descriptors of `POST /v1/answer-keys`).
-pub const ANSWER_OPS: &str = "('sum', 'decrypt', 'compare')";
+pub const ANSWER_OPS: &str = "('sum', 'decrypt', 'compare', 'score')";
 /// Bars of the activity chart.
 const BUCKETS: i64 = 24;
 
