@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from ghostpii import allow, display
+from ghostpii import allow, display, ml
 from ghostpii._internal import __version__
 from ghostpii.client import AuditPage, Dataset, Session
 from ghostpii.dtypes import EncryptedType, SealedRowsType, SealedType
@@ -22,6 +22,7 @@ from ghostpii.errors import (
     BudgetExhausted,
     CiphertextError,
     EncryptionError,
+    FitError,
     GhostError,
     KeyhostError,
     PermissionDenied,
@@ -44,6 +45,7 @@ from ghostpii.functions import (
     younger_than,
 )
 from ghostpii.keyhost import Keyhost
+from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
@@ -58,6 +60,7 @@ __all__ = [
     "Dataset",
     "EncryptedType",
     "EncryptionError",
+    "FitError",
     "GhostError",
     "Keyhost",
     "KeyhostError",
@@ -75,7 +78,10 @@ __all__ = [
     "bucketize",
     "collect",
     "connect",
+    "corr",
+    "cosine_similarity",
     "count",
+    "cov",
     "date",
     "datetime",
     "decrypt",
@@ -87,6 +93,7 @@ __all__ = [
     "le",
     "linear_sum",
     "lt",
+    "ml",
     "mean",
     "number",
     "older_than",

@@ -13,6 +13,7 @@ from ghostpii import _internal
 from ghostpii.client import Session
 from ghostpii.dtypes import is_sealed, is_sealed_rows
 from ghostpii.errors import CiphertextError
+from ghostpii.gram import GramBatch, is_gram
 
 __all__ = ["reveal"]
 
@@ -70,7 +71,7 @@ def _aggregate_value(p: dict[str, Any], total: int) -> Any:
 
 def _aggregate_dtype(payloads: list[dict[str, Any] | None]) -> pl.DataType:
     p = next((q for q in payloads if q is not None), None)
-    if p is None:
+    if p is None or is_gram(p):
         return pl.Float64()
     m = p["meta"]
     if p["op"] == "sum":
@@ -101,6 +102,7 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
         return index[k]
 
     agg_cols: dict[str, list[tuple[dict[str, Any] | None, int | None]]] = {}
+    grams = GramBatch()  # second moments: one descriptor per row set, whatever the statistics
     row_cols: dict[str, tuple[str, int | None]] = {}
     for name, dtype in df.schema.items():
         if is_sealed(dtype):
@@ -113,6 +115,10 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
                     p = json.loads(raw)
                 except ValueError as e:
                     raise CiphertextError(f"column {name!r} holds a corrupt sealed value: {e}") from None
+                if is_gram(p):
+                    _check_keyhost(p, session)
+                    entries.append((p, grams.add(p)))
+                    continue
                 _check_keyhost(p["meta"], session)
                 entries.append((p, want(_sum_descriptor(p)) if int(p["n"]) > 0 else None))
             agg_cols[name] = entries
@@ -139,6 +145,7 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
             )
     if not agg_cols and not row_cols:
         return df
+    grams.register(want)
     results = session.answer_keys(descriptors)
     new: list[pl.Series] = []
     for name, entries in agg_cols.items():
@@ -146,6 +153,9 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
         for p, i in entries:
             if p is None:
                 values.append(None)
+                continue
+            if is_gram(p):
+                values.append(grams.value(int(i or 0), results))
                 continue
             total = _signed(int(p["masked"]) - int(results[i]["key"])) if i is not None else 0
             values.append(_aggregate_value(p, total))

@@ -34,6 +34,8 @@ struct Raw {
     range: Option<(Value, Value)>,
     #[serde(default)]
     max_constants: Option<u64>,
+    #[serde(default)]
+    columns: Option<Vec<String>>,
 }
 
 fn unsupported(op: Operation, names: &[&str]) -> ApiError {
@@ -73,7 +75,10 @@ pub fn build(
     ]);
     match op {
         Operation::Decrypt => {
-            let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if raw.columns.is_some() {
+                all.push("columns");
+            }
             if !all.is_empty() {
                 return Err(unsupported(op, &all));
             }
@@ -83,18 +88,35 @@ pub fn build(
             if !cmp_fields.is_empty() {
                 return Err(unsupported(op, &cmp_fields));
             }
+            if raw.columns.is_some() {
+                return Err(unsupported(op, &["columns"]));
+            }
             aggregate(conn, ds, column, raw)
         }
         Operation::Compare => {
             if !agg_fields.is_empty() {
                 return Err(unsupported(op, &agg_fields));
             }
+            if raw.columns.is_some() {
+                return Err(unsupported(op, &["columns"]));
+            }
             compare(conn, ds, column, raw)
+        }
+        Operation::Moments => {
+            if !cmp_fields.is_empty() {
+                return Err(unsupported(op, &cmp_fields));
+            }
+            crate::moments::grant_params(conn, ds, column, raw.columns.clone(), aggregate_checked(conn, ds, column, &raw)?)
         }
     }
 }
 
 fn aggregate(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
+    aggregate_checked(conn, ds, column, &raw)
+}
+
+/// The checks and stored form of `min_rows`, `epsilon`, `delta`, `budget` (aggregate and moments).
+fn aggregate_checked(conn: &Connection, ds: &Dataset, column: &str, raw: &Raw) -> ApiResult<GrantParams> {
     if raw.min_rows == Some(0) {
         return Err(ApiError::invalid("min_rows must be at least 1"));
     }

@@ -16,6 +16,9 @@ pub enum Operation {
     Aggregate,
     /// Comparison tokens (left ciphertexts of constants) of the `ord` facet.
     Compare,
+    /// Answer keys of second moments (`gram` descriptors): sums, squares and products (the
+    /// `deg2` facet) among the columns of one moments grant.
+    Moments,
 }
 
 impl Operation {
@@ -24,6 +27,7 @@ impl Operation {
             Operation::Decrypt => "decrypt",
             Operation::Aggregate => "aggregate",
             Operation::Compare => "compare",
+            Operation::Moments => "moments",
         }
     }
 
@@ -32,6 +36,7 @@ impl Operation {
             "decrypt" => Some(Operation::Decrypt),
             "aggregate" => Some(Operation::Aggregate),
             "compare" => Some(Operation::Compare),
+            "moments" => Some(Operation::Moments),
             _ => None,
         }
     }
@@ -69,6 +74,10 @@ pub struct GrantParams {
     /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<serde_json::Value>,
+    /// moments: the columns of the grant's group; products of this column are allowed with
+    /// these columns only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 impl GrantParams {

@@ -7,10 +7,13 @@ mod aggregate;
 mod columns;
 mod compare;
 mod decrypt;
+mod deg2;
 mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
+mod linalg;
+mod moments;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -31,6 +34,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(deg2::encrypt_products, m)?)?;
+    linalg::register(m)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     Ok(())
 }

@@ -42,6 +42,13 @@ pub enum Effect {
         dataset_id: i64,
         query: Arc<linear_audit::Query>,
     },
+    /// Exact Gram matrix under grants: every entry is a further sum for the linear audit
+    /// (squares and products are columns of their own); all accepted together or refused.
+    LinearAuditMany {
+        identity_id: i64,
+        dataset_id: i64,
+        queries: Arc<Vec<linear_audit::Query>>,
+    },
 }
 
 fn check_budget(
@@ -132,6 +139,11 @@ impl Effect {
                 dataset_id,
                 query,
             } => audits.check(tx, *identity_id, *dataset_id, query).map(|_| ()),
+            Effect::LinearAuditMany {
+                identity_id,
+                dataset_id,
+                queries,
+            } => audits.check_many(tx, *identity_id, *dataset_id, queries),
         }
     }
 
@@ -165,7 +177,7 @@ impl Effect {
                 audit_index,
             )?),
             // remembered by the audit batch when checked; saved before the commit
-            Effect::LinearAudit { .. } => Ok(()),
+            Effect::LinearAudit { .. } | Effect::LinearAuditMany { .. } => Ok(()),
         }
     }
 }

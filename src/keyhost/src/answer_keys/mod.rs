@@ -15,6 +15,7 @@
 mod compare;
 mod decrypt;
 mod effects;
+mod gram;
 mod intake;
 mod recheck;
 mod sum;
@@ -68,6 +69,16 @@ enum Descriptor {
         epoch: u32,
         constant: i64,
     },
+    /// Every entry of a Gram matrix over one row multiset (`gram.rs`).
+    Gram {
+        dataset_id: i64,
+        rids: String,
+        #[serde(default)]
+        repeats: Vec<sum::RepeatSpec>,
+        #[serde(default)]
+        weights: Vec<gram::WeightSpec>,
+        entries: Vec<gram::EntrySpec>,
+    },
 }
 
 /// What to compute for one granted descriptor.
@@ -75,6 +86,7 @@ enum Work {
     Sum(sum::SumWork),
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
+    Gram(gram::GramWork),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -145,7 +157,7 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Gram { rids, .. } => {
                     Some(intake::Incoming::decode(rids)?)
                 }
                 Descriptor::Compare { .. } => None,
@@ -205,6 +217,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Sum { .. } => Operation::Aggregate,
             Descriptor::Decrypt { .. } => Operation::Decrypt,
             Descriptor::Compare { .. } => Operation::Compare,
+            Descriptor::Gram { .. } => Operation::Moments,
         };
         Ctx {
             conn,
@@ -264,6 +277,23 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 constant,
             )
             .map(Work::Compare),
+            Descriptor::Gram {
+                dataset_id,
+                repeats,
+                weights,
+                entries,
+                ..
+            } => gram::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                rids,
+                &repeats,
+                &weights,
+                &entries,
+            )
+            .map(Work::Gram),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -369,6 +399,7 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Sum(w) => sum::compute(w),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w),
+        Work::Gram(w) => gram::compute(w),
     }
 }
 
