@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from ghostpii import allow, display
+from ghostpii import allow, display, ml
 from ghostpii import dask as dask
 from ghostpii._internal import __version__
 from ghostpii.client import AuditPage, Dataset, Session
@@ -23,6 +23,7 @@ from ghostpii.errors import (
     BudgetExhausted,
     CiphertextError,
     EncryptionError,
+    FitError,
     GhostError,
     KeyhostError,
     PermissionDenied,
@@ -47,6 +48,7 @@ from ghostpii.functions import (
     younger_than,
 )
 from ghostpii.keyhost import Keyhost
+from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
@@ -62,6 +64,7 @@ __all__ = [
     "Dataset",
     "EncryptedType",
     "EncryptionError",
+    "FitError",
     "GhostError",
     "Keyhost",
     "KeyhostError",
@@ -79,7 +82,10 @@ __all__ = [
     "bucketize",
     "collect",
     "connect",
+    "corr",
+    "cosine_similarity",
     "count",
+    "cov",
     "date",
     "datetime",
     "decrypt",
@@ -91,6 +97,7 @@ __all__ = [
     "le",
     "linear_sum",
     "lt",
+    "ml",
     "mean",
     "median",
     "number",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "score"]
+__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "moments", "score"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,12 @@ class Allow:
     operation: str
     column: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: further columns the same grant covers (``moments`` groups)
+    also: tuple[str, ...] = ()
+
+    def columns(self) -> tuple[str, ...]:
+        """Every column this permission is granted on."""
+        return (self.column, *self.also)
 
 
 def decrypt(column: str) -> Allow:
@@ -142,3 +148,26 @@ def score(columns: str | Sequence[str], *, max_vectors: int | None = None) -> Al
         raise ValueError("max_vectors must be at least 1")
     params: dict[str, Any] = {} if max_vectors is None else {"max_vectors": int(max_vectors)}
     return Allows(Allow("score", c, dict(params)) for c in dict.fromkeys(cols))
+def moments(
+    columns: Sequence[str],
+    *,
+    min_rows: int | None = None,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    budget: float | None = None,
+) -> Allow:
+    """Allow second moments among ``columns``: sums, squares and products (the ``deg2`` facet
+    of ``gp.encrypt(..., products=[...])``), hence ``ghost.var/std/dot``, ``gp.cov/corr`` and
+    ``gp.ml`` fits, each revealed from ONE Gram matrix per query.
+
+    ``min_rows``, ``epsilon``, ``delta`` and ``budget`` mean what they mean for
+    :func:`aggregate`; with ``epsilon`` the keyhost perturbs the whole Gram matrix once per
+    query (each entry with its share of ε, or of ρ with ``delta``) and charges the budget once.
+    Without ``epsilon`` every entry is an exact sum under the linear audit.
+    """
+    if isinstance(columns, str) or not columns:
+        raise ValueError("moments takes a non-empty list of column names")
+    base = aggregate(columns[0], min_rows=min_rows, epsilon=epsilon, delta=delta, budget=budget)
+    cols = tuple(dict.fromkeys(columns))
+    params = {**base.params, "columns": list(cols)}
+    return Allow("moments", cols[0], params, cols[1:])

@@ -294,17 +294,18 @@ class Session:
         ds = dataset.name if isinstance(dataset, Dataset) else dataset
         self.create_identity(identity, exist_ok=True)
         for a in flatten(allows):
-            self._request(
-                "POST",
-                "/v1/grants",
-                json={
-                    "identity": identity,
-                    "dataset": ds,
-                    "column": a.column,
-                    "operation": a.operation,
-                    "params": a.params,
-                },
-            )
+            for column in a.columns():
+                self._request(
+                    "POST",
+                    "/v1/grants",
+                    json={
+                        "identity": identity,
+                        "dataset": ds,
+                        "column": column,
+                        "operation": a.operation,
+                        "params": a.params,
+                    },
+                )
         return self.create_token(identity, ttl_seconds=ttl_seconds) if issue_token else None
 
     def grants(self, dataset: Dataset | str | None = None, identity: str | None = None) -> list[dict[str, Any]]:
@@ -317,7 +318,7 @@ class Session:
 
     def revoke(self, identity: str, dataset: Dataset | str, allows: Iterable[Allow | Allows] | None = None) -> int:
         """Revoke grants of ``identity`` on ``dataset`` (all, or those matching ``allows``). Returns how many."""
-        wanted = {(a.operation, a.column) for a in flatten(allows)} if allows is not None else None
+        wanted = {(a.operation, c) for a in flatten(allows) for c in a.columns()} if allows is not None else None
         n = 0
         for g in self.grants(dataset, identity):
             if wanted is None or (g["operation"], g["column"]) in wanted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -13,6 +13,7 @@ from ghostpii import _internal
 from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType
 from ghostpii.errors import EncryptionError, KeyhostError
+from ghostpii.products import check_frame_dtypes, plan_products, products_meta
 from ghostpii.progress import progress
 from ghostpii.schema import ColumnSpec, precheck_length
 
@@ -56,6 +57,7 @@ def encrypt(
     dataset: Dataset,
     schema: Mapping[str, ColumnSpec],
     *,
+    products: Sequence[Sequence[str]] | None = None,
     show_progress: bool | None = None,
 ) -> pl.DataFrame:
     """Encrypt the columns named in ``schema``; other columns stay plaintext.
@@ -64,6 +66,11 @@ def encrypt(
     in memory only while encrypting. Nulls stay null (their positions are public). Values
     outside declared bounds raise :class:`EncryptionError` naming the column and first row.
     Nothing is returned half-encrypted: any error leaves the input untouched.
+
+    ``products=[("age", "bmi", "charges")]`` adds the ``deg2`` facet: for each group, the
+    product of every pair and the square of every member, masked under keys of their own
+    (variance, covariance, correlation and regression over ciphertext; see ``ghostpii.moments``
+    and ``ghostpii.ml``). Members need declared bounds small enough that products fit 64 bits.
     """
     df = _as_frame(data)
     if not isinstance(dataset, Dataset):
@@ -81,10 +88,15 @@ def encrypt(
     for c, spec in schema.items():
         _precheck(df[c], spec)
         precheck_length(df[c], spec)
+    plans = plan_products(products, schema, {c: r["dtype"] for c, r in requests_.items()})
+    check_frame_dtypes(df, plans)
     session = dataset.session
     registered = {c: _register(session, dataset, req) for c, req in requests_.items()}
+    prod_reg = {p: _register(session, dataset, p.request()) for p in plans}
     n = df.height
-    rid_start = session.allocate_rids(dataset.name, n, [r["column_id"] for r in registered.values()]) if n else 1
+    ids = [r["column_id"] for r in registered.values()] + [r["column_id"] for r in prod_reg.values()]
+    rid_start = session.allocate_rids(dataset.name, n, ids) if n else 1
+    metas: dict[str, str] = {}
     total_cells = n * len(schema)
     out: dict[str, pl.Series] = {}
     with progress(total_cells, "encrypting", show_progress) as bar:
@@ -110,7 +122,10 @@ def encrypt(
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:
                     meta["time_zone"] = req["meta"]["time_zone"]
+            if any(p.a == c for p in plans):
+                meta["products"] = products_meta(plans, c, prod_reg)
             meta_json = json.dumps(meta, separators=(",", ":"))
+            metas[c] = meta_json
             keys = reg["keys"]
             num_key = _b64(keys.get("num")) if "num" in spec.facets else None
             val_key = _b64(keys.get("val")) if "val" in spec.facets else None
@@ -126,8 +141,36 @@ def encrypt(
                 bar.update(part.len())
             storage = pl.concat(parts) if len(parts) > 1 else parts[0]
             del num_key, val_key, ord_key
-            out[c] = storage.ext.to(EncryptedType(meta_json, storage.dtype)).alias(c)
-    return df.with_columns(list(out.values()))
+            out[c] = storage
+    # the deg2 facet: products appended to the storage of each pair's first member
+    for c in schema:
+        mine = [p for p in plans if p.a == c]
+        if mine:
+            keys_b = [(p.b, _b64(prod_reg[p]["keys"]["num"])) for p in mine]
+            parts = []
+            for off in range(0, max(n, 1), CHUNK_ROWS):
+                others = [
+                    (df[b].slice(off, CHUNK_ROWS), _plain_meta(metas, b, c), schema[b].clip, k) for b, k in keys_b
+                ]
+                parts.append(
+                    _internal.encrypt_products(
+                        out[c].slice(off, CHUNK_ROWS),
+                        df[c].slice(off, CHUNK_ROWS),
+                        metas[c],
+                        schema[c].clip,
+                        others,
+                        rid_start + off,
+                        off,
+                    )
+                )
+            out[c] = pl.concat(parts) if len(parts) > 1 else parts[0]
+            del keys_b
+    return df.with_columns([s.ext.to(EncryptedType(metas[c], s.dtype)).alias(c) for c, s in out.items()])
+
+
+def _plain_meta(metas: Mapping[str, str], b: str, a: str) -> str:
+    """Metadata of ``b`` as read for its values (its own, or ``a``'s for the square)."""
+    return metas[b] if b in metas else metas[a]
 
 
 def _register(session: Session, dataset: Dataset, req: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ __all__ = [
     "BudgetExhausted",
     "CiphertextError",
     "EncryptionError",
+    "FitError",
     "GhostError",
     "KeyhostError",
     "PermissionDenied",
@@ -85,6 +86,11 @@ def error_for(
 class UnsupportedOperation(GhostError):
     """An operation that ciphertext, or the facets of this column, cannot do; the message says
     what to use instead."""
+
+
+class FitError(GhostError):
+    """A model cannot be fitted from the revealed statistics (a singular system, a constant
+    feature, too few rows); the message says what to change (e.g. ``alpha`` for a ridge)."""
 
 
 # classes whose name may lead a message relayed through a Polars error ("ghostpii: NAME: text")

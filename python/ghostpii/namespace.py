@@ -13,6 +13,7 @@ from typing import Any, Literal
 import polars as pl
 from polars.plugins import register_plugin_function
 
+from ghostpii import moments
 from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
@@ -109,6 +110,26 @@ class GhostExpr:
     def median(self) -> SealedQuantileExpr:
         """Sealed median (``quantile(0.5, "linear")``, as Polars' ``median``)."""
         return quantile(self._expr, 0.5, "linear")
+    # -- second moments (deg2 facet, moments grant; see ghostpii.moments) ------------------
+    def var(self) -> pl.Expr:
+        """Sealed sample variance (ddof=1, like Polars)."""
+        return moments.var(self._expr)
+
+    def std(self) -> pl.Expr:
+        """Sealed sample standard deviation (ddof=1, like Polars)."""
+        return moments.std(self._expr)
+
+    def dot(self, other: pl.Expr | str) -> pl.Expr:
+        """Sealed dot product ``Σ x·other``."""
+        return moments.dot(self._expr, other)
+
+    def norm(self) -> pl.Expr:
+        """Sealed magnitude ``√Σ x²``."""
+        return moments.norm(self._expr)
+
+    def cosine(self, other: pl.Expr | str) -> pl.Expr:
+        """Sealed cosine similarity with ``other``."""
+        return moments.cosine_similarity(self._expr, other)
 
     # -- comparisons on the ord facet ------------------------------------------------------
     def _compare(self, op: str, values: list[dict[str, Any]]) -> pl.Expr:

@@ -12,6 +12,7 @@ from ghostpii import _internal
 from ghostpii.client import Session
 from ghostpii.dtypes import is_sealed, is_sealed_rows
 from ghostpii.errors import CiphertextError, error_for
+from ghostpii.gram import GramBatch, is_gram
 
 __all__ = ["reveal", "sum_descriptors"]
 
@@ -48,6 +49,27 @@ def _rows_descriptor(name: str, series: pl.Series, session: Session) -> tuple[st
     }
 
 
+def _gram_payloads(name: str, series: pl.Series) -> list[dict[str, Any] | None] | None:
+    """The payloads of a column of sealed Gram matrices (``ghostpii.gram``), or None when the
+    column holds sealed sums (format 2, revealed in Rust)."""
+    storage = series.ext.storage() if isinstance(series.dtype, pl.BaseExtension) else series
+    if not isinstance(storage.dtype, pl.Struct) or "payload" not in storage.dtype.to_schema():
+        return None
+    out: list[dict[str, Any] | None] = []
+    for raw in storage.struct.field("payload"):
+        if raw is None:
+            out.append(None)
+            continue
+        try:
+            p = json.loads(raw)
+        except ValueError as e:
+            raise CiphertextError(f"column {name!r} holds a corrupt sealed value: {e}") from None
+        if not is_gram(p):
+            return None  # a format-1 sealed sum: the Rust reader still reads those
+        out.append(p)
+    return out
+
+
 def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
     """Replace every sealed column of ``df`` (all groups, all columns) by its plaintext.
 
@@ -62,18 +84,39 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
     if not sealed and not marked:
         return df
     plan = _internal.RevealPlan(session.keyhost_id)
+    grams = GramBatch()  # second moments: one descriptor per row set, whatever the statistics
+    gram_cols: dict[str, list[tuple[dict[str, Any] | None, int]]] = {}
     for name in sealed:
-        plan.add_sealed(df[name])
+        payloads = _gram_payloads(name, df[name])
+        if payloads is None:
+            plan.add_sealed(df[name])
+            continue
+        entries: list[tuple[dict[str, Any] | None, int]] = []
+        for p in payloads:
+            if p is not None:
+                _check_keyhost(p, session)
+                entries.append((p, grams.add(p)))
+            else:
+                entries.append((None, -1))
+        gram_cols[name] = entries
+    grams.register(lambda d: plan.add_descriptor(json.dumps(d)))
     row_cols: dict[str, tuple[str, int | None]] = {}
     for name in marked:
         facet, desc = _rows_descriptor(name, df[name], session)
         row_cols[name] = (facet, None if desc is None else plan.add_descriptor(json.dumps(desc)))
     response = session.answer_keys_raw(plan.body(), plan.count) if plan.count else b'{"results":[]}'
-    cols, keys, refusal = plan.apply(response)
+    cols, keys, answers, refusal = plan.apply(response)
     if refusal is not None:
         reason, message, missing = refusal
         raise error_for(reason, message, status=403, missing_grant=None if missing is None else json.loads(missing))
     new: list[pl.Series] = list(cols)
+    if gram_cols:
+        results: list[dict[str, Any]] = [{} for _ in range(plan.count)]
+        for i, text in answers.items():
+            results[i] = json.loads(text)
+        for name, gram_entries in gram_cols.items():
+            values = [None if p is None else grams.value(slot, results) for p, slot in gram_entries]
+            new.append(pl.Series(name, values, dtype=pl.Float64()))
     for name, (facet, i) in row_cols.items():
         new.append(_internal.open_rows(df[name], facet, keys[i] if i is not None else b"").alias(name))
     return df.with_columns(new)

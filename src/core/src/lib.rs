@@ -4,6 +4,7 @@
 //! derives answer keys) and by the Polars/Python layer (which encrypts and computes over
 //! ciphertext). Every scheme's leakage is described in `docs/threat-model.md`.
 
+pub mod deg2;
 pub mod error;
 pub mod keys;
 pub mod mask_blocks;
@@ -17,6 +18,7 @@ pub mod rid_encoding;
 pub mod rids;
 pub mod sealed;
 pub mod sealed_format;
+pub mod sealed_gram;
 pub mod val;
 
 pub use error::CoreError;

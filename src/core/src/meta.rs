@@ -87,6 +87,10 @@ pub struct ColumnMeta {
     /// Order domain of the `ord` facet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ord: Option<crate::ore::OreParams>,
+    /// The `deg2` facet: products of this column with others (and its square) stored in
+    /// this column's storage struct (see `deg2.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<crate::deg2::Product>,
 }
 
 impl ColumnMeta {
@@ -142,6 +146,7 @@ mod tests {
             bounds: Some((0, 100)),
             facets: vec![Facet::Num],
             ord: None,
+            products: Vec::new(),
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");

@@ -143,7 +143,7 @@ fn grant_total(
     default: f64,
 ) -> crate::db::Result<Option<(f64, bool)>> {
     let mut st = conn.prepare_cached(
-        "SELECT params FROM grants WHERE identity_id = ?1 AND dataset_id = ?2 AND operation = 'aggregate'
+        "SELECT params FROM grants WHERE identity_id = ?1 AND dataset_id = ?2 AND operation IN ('aggregate', 'moments')
          AND revoked_at IS NULL",
     )?;
     let rows = st.query_map(params![identity_id, dataset_id], |r| r.get::<_, String>(0))?;

@@ -5,6 +5,7 @@
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
 //! - score: `max_vectors`.
+//! - moments: as aggregate, plus `columns` (the other columns of the second moments).
 
 use crate::db::Connection;
 use serde::Deserialize;
@@ -37,6 +38,8 @@ struct Raw {
     max_constants: Option<u64>,
     #[serde(default)]
     max_vectors: Option<u64>,
+    #[serde(default)]
+    columns: Option<Vec<String>>,
 }
 
 fn unsupported(op: Operation, names: &[&str]) -> ApiError {
@@ -80,7 +83,10 @@ pub fn build(
     }
     match op {
         Operation::Score => {
-            let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if raw.columns.is_some() {
+                all.push("columns");
+            }
             if !all.is_empty() {
                 return Err(unsupported(op, &all));
             }
@@ -93,7 +99,10 @@ pub fn build(
             })
         }
         Operation::Decrypt => {
-            let all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if raw.columns.is_some() {
+                all.push("columns");
+            }
             if !all.is_empty() {
                 return Err(unsupported(op, &all));
             }
@@ -103,18 +112,35 @@ pub fn build(
             if !cmp_fields.is_empty() {
                 return Err(unsupported(op, &cmp_fields));
             }
+            if raw.columns.is_some() {
+                return Err(unsupported(op, &["columns"]));
+            }
             aggregate(conn, ds, column, raw)
         }
         Operation::Compare => {
             if !agg_fields.is_empty() {
                 return Err(unsupported(op, &agg_fields));
             }
+            if raw.columns.is_some() {
+                return Err(unsupported(op, &["columns"]));
+            }
             compare(conn, ds, column, raw)
+        }
+        Operation::Moments => {
+            if !cmp_fields.is_empty() {
+                return Err(unsupported(op, &cmp_fields));
+            }
+            crate::moments::grant_params(conn, ds, column, raw.columns.clone(), aggregate_checked(conn, ds, column, &raw)?)
         }
     }
 }
 
 fn aggregate(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
+    aggregate_checked(conn, ds, column, &raw)
+}
+
+/// The checks and stored form of `min_rows`, `epsilon`, `delta`, `budget` (aggregate and moments).
+fn aggregate_checked(conn: &Connection, ds: &Dataset, column: &str, raw: &Raw) -> ApiResult<GrantParams> {
     if raw.min_rows == Some(0) {
         return Err(ApiError::invalid("min_rows must be at least 1"));
     }

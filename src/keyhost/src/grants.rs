@@ -18,6 +18,9 @@ pub enum Operation {
     Compare,
     /// Per-row linear combinations `x·w` of `num` columns (`answer_keys/score.rs`).
     Score,
+    /// Answer keys of second moments (`gram` descriptors): sums, squares and products (the
+    /// `deg2` facet) among the columns of one moments grant.
+    Moments,
 }
 
 impl Operation {
@@ -27,6 +30,7 @@ impl Operation {
             Operation::Aggregate => "aggregate",
             Operation::Compare => "compare",
             Operation::Score => "score",
+            Operation::Moments => "moments",
         }
     }
 
@@ -36,6 +40,7 @@ impl Operation {
             "aggregate" => Some(Operation::Aggregate),
             "compare" => Some(Operation::Compare),
             "score" => Some(Operation::Score),
+            "moments" => Some(Operation::Moments),
             _ => None,
         }
     }
@@ -77,6 +82,10 @@ pub struct GrantParams {
     /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<serde_json::Value>,
+    /// moments: the columns of the grant's group; products of this column are allowed with
+    /// these columns only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 impl GrantParams {

@@ -39,6 +39,7 @@ pub mod linear_audit;
 pub mod logical;
 pub mod master_key;
 pub mod merkle;
+pub mod moments;
 pub mod policy;
 pub mod rate_limit;
 pub mod routes;

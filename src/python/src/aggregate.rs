@@ -74,6 +74,15 @@ fn masked_sum(cells: &EncryptedCells) -> (u128, Vec<u64>) {
     (total, rids)
 }
 
+/// The rows as a multiset (sorted first if needed), for kernels that build their own sealed
+/// values (second moments).
+pub(crate) fn rid_multiset(mut rids: Vec<u64>) -> RidMultiset {
+    if !rids.windows(2).all(|w| w[0] <= w[1]) {
+        rids.par_sort_unstable();
+    }
+    RidMultiset::from_rids(&mut rids)
+}
+
 /// The rows summed with how often each was summed: a row repeated by a join, a concat or a
 /// sample with replacement contributed its cell k times, so its answer key counts its mask
 /// k times too. Returns `n`, the support's encoding, the packed repeat classes and the

@@ -40,7 +40,7 @@ fn expected_dtype(t: LogicalType, d: &DataType) -> bool {
 }
 
 /// Scaled 64-bit integers of a numeric-like column, with the first offending row named.
-fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec<Option<i64>>> {
+pub(crate) fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec<Option<i64>>> {
     let col = &meta.column;
     let factor = 10i64
         .checked_pow(meta.scale)
@@ -91,7 +91,7 @@ fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> PyResult<Vec
     }
 }
 
-fn enforce_bounds(vals: &mut [Option<i64>], meta: &ColumnMeta, clip: bool, row_offset: usize) -> PyResult<()> {
+pub(crate) fn enforce_bounds(vals: &mut [Option<i64>], meta: &ColumnMeta, clip: bool, row_offset: usize) -> PyResult<()> {
     let Some((lo, hi)) = meta.bounds else { return Ok(()) };
     for (i, v) in vals.iter_mut().enumerate() {
         if let Some(x) = v {

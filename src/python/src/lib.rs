@@ -7,6 +7,7 @@ mod aggregate;
 mod columns;
 mod compare;
 mod decrypt;
+mod deg2;
 mod encrypt;
 mod errors;
 mod expressions;
@@ -16,6 +17,8 @@ mod reveal;
 mod sealed_column;
 mod quantile;
 mod score;
+mod linalg;
+mod moments;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -36,6 +39,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(deg2::encrypt_products, m)?)?;
+    linalg::register(m)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<reveal::RevealPlan>()?;
     m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;

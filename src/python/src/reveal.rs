@@ -46,7 +46,10 @@ struct Answer {
     #[serde(default)]
     ok: bool,
     key: Option<String>,
-    keys: Option<String>,
+    /// base64 per-row keys (decrypt), or a list of decimal keys (a Gram matrix's entries)
+    keys: Option<serde_json::Value>,
+    /// the noise of each entry of a DP answer with several keys
+    dp: Option<serde_json::Value>,
     reason: Option<String>,
     message: Option<String>,
     missing_grant: Option<serde_json::Value>,
@@ -257,8 +260,9 @@ impl RevealPlan {
     }
 
     /// Apply the keyhost's answers: `(revealed columns, {index: keys bytes} of the JSON
-    /// descriptors, None)`, or `([], {}, refusal)` with the first refusal as `(reason, message,
-    /// missing_grant JSON)`.
+    /// descriptors answered with per-row keys, {index: answer JSON} of those answered with a
+    /// list of keys (Gram matrices), None)`, or `([], {}, {}, refusal)` with the first refusal
+    /// as `(reason, message, missing_grant JSON)`.
     #[allow(clippy::type_complexity)]
     fn apply<'py>(
         &self,
@@ -280,7 +284,7 @@ impl RevealPlan {
                 r.message.clone().unwrap_or_else(|| "refused".into()),
                 r.missing_grant.as_ref().filter(|v| !v.is_null()).map(|v| v.to_string()),
             );
-            return Ok((Vec::new(), HashMap::new(), Some(refusal)));
+            return Ok((Vec::new(), HashMap::new(), HashMap::new(), Some(refusal)));
         }
         let keys: Vec<Option<u128>> = answers
             .results
@@ -310,15 +314,26 @@ impl RevealPlan {
             Ok(out)
         })?;
         let mut extra = HashMap::new();
+        let mut lists = HashMap::new();
         for (i, r) in answers.results.iter().enumerate() {
-            if let Some(k) = &r.keys {
-                let b = B64
-                    .decode(k)
-                    .map_err(|e| GhostError::new_err(format!("the keyhost returned keys that are not base64: {e}")))?;
-                extra.insert(i, PyBytes::new(py, &b));
+            match &r.keys {
+                Some(serde_json::Value::String(k)) => {
+                    let b = B64.decode(k).map_err(|e| {
+                        GhostError::new_err(format!("the keyhost returned keys that are not base64: {e}"))
+                    })?;
+                    extra.insert(i, PyBytes::new(py, &b));
+                }
+                Some(list @ serde_json::Value::Array(_)) => {
+                    let v = serde_json::json!({"keys": list, "dp": r.dp});
+                    lists.insert(i, v.to_string());
+                }
+                Some(_) => {
+                    return Err(GhostError::new_err("the keyhost returned keys of an unknown form"));
+                }
+                None => {}
             }
         }
-        Ok((out, extra, None))
+        Ok((out, extra, lists, None))
     }
 }
 

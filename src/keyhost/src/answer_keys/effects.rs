@@ -53,6 +53,13 @@ pub enum Effect {
         max: Option<u64>,
         names: Vec<(i64, String)>,
     },
+    /// Exact Gram matrix under grants: every entry is a further sum for the linear audit
+    /// (squares and products are columns of their own); all accepted together or refused.
+    LinearAuditMany {
+        identity_id: i64,
+        dataset_id: i64,
+        queries: Arc<Vec<linear_audit::Query>>,
+    },
 }
 
 fn check_budget(
@@ -151,6 +158,11 @@ impl Effect {
                 max,
                 names,
             } => crate::score_span::check(tx, *identity_id, *dataset_id, dataset, vector, *max, names),
+            Effect::LinearAuditMany {
+                identity_id,
+                dataset_id,
+                queries,
+            } => audits.check_many(tx, *identity_id, *dataset_id, queries),
         }
     }
 
@@ -184,7 +196,7 @@ impl Effect {
                 audit_index,
             )?),
             // remembered by the audit batch when checked; saved before the commit
-            Effect::LinearAudit { .. } => Ok(()),
+            Effect::LinearAudit { .. } | Effect::LinearAuditMany { .. } => Ok(()),
             Effect::ScoreSpan {
                 identity_id,
                 dataset_id,

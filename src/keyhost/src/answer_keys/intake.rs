@@ -143,6 +143,9 @@ fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> Gate {
         } => (*dataset_id, vec![*column_id]),
         Descriptor::Score { dataset_id, terms, .. } => (*dataset_id, terms.iter().map(|t| t.column_id).collect()),
         Descriptor::Compare { .. } => return Ok((0, String::new())),
+        Descriptor::Gram {
+            dataset_id, entries, ..
+        } => (*dataset_id, entries.iter().map(|e| e.column_id()).collect()),
     };
     let key = (dataset_id, column_ids);
     if let Some(g) = cx.cache.gates.get(&key) {
@@ -158,7 +161,11 @@ fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> Gate {
     let mut smallest: Option<(u64, String)> = None;
     for &id in column_ids {
         let col = column_of(cx, &ds, id)?;
-        policy::authorize(cx.conn, cx.caller, &ds, &col.name, cx.op)?;
+        if cx.op == crate::grants::Operation::Moments {
+            crate::moments::authorize_term(cx.conn, cx.caller, &ds, &col.name)?;
+        } else {
+            policy::authorize(cx.conn, cx.caller, &ds, &col.name, cx.op)?;
+        }
         let n = allocated_count(cx.conn, col.id)?;
         if smallest.as_ref().is_none_or(|(m, _)| n < *m) {
             smallest = Some((n, col.name));

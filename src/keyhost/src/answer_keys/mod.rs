@@ -15,6 +15,7 @@
 mod compare;
 mod decrypt;
 mod effects;
+mod gram;
 mod intake;
 mod recheck;
 mod score;
@@ -78,6 +79,16 @@ enum Descriptor {
         #[serde(default)]
         scale_bits: Option<i32>,
     },
+    /// Every entry of a Gram matrix over one row multiset (`gram.rs`).
+    Gram {
+        dataset_id: i64,
+        rids: String,
+        #[serde(default)]
+        repeats: Vec<sum::RepeatSpec>,
+        #[serde(default)]
+        weights: Vec<gram::WeightSpec>,
+        entries: Vec<gram::EntrySpec>,
+    },
 }
 
 /// What to compute for one granted descriptor.
@@ -86,6 +97,7 @@ enum Work {
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
     Score(score::ScoreWork),
+    Gram(gram::GramWork),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -156,7 +168,8 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. } => {
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. }
+                | Descriptor::Gram { rids, .. } => {
                     Some(intake::Incoming::decode(rids)?)
                 }
                 Descriptor::Compare { .. } => None,
@@ -217,6 +230,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Decrypt { .. } => Operation::Decrypt,
             Descriptor::Compare { .. } => Operation::Compare,
             Descriptor::Score { .. } => Operation::Score,
+            Descriptor::Gram { .. } => Operation::Moments,
         };
         Ctx {
             conn,
@@ -282,6 +296,23 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 scale_bits,
                 ..
             } => score::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, scale_bits, rids).map(Work::Score),
+            Descriptor::Gram {
+                dataset_id,
+                repeats,
+                weights,
+                entries,
+                ..
+            } => gram::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                rids,
+                &repeats,
+                &weights,
+                &entries,
+            )
+            .map(Work::Gram),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -388,6 +419,7 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w),
         Work::Score(w) => Ok(score::compute(w)),
+        Work::Gram(w) => gram::compute(w),
     }
 }
 

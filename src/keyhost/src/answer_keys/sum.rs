@@ -36,7 +36,7 @@ pub(super) struct RepeatSpec {
 
 /// The rows of a sum descriptor with their multiplicities, checked. Each repeat class is a
 /// subset of the support, so it is decoded only if it names at most as many rids.
-fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
+pub(super) fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
     let bad = |e: ghostpii_core::CoreError| ApiError::invalid(e.to_string());
     let max = support.len();
     let repeats = repeats
@@ -51,6 +51,19 @@ fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultise
     RidMultiset::checked(support, repeats).map_err(bad)
 }
 
+/// The rows of a descriptor with their repeats (a support refused at intake stays empty;
+/// `check_rids` gives that refusal).
+pub(super) fn rows_of(cx: &Ctx<'_>, rids: RidSet, repeats: &[RepeatSpec]) -> ApiResult<RidMultiset> {
+    if cx.rid_refusal.is_none() && !repeats.is_empty() {
+        with_repeats(rids, repeats)
+    } else {
+        Ok(RidMultiset {
+            support: rids,
+            repeats: Vec::new(),
+        })
+    }
+}
+
 pub(super) struct SumWork {
     rows: Arc<RidMultiset>,
     /// Each term's keys, weight and cached block sums of its masks.
@@ -59,7 +72,7 @@ pub(super) struct SumWork {
 }
 
 /// `min_rows` counts distinct rows: a row repeated by a join is still one person.
-fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset) -> ApiResult<()> {
+pub(super) fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset) -> ApiResult<()> {
     match auth.min_rows() {
         Some(min) if rows.distinct() < min => Err(ApiError::refused(
             reason::MIN_ROWS,
@@ -82,15 +95,7 @@ pub(super) fn plan(
     rids: RidSet,
     repeats: &[RepeatSpec],
 ) -> ApiResult<SumWork> {
-    // a support refused at intake stays empty; check_rids gives that refusal below
-    let rows = if cx.rid_refusal.is_none() && !repeats.is_empty() {
-        with_repeats(rids, repeats)?
-    } else {
-        RidMultiset {
-            support: rids,
-            repeats: Vec::new(),
-        }
-    };
+    let rows = rows_of(cx, rids, repeats)?;
     entry.params = json!({
         "dataset_id": dataset_id,
         "terms": terms.iter().map(|t| json!({"column_id": t.column_id, "epoch": t.epoch, "weight": t.weight}))

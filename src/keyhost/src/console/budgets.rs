@@ -35,7 +35,7 @@ pub fn rows(conn: &Connection, ds: &Dataset) -> ApiResult<Vec<BudgetRow>> {
         "SELECT id, name FROM identities WHERE id IN (
              SELECT identity_id FROM budget_ledger WHERE dataset_id = ?1
              UNION SELECT identity_id FROM grants WHERE dataset_id = ?1 AND revoked_at IS NULL
-                   AND operation = 'aggregate')
+                   AND operation IN ('aggregate', 'moments'))
          ORDER BY name",
     )?;
     let ids = st

@@ -28,6 +28,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("aggregate", "aggregate (sum, mean, count)"),
     ("decrypt", "decrypt (row values)"),
     ("compare", "compare (comparison tokens)"),
+    ("moments", "moments (variance, covariance, fits)"),
 ];
 
 struct GrantsPage {

@@ -115,6 +115,19 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Decide on several exact sums revealed together (the entries of one Gram matrix): all
+    /// are accepted and remembered, or none is (the state is left as it was).
+    pub fn check_many(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, qs: &[Query]) -> ApiResult<()> {
+        let before = self.load(tx, (identity_id, dataset_id))?.state.clone();
+        for q in qs {
+            if let Err(e) = self.check(tx, identity_id, dataset_id, q) {
+                self.load(tx, (identity_id, dataset_id))?.state = before;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Write the changed states (inside the record transaction).
     pub fn save(&mut self, tx: &Connection) -> ApiResult<()> {
         for (k, l) in self.loaded.iter_mut().filter(|(_, l)| l.dirty) {

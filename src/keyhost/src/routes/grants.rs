@@ -86,7 +86,7 @@ pub async fn list(
         let mut out = Vec::with_capacity(list.len());
         for g in &list {
             let mut v = json!(g);
-            if g.operation == Operation::Aggregate && g.params.epsilon.is_some() {
+            if matches!(g.operation, Operation::Aggregate | Operation::Moments) && g.params.epsilon.is_some() {
                 // The (ε, δ) total this DP grant's answers are charged against, wherever it comes from.
                 let who = identities::require(conn, &g.identity)?;
                 v["effective_budget"] = budget::total_json(&budget::total(conn, who.id, g.dataset_id)?);
