@@ -7,7 +7,7 @@
 //! needs a moments grant on `a` listing `b` and one on `b` listing `a`.
 
 use ghostpii_core::deg2::parse_product_name;
-use rusqlite::Connection;
+use crate::db::Connection;
 
 use crate::datasets::Dataset;
 use crate::error::{ApiError, ApiResult, MissingGrant};

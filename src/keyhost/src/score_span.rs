@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 
 use num_bigint::BigInt;
 use num_traits::Zero;
-use rusqlite::{params, Connection};
+use crate::db::Connection;
+use crate::params;
 
 use crate::error::{reason, ApiError, ApiResult};
 

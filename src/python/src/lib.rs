@@ -12,13 +12,13 @@ mod encrypt;
 mod errors;
 mod expressions;
 mod keyhost;
-mod merge;
-mod reveal;
-mod sealed_column;
-mod quantile;
-mod score;
 mod linalg;
+mod merge;
 mod moments;
+mod quantile;
+mod reveal;
+mod score;
+mod sealed_column;
 mod tokens;
 
 use pyo3::prelude::*;

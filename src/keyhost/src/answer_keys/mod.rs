@@ -168,10 +168,10 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. }
-                | Descriptor::Gram { rids, .. } => {
-                    Some(intake::Incoming::decode(rids)?)
-                }
+                Descriptor::Sum { rids, .. }
+                | Descriptor::Decrypt { rids, .. }
+                | Descriptor::Score { rids, .. }
+                | Descriptor::Gram { rids, .. } => Some(intake::Incoming::decode(rids)?),
                 Descriptor::Compare { .. } => None,
             };
             Ok((d, rids))
