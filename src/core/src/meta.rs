@@ -44,6 +44,12 @@ pub enum Facet {
     Num,
     Val,
     Ord,
+    /// Equality against constants: rid-bound tags `H(DET(v), rid)` (`det.rs`).
+    Match,
+    /// Pseudonymous keys for group_by / join / n_unique: `DET(v) ⊕ PRF(k, rid)` (`det.rs`).
+    Group,
+    /// Sealed, hardened Bloom-filter encodings for record linkage (`clk.rs`).
+    Fuzzy,
 }
 
 impl Facet {
@@ -52,6 +58,9 @@ impl Facet {
             Facet::Num => "num",
             Facet::Val => "val",
             Facet::Ord => "ord",
+            Facet::Match => "match",
+            Facet::Group => "group",
+            Facet::Fuzzy => "fuzzy",
         }
     }
 }
@@ -87,6 +96,9 @@ pub struct ColumnMeta {
     /// Order domain of the `ord` facet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ord: Option<crate::ore::OreParams>,
+    /// Join domain of the `group` and `fuzzy` facets (columns of one domain join and link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_domain: Option<String>,
 }
 
 impl ColumnMeta {
@@ -142,6 +154,7 @@ mod tests {
             bounds: Some((0, 100)),
             facets: vec![Facet::Num],
             ord: None,
+            join_domain: None,
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");

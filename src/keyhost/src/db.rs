@@ -157,6 +157,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     crate::idempotency::migrate(conn)?;
+    crate::join_domains::migrate(conn)?;
     if let Some(v) = meta_get(conn, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
             return Err(rusqlite::Error::InvalidParameterName(format!(

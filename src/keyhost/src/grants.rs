@@ -16,6 +16,12 @@ pub enum Operation {
     Aggregate,
     /// Comparison tokens (left ciphertexts of constants) of the `ord` facet.
     Compare,
+    /// Match tokens (DET of constants) of the `match` facet: equality and is_in.
+    Match,
+    /// Per-row pads of the `group` facet: pseudonymous keys (`ghost.key()`).
+    Group,
+    /// Per-row sealing seeds of the `fuzzy` facet: record linkage (`gp.link`).
+    Link,
 }
 
 impl Operation {
@@ -24,6 +30,9 @@ impl Operation {
             Operation::Decrypt => "decrypt",
             Operation::Aggregate => "aggregate",
             Operation::Compare => "compare",
+            Operation::Match => "match",
+            Operation::Group => "group",
+            Operation::Link => "link",
         }
     }
 
@@ -32,6 +41,9 @@ impl Operation {
             "decrypt" => Some(Operation::Decrypt),
             "aggregate" => Some(Operation::Aggregate),
             "compare" => Some(Operation::Compare),
+            "match" => Some(Operation::Match),
+            "group" => Some(Operation::Group),
+            "link" => Some(Operation::Link),
             _ => None,
         }
     }
@@ -66,6 +78,10 @@ pub struct GrantParams {
     /// compare: most distinct constants ever issued to the identity on the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_constants: Option<u64>,
+    /// match: the only constants match tokens may be issued for, as canonical keys
+    /// (`"s:<text>"` for text, `"i:<stored integer>"` otherwise; see `match_tokens.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_constants: Option<Vec<String>>,
     /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<serde_json::Value>,

@@ -10,12 +10,14 @@
 //! record step so that concurrent batches cannot both pass a limit.
 //!
 //! Descriptors (`"op"`): `sum` (see `sum.rs`), `decrypt` (`decrypt.rs`), `compare`
-//! (`compare.rs`).
+//! (`compare.rs`), `match` (`match_tokens.rs`), `pads` (`pseudonyms.rs`).
 
 mod compare;
 mod decrypt;
 mod effects;
 mod intake;
+mod match_tokens;
+mod pseudonyms;
 mod recheck;
 mod sum;
 mod visibility;
@@ -68,6 +70,21 @@ enum Descriptor {
         epoch: u32,
         constant: i64,
     },
+    /// Match token of one constant (`match_tokens.rs`).
+    Match {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        constant: Value,
+    },
+    /// Per-row pads of the group or fuzzy facet (`pseudonyms.rs`).
+    Pads {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        facet: String,
+        rids: String,
+    },
 }
 
 /// What to compute for one granted descriptor.
@@ -75,6 +92,8 @@ enum Work {
     Sum(sum::SumWork),
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
+    Match(match_tokens::MatchWork),
+    Pads(pseudonyms::PadWork),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -145,10 +164,10 @@ fn decode(v: Value) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
-                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } => {
+                Descriptor::Sum { rids, .. } | Descriptor::Decrypt { rids, .. } | Descriptor::Pads { rids, .. } => {
                     Some(intake::Incoming::decode(rids)?)
                 }
-                Descriptor::Compare { .. } => None,
+                Descriptor::Compare { .. } | Descriptor::Match { .. } => None,
             };
             Ok((d, rids))
         });
@@ -205,6 +224,8 @@ impl<'a> Ctx<'a> {
             Descriptor::Sum { .. } => Operation::Aggregate,
             Descriptor::Decrypt { .. } => Operation::Decrypt,
             Descriptor::Compare { .. } => Operation::Compare,
+            Descriptor::Match { .. } => Operation::Match,
+            Descriptor::Pads { facet, .. } => pseudonyms::operation(facet),
         };
         Ctx {
             conn,
@@ -264,6 +285,28 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 constant,
             )
             .map(Work::Compare),
+            Descriptor::Match {
+                dataset_id,
+                column_id,
+                epoch,
+                constant,
+            } => match_tokens::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                column_id,
+                epoch,
+                &constant,
+            )
+            .map(Work::Match),
+            Descriptor::Pads {
+                dataset_id,
+                column_id,
+                epoch,
+                facet,
+                ..
+            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Pads),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -369,6 +412,8 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Sum(w) => sum::compute(w),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w),
+        Work::Match(w) => Ok(match_tokens::compute(w)),
+        Work::Pads(w) => Ok(pseudonyms::compute(w)),
     }
 }
 
