@@ -44,6 +44,7 @@ from ghostpii.functions import (
     younger_than,
 )
 from ghostpii.keyhost import Keyhost
+from ghostpii.linkage import LinkError, link
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
@@ -61,6 +62,7 @@ __all__ = [
     "GhostError",
     "Keyhost",
     "KeyhostError",
+    "LinkError",
     "PermissionDenied",
     "SealedRowsType",
     "SealedType",
@@ -86,6 +88,7 @@ __all__ = [
     "integer",
     "le",
     "linear_sum",
+    "link",
     "lt",
     "mean",
     "number",

@@ -16,6 +16,7 @@ import polars as pl
 from ghostpii import _internal
 from ghostpii import client as _client
 from ghostpii.client import Session
+from ghostpii.keyed import match_descriptor
 
 __all__ = ["activate", "connect", "prefetch"]
 
@@ -28,6 +29,15 @@ def activate(session: Session) -> Session:
     kh = session.keyhost_id
     with _lock:
         _sessions[kh] = session
+    return session
+
+
+def session_for(keyhost: str) -> Session:
+    """The active session of ``keyhost``, or a clear error."""
+    with _lock:
+        session = _sessions.get(keyhost)
+    if session is None:
+        raise LookupError(f"no session is connected to keyhost {keyhost!r}; use gp.connect(url, token) first")
     return session
 
 
@@ -80,13 +90,15 @@ def prefetch(lf: pl.LazyFrame, session: Session) -> None:
     """Resolve every token ``lf`` needs in ONE keyhost request (nothing is sent if none are needed)."""
     activate(session)
     _internal.begin_plan_scan()
+    _internal.begin_match_scan()
     try:
         # resolving the plan's types runs the plugin's type functions, which record the
         # tokens; explain() re-resolves even when the frame's schema is cached
         lf.explain(optimized=False)
     finally:
         needs = list(_internal.end_plan_scan())
-    foreign = {n["keyhost"] for n in needs} - {session.keyhost_id}
+        match_needs = list(_internal.end_match_scan())
+    foreign = {n["keyhost"] for n in needs + match_needs} - {session.keyhost_id}
     if foreign:
         from ghostpii.errors import CiphertextError
 
@@ -94,10 +106,18 @@ def prefetch(lf: pl.LazyFrame, session: Session) -> None:
             f"the query compares columns encrypted under keyhost(s) {sorted(foreign)}, "
             f"but the session is connected to keyhost {session.keyhost_id!r}"
         )
+    if not needs and not match_needs:
+        return
+    # comparison and match tokens together: one request
+    results = session.answer_keys([_descriptor(n) for n in needs] + [match_descriptor(n) for n in match_needs])
+    tokens = [base64.b64decode(r["token"]) for r in results]
     if needs:
-        _internal.insert_tokens(needs, _fetch_with(session, needs))
+        _internal.insert_tokens(needs, tokens[: len(needs)])
+    if match_needs:
+        _internal.insert_match_tokens(match_needs, tokens[len(needs) :])
 
 
 def clear() -> None:
     """Forget cached tokens."""
     _internal.clear_tokens()
+    _internal.clear_match_tokens()

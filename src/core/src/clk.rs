@@ -325,6 +325,11 @@ pub fn link_exhaustive(left: &[Option<Filter>], right: &[Option<Filter>], thresh
     greedy(pairs)
 }
 
+/// Greedy one-to-one assignment by decreasing similarity (ties by indices), sorted by left index.
+pub fn greedy_pairs(pairs: Vec<Pair>) -> Vec<Pair> {
+    greedy(pairs)
+}
+
 fn greedy(mut pairs: Vec<Pair>) -> Vec<Pair> {
     pairs.par_sort_unstable_by(|a, b| {
         b.similarity
@@ -379,7 +384,9 @@ mod tests {
 
     #[test]
     fn blocking_finds_what_the_exhaustive_search_finds() {
-        let names = ["anna", "johann", "peter", "maria", "schmidt", "mueller", "weber", "wagner"];
+        let names = [
+            "anna", "johann", "peter", "maria", "schmidt", "mueller", "weber", "wagner",
+        ];
         let k = key();
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let left: Vec<Option<Filter>> = names.iter().map(|n| Some(encode(&k, "n", n, &mut rng))).collect();

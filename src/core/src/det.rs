@@ -379,7 +379,10 @@ mod tests {
 
     fn keys() -> (KeyFacetKeys, DomainKeys) {
         let root = RootKey::generate();
-        (column_key_facets(&root, "1/2/1"), domain_keys(&root, &private_label("1/2/1")))
+        (
+            column_key_facets(&root, "1/2/1"),
+            domain_keys(&root, &private_label("1/2/1")),
+        )
     }
 
     #[test]
@@ -397,7 +400,11 @@ mod tests {
     #[test]
     fn a_token_answers_only_its_constant_and_column() {
         let (k, _) = keys();
-        let v = [Some(Plain::Text(b"green")), Some(Plain::Text(b"brown")), Some(Plain::Int(5))];
+        let v = [
+            Some(Plain::Text(b"green")),
+            Some(Plain::Text(b"brown")),
+            Some(Plain::Int(5)),
+        ];
         let rids = [10, 11, 12];
         let tags = k.match_key.match_tags(&rids, &v);
         let t = MatchToken::parse(&k.match_key.match_token("1/2/1", Plain::Text(b"green")), "1/2/1").unwrap();

@@ -26,7 +26,10 @@ impl MatchConst {
         if col.spec.dtype == LogicalType::String {
             return match v {
                 Value::String(s) => Ok(MatchConst::Text(s.clone())),
-                other => Err(format!("text column '{}' matches only text constants, not {other}", col.name)),
+                other => Err(format!(
+                    "text column '{}' matches only text constants, not {other}",
+                    col.name
+                )),
             };
         }
         if let Value::String(_) = v {

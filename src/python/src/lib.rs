@@ -8,9 +8,13 @@ mod columns;
 mod compare;
 mod decrypt;
 mod encrypt;
+mod equality;
 mod errors;
 mod expressions;
+mod key_facets;
 mod keyhost;
+mod linkage;
+mod pseudonyms;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -31,6 +35,15 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(equality::set_match_fetcher, m)?)?;
+    m.add_function(wrap_pyfunction!(equality::begin_match_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(equality::end_match_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(equality::insert_match_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(equality::clear_match_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(pseudonyms::set_pad_fetcher, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::fuzzy_rids, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::link_encrypted, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     Ok(())
 }

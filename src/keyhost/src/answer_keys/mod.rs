@@ -92,8 +92,8 @@ enum Work {
     Sum(sum::SumWork),
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
-    Match(match_tokens::MatchWork),
-    Pads(pseudonyms::PadWork),
+    Match(Box<match_tokens::MatchWork>),
+    Pads(Box<pseudonyms::PadWork>),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -299,14 +299,15 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 &constant,
             )
-            .map(Work::Match),
+            .map(|w| Work::Match(Box::new(w))),
             Descriptor::Pads {
                 dataset_id,
                 column_id,
                 epoch,
                 facet,
                 ..
-            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Pads),
+            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids)
+                .map(|w| Work::Pads(Box::new(w))),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -412,8 +413,8 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Sum(w) => sum::compute(w),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w),
-        Work::Match(w) => Ok(match_tokens::compute(w)),
-        Work::Pads(w) => Ok(pseudonyms::compute(w)),
+        Work::Match(w) => Ok(match_tokens::compute(*w)),
+        Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }
 

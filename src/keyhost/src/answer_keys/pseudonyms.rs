@@ -46,9 +46,17 @@ pub(super) fn plan(
     let col = column_of(cx, &ds, column_id)?;
     entry.column = Some(col.name.clone());
     let (kind, needed, hint) = match facet {
-        "group" => (PadKind::Group, Facet::Group, "ghost.key() needs gp.text(group=True) or gp.integer(group=True)"),
+        "group" => (
+            PadKind::Group,
+            Facet::Group,
+            "ghost.key() needs gp.text(group=True) or gp.integer(group=True)",
+        ),
         "fuzzy" => (PadKind::Fuzzy, Facet::Fuzzy, "gp.link needs gp.text(fuzzy=True)"),
-        other => return Err(ApiError::invalid(format!("unknown pad facet '{other}' (known: group, fuzzy)"))),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "unknown pad facet '{other}' (known: group, fuzzy)"
+            )))
+        }
     };
     if !col.spec.has(needed) {
         return Err(ApiError::invalid(format!(

@@ -100,10 +100,11 @@ fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
         .facets
         .iter()
         .map(|f| {
-            columns::parse_facet(f)
-                .ok_or_else(|| ApiError::invalid(format!(
+            columns::parse_facet(f).ok_or_else(|| {
+                ApiError::invalid(format!(
                     "unknown facet '{f}' (known: num, val, ord, match, group, fuzzy)"
-                )))
+                ))
+            })
         })
         .collect::<ApiResult<Vec<Facet>>>()?;
     if facets.is_empty() {

@@ -34,7 +34,10 @@ pub async fn create(
             Some(_) => return Err(ApiError::conflict(format!("join domain '{}' already exists", req.name))),
             None => {
                 let d = join_domains::insert(&tx, st.master(), &req.name, &who.name)?;
-                audit::append(&tx, entry.params(json!({"join_domain": d.name, "join_domain_id": d.id})))?;
+                audit::append(
+                    &tx,
+                    entry.params(json!({"join_domain": d.name, "join_domain_id": d.id})),
+                )?;
                 d
             }
         };
