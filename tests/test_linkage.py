@@ -121,7 +121,8 @@ def test_link_bad_input_and_grants(
                                                   "dob": gp.date(fuzzy=True)})  # fmt: skip
     with pytest.raises(gp.UnsupportedOperation, match="join domain"):
         gp.link(el, lone, on=ON, session=admin)
-    nolink = gp.encrypt(right.select(["fname_c1"]), dataset, {"fname_c1": gp.text(match=True)})
+    other = admin.create_dataset(f"nofuzzy_{random.randrange(10**9)}")
+    nolink = gp.encrypt(right.select(["fname_c1"]), other, {"fname_c1": gp.text(match=True)})
     with pytest.raises(gp.GhostError, match="fuzzy"):
         gp.link(el, nolink, on=["fname_c1"], session=admin)
     # without link grants: denied, naming the grant
@@ -154,6 +155,7 @@ def test_blocking_finds_the_exhaustive_pairs(admin: gp.Session) -> None:
     ds = admin.create_dataset(f"bulk_{random.randrange(10**9)}")
     rng = random.Random(5)
     names = pl.read_csv("/work/shared/datasets/large_names.csv").head(3000)
+    names.columns = [c.strip() for c in names.columns]
     full = (names["first"] + " " + names["last"].str.strip_chars()).to_list()
 
     def typo(s: str) -> str:

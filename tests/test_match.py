@@ -86,9 +86,11 @@ def test_all_tokens_in_one_request_and_plain_collect_fetches_once(
 ) -> None:
     df, enc = people
     an = _analyst(keyhost, admin, dataset, [gp.allow.match("name"), gp.allow.match("zip")])
-    q = enc.lazy().filter(
-        pl.col("name").ghost.is_in(["green", "brown", ""]) | pl.col("zip").ghost.eq(1000)
-    ).select(pl.len())
+    q = (
+        enc.lazy()
+        .filter(pl.col("name").ghost.is_in(["green", "brown", ""]) | pl.col("zip").ghost.eq(1000))
+        .select(pl.len())
+    )
     an.reset_stats()
     got = q.ghost.collect(an).item()
     assert an.stats()["answer_key_requests"] == 1
@@ -119,16 +121,17 @@ def test_match_grants_constants_max_constants_and_audit(
         enc.lazy().filter(pl.col("name").ghost.eq("O'Neil")).ghost.collect(an)
     assert enc.lazy().filter(pl.col("name").ghost.eq("green")).ghost.collect(an).height > 0
     enc.lazy().filter(pl.col("name").ghost.eq("brown")).ghost.collect(an)
+    gp.tokens.clear()  # forget cached tokens: ask again
     enc.lazy().filter(pl.col("name").ghost.eq("green")).ghost.collect(an)  # re-issuing is allowed
     with pytest.raises(gp.PermissionDenied, match="at most 2"):
         enc.lazy().filter(pl.col("name").ghost.eq("")).ghost.collect(an)
     audit = admin.audit(dataset).filter(pl.col("operation") == "match")
     issued = audit.filter(pl.col("decision") == "issued")
-    assert issued.height >= 3
+    assert issued.height == 3
     params = [json.loads(p) for p in issued["params"]]
     assert all(len(p["constant_digest"]) == 32 for p in params)
     assert all("green" not in json.dumps(p) for p in params)  # text constants appear only as digests
-    assert audit.filter(pl.col("decision") == "refused").height >= 3
+    assert audit.filter(pl.col("decision") == "refused").height == 3  # no grant, O'Neil, max_constants
     enc.lazy().filter(pl.col("zip").ghost.eq(3000)).ghost.collect(an)
     zips = admin.audit(dataset).filter((pl.col("operation") == "match") & (pl.col("column") == "zip"))
     assert json.loads(zips["params"][0])["constant"] == 3000
@@ -138,10 +141,10 @@ def test_bad_input_is_refused_with_typed_errors(
     admin: gp.Session, dataset: gp.Dataset, people: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
     df, enc = people
-    plain = gp.encrypt(pl.DataFrame({"name": ["a"], "n": [1]}), dataset, {"name": gp.text(), "n": gp.integer()})
-    for col in ("name", "n"):
+    plain = gp.encrypt(pl.DataFrame({"t": ["a"], "n": [1]}), dataset, {"t": gp.text(), "n": gp.integer()})
+    for col in ("t", "n"):
         with pytest.raises(gp.UnsupportedOperation, match="needs the 'match' facet.*match=True"):
-            plain.lazy().filter(pl.col(col).ghost.eq("a" if col == "name" else 1)).ghost.collect(admin)
+            plain.lazy().filter(pl.col(col).ghost.eq("a" if col == "t" else 1)).ghost.collect(admin)
     with pytest.raises(gp.UnsupportedOperation, match="cannot compare"):
         enc.lazy().filter(pl.col("zip").ghost.eq("1000")).ghost.collect(admin)
     with pytest.raises(gp.UnsupportedOperation, match="cannot compare"):
@@ -156,9 +159,7 @@ def test_bad_input_is_refused_with_typed_errors(
         gp.number(match=True)  # type: ignore[call-arg]
 
 
-def test_a_match_grant_covers_only_its_column(
-    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
-) -> None:
+def test_a_match_grant_covers_only_its_column(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
     df = pl.DataFrame({"a": ["x", "y"], "b": ["x", "y"]})
     enc = gp.encrypt(df, dataset, {"a": gp.text(match=True), "b": gp.text(match=True)})
     an = _analyst(keyhost, admin, dataset, [gp.allow.match("a")])

@@ -64,6 +64,14 @@ def match_spec(value: Any) -> dict[str, Any]:
     raise TypeError(f"match constants must be text, integers or dates, not {type(value).__name__}: {value!r}")
 
 
+def uses_keys(lf: pl.LazyFrame) -> bool:
+    """Whether the plan evaluates ``ghost.key()`` (its pads are asked once per evaluation)."""
+    try:
+        return ":ghost_key()" in lf.explain(optimized=False)
+    except pl.exceptions.PolarsError:
+        return False
+
+
 def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:
     return {
         "op": "match",

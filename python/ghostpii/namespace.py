@@ -17,7 +17,7 @@ from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors
-from ghostpii.keyed import match_spec
+from ghostpii.keyed import match_spec, uses_keys
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.tokens import prefetch
 
@@ -190,6 +190,8 @@ class GhostExpr:
             plugin_path=PLUGIN_PATH,
             function_name="ghost_key",
             args=self._expr,
+            # elementwise (Polars requires it of join keys): the in-memory engine hands the kernel
+            # the whole column, one pad request; the streaming engine asks once per morsel
             is_elementwise=True,
         )
 
@@ -248,6 +250,8 @@ class GhostLazyFrame:
         is collected, then every sealed value is revealed in one more request.
         """
         check_plan(self._lf)
+        if engine == "auto" and uses_keys(self._lf):
+            engine = "in-memory"  # one pad request per ghost.key(), not one per streaming morsel
         with ghost_errors():
             prefetch(self._lf, session)
             return reveal(self._lf.collect(engine=engine), session)
