@@ -196,10 +196,11 @@ struct Lsh {
 
 impl Lsh {
     /// Bands tuned so that pairs at the threshold are candidates with probability ≥ 0.99
+    /// (at 0.8: J = 0.67, r = 4, b = 24: P = 0.995)
     /// (Jaccard J = D / (2 − D) for Dice D; P = 1 − (1 − J^r)^b).
     fn for_threshold(t: f64) -> Self {
         let (bands, rows) = if t >= 0.75 {
-            (16, 3)
+            (24, 4)
         } else if t >= 0.55 {
             (24, 2)
         } else {
@@ -263,22 +264,23 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
             }
         }
     }
-    let pairs: Vec<Pair> = left
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(i, f)| {
+    // per chunk of left rows, a stamp per right row marks the candidates already compared
+    let pairs: Vec<Pair> = (0..left.len())
+        .collect::<Vec<_>>()
+        .par_chunks(1024)
+        .flat_map_iter(|chunk| {
+            let mut seen = vec![u32::MAX; right.len()];
             let mut out = Vec::new();
-            if let Some(f) = f {
-                if let Some(s) = lsh.signature(f) {
-                    let mut cand: Vec<u32> = Vec::new();
-                    for (b, h) in s.iter().enumerate() {
-                        if let Some(v) = buckets[b].get(h) {
-                            cand.extend_from_slice(v);
+            for &i in chunk {
+                let Some(f) = &left[i] else { continue };
+                let Some(s) = lsh.signature(f) else { continue };
+                for (b, h) in s.iter().enumerate() {
+                    let Some(v) = buckets[b].get(h) else { continue };
+                    for &j in v {
+                        if seen[j as usize] == i as u32 {
+                            continue;
                         }
-                    }
-                    cand.sort_unstable();
-                    cand.dedup();
-                    for j in cand {
+                        seen[j as usize] = i as u32;
                         if let Some(g) = &right[j as usize] {
                             let d = dice(f, g);
                             if d >= threshold {
