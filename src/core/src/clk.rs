@@ -160,12 +160,37 @@ pub fn weight(f: &Filter) -> u32 {
 /// Dice coefficient `2|A∩B| / (|A| + |B|)` (0 when both are empty).
 #[inline]
 pub fn dice(a: &Filter, b: &Filter) -> f64 {
-    let (wa, wb) = (weight(a), weight(b));
+    dice_w(a, weight(a), b, weight(b))
+}
+
+/// [`dice`] with the weights already known.
+#[inline]
+fn dice_w(a: &Filter, wa: u32, b: &Filter, wb: u32) -> f64 {
     if wa + wb == 0 {
         return 0.0;
     }
-    let inter: u32 = a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum();
-    2.0 * inter as f64 / (wa + wb) as f64
+    2.0 * intersection(a, b) as f64 / (wa + wb) as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn intersection_popcnt(a: &Filter, b: &Filter) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
+}
+
+/// `|A∩B|`, with the POPCNT instruction where the CPU has it (detected once).
+#[inline]
+fn intersection(a: &Filter, b: &Filter) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        if *HAS.get_or_init(|| std::is_x86_feature_detected!("popcnt")) {
+            // SAFETY: the CPU supports popcnt (checked above).
+            return unsafe { intersection_popcnt(a, b) };
+        }
+    }
+    a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
 }
 
 /// OR of several field encodings into one record encoding.
@@ -220,7 +245,7 @@ impl Lsh {
     }
 
     fn signature(&self, f: &Filter) -> Option<Vec<u64>> {
-        if weight(f) == 0 {
+        if f.iter().all(|&w| w == 0) {
             return None;
         }
         let mut mins = vec![u32::MAX; self.tables.len()];
@@ -256,6 +281,7 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
         .par_iter()
         .map(|f| f.as_ref().and_then(|f| lsh.signature(f)))
         .collect();
+    let rw: Vec<u32> = right.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
     let mut buckets: Vec<std::collections::HashMap<u64, Vec<u32>>> = vec![Default::default(); lsh.bands];
     for (j, s) in rsig.iter().enumerate() {
         if let Some(s) = s {
@@ -274,6 +300,7 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
             for &i in chunk {
                 let Some(f) = &left[i] else { continue };
                 let Some(s) = lsh.signature(f) else { continue };
+                let wf = weight(f);
                 for (b, h) in s.iter().enumerate() {
                     let Some(v) = buckets[b].get(h) else { continue };
                     for &j in v {
@@ -282,7 +309,7 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
                         }
                         seen[j as usize] = i as u32;
                         if let Some(g) = &right[j as usize] {
-                            let d = dice(f, g);
+                            let d = dice_w(f, wf, g, rw[j as usize]);
                             if d >= threshold {
                                 out.push(Pair {
                                     left: i as u32,
@@ -302,15 +329,17 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
 
 /// Every pair compared (no blocking), then the same greedy assignment: the baseline.
 pub fn link_exhaustive(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -> Vec<Pair> {
+    let rw: Vec<u32> = right.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
     let pairs: Vec<Pair> = left
         .par_iter()
         .enumerate()
         .flat_map_iter(|(i, f)| {
             let mut out = Vec::new();
             if let Some(f) = f {
+                let wf = weight(f);
                 for (j, g) in right.iter().enumerate() {
                     if let Some(g) = g {
-                        let d = dice(f, g);
+                        let d = dice_w(f, wf, g, rw[j]);
                         if d >= threshold && d > 0.0 {
                             out.push(Pair {
                                 left: i as u32,
