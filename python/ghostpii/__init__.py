@@ -49,6 +49,7 @@ from ghostpii.functions import (
 )
 from ghostpii.keyhost import Keyhost
 from ghostpii.moments import corr, cosine_similarity, cov
+from ghostpii.linkage import LinkError, link
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
@@ -68,6 +69,7 @@ __all__ = [
     "GhostError",
     "Keyhost",
     "KeyhostError",
+    "LinkError",
     "PermissionDenied",
     "SealedRowsType",
     "SealedType",
@@ -96,6 +98,7 @@ __all__ = [
     "integer",
     "le",
     "linear_sum",
+    "link",
     "lt",
     "ml",
     "mean",

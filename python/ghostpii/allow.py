@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "moments", "score"]
+__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "group", "link", "match", "moments", "score"]
 
 
 @dataclass(frozen=True)
@@ -171,3 +171,42 @@ def moments(
     cols = tuple(dict.fromkeys(columns))
     params = {**base.params, "columns": list(cols)}
     return Allow("moments", cols[0], params, cols[1:])
+
+
+def _match_constant(v: Any) -> Any:
+    """A match constant as the keyhost reads it: text as is, dates as ISO strings, integers."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | _dt.date):
+        raise TypeError(f"match constants must be text, integers or dates, not {type(v).__name__}: {v!r}")
+    return v.isoformat() if isinstance(v, _dt.date) else v
+
+
+def match(column: str, *, constants: Sequence[Any] | None = None, max_constants: int | None = None) -> Allow:
+    """Allow match tokens for ``column`` (encrypted with ``match=True``): ``ghost.eq`` / ``ghost.is_in``.
+
+    ``constants`` limits the tokens to these values (text, integers or ``datetime.date``, as the
+    column holds them); ``max_constants`` caps how many distinct constants the identity may ever
+    match the column against. Each token reveals which rows equal its constant.
+    """
+    if max_constants is not None and (isinstance(max_constants, bool) or max_constants < 1):
+        raise ValueError("max_constants must be at least 1")
+    if constants is not None and isinstance(constants, str | bytes):
+        raise TypeError("constants must be a list of values, not a string")
+    params: dict[str, Any] = {
+        "constants": None if constants is None else [_match_constant(c) for c in constants],
+        "max_constants": max_constants,
+    }
+    return Allow("match", column, params)
+
+
+def group(column: str) -> Allow:
+    """Allow ``ghost.key()`` pseudonyms of ``column`` (encrypted with ``group=True``): group_by,
+    joins and n_unique. Reveals the equality pattern of the rows a query keys."""
+    return Allow("group", column)
+
+
+def link(column: str) -> Allow:
+    """Allow ``gp.link`` on ``column`` (encrypted with ``fuzzy=True``): the keyhost hands out the
+    seeds that unseal the rows' Bloom-filter encodings, hence their approximate similarity."""
+    return Allow("link", column)

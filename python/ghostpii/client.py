@@ -206,6 +206,13 @@ class Session:
             Dataset(d["name"], int(d["id"]), d["owner"], self) for d in self._request("GET", "/v1/datasets")["datasets"]
         ]
 
+    def create_join_domain(self, name: str, *, exist_ok: bool = True) -> str:
+        """Create a join domain (owner or admin role): columns encrypted with
+        ``join_domain=name`` share its keys, so their ``ghost.key()`` pseudonyms join and their
+        ``fuzzy`` encodings link across datasets. Returns the name."""
+        d = self._request("POST", "/v1/join-domains", json={"name": name, "exist_ok": exist_ok})
+        return str(d["name"])
+
     def register_column(self, dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
         """Register an encrypted column; returns its ids and the keys for encryption only."""
         return self._request("POST", f"/v1/datasets/{_seg(dataset)}/columns", json=spec)  # type: ignore[no-any-return]

@@ -31,7 +31,7 @@ from ghostpii.dtypes import SealedType, is_sealed
 from ghostpii.errors import UnsupportedOperation, ghost_errors
 from ghostpii.namespace import PLUGIN_PATH
 from ghostpii.plan_guard import check_plan, reveal
-from ghostpii.tokens import plan_tokens
+from ghostpii.tokens import PlannedTokens, plan_tokens
 
 __all__ = ["collect", "merge_sealed", "partial_plans"]
 
@@ -108,13 +108,12 @@ def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str],
     return tasks, keys
 
 
-def _run_partition(plan: str, needs: list[dict[str, Any]], tokens: list[bytes]) -> bytes:
+def _run_partition(plan: str, tokens: PlannedTokens) -> bytes:
     """On a worker: run one partial plan with the shipped tokens; Arrow IPC of its sealed partials
     (sealed columns as their storage structs)."""
     import ghostpii  # noqa: F401  (registers the extension types and the plugin in this process)
 
-    if needs:
-        _internal.insert_tokens(needs, tokens)
+    tokens.install()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lf = pl.LazyFrame.deserialize(io.StringIO(plan), format="json")
@@ -148,7 +147,7 @@ def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: 
         sealed = [n for n, d in lf.collect_schema().items() if is_sealed(d)]
         # every token the plan needs, not only those missing here: the workers have none
         _internal.clear_tokens()
-        needs, tokens = plan_tokens(lf, session)
-        futures = client.map(_run_partition, tasks, needs=needs, tokens=tokens, pure=False)
+        _internal.clear_match_tokens()
+        futures = client.map(_run_partition, tasks, tokens=plan_tokens(lf, session), pure=False)
         parts = [pl.read_ipc(io.BytesIO(b)) for b in client.gather(futures)]
         return reveal(merge_partials(parts, keys, sealed), session)

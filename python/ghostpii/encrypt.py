@@ -14,6 +14,7 @@ from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType
 from ghostpii.errors import EncryptionError, KeyhostError
 from ghostpii.products import check_frame_dtypes, plan_products, products_meta
+from ghostpii.keyed import fuzzy_text, key_facet_keys
 from ghostpii.progress import progress
 from ghostpii.schema import ColumnSpec, precheck_length
 
@@ -49,6 +50,8 @@ def _column_request(name: str, spec: ColumnSpec, dtype: pl.DataType) -> dict[str
         req["meta"] = {"time_unit": dtype.time_unit, "time_zone": dtype.time_zone}
     if "ord" in spec.facets:
         req["ord"] = spec.order_domain(logical)
+    if spec.join_domain is not None:
+        req["join_domain"] = spec.join_domain
     return req
 
 
@@ -118,6 +121,8 @@ def encrypt(
                 meta["bounds"] = req["bounds"]
             if "ord" in req:
                 meta["ord"] = req["ord"]
+            if spec.join_domain is not None:
+                meta["join_domain"] = spec.join_domain
             if "meta" in req:
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:
@@ -130,17 +135,28 @@ def encrypt(
             num_key = _b64(keys.get("num")) if "num" in spec.facets else None
             val_key = _b64(keys.get("val")) if "val" in spec.facets else None
             ord_key = _b64(keys.get("ord")) if "ord" in spec.facets else None
+            key_keys = key_facet_keys(keys, spec.facets)
             parts = []
             for off in range(0, max(n, 1), CHUNK_ROWS):
                 part = df[c].slice(off, CHUNK_ROWS)
                 parts.append(
                     _internal.encrypt_column(
-                        part, meta_json, num_key, val_key, rid_start + off, spec.clip, off, ord_key, spec.max_length
+                        part,
+                        meta_json,
+                        num_key,
+                        val_key,
+                        rid_start + off,
+                        spec.clip,
+                        off,
+                        ord_key,
+                        spec.max_length,
+                        key_keys,
+                        fuzzy_text(part) if "fuzzy" in spec.facets else None,
                     )
                 )
                 bar.update(part.len())
             storage = pl.concat(parts) if len(parts) > 1 else parts[0]
-            del num_key, val_key, ord_key
+            del num_key, val_key, ord_key, key_keys
             out[c] = storage
     # the deg2 facet: products appended to the storage of each pair's first member
     for c in schema:

@@ -18,6 +18,7 @@ from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.keyed import match_spec, uses_keys
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.quantiles import QuantileMethod, SealedQuantileExpr, quantile
 from ghostpii.tokens import prefetch
@@ -186,6 +187,46 @@ class GhostExpr:
             raise ValueError(f"breaks must be strictly increasing, got {list(breaks)!r}")
         return self._compare("bucketize", specs)
 
+    # -- equality and keys on the match / group facets ------------------------------------
+    def _match(self, op: str, values: list[dict[str, Any]]) -> pl.Expr:
+        return register_plugin_function(
+            plugin_path=PLUGIN_PATH,
+            function_name="ghost_match",
+            args=self._expr,
+            kwargs={"op": op, "values": values},
+            is_elementwise=True,
+        )
+
+    def eq(self, value: str | int | dt.date) -> pl.Expr:
+        """``x == value`` per row (Boolean; null rows stay null), on the ``match`` facet.
+
+        Needs a match token for ``value`` (a ``gp.allow.match`` grant); the token reveals which
+        rows equal ``value`` and nothing else. Text compares exact UTF-8 (no normalisation).
+        """
+        return self._match("eq", [match_spec(value)])
+
+    def is_in(self, values: Sequence[str | int | dt.date]) -> pl.Expr:
+        """``x in values`` per row: one match token per distinct constant (an empty list is
+        false for every non-null row and needs no token)."""
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence | set | frozenset):
+            raise TypeError(f"is_in takes a list of constants, got {values!r}")
+        return self._match("is_in", [match_spec(v) for v in values])
+
+    def key(self) -> pl.Expr:
+        """Pseudonymous keys (Int128) of the ``group`` facet, for ``group_by``, joins and
+        ``n_unique``: equal values give equal keys within this process, across the columns of
+        one join domain; other columns never share keys. The pads of the rows are fetched in
+        one keyhost request per evaluation (a ``gp.allow.group`` grant); see docs/privacy.md for
+        what the keys reveal and whether they link across queries."""
+        return register_plugin_function(
+            plugin_path=PLUGIN_PATH,
+            function_name="ghost_key",
+            args=self._expr,
+            # elementwise (Polars requires it of join keys): the in-memory engine hands the kernel
+            # the whole column, one pad request; the streaming engine asks once per morsel
+            is_elementwise=True,
+        )
+
     def decrypt(self) -> pl.Expr:
         """Mark each row for decryption; ``reveal`` opens them with per-row keys (needs a decrypt grant)."""
         return register_plugin_function(
@@ -241,6 +282,8 @@ class GhostLazyFrame:
         is collected, then every sealed value is revealed in one more request.
         """
         check_plan(self._lf)
+        if engine == "auto" and uses_keys(self._lf):
+            engine = "in-memory"  # one pad request per ghost.key(), not one per streaming morsel
         with ghost_errors():
             before = session.stats()["round_trips"]
             prefetch(self._lf, session)

@@ -29,8 +29,10 @@ _ORDER = (
     "(ghost.lt/le/gt/ge/between, ghost.bucketize)"
 )
 _EQUAL = (
-    "compares ciphertexts, and equal values encrypt differently in every row; pseudonymous keys "
-    "(ghost.key()) are not supported yet: use a plaintext column"
+    "compares ciphertexts, and equal values encrypt differently in every row; use its pseudonymous "
+    "keys instead, pl.col(name).ghost.key() (encrypt the column with group=True and hold a "
+    "gp.allow.group grant), ghost.eq / ghost.is_in against constants (match=True), or a "
+    "plaintext column"
 )
 # expression functions (by their Polars IR name) that misbehave on ciphertext
 _FUNCTIONS = {

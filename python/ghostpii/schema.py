@@ -47,6 +47,8 @@ class ColumnSpec:
     facets: tuple[str, ...] = ("num",)
     accepted: tuple[str, ...] = field(default=())
     max_length: int | None = None
+    #: join domain of the ``group`` and ``fuzzy`` facets (``session.create_join_domain``)
+    join_domain: str | None = None
 
     def logical_dtype(self, name: str, dtype: pl.DataType) -> str:
         """The logical type name for a column of ``dtype``, or an error naming the mismatch."""
@@ -108,14 +110,46 @@ def _facets(compare: bool) -> tuple[str, ...]:
     return ("num", "ord") if compare else ("num",)
 
 
-def integer(*, bounds: tuple[int, int] | None = None, clip: bool = False, compare: bool = False) -> ColumnSpec:
+def _keyed(
+    base: tuple[str, ...], match: bool, group: bool, fuzzy: bool, join_domain: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """Add the match/group/fuzzy facets; a join domain needs group or fuzzy."""
+    for name, v in (("match", match), ("group", group), ("fuzzy", fuzzy)):
+        if not isinstance(v, bool):
+            raise EncryptionError(f"{name} must be True or False, got {v!r}")
+    if join_domain is not None:
+        if not isinstance(join_domain, str) or not join_domain:
+            raise EncryptionError(f"join_domain must be a non-empty name, got {join_domain!r}")
+        if not (group or fuzzy):
+            raise EncryptionError(
+                f"join_domain={join_domain!r} needs group=True or fuzzy=True (only those facets join or link)"
+            )
+    extra = tuple(f for f, on in (("match", match), ("group", group), ("fuzzy", fuzzy)) if on)
+    return base + extra, join_domain
+
+
+def integer(
+    *,
+    bounds: tuple[int, int] | None = None,
+    clip: bool = False,
+    compare: bool = False,
+    match: bool = False,
+    group: bool = False,
+    fuzzy: bool = False,
+    join_domain: str | None = None,
+) -> ColumnSpec:
     """An integer column (Int8–Int64, UInt8–UInt32). Sums are exact.
 
     ``bounds=(lo, hi)`` declares the range of values; values outside it raise
     :class:`~ghostpii.errors.EncryptionError` unless ``clip=True``. ``compare=True`` adds the
     ``ord`` facet (order comparisons against constants with keyhost-issued tokens).
+    ``match=True`` adds equality against constants (``ghost.eq``/``ghost.is_in``), ``group=True``
+    pseudonymous keys (``ghost.key()``) for group_by / join / n_unique, ``fuzzy=True`` record
+    linkage on the digits (``gp.link``); ``join_domain`` names the domain whose columns join and
+    link with this one (ids, zip codes).
     """
-    return ColumnSpec("integer", 0, _check_bounds(bounds), clip, _facets(compare))
+    facets, jd = _keyed(_facets(compare), match, group, fuzzy, join_domain)
+    return ColumnSpec("integer", 0, _check_bounds(bounds), clip, facets, join_domain=jd)
 
 
 def number(
@@ -137,12 +171,22 @@ def boolean() -> ColumnSpec:
     return ColumnSpec("boolean")
 
 
-def date(*, compare: bool = False) -> ColumnSpec:
+def date(
+    *,
+    compare: bool = False,
+    match: bool = False,
+    group: bool = False,
+    fuzzy: bool = False,
+    join_domain: str | None = None,
+) -> ColumnSpec:
     """A date column (days since 1970-01-01); means and per-row decryption.
 
     ``compare=True`` adds the ``ord`` facet: ``ghost.older_than``, ``lt``, ``between``, …
+    ``match``, ``group``, ``fuzzy`` and ``join_domain`` as for :func:`text` (birth dates: fuzzy
+    linkage compares the ISO form ``YYYY-MM-DD``).
     """
-    return ColumnSpec("date", facets=_facets(compare))
+    facets, jd = _keyed(_facets(compare), match, group, fuzzy, join_domain)
+    return ColumnSpec("date", facets=facets, join_domain=jd)
 
 
 def datetime(*, compare: bool = False) -> ColumnSpec:
@@ -150,8 +194,22 @@ def datetime(*, compare: bool = False) -> ColumnSpec:
     return ColumnSpec("datetime", facets=_facets(compare))
 
 
-def text(*, max_length: int | None = None) -> ColumnSpec:
+def text(
+    *,
+    max_length: int | None = None,
+    match: bool = False,
+    group: bool = False,
+    fuzzy: bool = False,
+    join_domain: str | None = None,
+) -> ColumnSpec:
     """A text column, sealed per row (``val`` facet): decryptable where a grant allows.
+
+    ``match=True`` adds equality and ``is_in`` against constants with keyhost-issued tokens
+    (exact UTF-8 equality, no normalisation); ``group=True`` pseudonymous keys
+    (``pl.col(c).ghost.key()``) for group_by, joins and n_unique; ``fuzzy=True`` sealed Bloom-filter
+    encodings for record linkage (``gp.link``). Columns that should join or link across datasets
+    share a ``join_domain`` (created with ``session.create_join_domain(name)``). At rest none of
+    these facets shows which rows are equal (see docs/threat-model.md).
 
     Ciphertext lengths reveal only a length class: by default each value (its UTF-8 bytes plus a
     4-byte length) is padded to the next power of two of at least 16 bytes. ``max_length=M``
@@ -162,7 +220,8 @@ def text(*, max_length: int | None = None) -> ColumnSpec:
         isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= 2**31
     ):
         raise EncryptionError(f"max_length must be an integer between 1 and 2**31 (bytes), got {max_length!r}")
-    return ColumnSpec("text", facets=("val",), max_length=max_length)
+    facets, jd = _keyed(("val",), match, group, fuzzy, join_domain)
+    return ColumnSpec("text", facets=facets, max_length=max_length, join_domain=jd)
 
 
 def precheck_length(s: pl.Series, spec: ColumnSpec) -> None:

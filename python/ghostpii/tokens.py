@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -16,6 +17,7 @@ import polars as pl
 from ghostpii import _internal
 from ghostpii import client as _client
 from ghostpii.client import Session
+from ghostpii.keyed import match_descriptor
 
 __all__ = ["activate", "connect", "prefetch"]
 
@@ -28,6 +30,15 @@ def activate(session: Session) -> Session:
     kh = session.keyhost_id
     with _lock:
         _sessions[kh] = session
+    return session
+
+
+def session_for(keyhost: str) -> Session:
+    """The active session of ``keyhost``, or a clear error."""
+    with _lock:
+        session = _sessions.get(keyhost)
+    if session is None:
+        raise LookupError(f"no session is connected to keyhost {keyhost!r}; use gp.connect(url, token) first")
     return session
 
 
@@ -76,25 +87,43 @@ def _fetch(needs: list[dict[str, Any]]) -> list[bytes]:
 _internal.set_token_fetcher(_fetch)
 
 
+@dataclass(frozen=True)
+class PlannedTokens:
+    """The comparison and match tokens a plan needs, with their values (picklable: a
+    distributed run ships them to its workers)."""
+
+    needs: list[dict[str, Any]]
+    tokens: list[bytes]
+    match_needs: list[dict[str, Any]]
+    match_tokens: list[bytes]
+
+    def install(self) -> None:
+        """Cache the tokens in this process, where the kernels look for them."""
+        if self.needs:
+            _internal.insert_tokens(self.needs, self.tokens)
+        if self.match_needs:
+            _internal.insert_match_tokens(self.match_needs, self.match_tokens)
+
+
 def prefetch(lf: pl.LazyFrame, session: Session) -> None:
     """Resolve every token ``lf`` needs in ONE keyhost request (nothing is sent if none are needed)."""
-    needs, tokens = plan_tokens(lf, session)
-    if needs:
-        _internal.insert_tokens(needs, tokens)
+    plan_tokens(lf, session).install()
 
 
-def plan_tokens(lf: pl.LazyFrame, session: Session) -> tuple[list[dict[str, Any]], list[bytes]]:
+def plan_tokens(lf: pl.LazyFrame, session: Session) -> PlannedTokens:
     """The tokens ``lf`` needs and their values, fetched in ONE keyhost request (none if none are
     needed): what :func:`prefetch` caches here, and what a distributed run ships to its workers."""
     activate(session)
     _internal.begin_plan_scan()
+    _internal.begin_match_scan()
     try:
         # resolving the plan's types runs the plugin's type functions, which record the
         # tokens; explain() re-resolves even when the frame's schema is cached
         lf.explain(optimized=False)
     finally:
         needs = list(_internal.end_plan_scan())
-    foreign = {n["keyhost"] for n in needs} - {session.keyhost_id}
+        match_needs = list(_internal.end_match_scan())
+    foreign = {n["keyhost"] for n in needs + match_needs} - {session.keyhost_id}
     if foreign:
         from ghostpii.errors import CiphertextError
 
@@ -102,9 +131,15 @@ def plan_tokens(lf: pl.LazyFrame, session: Session) -> tuple[list[dict[str, Any]
             f"the query compares columns encrypted under keyhost(s) {sorted(foreign)}, "
             f"but the session is connected to keyhost {session.keyhost_id!r}"
         )
-    return needs, (_fetch_with(session, needs) if needs else [])
+    if not needs and not match_needs:
+        return PlannedTokens([], [], [], [])
+    # comparison and match tokens together: one request
+    results = session.answer_keys([_descriptor(n) for n in needs] + [match_descriptor(n) for n in match_needs])
+    tokens = [base64.b64decode(r["token"]) for r in results]
+    return PlannedTokens(needs, tokens[: len(needs)], match_needs, tokens[len(needs) :])
 
 
 def clear() -> None:
     """Forget cached tokens."""
     _internal.clear_tokens()
+    _internal.clear_match_tokens()

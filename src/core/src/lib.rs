@@ -5,6 +5,8 @@
 //! ciphertext). Every scheme's leakage is described in `docs/threat-model.md`.
 
 pub mod deg2;
+pub mod clk;
+pub mod det;
 pub mod error;
 pub mod keys;
 pub mod mask_blocks;

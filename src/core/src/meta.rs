@@ -44,6 +44,12 @@ pub enum Facet {
     Num,
     Val,
     Ord,
+    /// Equality against constants: rid-bound tags `H(DET(v), rid)` (`det.rs`).
+    Match,
+    /// Pseudonymous keys for group_by / join / n_unique: `DET(v) ⊕ PRF(k, rid)` (`det.rs`).
+    Group,
+    /// Sealed, hardened Bloom-filter encodings for record linkage (`clk.rs`).
+    Fuzzy,
 }
 
 impl Facet {
@@ -52,6 +58,9 @@ impl Facet {
             Facet::Num => "num",
             Facet::Val => "val",
             Facet::Ord => "ord",
+            Facet::Match => "match",
+            Facet::Group => "group",
+            Facet::Fuzzy => "fuzzy",
         }
     }
 }
@@ -91,6 +100,9 @@ pub struct ColumnMeta {
     /// this column's storage struct (see `deg2.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<crate::deg2::Product>,
+    /// Join domain of the `group` and `fuzzy` facets (columns of one domain join and link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_domain: Option<String>,
 }
 
 impl ColumnMeta {
@@ -147,6 +159,7 @@ mod tests {
             facets: vec![Facet::Num],
             ord: None,
             products: Vec::new(),
+            join_domain: None,
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");

@@ -86,6 +86,9 @@ pub fn parse_facet(s: &str) -> Option<Facet> {
         "num" => Some(Facet::Num),
         "val" => Some(Facet::Val),
         "ord" => Some(Facet::Ord),
+        "match" => Some(Facet::Match),
+        "group" => Some(Facet::Group),
+        "fuzzy" => Some(Facet::Fuzzy),
         _ => None,
     }
 }
@@ -115,6 +118,9 @@ fn facet_order(f: &Facet) -> u8 {
         Facet::Num => 0,
         Facet::Val => 1,
         Facet::Ord => 2,
+        Facet::Match => 3,
+        Facet::Group => 4,
+        Facet::Fuzzy => 5,
     }
 }
 

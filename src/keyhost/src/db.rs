@@ -208,7 +208,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'group', 'link')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
@@ -304,6 +304,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     create_tables(&tx, SCHEMA)?;
     crate::idempotency::migrate(&tx)?;
+    crate::join_domains::migrate(&tx)?;
     if let Some(v) = meta_get(&tx, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
             return Err(Error::Schema(format!(

@@ -138,6 +138,29 @@ pub fn build(
                 aggregate_checked(conn, ds, column, &raw)?,
             )
         }
+        Operation::Match => {
+            let mut bad = agg_fields;
+            if raw.range.is_some() {
+                bad.push("range");
+            }
+            if raw.columns.is_some() {
+                bad.push("columns");
+            }
+            if !bad.is_empty() {
+                return Err(unsupported(op, &bad));
+            }
+            match_params(conn, ds, column, raw)
+        }
+        Operation::Group | Operation::Link => {
+            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
+            if raw.columns.is_some() {
+                all.push("columns");
+            }
+            if !all.is_empty() {
+                return Err(unsupported(op, &all));
+            }
+            Ok(GrantParams::default())
+        }
     }
 }
 
@@ -243,5 +266,43 @@ fn compare(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult
         gp.range = Some((l, h));
     }
     gp.given = Some(json!({"constants": raw.constants, "range": raw.range.map(|(a, b)| vec![a, b])}));
+    Ok(gp)
+}
+
+fn match_params(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
+    if raw.max_constants == Some(0) {
+        return Err(ApiError::invalid("max_constants must be at least 1"));
+    }
+    let mut gp = GrantParams {
+        max_constants: raw.max_constants,
+        ..Default::default()
+    };
+    let Some(cs) = &raw.constants else { return Ok(gp) };
+    if cs.is_empty() {
+        return Err(ApiError::invalid(
+            "constants must not be empty (omit it to allow any constant)",
+        ));
+    }
+    if cs.len() > MAX_LISTED_CONSTANTS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_LISTED_CONSTANTS} constants per grant"
+        )));
+    }
+    let col = columns::find_by_name(conn, ds.id, column)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "column '{column}' of dataset '{}' is not registered yet; a match grant with constants converts \
+             them in the column's domain, so encrypt the column first",
+            ds.name
+        ))
+    })?;
+    let mut keys = cs
+        .iter()
+        .map(|v| crate::match_constants::MatchConst::from_logical(&col, v).map(|c| c.key()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ApiError::invalid(format!("constant for column '{column}': {m}")))?;
+    keys.sort_unstable();
+    keys.dedup();
+    gp.match_constants = Some(keys);
+    gp.given = Some(json!({"constants": raw.constants}));
     Ok(gp)
 }

@@ -21,6 +21,12 @@ pub enum Operation {
     /// Answer keys of second moments (`gram` descriptors): sums, squares and products (the
     /// `deg2` facet) among the columns of one moments grant.
     Moments,
+    /// Match tokens (DET of constants) of the `match` facet: equality and is_in.
+    Match,
+    /// Per-row pads of the `group` facet: pseudonymous keys (`ghost.key()`).
+    Group,
+    /// Per-row sealing seeds of the `fuzzy` facet: record linkage (`gp.link`).
+    Link,
 }
 
 impl Operation {
@@ -31,6 +37,9 @@ impl Operation {
             Operation::Compare => "compare",
             Operation::Score => "score",
             Operation::Moments => "moments",
+            Operation::Match => "match",
+            Operation::Group => "group",
+            Operation::Link => "link",
         }
     }
 
@@ -41,6 +50,9 @@ impl Operation {
             "compare" => Some(Operation::Compare),
             "score" => Some(Operation::Score),
             "moments" => Some(Operation::Moments),
+            "match" => Some(Operation::Match),
+            "group" => Some(Operation::Group),
+            "link" => Some(Operation::Link),
             _ => None,
         }
     }
@@ -79,6 +91,10 @@ pub struct GrantParams {
     /// dataset (`score_span.rs`; the span rule applies in any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_vectors: Option<u64>,
+    /// match: the only constants match tokens may be issued for, as canonical keys
+    /// (`"s:<text>"` for text, `"i:<stored integer>"` otherwise; see `match_tokens.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_constants: Option<Vec<String>>,
     /// compare: `constants` and `range` as the grant gave them (logical domain), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<serde_json::Value>,

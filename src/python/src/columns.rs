@@ -9,6 +9,9 @@ pub const NUM: &str = "num";
 pub const NUM_HI: &str = "num_hi";
 pub const VAL: &str = "val";
 pub const ORD: &str = "ord";
+pub const MATCH: &str = "match";
+pub const GROUP: &str = "group";
+pub const FUZZY: &str = "fuzzy";
 
 /// The metadata of an encrypted column's dtype, or a clear error naming the column.
 pub fn meta_of(name: &str, dtype: &DataType, what: &str) -> PolarsResult<ColumnMeta> {

@@ -146,7 +146,7 @@ fn plaintext(s: &Series, meta: &ColumnMeta, clip: bool, row_offset: usize) -> Py
 /// Encrypt `series` as the column described by `meta_json`, with rids `rid_start..`.
 /// Returns the storage struct; Python wraps it in the `ghostpii.encrypted` extension type.
 #[pyfunction]
-#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0, ord_key=None, max_length=None))]
+#[pyo3(signature = (series, meta_json, num_key, val_key, rid_start, clip=false, row_offset=0, ord_key=None, max_length=None, key_keys=None, fuzzy_text=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn encrypt_column(
     py: Python<'_>,
@@ -159,6 +159,8 @@ pub fn encrypt_column(
     row_offset: usize,
     ord_key: Option<Vec<u8>>,
     max_length: Option<usize>,
+    key_keys: Option<std::collections::HashMap<String, Vec<u8>>>,
+    fuzzy_text: Option<PySeries>,
 ) -> PyResult<PySeries> {
     let padding = max_length.map_or(val::Padding::PowersOfTwo, val::Padding::Max);
     let s = series.0;
@@ -229,6 +231,15 @@ pub fn encrypt_column(
             })?;
             fields.push(Series::new(VAL.into(), cells));
         }
+        let key_keys = key_keys.unwrap_or_default();
+        let fuzzy_text = fuzzy_text.map(|t| t.0);
+        fields.extend(crate::key_facets::encrypt_fields(
+            &s,
+            &meta,
+            &rids,
+            &key_keys,
+            fuzzy_text.as_ref(),
+        )?);
         let validity = s.is_not_null();
         let st = StructChunked::from_series(name, n, fields.iter()).map_err(polars_err)?;
         let validity = validity.rechunk().downcast_as_array().values().clone();

@@ -108,3 +108,23 @@ fn linear_field(inputs: &[Field], kwargs: LinearKwargs) -> PolarsResult<Field> {
 fn ghost_linear_sum(inputs: &[Series], kwargs: LinearKwargs) -> PolarsResult<Series> {
     aggregate::seal_linear(inputs, &kwargs.weights)
 }
+
+fn match_field(inputs: &[Field], kwargs: crate::equality::MatchKwargs) -> PolarsResult<Field> {
+    crate::equality::field(inputs, &kwargs)
+}
+
+/// `eq` / `is_in` against constants, on the `match` facet (match tokens from the keyhost).
+#[polars_expr(output_type_func_with_kwargs=match_field)]
+fn ghost_match(inputs: &[Series], kwargs: crate::equality::MatchKwargs) -> PolarsResult<Series> {
+    crate::equality::kernel(first(inputs, "ghost.eq")?, &kwargs)
+}
+
+fn key_field(inputs: &[Field]) -> PolarsResult<Field> {
+    crate::pseudonyms::field(inputs)
+}
+
+/// Pseudonymous keys of the `group` facet (pads for the rows, in one keyhost request).
+#[polars_expr(output_type_func=key_field)]
+fn ghost_key(inputs: &[Series]) -> PolarsResult<Series> {
+    crate::pseudonyms::kernel(first(inputs, "ghost.key")?)
+}

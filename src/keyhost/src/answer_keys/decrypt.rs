@@ -69,7 +69,7 @@ pub(super) fn compute(w: DecryptWork) -> Value {
             out
         }
         // `plan` admits only num and val.
-        Facet::Val | Facet::Ord => w.keys.val.row_keys(&v),
+        _ => w.keys.val.row_keys(&v),
     });
     json!({"keys": B64.encode(bytes.as_slice())})
 }

@@ -25,6 +25,14 @@ pub enum Effect {
         constant: i64,
         max: Option<u64>,
     },
+    /// match: at most `max` distinct constants (by digest) per identity and column.
+    DistinctMatchConstant {
+        identity_id: i64,
+        column_id: i64,
+        column: String,
+        digest: String,
+        max: Option<u64>,
+    },
     /// DP sum: debit `cost` from the identity's (ε, δ) account on the dataset, unless this
     /// exact request was charged before; refuse if the account's total would be exceeded.
     Budget {
@@ -138,6 +146,30 @@ impl Effect {
                 Ok(())
             }
             Effect::DistinctConstant { max: None, .. } => Ok(()),
+            Effect::DistinctMatchConstant {
+                identity_id,
+                column_id,
+                column,
+                digest,
+                max: Some(max),
+            } => {
+                use crate::join_domains as jd;
+                if jd::already_issued(tx, *identity_id, *column_id, digest)? {
+                    return Ok(());
+                }
+                let n = jd::issued_count(tx, *identity_id, *column_id)?;
+                if n >= *max {
+                    return Err(ApiError::refused(
+                        reason::MAX_CONSTANTS,
+                        format!(
+                            "match tokens for {n} distinct constants of column '{column}' were already issued \
+                             to this identity; the grant allows at most {max}"
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            Effect::DistinctMatchConstant { max: None, .. } => Ok(()),
             Effect::Budget {
                 identity_id,
                 dataset_id,
@@ -193,6 +225,18 @@ impl Effect {
                 *dataset_id,
                 request,
                 cost,
+                audit_index,
+            )?),
+            Effect::DistinctMatchConstant {
+                identity_id,
+                column_id,
+                digest,
+                ..
+            } => Ok(crate::join_domains::record_issued(
+                tx,
+                *identity_id,
+                *column_id,
+                digest,
                 audit_index,
             )?),
             // remembered by the audit batch when checked; saved before the commit

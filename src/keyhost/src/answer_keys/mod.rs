@@ -10,13 +10,15 @@
 //! record step so that concurrent batches cannot both pass a limit.
 //!
 //! Descriptors (`"op"`): `sum` (see `sum.rs`), `decrypt` (`decrypt.rs`), `compare`
-//! (`compare.rs`), `score` (`score.rs`).
+//! (`compare.rs`), `score` (`score.rs`), `match` (`match_tokens.rs`), `pads` (`pseudonyms.rs`).
 
 mod compare;
 mod decrypt;
 mod effects;
 mod gram;
 mod intake;
+mod match_tokens;
+mod pseudonyms;
 mod recheck;
 mod score;
 mod sum;
@@ -89,6 +91,21 @@ enum Descriptor {
         weights: Vec<gram::WeightSpec>,
         entries: Vec<gram::EntrySpec>,
     },
+    /// Match token of one constant (`match_tokens.rs`).
+    Match {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        constant: Value,
+    },
+    /// Per-row pads of the group or fuzzy facet (`pseudonyms.rs`).
+    Pads {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        facet: String,
+        rids: String,
+    },
 }
 
 /// What to compute for one granted descriptor.
@@ -98,6 +115,8 @@ enum Work {
     Compare(compare::CompareWork),
     Score(score::ScoreWork),
     Gram(gram::GramWork),
+    Match(Box<match_tokens::MatchWork>),
+    Pads(Box<pseudonyms::PadWork>),
 }
 
 /// One descriptor after planning: its audit entry, either work or a refusal, and the
@@ -171,8 +190,9 @@ fn decode(v: Value) -> Received {
                 Descriptor::Sum { rids, .. }
                 | Descriptor::Decrypt { rids, .. }
                 | Descriptor::Score { rids, .. }
-                | Descriptor::Gram { rids, .. } => Some(intake::Incoming::decode(rids)?),
-                Descriptor::Compare { .. } => None,
+                | Descriptor::Gram { rids, .. }
+                | Descriptor::Pads { rids, .. } => Some(intake::Incoming::decode(rids)?),
+                Descriptor::Compare { .. } | Descriptor::Match { .. } => None,
             };
             Ok((d, rids))
         });
@@ -231,6 +251,8 @@ impl<'a> Ctx<'a> {
             Descriptor::Compare { .. } => Operation::Compare,
             Descriptor::Score { .. } => Operation::Score,
             Descriptor::Gram { .. } => Operation::Moments,
+            Descriptor::Match { .. } => Operation::Match,
+            Descriptor::Pads { facet, .. } => pseudonyms::operation(facet),
         };
         Ctx {
             conn,
@@ -313,6 +335,29 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 &entries,
             )
             .map(Work::Gram),
+            Descriptor::Match {
+                dataset_id,
+                column_id,
+                epoch,
+                constant,
+            } => match_tokens::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                column_id,
+                epoch,
+                &constant,
+            )
+            .map(|w| Work::Match(Box::new(w))),
+            Descriptor::Pads {
+                dataset_id,
+                column_id,
+                epoch,
+                facet,
+                ..
+            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids)
+                .map(|w| Work::Pads(Box::new(w))),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
@@ -420,6 +465,8 @@ fn compute(work: Work) -> Result<Value, ApiError> {
         Work::Compare(w) => compare::compute(w),
         Work::Score(w) => Ok(score::compute(w)),
         Work::Gram(w) => gram::compute(w),
+        Work::Match(w) => Ok(match_tokens::compute(*w)),
+        Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }
 

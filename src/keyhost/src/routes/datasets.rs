@@ -80,6 +80,9 @@ pub struct RegisterColumn {
     /// Order domain of the `ord` facet; required exactly when "ord" is among the facets.
     #[serde(default)]
     ord: Option<OreParams>,
+    /// Join domain of the `group`/`fuzzy` facets (created with `POST /v1/join-domains`).
+    #[serde(default)]
+    join_domain: Option<String>,
 }
 
 fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
@@ -97,8 +100,11 @@ fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
         .facets
         .iter()
         .map(|f| {
-            columns::parse_facet(f)
-                .ok_or_else(|| ApiError::invalid(format!("unknown facet '{f}' (known: num, val, ord)")))
+            columns::parse_facet(f).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "unknown facet '{f}' (known: num, val, ord, match, group, fuzzy)"
+                ))
+            })
         })
         .collect::<ApiResult<Vec<Facet>>>()?;
     if facets.is_empty() {
@@ -123,6 +129,7 @@ fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
         }
         (false, None) => None,
     };
+    crate::join_domains::check_key_facets(dtype, &facets)?;
     crate::logical::Domain::new(dtype, req.scale, req.meta.as_ref()).map_err(ApiError::invalid)?;
     Ok(ColumnSpec {
         dtype,
@@ -150,12 +157,23 @@ pub async fn register_column(
         identities::validate_name("column", &req.name)?;
         let spec = column_spec(&req)?;
         let tx = conn.transaction()?;
+        let domain = crate::join_domains::requested(&tx, req.join_domain.as_deref(), &spec)?;
         let (col, entry) = match columns::find_by_name(&tx, ds.id, &req.name)? {
             Some(existing) => {
                 if let Some(diff) = existing.spec.difference(&spec) {
                     return Err(ApiError::conflict(format!(
                         "column '{}' of dataset '{}' already exists with different settings: {diff}",
                         req.name, ds.name
+                    )));
+                }
+                let had = crate::join_domains::of_column(&tx, existing.id)?.map(|d| d.name);
+                if had != domain.as_ref().map(|d| d.name.clone()) {
+                    return Err(ApiError::conflict(format!(
+                        "column '{}' of dataset '{}' already exists with join domain {:?}, the request says {:?}",
+                        req.name,
+                        ds.name,
+                        had,
+                        domain.as_ref().map(|d| &d.name)
                     )));
                 }
                 let mut e = entry;
@@ -172,6 +190,9 @@ pub async fn register_column(
                     &spec,
                     req.meta.as_ref(),
                 )?;
+                if let Some(d) = &domain {
+                    crate::join_domains::set_for_column(&tx, col.id, d.id)?;
+                }
                 (col, entry)
             }
         };
@@ -184,9 +205,12 @@ pub async fn register_column(
                 Facet::Num => B64.encode(keys.num.expose_bytes()),
                 Facet::Val => B64.encode(keys.val.expose_bytes()),
                 Facet::Ord => B64.encode(keys.ord.expose_bytes()),
+                // match/group/fuzzy keys: join_domains::insert_keys below
+                _ => continue,
             };
             key_map.insert(f.as_str().into(), Value::String(b));
         }
+        crate::join_domains::insert_keys(&tx, st.master(), st.keyhost_id(), &col, &mut key_map)?;
         audit::append(
             &tx,
             entry.params(json!({
@@ -197,6 +221,7 @@ pub async fn register_column(
                 "bounds": spec.bounds,
                 "facets": spec.facets.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
                 "ord": spec.ord,
+                "join_domain": domain.as_ref().map(|d| &d.name),
             })),
         )?;
         tx.commit()?;

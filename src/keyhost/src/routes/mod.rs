@@ -8,6 +8,7 @@ mod datasets;
 pub(crate) mod grants;
 pub(crate) mod identities;
 mod info;
+mod join_domains;
 mod openapi;
 pub(crate) mod tokens;
 
@@ -49,6 +50,7 @@ api_routes! {
     post "/v1/datasets/{dataset}/columns" => datasets::register_column;
     post "/v1/datasets/{dataset}/columns/{column}/rotate" => datasets::rotate_column;
     post "/v1/datasets/{dataset}/rids" => datasets::allocate_rids;
+    post "/v1/join-domains" => join_domains::create;
     post "/v1/grants" => grants::create;
     get "/v1/grants" => grants::list;
     delete "/v1/grants/{grant_id}" => grants::revoke;

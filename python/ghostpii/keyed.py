@@ -1,0 +1,122 @@
+"""Encrypted keys on the Python side: facet keys for ``gp.encrypt``, match-token and pad
+fetchers for the kernels, and the match part of the one-request token prefetch.
+
+A kernel that misses match tokens or pads calls back here, through the session that
+``gp.connect`` (or ``lf.ghost.collect``) made active for the column's keyhost.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from ghostpii import _internal
+from ghostpii.client import Session
+
+__all__ = ["fuzzy_text", "key_facet_keys", "match_spec"]
+
+_KEY_NAMES = {"match": ("match",), "group": ("group_det", "group_pad"), "fuzzy": ("clk", "fuzzy_seal")}
+
+
+def key_facet_keys(keys: dict[str, str], facets: Sequence[str]) -> dict[str, bytes] | None:
+    """The raw match/group/fuzzy keys of a column registration (``None`` if it has none)."""
+    out: dict[str, bytes] = {}
+    for f in facets:
+        for name in _KEY_NAMES.get(f, ()):
+            out[name] = base64.b64decode(keys[name])
+    return out or None
+
+
+def normalise(s: pl.Series) -> pl.Series:
+    """How fuzzy encodings see text: Unicode NFKC, lower case, surrounding blanks removed."""
+    return s.str.normalize("NFKC").str.to_lowercase().str.strip_chars()
+
+
+def fuzzy_text(s: pl.Series) -> pl.Series:
+    """The text a fuzzy facet encodes: normalised strings, ISO dates, decimal integers."""
+    if s.dtype == pl.String:
+        return normalise(s)
+    if s.dtype == pl.Date:
+        return s.dt.strftime("%Y-%m-%d")
+    return s.cast(pl.String)
+
+
+def match_spec(value: Any) -> dict[str, Any]:
+    """A match constant as the kernel reads it (text, an integer or a date)."""
+    if value is None:
+        raise TypeError("ghost.eq(None) is never true (nulls equal nothing); use .is_null() for null rows")
+    if isinstance(value, str):
+        return {"kind": "text", "s": value, "repr": repr(value)}
+    if isinstance(value, bool):
+        raise TypeError(f"match constants must be text, integers or dates, not a bool: {value!r}")
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"integer constant {value} does not fit 64 bits")
+        return {"kind": "int", "i": value, "repr": repr(value)}
+    if isinstance(value, dt.datetime):
+        raise TypeError("match constants cannot be datetimes; datetime columns have no match facet")
+    if isinstance(value, dt.date):
+        return {"kind": "date", "i": (value - dt.date(1970, 1, 1)).days, "repr": value.isoformat()}
+    raise TypeError(f"match constants must be text, integers or dates, not {type(value).__name__}: {value!r}")
+
+
+def uses_keys(lf: pl.LazyFrame) -> bool:
+    """Whether the plan evaluates ``ghost.key()`` (its pads are asked once per evaluation)."""
+    try:
+        return ":ghost_key()" in lf.explain(optimized=False)
+    except pl.exceptions.PolarsError:
+        return False
+
+
+def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "op": "match",
+        "dataset_id": need["dataset_id"],
+        "column_id": need["column_id"],
+        "epoch": need["epoch"],
+        "constant": need["constant"],
+    }
+
+
+def _session(keyhost: str) -> Session:
+    from ghostpii.tokens import session_for
+
+    return session_for(keyhost)
+
+
+def _fetch_match(needs: list[dict[str, Any]]) -> list[bytes]:
+    """Kernels missing match tokens: one request per keyhost."""
+    out: dict[int, bytes] = {}
+    by_keyhost: dict[str, list[int]] = {}
+    for i, n in enumerate(needs):
+        by_keyhost.setdefault(n["keyhost"], []).append(i)
+    for kh, idx in by_keyhost.items():
+        results = _session(kh).answer_keys([match_descriptor(needs[i]) for i in idx])
+        for i, r in zip(idx, results, strict=True):
+            out[i] = base64.b64decode(r["token"])
+    return [out[i] for i in range(len(needs))]
+
+
+def pads_descriptor(need: dict[str, Any], rids: bytes) -> dict[str, Any]:
+    return {
+        "op": "pads",
+        "dataset_id": need["dataset_id"],
+        "column_id": need["column_id"],
+        "epoch": need["epoch"],
+        "facet": need["facet"],
+        "rids": base64.b64encode(rids).decode(),
+    }
+
+
+def _fetch_pads(need: dict[str, Any], rids: bytes) -> bytes:
+    """A ``ghost.key()`` kernel: the pads of its rows, in one request."""
+    (r,) = _session(need["keyhost"]).answer_keys([pads_descriptor(need, rids)])
+    return base64.b64decode(r["pads"])
+
+
+_internal.set_match_fetcher(_fetch_match)
+_internal.set_pad_fetcher(_fetch_pads)

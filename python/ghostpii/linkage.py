@@ -1,0 +1,124 @@
+"""``gp.link``: privacy-preserving record linkage over the ``fuzzy`` facet.
+
+Each side's rows are encoded (at encryption time) as hardened Bloom filters of character
+bigrams, sealed per row. ``gp.link`` obtains the unsealing seeds of both sides' rows in ONE
+keyhost request (a ``link`` grant per column), ORs the fields of a row into one record
+encoding and links by Dice similarity in Rust: MinHash blocking, then a greedy one-to-one
+assignment by decreasing similarity. See docs/threat-model.md for what the encodings leak.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from ghostpii import _internal
+from ghostpii.client import Session
+from ghostpii.dtypes import is_encrypted
+from ghostpii.errors import CiphertextError, GhostError, UnsupportedOperation, ghost_errors
+from ghostpii.keyed import pads_descriptor
+
+__all__ = ["LinkError", "link"]
+
+
+class LinkError(GhostError, ValueError):
+    """An argument of :func:`link` that cannot be used (threshold, ``on`` columns)."""
+
+
+def _frame(data: pl.LazyFrame | pl.DataFrame, on: Sequence[str], side: str) -> pl.DataFrame:
+    lf = data.lazy() if isinstance(data, pl.DataFrame) else data
+    if not isinstance(lf, pl.LazyFrame):
+        raise TypeError(f"gp.link takes polars LazyFrames or DataFrames, got {type(data).__name__} as {side}")
+    schema = lf.collect_schema()
+    missing = [c for c in on if c not in schema]
+    if missing:
+        raise LinkError(f"the {side} frame has no column(s) {missing}; it has {schema.names()}")
+    plain = [c for c in on if not is_encrypted(schema[c])]
+    if plain:
+        raise UnsupportedOperation(
+            f"gp.link links encrypted columns; {plain} of the {side} frame are not encrypted "
+            f"(encrypt them with gp.text(fuzzy=True, join_domain=...))"
+        )
+    with ghost_errors():
+        return lf.select(on).collect()
+
+
+def _meta(s: pl.Series) -> dict[str, Any]:
+    meta_json, _ = _internal.fuzzy_rids(s)
+    out: dict[str, Any] = json.loads(meta_json)
+    return out
+
+
+def link(
+    left: pl.LazyFrame | pl.DataFrame,
+    right: pl.LazyFrame | pl.DataFrame,
+    *,
+    on: Sequence[str],
+    threshold: float = 0.8,
+    session: Session,
+) -> pl.DataFrame:
+    """Link the rows of ``left`` and ``right`` that describe the same entity.
+
+    ``on`` names columns present on both sides, encrypted with ``fuzzy=True`` in one join
+    domain. Returns ``pl.DataFrame(left_index, right_index, similarity)``: each row of one side
+    is linked to at most one row of the other, best matches first (greedy by decreasing Dice
+    similarity of the rows' record encodings), only pairs with ``similarity >= threshold``.
+    Indices are row positions of the collected frames. Null fields add nothing to a record;
+    a row whose ``on`` fields are all null (or empty strings) is never linked.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+        raise LinkError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    if isinstance(on, str) or not on:
+        raise LinkError(f"on must be a non-empty list of column names, got {on!r}")
+    if len(set(on)) != len(on):
+        raise LinkError(f"on names a column twice: {list(on)}")
+    lf, rf = _frame(left, on, "left"), _frame(right, on, "right")
+    descriptors: list[dict[str, Any]] = []
+    slots: dict[tuple[str, str], int | None] = {}
+    for c in on:
+        lm, rm = _meta(lf[c]), _meta(rf[c])
+        for m in (lm, rm):
+            if m.get("keyhost") != session.keyhost_id:
+                raise CiphertextError(
+                    f"column {c!r} was encrypted under keyhost {m.get('keyhost')!r}, but the session is "
+                    f"connected to keyhost {session.keyhost_id!r}"
+                )
+        same_column = (lm["dataset_id"], lm["column_id"]) == (rm["dataset_id"], rm["column_id"])
+        if not same_column and (lm.get("join_domain") is None or lm.get("join_domain") != rm.get("join_domain")):
+            raise UnsupportedOperation(
+                f"column {c!r} cannot be linked: the left side is in join domain {lm.get('join_domain')!r}, the "
+                f"right side in {rm.get('join_domain')!r}; only columns of one join domain link (encrypt both with "
+                f"join_domain=...)"
+            )
+        for side, frame, m in (("left", lf, lm), ("right", rf, rm)):
+            _, rids = _internal.fuzzy_rids(frame[c])
+            if frame[c].null_count() == frame.height:
+                slots[(side, c)] = None
+                continue
+            slots[(side, c)] = len(descriptors)
+            need = {**m, "facet": "fuzzy"}
+            descriptors.append(pads_descriptor(need, rids))
+    import base64
+
+    results = session.answer_keys(descriptors)
+
+    def seeds(side: str) -> list[bytes]:
+        out = []
+        for c in on:
+            i = slots[(side, c)]
+            out.append(b"" if i is None else base64.b64decode(results[i]["pads"]))
+        return out
+
+    li, ri, sim = _internal.link_encrypted(
+        [lf[c] for c in on], seeds("left"), [rf[c] for c in on], seeds("right"), float(threshold)
+    )
+    return pl.DataFrame(
+        {
+            "left_index": pl.Series(li, dtype=pl.UInt32),
+            "right_index": pl.Series(ri, dtype=pl.UInt32),
+            "similarity": pl.Series(sim, dtype=pl.Float64),
+        }
+    )

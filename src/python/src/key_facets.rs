@@ -1,0 +1,104 @@
+//! Encryption of the `match`, `group` and `fuzzy` facets of one column (see `ghostpii_core::det`
+//! and `ghostpii_core::clk`): extra fields of the storage struct.
+
+use std::collections::HashMap;
+
+use ghostpii_core::det::{self, DetKey, PadKey, PadKind, Plain};
+use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
+use ghostpii_core::{clk, CoreError};
+use polars::prelude::*;
+use pyo3::prelude::*;
+
+use crate::columns::{FUZZY, GROUP, MATCH};
+use crate::errors::{core_err, polars_err, EncryptionError};
+
+fn key<'a>(keys: &'a HashMap<String, Vec<u8>>, name: &str, facet: &str) -> PyResult<&'a [u8]> {
+    keys.get(name)
+        .map(Vec::as_slice)
+        .ok_or_else(|| EncryptionError::new_err(format!("{facet} facet requested without the '{name}' key")))
+}
+
+/// The values as the DET functions see them: UTF-8 bytes of text, stored integers otherwise.
+enum Values {
+    Text(Vec<Option<Vec<u8>>>),
+    Int(Vec<Option<i64>>),
+}
+
+impl Values {
+    fn of(s: &Series, meta: &ColumnMeta) -> PyResult<Values> {
+        if meta.dtype == LogicalType::String {
+            let ca = s.str().map_err(polars_err)?;
+            return Ok(Values::Text(
+                ca.iter().map(|v| v.map(|t| t.as_bytes().to_vec())).collect(),
+            ));
+        }
+        let phys = s.to_physical_repr();
+        let ints = phys.cast(&DataType::Int64).map_err(polars_err)?;
+        Ok(Values::Int(ints.i64().map_err(polars_err)?.iter().collect()))
+    }
+
+    fn plain(&self) -> Vec<Option<Plain<'_>>> {
+        match self {
+            Values::Text(v) => v.iter().map(|x| x.as_deref().map(Plain::Text)).collect(),
+            Values::Int(v) => v.iter().map(|x| x.map(Plain::Int)).collect(),
+        }
+    }
+}
+
+fn binary_field<const N: usize>(name: &str, cells: Vec<Option<[u8; N]>>) -> Series {
+    let ca: BinaryChunked = cells.iter().map(|c| c.as_ref().map(|b| b.as_slice())).collect();
+    ca.with_name(name.into()).into_series()
+}
+
+/// The storage fields of the match/group/fuzzy facets of `s` (rows `rids`). `fuzzy_text` is
+/// the normalised text the Bloom filters encode (strings of dates and integers, too).
+pub fn encrypt_fields(
+    s: &Series,
+    meta: &ColumnMeta,
+    rids: &[u64],
+    keys: &HashMap<String, Vec<u8>>,
+    fuzzy_text: Option<&Series>,
+) -> PyResult<Vec<Series>> {
+    let mut out = Vec::new();
+    let wants = |f| meta.has(f);
+    if !(wants(Facet::Match) || wants(Facet::Group) || wants(Facet::Fuzzy)) {
+        return Ok(out);
+    }
+    let values = Values::of(s, meta)?;
+    let plain = values.plain();
+    if wants(Facet::Match) {
+        let k = DetKey::try_from_slice(key(keys, "match", "match")?).map_err(core_err)?;
+        out.push(binary_field(MATCH, k.match_tags(rids, &plain)));
+    }
+    if wants(Facet::Group) {
+        let d = DetKey::try_from_slice(key(keys, "group_det", "group")?).map_err(core_err)?;
+        let p = PadKey::try_from_slice(key(keys, "group_pad", "group")?).map_err(core_err)?;
+        out.push(binary_field(GROUP, det::group_cells(&d, &p, rids, &plain)));
+    }
+    if wants(Facet::Fuzzy) {
+        let c = DetKey::try_from_slice(key(keys, "clk", "fuzzy")?).map_err(core_err)?;
+        let p = PadKey::try_from_slice(key(keys, "fuzzy_seal", "fuzzy")?).map_err(core_err)?;
+        let text = fuzzy_text.ok_or_else(|| EncryptionError::new_err("fuzzy facet requested without its text"))?;
+        let text = text.str().map_err(polars_err)?;
+        if text.len() != rids.len() {
+            return Err(core_err(CoreError::InvalidMetadata(
+                "fuzzy text has the wrong length".into(),
+            )));
+        }
+        let vals: Vec<Option<&str>> = text.iter().collect();
+        let filters = clk::encode_many(&c, &meta.column, &vals);
+        let seeds = p.pads(PadKind::Fuzzy, rids);
+        let cells: Vec<Option<[u8; clk::BYTES]>> = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                f.as_ref().map(|f| {
+                    let seed: [u8; 16] = seeds[16 * i..16 * i + 16].try_into().expect("16-byte seed");
+                    clk::seal(f, &seed)
+                })
+            })
+            .collect();
+        out.push(binary_field(FUZZY, cells));
+    }
+    Ok(out)
+}
