@@ -4,8 +4,8 @@
 //! derives answer keys) and by the Polars/Python layer (which encrypts and computes over
 //! ciphertext). Every scheme's leakage is described in `docs/threat-model.md`.
 
-pub mod deg2;
 pub mod clk;
+pub mod deg2;
 pub mod det;
 pub mod error;
 pub mod keys;

@@ -6,10 +6,11 @@
 //! registration) and `issued_match_constants` (distinct match constants per identity and
 //! column, for `max_constants`).
 
+use crate::db::{Connection, OptionalExtension};
+use crate::params;
 use ghostpii_core::det::{self, DomainKeys, KeyFacetKeys};
 use ghostpii_core::meta::key_binding;
 use ghostpii_core::RootKey;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::clock;
@@ -38,8 +39,8 @@ CREATE TABLE IF NOT EXISTS issued_match_constants (
 );
 "#;
 
-pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+pub fn migrate(conn: &Connection) -> crate::db::Result<()> {
+    crate::db::create_tables(conn, SCHEMA)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,23 +53,27 @@ fn context(id: i64, name: &str) -> String {
     format!("join-domain/{id}/{name}")
 }
 
-pub fn find_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<JoinDomain>> {
-    conn.query_row("SELECT id, name FROM join_domains WHERE name = ?1", [name], |r| {
-        Ok(JoinDomain {
-            id: r.get(0)?,
-            name: r.get(1)?,
-        })
-    })
+pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<JoinDomain>> {
+    conn.query_row(
+        "SELECT id, name FROM join_domains WHERE name = ?1",
+        params![name],
+        |r| {
+            Ok(JoinDomain {
+                id: r.get(0)?,
+                name: r.get(1)?,
+            })
+        },
+    )
     .optional()
 }
 
 /// Create a join domain with a fresh root key (sealed under the master key).
 pub fn insert(conn: &Connection, master: &MasterKey, name: &str, creator: &str) -> ApiResult<JoinDomain> {
-    conn.execute(
-        "INSERT INTO join_domains (name, key_sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+    let id: i64 = conn.query_row(
+        "INSERT INTO join_domains (name, key_sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
         params![name, Vec::<u8>::new(), creator, clock::now_micros()],
+        |r| r.get(0),
     )?;
-    let id = conn.last_insert_rowid();
     let root = RootKey::generate();
     let sealed = master
         .seal(&context(id, name), root.as_bytes())
@@ -81,7 +86,7 @@ pub fn insert(conn: &Connection, master: &MasterKey, name: &str, creator: &str) 
 }
 
 /// The join domain of a column, if it has one.
-pub fn of_column(conn: &Connection, column_id: i64) -> rusqlite::Result<Option<JoinDomain>> {
+pub fn of_column(conn: &Connection, column_id: i64) -> crate::db::Result<Option<JoinDomain>> {
     conn.query_row(
         "SELECT d.id, d.name FROM column_join_domains c JOIN join_domains d ON d.id = c.domain_id
          WHERE c.column_id = ?1",
@@ -96,7 +101,7 @@ pub fn of_column(conn: &Connection, column_id: i64) -> rusqlite::Result<Option<J
     .optional()
 }
 
-pub fn set_for_column(conn: &Connection, column_id: i64, domain_id: i64) -> rusqlite::Result<()> {
+pub fn set_for_column(conn: &Connection, column_id: i64, domain_id: i64) -> crate::db::Result<()> {
     conn.execute(
         "INSERT INTO column_join_domains (column_id, domain_id) VALUES (?1, ?2)",
         params![column_id, domain_id],
@@ -138,7 +143,7 @@ pub fn key_facet_keys(
 }
 
 /// Whether the identity was already issued the match constant `digest` on the column.
-pub fn already_issued(conn: &Connection, identity_id: i64, column_id: i64, digest: &str) -> rusqlite::Result<bool> {
+pub fn already_issued(conn: &Connection, identity_id: i64, column_id: i64, digest: &str) -> crate::db::Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM issued_match_constants WHERE identity_id = ?1 AND column_id = ?2 AND digest = ?3",
@@ -149,7 +154,7 @@ pub fn already_issued(conn: &Connection, identity_id: i64, column_id: i64, diges
 }
 
 /// How many distinct match constants the identity was issued on the column.
-pub fn issued_count(conn: &Connection, identity_id: i64, column_id: i64) -> rusqlite::Result<u64> {
+pub fn issued_count(conn: &Connection, identity_id: i64, column_id: i64) -> crate::db::Result<u64> {
     let n: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM issued_match_constants WHERE identity_id = ?1 AND column_id = ?2")?
         .query_row(params![identity_id, column_id], |r| r.get(0))?;
@@ -162,7 +167,7 @@ pub fn record_issued(
     column_id: i64,
     digest: &str,
     audit_index: i64,
-) -> rusqlite::Result<()> {
+) -> crate::db::Result<()> {
     conn.prepare_cached(
         "INSERT INTO issued_match_constants (identity_id, column_id, digest, first_audit) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",

@@ -6,8 +6,8 @@
 //! on the product column of `a` and `b` (named `deg2:["a","b"]`, see `ghostpii_core::deg2`)
 //! needs a moments grant on `a` listing `b` and one on `b` listing `a`.
 
-use ghostpii_core::deg2::parse_product_name;
 use crate::db::Connection;
+use ghostpii_core::deg2::parse_product_name;
 
 use crate::datasets::Dataset;
 use crate::error::{ApiError, ApiResult, MissingGrant};

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 
-use num_bigint::BigInt;
-use num_traits::Zero;
 use crate::db::Connection;
 use crate::params;
+use num_bigint::BigInt;
+use num_traits::Zero;
 
 use crate::error::{reason, ApiError, ApiResult};
 

@@ -15,14 +15,14 @@ mod expressions;
 mod key_facets;
 mod keyhost;
 mod linalg;
+mod linkage;
 mod merge;
 mod moments;
+mod pseudonyms;
 mod quantile;
 mod reveal;
 mod score;
 mod sealed_column;
-mod linkage;
-mod pseudonyms;
 mod tokens;
 
 use pyo3::prelude::*;
