@@ -262,6 +262,8 @@ impl Postgres {
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
+        // (re)connect first: a reconnection drops the statements prepared on the old connection
+        self.ensure_connected()?;
         if let Some(st) = self.statements.borrow().get(sql) {
             return Ok(st.clone());
         }
