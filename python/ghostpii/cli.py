@@ -5,6 +5,7 @@ Every command prints a table (or ``key: value`` lines) by default and JSON with 
 Examples::
 
     ghostpii keyhost serve --data ./kh --listen 127.0.0.1:8750
+    ghostpii keyhost serve --data ./keys --database postgresql://kh@db:5432/kh   # a replica
     export GHOSTPII_URL=http://127.0.0.1:8750 GHOSTPII_TOKEN=$(cat ./kh/admin.token)
     ghostpii dataset create patrons
     ghostpii grant add analyst patrons --aggregate income --min-rows 10
@@ -71,7 +72,12 @@ def _serve(args: argparse.Namespace) -> int:
     from ghostpii import _internal
 
     _internal.serve_keyhost(
-        Path(args.data), args.listen, args.default_dp_budget, args.default_dp_delta, args.new_noise_key
+        Path(args.data),
+        args.listen,
+        args.default_dp_budget,
+        args.default_dp_delta,
+        args.new_noise_key,
+        database=args.database or os.environ.get("GHOSTPII_DATABASE") or None,
     )
     return 0
 
@@ -203,24 +209,27 @@ def _grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_offline(data: Path, checkpoint: str | None, public_key: str | None) -> dict[str, Any]:
+def _verify_offline(
+    data: Path, checkpoint: str | None, public_key: str | None, database: str | None = None
+) -> dict[str, Any]:
     from ghostpii import _internal
 
     if checkpoint is None:
         if public_key is not None:
             sys.exit("error: --public-key checks a checkpoint's signature: give --checkpoint too")
-        return json.loads(_internal.verify_audit_db(data))  # type: ignore[no-any-return]
+        return json.loads(_internal.verify_audit_db(data, database))  # type: ignore[no-any-return]
     if public_key is not None and Path(public_key).is_file():
         public_key = Path(public_key).read_text().strip()
     return json.loads(  # type: ignore[no-any-return]
-        _internal.verify_audit_db_with_checkpoint(data, Path(checkpoint).read_text(), public_key)
+        _internal.verify_audit_db_with_checkpoint(data, Path(checkpoint).read_text(), public_key, database)
     )
 
 
 def _audit(args: argparse.Namespace) -> int:
     if args.action == "verify":
         if args.data:
-            report = _verify_offline(Path(args.data), args.checkpoint, args.public_key)
+            database = args.database or os.environ.get("GHOSTPII_DATABASE") or None
+            report = _verify_offline(Path(args.data), args.checkpoint, args.public_key, database)
         elif args.checkpoint:
             sys.exit("error: --checkpoint needs --data DIR (the check runs offline on the database)")
         else:
@@ -276,6 +285,11 @@ def _parser() -> argparse.ArgumentParser:
     kh = sub.add_parser("keyhost", help="run a keyhost").add_subparsers(dest="action", required=True)
     serve = kh.add_parser("serve", help="run a keyhost in the foreground until Ctrl-C")
     serve.add_argument("--data", required=True, help="data directory (SQLite db, master.key, admin.token)")
+    serve.add_argument(
+        "--database",
+        help="PostgreSQL connection string (postgresql://user@host:port/db): all state there, --data holds only "
+        "the key files, and replicas with the same key files may share it (default $GHOSTPII_DATABASE, else SQLite)",
+    )
     serve.add_argument("--listen", default="127.0.0.1:8750", help="address to listen on (port 0: any free port)")
     serve.add_argument(
         "--default-dp-budget",
@@ -362,6 +376,7 @@ def _parser() -> argparse.ArgumentParser:
     conn(al)
     av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
     av.add_argument("--data", help="keyhost data directory (offline check)")
+    av.add_argument("--database", help="the keyhost's PostgreSQL connection string (offline check of its state)")
     av.add_argument("--checkpoint", help="a signed checkpoint (JSON from 'audit checkpoint') to check the log against")
     av.add_argument(
         "--public-key",

@@ -14,6 +14,8 @@ mod checkpoint;
 mod client;
 #[path = "api/compare.rs"]
 mod compare;
+#[path = "api/console_pages.rs"]
+mod console_pages;
 #[path = "api/lifecycle.rs"]
 mod lifecycle;
 #[path = "api/limits.rs"]

@@ -421,3 +421,32 @@ fn a_killed_replica_loses_no_audited_answer() {
         assert_eq!(one["ok"], true, "{one}");
     }
 }
+
+#[test]
+fn a_lost_database_connection_is_reestablished() {
+    let c = Cluster::start();
+    c.grant("income", "aggregate", json!({}));
+    let request = c.sum(c.income, &c.rids(0, 100));
+    assert_eq!(c.answer(0, request.clone())["ok"], true);
+    // The database drops every keyhost connection (a restart, a failover, an admin).
+    let conn = ghostpii_keyhost::db::open(&ghostpii_keyhost::db::Database::postgres(c.database.clone())).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            (),
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(n >= 3, "{n} connections terminated");
+    // At most the first request on each replica fails (nothing of it committed); then they
+    // answer again on a new connection.
+    for r in 0..3 {
+        let body = json!({"requests": [request.clone()]});
+        let first = call(c.url(r), &c.analyst, "POST", "/v1/answer-keys", &body, None).unwrap();
+        assert!(first.status == 200 || first.status == 500, "{}", first.body);
+        assert_eq!(c.answer(r, request.clone())["ok"], true);
+    }
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+}

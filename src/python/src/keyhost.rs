@@ -84,8 +84,10 @@ impl LocalKeyhost {
 }
 
 /// Run a keyhost in the foreground until Ctrl-C or SIGTERM. Prints its URL once listening.
+/// With `database` (a PostgreSQL connection string) all state lives there and `data_dir`
+/// holds only the key files, which replicas on the same database share.
 #[pyfunction]
-#[pyo3(signature = (data_dir, listen, default_dp_budget=None, default_dp_delta=None, new_noise_key=false))]
+#[pyo3(signature = (data_dir, listen, default_dp_budget=None, default_dp_delta=None, new_noise_key=false, database=None))]
 pub fn serve_keyhost(
     py: Python<'_>,
     data_dir: PathBuf,
@@ -93,8 +95,10 @@ pub fn serve_keyhost(
     default_dp_budget: Option<f64>,
     default_dp_delta: Option<f64>,
     new_noise_key: bool,
+    database: Option<String>,
 ) -> PyResult<()> {
-    let cfg = config(data_dir, listen, default_dp_budget, default_dp_delta, new_noise_key);
+    let mut cfg = config(data_dir, listen, default_dp_budget, default_dp_delta, new_noise_key);
+    cfg.database = database;
     py.detach(|| {
         ghostpii_keyhost::serve_blocking(cfg, |url| {
             let mut out = std::io::stdout();
@@ -105,11 +109,13 @@ pub fn serve_keyhost(
     .map_err(kh_err)
 }
 
-/// Check the audit hash chain of a keyhost's database offline. Returns a JSON report.
+/// Check the audit hash chain of a keyhost's database offline (`DIR/keyhost.db`, or the
+/// PostgreSQL `database`). Returns a JSON report.
 #[pyfunction]
-pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf) -> PyResult<String> {
+#[pyo3(signature = (data_dir, database=None))]
+pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf, database: Option<String>) -> PyResult<String> {
     let report = py
-        .detach(|| ghostpii_keyhost::verify_audit_db(&data_dir))
+        .detach(|| ghostpii_keyhost::verify_audit(&data_dir, database.as_deref()))
         .map_err(kh_err)?;
     serde_json::to_string(&report).map_err(kh_err)
 }
@@ -118,15 +124,23 @@ pub fn verify_audit_db(py: Python<'_>, data_dir: PathBuf) -> PyResult<String> {
 /// detects edited, inserted, deleted or truncated entries and a bad signature. With
 /// `public_key` (hex or base64) the checkpoint must be signed by that key. Returns a JSON report.
 #[pyfunction]
-#[pyo3(signature = (data_dir, checkpoint_json, public_key=None))]
+#[pyo3(signature = (data_dir, checkpoint_json, public_key=None, database=None))]
 pub fn verify_audit_db_with_checkpoint(
     py: Python<'_>,
     data_dir: PathBuf,
     checkpoint_json: String,
     public_key: Option<String>,
+    database: Option<String>,
 ) -> PyResult<String> {
     let report = py
-        .detach(|| ghostpii_keyhost::verify_audit_db_pinned(&data_dir, &checkpoint_json, public_key.as_deref()))
+        .detach(|| {
+            ghostpii_keyhost::verify_audit_checkpoint(
+                &data_dir,
+                database.as_deref(),
+                &checkpoint_json,
+                public_key.as_deref(),
+            )
+        })
         .map_err(kh_err)?;
     serde_json::to_string(&report).map_err(kh_err)
 }

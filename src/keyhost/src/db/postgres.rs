@@ -213,6 +213,16 @@ pub fn ddl(sqlite: &str) -> String {
     out
 }
 
+/// The connection is gone: closed, or the server ended the session (SQLSTATE class 08,
+/// connection exception; 57P01..57P03, shutdown or termination by an administrator).
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+        })
+}
+
 fn db_error(e: postgres::Error) -> Error {
     Error::Postgres(e)
 }
@@ -258,10 +268,21 @@ impl Postgres {
         self.ensure_connected()?;
         let mut slot = self.client.borrow_mut();
         let client = slot.as_mut().expect("connected above");
-        f(client).map_err(db_error)
+        f(client).map_err(|e| {
+            if connection_lost(&e) {
+                // the next statement (outside a transaction) connects anew
+                if let Some(old) = slot.take() {
+                    drop_off_runtime(old);
+                }
+                self.statements.borrow_mut().clear();
+            }
+            db_error(e)
+        })
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
+        // (re)connect first: a reconnection drops the statements prepared on the old connection
+        self.ensure_connected()?;
         if let Some(st) = self.statements.borrow().get(sql) {
             return Ok(st.clone());
         }

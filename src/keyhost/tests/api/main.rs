@@ -7,6 +7,7 @@ mod bootstrap;
 mod checkpoint;
 mod client;
 mod compare;
+mod console_pages;
 mod lifecycle;
 mod limits;
 mod openapi;

@@ -160,8 +160,8 @@ impl Cluster {
             data = self.data().display(),
             dir = self.dir.display()
         );
-        Command::new("sh")
-            .args(["-c", &script])
+        // Its own process group: a signal to the test's group (e.g. `timeout`) spares it.
+        std::os::unix::process::CommandExt::process_group(Command::new("sh").args(["-c", &script]), 0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
