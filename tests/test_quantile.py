@@ -145,3 +145,20 @@ def test_sealed_quantiles_print_their_label(owner_data: tuple[pl.DataFrame, pl.D
     _, enc, _ = owner_data
     text = repr(enc.lazy().select(pl.col("i").ghost.median()).collect())
     assert "<sealed quantile(i, 0.5, linear) over 301 rows>" in text
+
+
+@pytest.mark.parametrize("method", ["nearest", "linear", "midpoint"])
+def test_datetimes_keep_unit_and_zone_and_an_empty_frame_gives_null(
+    admin: gp.Session, dataset: gp.Dataset, method: str
+) -> None:
+    t = [dt.datetime(2020, 1, 1, 12, 0, 0, 123456), dt.datetime(2021, 5, 3), None, dt.datetime(2019, 2, 2, 1, 1, 1)]
+    df = pl.DataFrame({"t": t}).with_columns(
+        pl.col("t").dt.cast_time_unit("ms").alias("tm"), pl.col("t").dt.replace_time_zone("Europe/Paris").alias("tz")
+    )
+    enc = gp.encrypt(df, dataset, {c: gp.datetime(compare=True) for c in df.columns})
+    an = gp.connect(admin.url, admin.grant("dtq", dataset, [gp.allow.compare(c) for c in df.columns]))
+    got = enc.lazy().select([pl.col(c).ghost.quantile(0.4, method) for c in df.columns]).ghost.collect(an)  # type: ignore[arg-type]
+    want = df.select([pl.col(c).quantile(0.4, method) for c in df.columns])  # type: ignore[arg-type]
+    assert got.schema == want.schema and got.row(0) == want.row(0)
+    empty = enc.head(0).lazy().select(pl.col("t").ghost.median()).ghost.collect(an)
+    assert empty.equals(df.head(0).select(pl.col("t").median()))

@@ -224,3 +224,17 @@ def test_the_span_rule_does_not_stop_digit_separation_over_small_declared_ranges
     keys = base64.b64decode(_raw_score(enc, an, {"age": 1000, "kids": 1})[0]["keys"])
     y = _internal.ScoreRows([enc["age"], enc["kids"]], [1000, 1]).open("y", keys, 0).cast(pl.Int64)
     assert (y // 1000).to_list() == df["age"].to_list() and (y % 1000).to_list() == df["kids"].to_list()
+
+
+def test_a_lazy_frame_filtered_on_ciphertext_costs_two_round_trips(admin: gp.Session, dataset: gp.Dataset) -> None:
+    df = _frame(80)
+    schema = {**SCHEMA, "age": gp.integer(bounds=(0, 120), compare=True)}
+    enc = gp.encrypt(df, dataset, schema)
+    token = admin.grant("lazy", dataset, [gp.allow.score(["age", "bmi"]), gp.allow.compare("age")])
+    an = gp.connect(admin.url, token)
+    an.reset_stats()
+    got = gp.score(enc.lazy().filter(pl.col("age").ghost.gt(40)), {"age": 1.0, "bmi": 0.5}, session=an)
+    assert an.stats()["round_trips"] == 2
+    want = _expected(df.filter(pl.col("age") > 40), {"age": 1.0, "bmi": 0.5})
+    np.testing.assert_allclose(got.drop_nulls().to_numpy(), want.drop_nulls().to_numpy(), rtol=1e-12)
+    assert got.is_null().to_list() == want.is_null().to_list()

@@ -105,7 +105,15 @@ def score(
     ws = {str(c): _weight(str(c), w) for c, w in weights.items()}
     intercept = _weight("intercept", intercept)
     if isinstance(frame, pl.LazyFrame):
-        df = frame.select(list(ws)).collect()
+        from ghostpii.errors import ghost_errors
+        from ghostpii.plan_guard import check_plan
+        from ghostpii.tokens import prefetch
+
+        lf = frame.select(list(ws))
+        check_plan(lf)
+        with ghost_errors():
+            prefetch(lf, session)  # comparison tokens of the plan's filters: one request
+            df = lf.collect()
     elif isinstance(frame, pl.DataFrame):
         df = frame.select(list(ws))
     else:
