@@ -140,14 +140,14 @@ pub fn kernel(s: &Series) -> PolarsResult<Series> {
         let res: PolarsResult<()> = out.par_chunks_mut(CHUNK).enumerate().try_for_each(|(c, chunk)| {
             let lo = c * CHUNK;
             let mut dets: Vec<[u8; 16]> = Vec::with_capacity(chunk.len());
-            for i in lo..lo + chunk.len() {
+            for (i, &rid) in rids.iter().enumerate().skip(lo).take(chunk.len()) {
                 let mut d = [0u8; 16];
                 if valid.get_bit(i) {
                     let cell = cells.value(i);
                     if cell.len() != GROUP_LEN {
                         return Err(corrupt(&format!("row {i} has a malformed group cell")));
                     }
-                    let j = wanted.binary_search(&rids[i]).expect("every valid rid was requested");
+                    let j = wanted.binary_search(&rid).expect("every valid rid was requested");
                     for (k, x) in d.iter_mut().enumerate() {
                         *x = cell[k] ^ pads[GROUP_LEN * j + k];
                     }
