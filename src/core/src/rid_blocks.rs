@@ -81,7 +81,11 @@ impl Block<'_> {
                     // extend over the run: whole all-ones words at a time
                     loop {
                         let w = !(words[(i / 64) as usize] >> (i % 64));
-                        let ones = if w == 0 { 64 - i % 64 } else { w.trailing_zeros().min(64 - i % 64) };
+                        let ones = if w == 0 {
+                            64 - i % 64
+                        } else {
+                            w.trailing_zeros().min(64 - i % 64)
+                        };
                         i += ones;
                         if i >= 65_536 || !bit(i) {
                             break;
@@ -246,7 +250,18 @@ mod tests {
             vec![5],
             (0..200_000).collect(),
             (1000..1_000_000).step_by(2).collect(),
-            vec![0, 1, 2, 65_535, 65_536, 65_537, 1 << 33, (1 << 33) + 1, u64::MAX - 1, u64::MAX],
+            vec![
+                0,
+                1,
+                2,
+                65_535,
+                65_536,
+                65_537,
+                1 << 33,
+                (1 << 33) + 1,
+                u64::MAX - 1,
+                u64::MAX,
+            ],
         ];
         for density in [0.001, 0.1, 0.5, 0.97] {
             let mut v: Vec<u64> = (0..300_000u64).filter(|_| rng.gen_bool(density)).collect();

@@ -57,7 +57,10 @@ pub fn pack_terms(terms: &[SealedTerm]) -> Vec<u8> {
 
 pub fn unpack_terms(b: &[u8]) -> Result<Vec<SealedTerm>> {
     if b.is_empty() || !b.len().is_multiple_of(TERM_BYTES) {
-        return Err(invalid(format!("terms field has {} bytes, not a positive multiple of {TERM_BYTES}", b.len())));
+        return Err(invalid(format!(
+            "terms field has {} bytes, not a positive multiple of {TERM_BYTES}",
+            b.len()
+        )));
     }
     Ok(b.chunks_exact(TERM_BYTES)
         .map(|c| SealedTerm {
@@ -74,9 +77,14 @@ pub fn pack_masked(values: &[u128]) -> Vec<u8> {
 
 pub fn unpack_masked(b: &[u8]) -> Result<Vec<u128>> {
     if b.is_empty() || !b.len().is_multiple_of(16) {
-        return Err(invalid(format!("masked field has {} bytes, not a positive multiple of 16", b.len())));
+        return Err(invalid(format!(
+            "masked field has {} bytes, not a positive multiple of 16",
+            b.len()
+        )));
     }
-    Ok(b.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16"))).collect())
+    Ok(b.chunks_exact(16)
+        .map(|c| u128::from_le_bytes(c.try_into().expect("16")))
+        .collect())
 }
 
 /// Repeat classes: `(k, rid set encoding)` each.
@@ -140,8 +148,14 @@ pub fn expression(first_column: &str, terms: &[(String, i64)]) -> String {
 /// How a sealed value prints before it is revealed.
 pub fn label(op: SealedOp, expression: &str, n: u64, distinct: Option<u64>) -> String {
     let rows = if n == 1 { "row" } else { "rows" };
-    let distinct = distinct.map(|d| format!(", {} distinct", thousands(d))).unwrap_or_default();
-    format!("<sealed {}({expression}) over {} {rows}{distinct}>", op.as_str(), thousands(n))
+    let distinct = distinct
+        .map(|d| format!(", {} distinct", thousands(d)))
+        .unwrap_or_default();
+    format!(
+        "<sealed {}({expression}) over {} {rows}{distinct}>",
+        op.as_str(),
+        thousands(n)
+    )
 }
 
 /// A sealed value with its fields decoded (the rid sets stay in their wire encoding).
@@ -178,7 +192,10 @@ impl SealedParts {
                 })
                 .collect()
         };
-        let b = |s: &str| B64.decode(s).map_err(|e| invalid(format!("rid set is not base64: {e}")));
+        let b = |s: &str| {
+            B64.decode(s)
+                .map_err(|e| invalid(format!("rid set is not base64: {e}")))
+        };
         Ok(SealedParts {
             op: v1.op,
             meta: v1.meta.clone(),
@@ -186,7 +203,11 @@ impl SealedParts {
             masked: vec![v1.masked_u128()?],
             n: v1.n,
             rids: b(&v1.rids)?,
-            repeats: v1.repeats.iter().map(|r| Ok((r.k, b(&r.rids)?))).collect::<Result<_>>()?,
+            repeats: v1
+                .repeats
+                .iter()
+                .map(|r| Ok((r.k, b(&r.rids)?)))
+                .collect::<Result<_>>()?,
             params: Vec::new(),
             expression: v1.expression(),
         })
@@ -198,7 +219,12 @@ impl SealedParts {
         let repeats = self
             .repeats
             .iter()
-            .map(|(k, r)| Ok(Repeat { k: *k, rids: RidSet::from_bytes(r)? }))
+            .map(|(k, r)| {
+                Ok(Repeat {
+                    k: *k,
+                    rids: RidSet::from_bytes(r)?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         RidMultiset::checked(support, repeats)
     }
@@ -277,8 +303,16 @@ mod tests {
     #[test]
     fn fields_round_trip_and_garbage_is_refused() {
         let t = vec![
-            SealedTerm { column_id: 3, epoch: 2, weight: -7 },
-            SealedTerm { column_id: i64::MAX, epoch: u32::MAX, weight: i64::MIN },
+            SealedTerm {
+                column_id: 3,
+                epoch: 2,
+                weight: -7,
+            },
+            SealedTerm {
+                column_id: i64::MAX,
+                epoch: u32::MAX,
+                weight: i64::MIN,
+            },
         ];
         assert_eq!(unpack_terms(&pack_terms(&t)).unwrap(), t);
         assert!(unpack_terms(&[0; 19]).is_err());
@@ -290,7 +324,10 @@ mod tests {
         assert_eq!(unpack_repeats(&pack_repeats(&r)).unwrap(), r);
         assert!(unpack_repeats(&[2, 9, 1]).is_err());
         assert!(parse_op("gram").is_err());
-        assert_eq!(label(SealedOp::Sum, "x", 4, Some(2)), "<sealed sum(x) over 4 rows, 2 distinct>");
+        assert_eq!(
+            label(SealedOp::Sum, "x", 4, Some(2)),
+            "<sealed sum(x) over 4 rows, 2 distinct>"
+        );
         assert_eq!(expression("a", &[("a".into(), 2), ("b".into(), -1)]), "2·a - b");
     }
 }

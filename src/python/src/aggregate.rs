@@ -219,10 +219,22 @@ pub fn seal_linear(inputs: &[Series], weights: &[i64]) -> PolarsResult<Series> {
             weight: w,
         })
         .collect();
-    let named: Vec<(String, i64)> = cells.iter().zip(weights).map(|(c, &w)| (c.meta.column.clone(), w)).collect();
+    let named: Vec<(String, i64)> = cells
+        .iter()
+        .zip(weights)
+        .map(|(c, &w)| (c.meta.column.clone(), w))
+        .collect();
     let expression = fmt::expression(&cells[0].meta.column, &named);
     let (json, _) = cached_meta(&inputs[0], "gp.linear_sum()")?;
-    sealed_series(inputs[0].name().clone(), SealedOp::Sum, &json, &expression, &terms, masked, rids)
+    sealed_series(
+        inputs[0].name().clone(),
+        SealedOp::Sum,
+        &json,
+        &expression,
+        &terms,
+        masked,
+        rids,
+    )
 }
 
 /// Number of non-null rows (public: null positions are part of the column format).

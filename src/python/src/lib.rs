@@ -10,6 +10,7 @@ mod decrypt;
 mod encrypt;
 mod errors;
 mod expressions;
+mod grouped;
 mod keyhost;
 mod merge;
 mod reveal;

@@ -42,7 +42,9 @@ fn ghost_merge(inputs: &[Series]) -> PolarsResult<Series> {
         }
         match &mut merged {
             None => merged = Some(parts),
-            Some(m) => m.merge(&parts).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?,
+            Some(m) => m
+                .merge(&parts)
+                .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?,
         }
     }
     let Some(m) = merged else {

@@ -127,10 +127,7 @@ fn plaintext(name: PlSmallStr, col: &SealedColumn, totals: &[Option<(i128, u64)>
     let scale = 10f64.powi(meta.scale as i32);
     match first.op {
         SealedOp::Sum if int_like(meta.dtype) && meta.scale == 0 => {
-            let fits = totals
-                .iter()
-                .flatten()
-                .all(|(t, _)| i64::try_from(*t).is_ok());
+            let fits = totals.iter().flatten().all(|(t, _)| i64::try_from(*t).is_ok());
             if fits {
                 let v: Vec<Option<i64>> = totals.iter().map(|t| t.map(|(t, _)| t as i64)).collect();
                 Ok(Series::new(name, v))
@@ -193,7 +190,9 @@ impl RevealPlan {
     /// Add a sealed column; its values' descriptors join the request.
     fn add_sealed(&mut self, py: Python<'_>, series: PySeries) -> PyResult<()> {
         let s = series.0;
-        let column = py.detach(|| SealedColumn::read(&s)).map_err(|e| CiphertextError::new_err(e.to_string()))?;
+        let column = py
+            .detach(|| SealedColumn::read(&s))
+            .map_err(|e| CiphertextError::new_err(e.to_string()))?;
         for m in &column.metas {
             if m.keyhost != self.keyhost_id {
                 return Err(CiphertextError::new_err(format!(
@@ -264,7 +263,11 @@ impl RevealPlan {
         &self,
         py: Python<'py>,
         response: &[u8],
-    ) -> PyResult<(Vec<PySeries>, HashMap<usize, Bound<'py, PyBytes>>, Option<(String, String, Option<String>)>)> {
+    ) -> PyResult<(
+        Vec<PySeries>,
+        HashMap<usize, Bound<'py, PyBytes>>,
+        Option<(String, String, Option<String>)>,
+    )> {
         let answers: Answers = serde_json::from_slice(response)
             .map_err(|e| GhostError::new_err(format!("the keyhost's answer is not valid: {e}")))?;
         if answers.results.len() != self.descriptors.len() {
@@ -305,7 +308,9 @@ impl RevealPlan {
                         Some((total, row.n))
                     })
                     .collect();
-                out.push(PySeries(plaintext(p.name.clone(), &p.column, &totals).map_err(polars_err)?));
+                out.push(PySeries(
+                    plaintext(p.name.clone(), &p.column, &totals).map_err(polars_err)?,
+                ));
             }
             Ok(out)
         })?;

@@ -96,7 +96,10 @@ impl SealedColumn {
         let st = storage
             .struct_()
             .map_err(|_| corrupt(name, "its storage is not a struct"))?;
-        let field = |n: &str| st.field_by_name(n).map_err(|_| corrupt(name, format!("field '{n}' is missing")));
+        let field = |n: &str| {
+            st.field_by_name(n)
+                .map_err(|_| corrupt(name, format!("field '{n}' is missing")))
+        };
         if st.field_by_name("format").is_err() {
             return Self::read_v1(name, &storage, &field("payload")?);
         }
@@ -144,7 +147,12 @@ impl SealedColumn {
 
     /// Index of the metadata `json`, decoded on its first occurrence (rows of one column share it).
     fn meta_index(&mut self, json: &str) -> ghostpii_core::error::Result<usize> {
-        if let Some(i) = self.meta_json.last().filter(|m| m.as_str() == json).map(|_| self.metas.len() - 1) {
+        if let Some(i) = self
+            .meta_json
+            .last()
+            .filter(|m| m.as_str() == json)
+            .map(|_| self.metas.len() - 1)
+        {
             return Ok(i);
         }
         if let Some(i) = self.meta_json.iter().position(|m| m == json) {

@@ -24,6 +24,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use ghostpii_core::{ColumnKeys, RidSet};
+use rayon::prelude::*;
 use roaring::RoaringTreemap;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -119,8 +120,9 @@ pub async fn answer(
                     .map(|d| plan(conn, &st, &caller, d, &mut cache))
                     .collect::<Vec<_>>())
             })?;
+            // CPU only, no lock: descriptors in parallel (one group's few rows each)
             let outcomes: Vec<Outcome> = planned
-                .into_iter()
+                .into_par_iter()
                 .map(|p| Outcome {
                     entry: p.entry,
                     result: p.work.map(compute),
@@ -165,6 +167,8 @@ struct Cache {
     /// Column keys and authorizations, so a batch of many groups looks each up once.
     columns: HashMap<(i64, i64, u32), (Column, ColumnKeys)>,
     auths: HashMap<(i64, String, Operation), ApiResult<Authority>>,
+    /// Datasets by id (`None`: unknown).
+    datasets: HashMap<i64, Option<Dataset>>,
 }
 
 impl Cache {
@@ -391,6 +395,7 @@ fn record(
     }
     let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
     let mut results = Vec::with_capacity(outcomes.len());
+    let mut chain = audit::Chain::start(&tx)?;
     for o in outcomes {
         let checked = o
             .result
@@ -399,7 +404,7 @@ fn record(
             .and_then(|v| effects::check_all(&tx, &mut audits, &o.effects).map(|()| v));
         match checked {
             Ok(Value::Object(mut m)) => {
-                let receipt = audit::append_receipt(
+                let receipt = chain.append(
                     &tx,
                     NewEntry {
                         decision: audit::ISSUED,
@@ -413,7 +418,7 @@ fn record(
             }
             Ok(_) => return Err(ApiError::internal("answer key", &"unexpected result shape")),
             Err(err) => {
-                let receipt = audit::append_receipt(&tx, o.entry.refused(err.reason))?;
+                let receipt = chain.append(&tx, o.entry.refused(err.reason))?;
                 results.push(json!({
                     "ok": false,
                     "reason": err.reason,
@@ -424,6 +429,7 @@ fn record(
             }
         }
     }
+    chain.finish(&tx)?;
     audits.save(&tx)?;
     if let Some(i) = idem {
         i.store(&tx, &results)?;

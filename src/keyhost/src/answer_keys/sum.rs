@@ -225,9 +225,13 @@ pub(super) fn compute(w: SumWork) -> Result<Value, ApiError> {
     // O(blocks of 2^16 rids), not O(rids): full blocks add cached block sums (`mask_blocks`)
     let key = w.terms.iter().fold(0u128, |acc, (keys, wt, blocks)| {
         // every row once, plus (k − 1) more times for the rows counted k times
-        let s = w.rows.repeats.iter().fold(keys.num.sum_masks_cached(&w.rows.support, blocks), |s, r| {
-            s.wrapping_add(u128::from(r.k - 1).wrapping_mul(keys.num.sum_masks_cached(&r.rids, blocks)))
-        });
+        let s = w
+            .rows
+            .repeats
+            .iter()
+            .fold(keys.num.sum_masks_cached(&w.rows.support, blocks), |s, r| {
+                s.wrapping_add(u128::from(r.k - 1).wrapping_mul(keys.num.sum_masks_cached(&r.rids, blocks)))
+            });
         acc.wrapping_add((*wt as i128 as u128).wrapping_mul(s))
     });
     match w.noise {
