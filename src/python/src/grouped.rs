@@ -51,17 +51,51 @@ fn groups(s: &Series, what: &str) -> PolarsResult<(Groups, String)> {
     Ok((Groups { cells, offsets }, json))
 }
 
-/// Σ cells over `start..end` of the non-null rows, weighted, and their rids.
-fn group_sum(lo: &[u64], hi: &[u64], rid: &[u64], valid: &Bitmap, start: usize, end: usize) -> (u128, Vec<u64>) {
-    let mut acc = 0u128;
-    let mut rids = Vec::with_capacity(end - start);
-    for i in start..end {
-        if valid.get_bit(i) {
-            acc = acc.wrapping_add(from_limbs(lo[i], hi[i]));
-            rids.push(rid[i]);
+/// Rows per parallel chunk of one large group.
+const CHUNK: usize = 1 << 16;
+
+/// Σ cells over `start..end` and the rids of the non-null rows there (in parallel chunks for a
+/// large group; borrowed, not copied, when no row is null).
+fn group_sum<'a>(
+    lo: &[u64],
+    hi: &[u64],
+    rid: &'a [u64],
+    valid: &Bitmap,
+    start: usize,
+    end: usize,
+) -> (u128, std::borrow::Cow<'a, [u64]>) {
+    let all_valid = valid.unset_bits() == 0;
+    let chunk = |s: usize, e: usize| -> (u128, Vec<u64>) {
+        let mut acc = 0u128;
+        let mut rids = Vec::new();
+        for i in s..e {
+            if all_valid || valid.get_bit(i) {
+                acc = acc.wrapping_add(from_limbs(lo[i], hi[i]));
+                if !all_valid {
+                    rids.push(rid[i]);
+                }
+            }
         }
+        (acc, rids)
+    };
+    let parts: Vec<(u128, Vec<u64>)> = if end - start <= CHUNK {
+        vec![chunk(start, end)]
+    } else {
+        (start..end)
+            .step_by(CHUNK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|s| chunk(s, (s + CHUNK).min(end)))
+            .collect()
+    };
+    let acc = parts.iter().fold(0u128, |a, (s, _)| a.wrapping_add(*s));
+    if all_valid {
+        return (acc, std::borrow::Cow::Borrowed(&rid[start..end]));
     }
-    (acc, rids)
+    (
+        acc,
+        std::borrow::Cow::Owned(parts.into_iter().flat_map(|(_, r)| r).collect()),
+    )
 }
 
 /// One sealed value, column-wise parts.
@@ -73,11 +107,20 @@ struct Out {
     repeats: Vec<u8>,
 }
 
-fn seal_rows(op: SealedOp, expression: &str, masked: u128, mut rids: Vec<u64>) -> Out {
-    if !rids.windows(2).all(|w| w[0] <= w[1]) {
-        rids.sort_unstable();
-    }
+fn seal_rows(op: SealedOp, expression: &str, masked: u128, rids: std::borrow::Cow<'_, [u64]>) -> Out {
     let n = rids.len() as u64;
+    if rids.windows(2).all(|w| w[0] < w[1]) {
+        // the common case: each row once, in rid order
+        return Out {
+            label: fmt::label(op, expression, n, None),
+            masked: masked.to_le_bytes(),
+            n,
+            rids: encode_sorted(&rids),
+            repeats: Vec::new(),
+        };
+    }
+    let mut rids = rids.into_owned();
+    rids.par_sort_unstable();
     let (n, support, repeats, distinct) = if distinct_sorted(&rids) == n {
         (n, encode_sorted(&rids), Vec::new(), None)
     } else {
@@ -263,7 +306,7 @@ fn ghost_linear_sum_groups(inputs: &[Series], kwargs: LinearKwargs) -> PolarsRes
                     rids.push(rid0[i]);
                 }
             }
-            seal_rows(SealedOp::Sum, &expression, masked, rids)
+            seal_rows(SealedOp::Sum, &expression, masked, std::borrow::Cow::Owned(rids))
         })
         .collect();
     let terms: Vec<SealedTerm> = parts
