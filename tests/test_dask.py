@@ -57,6 +57,7 @@ def test_grouped_sums_equal_the_single_process_query(admin: gp.Session, client: 
         got["x"].to_list()
         == plain.filter(pl.col("x") >= 120).group_by("g").agg(pl.col("x").sum()).sort("g")["x"].to_list()
     )
+    assert gp.dask.collect(q, admin, client).sort("g").equals(want), "a plan already run is split again"
 
 
 def test_global_aggregate_and_refusals(admin: gp.Session, client: object, files: list[str]) -> None:

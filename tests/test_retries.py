@@ -7,7 +7,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -16,6 +16,7 @@ import requests
 
 import ghostpii as gp
 from conftest import KeyhostProcess
+from ghostpii.reveal import sum_descriptors
 
 
 def _encrypted(dataset: gp.Dataset) -> pl.DataFrame:
@@ -24,20 +25,9 @@ def _encrypted(dataset: gp.Dataset) -> pl.DataFrame:
 
 
 def _descriptor(session: gp.Session, enc: pl.DataFrame) -> dict[str, Any]:
-    """The sum descriptor that revealing ``x.ghost.sum()`` sends (recorded on its way out)."""
-    sent: list[dict[str, Any]] = []
-    send = session.answer_keys
-
-    def record(descriptors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        sent.extend(descriptors)
-        return send(descriptors)
-
-    session.answer_keys = record  # type: ignore[method-assign]
-    try:
-        enc.select(pl.col("x").ghost.sum()).ghost.reveal(session)
-    finally:
-        del session.answer_keys
-    return sent[0]
+    """The sum descriptor that revealing ``x.ghost.sum()`` sends (reveal builds it in Rust)."""
+    (d,) = sum_descriptors(enc.select(pl.col("x").ghost.sum())["x"])
+    return d
 
 
 def _post(keyhost: KeyhostProcess, body: object, key: str | None) -> requests.Response:

@@ -45,10 +45,23 @@ def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
     return out.ext.to(SealedType())
 
 
+def _dsl(node: Any) -> Any:
+    """The plan without Polars' cached resolutions: ``{"IR": {"dsl": plan, ...}}`` (what a plan
+    becomes once its schema was resolved) is replaced by ``plan``, everywhere."""
+    if isinstance(node, dict):
+        ir = node.get("IR")
+        if len(node) == 1 and isinstance(ir, dict) and "dsl" in ir:
+            return _dsl(ir["dsl"])
+        return {k: _dsl(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_dsl(v) for v in node]
+    return node
+
+
 def _plan_json(lf: pl.LazyFrame) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Polars deprecates the JSON format; it is read back by the same build
-        return json.loads(lf.serialize(format="json"))  # type: ignore[no-any-return]
+        return _dsl(json.loads(lf.serialize(format="json")))  # type: ignore[no-any-return]
 
 
 def _scans(node: Any, out: list[dict[str, Any]]) -> None:

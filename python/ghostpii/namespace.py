@@ -40,6 +40,19 @@ def _aggregate(function_name: str, expr: pl.Expr) -> pl.Expr:
     )
 
 
+def _seal_groups(function_name: str, exprs: list[pl.Expr], kwargs: dict[str, Any] | None = None) -> pl.Expr:
+    """A sealed aggregate of every group in ONE kernel call: the kernel runs elementwise over
+    ``expr.implode()`` (one list of cells per group), so Polars groups natively and no kernel is
+    called per group (``src/python/src/grouped.rs``)."""
+    return register_plugin_function(
+        plugin_path=PLUGIN_PATH,
+        function_name=f"{function_name}_groups",
+        args=[e.implode() for e in exprs],
+        kwargs=kwargs,
+        is_elementwise=True,
+    )
+
+
 class SealedAggExpr(pl.Expr):
     """A sealed aggregate. ``.filter(pred)`` filters the rows *before* aggregating, so
     ``pl.col("income").ghost.sum().filter(pl.col("dob").ghost.older_than(65))`` sums per group
@@ -50,7 +63,7 @@ class SealedAggExpr(pl.Expr):
 
     @classmethod
     def _make(cls, function_name: str, expr: pl.Expr) -> SealedAggExpr:
-        out = cls._from_pyexpr(_aggregate(function_name, expr).ext.to(SealedType())._pyexpr)
+        out = cls._from_pyexpr(_seal_groups(function_name, [expr]).ext.to(SealedType())._pyexpr)
         assert isinstance(out, SealedAggExpr)
         out._ghost_function = function_name
         out._ghost_input = expr
@@ -73,13 +86,7 @@ def linear_sum(weights: Mapping[str, int]) -> pl.Expr:
     for c, w in weights.items():
         if isinstance(w, bool) or not isinstance(w, int) or not -(2**63) <= w < 2**63:
             raise TypeError(f"weight of {c!r} must be a 64-bit int, got {w!r}")
-    expr = register_plugin_function(
-        plugin_path=PLUGIN_PATH,
-        function_name="ghost_linear_sum",
-        args=[pl.col(c) for c in weights],
-        kwargs={"weights": list(weights.values())},
-        returns_scalar=True,
-    )
+    expr = _seal_groups("ghost_linear_sum", [pl.col(c) for c in weights], {"weights": list(weights.values())})
     return expr.ext.to(SealedType())
 
 

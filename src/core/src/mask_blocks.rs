@@ -70,6 +70,10 @@ enum Plan {
 impl NumKey {
     /// `Σ PRF(k, rid)` over `set`, like [`NumKey::sum_masks`], using and filling `blocks`.
     pub fn sum_masks_cached(&self, set: &RidSet, blocks: &MaskBlocks) -> u128 {
+        if set.len() <= 4096 {
+            // no block of it can be full or more than half full
+            return self.sum_masks_seq(&set.to_vec());
+        }
         let bytes = rid_blocks::serialize(set);
         let list = rid_blocks::blocks(&bytes);
         let plans: Vec<Plan> = {
@@ -83,28 +87,30 @@ impl NumKey {
                 })
                 .collect()
         };
-        let parts: Vec<(u128, Option<(u64, u128)>)> = list
-            .par_iter()
-            .zip(plans.par_iter())
-            .map(|((base, _, block), plan)| match plan {
-                Plan::Cached(s) => (*s, None),
-                Plan::FullBlock => {
-                    let s = self.sum_range(*base, BLOCK);
-                    (s, Some((*base, s)))
-                }
-                Plan::Complement(s) => {
-                    let mut present = vec![false; BLOCK as usize];
-                    block.for_each(|lo| present[lo as usize] = true);
-                    let absent: Vec<u64> = (0..BLOCK).filter(|&i| !present[i as usize]).map(|i| base + i).collect();
-                    (s.wrapping_sub(self.sum_masks_seq(&absent)), None)
-                }
-                Plan::Direct => {
-                    let mut rids = Vec::with_capacity(BLOCK as usize);
-                    block_rids(*base, block, &mut rids);
-                    (self.sum_masks_seq(&rids), None)
-                }
-            })
-            .collect();
+        let one = |((base, card, block), plan): (&(u64, u64, Block<'_>), &Plan)| match plan {
+            Plan::Cached(s) => (*s, None),
+            Plan::FullBlock => {
+                let s = self.sum_range(*base, BLOCK);
+                (s, Some((*base, s)))
+            }
+            Plan::Complement(s) => {
+                let mut present = vec![false; BLOCK as usize];
+                block.for_each(|lo| present[lo as usize] = true);
+                let absent: Vec<u64> = (0..BLOCK).filter(|&i| !present[i as usize]).map(|i| base + i).collect();
+                (s.wrapping_sub(self.sum_masks_seq(&absent)), None)
+            }
+            Plan::Direct => {
+                let mut rids = Vec::with_capacity(*card as usize);
+                block_rids(*base, block, &mut rids);
+                (self.sum_masks_seq(&rids), None)
+            }
+        };
+        // a small set (a group's few rows) is summed on this thread: no pool round trip
+        let parts: Vec<(u128, Option<(u64, u128)>)> = if set.len() < BLOCK {
+            list.iter().zip(plans.iter()).map(one).collect()
+        } else {
+            list.par_iter().zip(plans.par_iter()).map(one).collect()
+        };
         let mut total = 0u128;
         let mut new = Vec::new();
         for (s, fresh) in parts {

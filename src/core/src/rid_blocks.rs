@@ -212,22 +212,32 @@ fn roaring_size_of_sorted(rids: &[u64]) -> usize {
 /// The wire encoding of the distinct rids of a sorted slice (duplicates allowed), byte for byte
 /// what `RidSet::from_sorted(rids).to_bytes()` gives, without a treemap when runs win.
 pub fn encode_sorted(rids: &[u64]) -> Vec<u8> {
-    let roaring_size = roaring_size_of_sorted(rids);
     let runs = runs_of_sorted(rids);
+    // a Roaring treemap takes at least one bit per rid (and 2 bytes per rid below 4,096 per block),
+    // so runs whose encoding is below n/8 bytes win without computing its exact size
+    if 1 + runs.len() * 20 < rids.len() / 8 {
+        return encode_runs(&runs);
+    }
+    let roaring_size = roaring_size_of_sorted(rids);
     if runs.len() * 4 < roaring_size {
-        let mut out = Vec::with_capacity(1 + runs.len() * 4);
-        out.push(1u8);
-        let mut prev_end: Option<u64> = None;
-        for (start, end) in runs {
-            put_varint(&mut out, prev_end.map_or(start, |p| start - p - 1));
-            put_varint(&mut out, end - start);
-            prev_end = Some(end);
-        }
+        let out = encode_runs(&runs);
         if out.len() < roaring_size + 1 {
             return out;
         }
     }
     RidSet::from_sorted(rids).to_bytes()
+}
+
+fn encode_runs(runs: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + runs.len() * 4);
+    out.push(1u8);
+    let mut prev_end: Option<u64> = None;
+    for &(start, end) in runs {
+        put_varint(&mut out, prev_end.map_or(start, |p| start - p - 1));
+        put_varint(&mut out, end - start);
+        prev_end = Some(end);
+    }
+    out
 }
 
 /// Number of distinct rids in a sorted slice.

@@ -199,11 +199,52 @@ pub fn append(conn: &Connection, new: NewEntry) -> crate::db::Result<i64> {
 
 /// Append an entry (inside the caller's transaction); returns its index and leaf hash.
 pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
-    let last: Option<(i64, String)> = conn
-        .prepare_cached("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1")?
-        .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+    let mut chain = Chain::start(conn)?;
+    let receipt = chain.append(conn, new)?;
+    chain.finish(conn)?;
+    Ok(receipt)
+}
+
+/// Appending many entries in one transaction: the chain's head is read once, and the last index
+/// is written to `meta` once, by [`Chain::finish`] (which must run before the commit).
+pub struct Chain {
+    prev_index: i64,
+    prev_hash: String,
+}
+
+impl Chain {
+    /// The chain's head, inside the caller's transaction.
+    pub fn start(conn: &Connection) -> crate::db::Result<Chain> {
+        let last: Option<(i64, String)> = conn
+            .prepare_cached("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1")?
+            .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+        Ok(Chain { prev_index, prev_hash })
+    }
+
+    /// Append an entry after the previous one; returns its index and leaf hash.
+    pub fn append(&mut self, conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
+        let e = append_after(conn, new, self.prev_index, std::mem::take(&mut self.prev_hash))?;
+        self.prev_index = e.index;
+        self.prev_hash = e.hash.clone();
+        Ok(Receipt {
+            index: e.index,
+            leaf_hash: leaf_hash(&e),
+            salt: e.salt,
+        })
+    }
+
+    /// Record the last index (detects rows cut off the end).
+    pub fn finish(self, conn: &Connection) -> crate::db::Result<()> {
+        if self.prev_index > 0 {
+            db::meta_set(conn, LAST_INDEX_KEY, &self.prev_index.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn append_after(conn: &Connection, new: NewEntry, prev_index: i64, prev_hash: String) -> crate::db::Result<Entry> {
     let mut e = Entry {
         index: prev_index + 1,
         time: clock::now_micros(),
@@ -242,12 +283,7 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Rec
         e.hash,
         e.salt
     ])?;
-    db::meta_set(conn, LAST_INDEX_KEY, &e.index.to_string())?;
-    Ok(Receipt {
-        index: e.index,
-        leaf_hash: leaf_hash(&e),
-        salt: e.salt,
-    })
+    Ok(e)
 }
 
 /// Record a refused management action of an authenticated identity (its own transaction),

@@ -13,6 +13,7 @@ mod equality;
 mod errors;
 mod expressions;
 mod key_facets;
+mod grouped;
 mod keyhost;
 mod linalg;
 mod linkage;

@@ -12,7 +12,15 @@ use crate::policy;
 /// The dataset, if the caller may see it (admin, owner, or any active grant on it). An unknown
 /// dataset and one the caller may not see get the same refusal, which names only the id.
 pub(super) fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
-    let found = datasets::find_by_id(cx.conn, dataset_id)?;
+    // once per batch and dataset: a batch of many groups addresses one dataset
+    let found = match cx.cache.datasets.get(&dataset_id) {
+        Some(d) => d.clone(),
+        None => {
+            let d = datasets::find_by_id(cx.conn, dataset_id)?;
+            cx.cache.datasets.insert(dataset_id, d.clone());
+            d
+        }
+    };
     cx.seen_dataset = found.as_ref().map(|ds| ds.name.clone());
     match found {
         Some(ds) if policy::can_manage(cx.caller, &ds) || holds_grant(cx, ds.id)? => Ok(ds),
