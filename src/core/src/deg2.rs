@@ -81,12 +81,7 @@ pub fn product_bounds(a: (i64, i64), b: (i64, i64), square: bool) -> Option<(i64
 /// Encrypt the products `x·y` (None where either is null; cell 0) for the given rids, in
 /// parallel. Returns `Err(i)` at the first row whose product leaves the signed 64-bit range
 /// (impossible when both values are inside bounds accepted by [`product_bounds`]).
-pub fn encrypt_products(
-    key: &NumKey,
-    rids: &[u64],
-    x: &[Option<i64>],
-    y: &[Option<i64>],
-) -> Result<Vec<u128>, usize> {
+pub fn encrypt_products(key: &NumKey, rids: &[u64], x: &[Option<i64>], y: &[Option<i64>]) -> Result<Vec<u128>, usize> {
     assert!(rids.len() == x.len() && x.len() == y.len(), "one rid per value");
     let masks = key.masks(rids);
     masks
@@ -128,7 +123,9 @@ mod tests {
     fn products_open_and_sum_exactly_at_the_bounds() {
         let k = RootKey::generate().derive("p").num;
         let rids: Vec<u64> = (1..=1000).collect();
-        let x: Vec<Option<i64>> = (0..1000).map(|i| Some(if i % 3 == 0 { None } else { Some(3_037_000_499i64) }).flatten()).collect();
+        let x: Vec<Option<i64>> = (0..1000)
+            .map(|i| Some(if i % 3 == 0 { None } else { Some(3_037_000_499i64) }).flatten())
+            .collect();
         let y = x.clone();
         let cells = encrypt_products(&k, &rids, &x, &y).unwrap();
         let masks = k.masks(&rids);

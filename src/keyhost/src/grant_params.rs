@@ -106,7 +106,13 @@ pub fn build(
             if !cmp_fields.is_empty() {
                 return Err(unsupported(op, &cmp_fields));
             }
-            crate::moments::grant_params(conn, ds, column, raw.columns.clone(), aggregate_checked(conn, ds, column, &raw)?)
+            crate::moments::grant_params(
+                conn,
+                ds,
+                column,
+                raw.columns.clone(),
+                aggregate_checked(conn, ds, column, &raw)?,
+            )
         }
     }
 }

@@ -10,7 +10,9 @@ fn data(n: usize, d: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
     };
-    let x: Vec<Vec<f64>> = (0..n).map(|_| (0..d).map(|j| r() * (j + 1) as f64 * 10.0 + j as f64).collect()).collect();
+    let x: Vec<Vec<f64>> = (0..n)
+        .map(|_| (0..d).map(|j| r() * (j + 1) as f64 * 10.0 + j as f64).collect())
+        .collect();
     let y = x
         .iter()
         .map(|row| 3.0 + row.iter().enumerate().map(|(j, v)| (j as f64 - 1.5) * v).sum::<f64>() + r())
@@ -47,10 +49,17 @@ fn normal_equations_match_smartcore_least_squares_on_the_plaintext() {
         LinearRegressionParameters::default().with_solver(LinearRegressionSolverName::SVD),
     )
     .unwrap();
-    assert!((beta[0] - fit.intercept()).abs() < 1e-8 * fit.intercept().abs().max(1.0), "{beta:?}");
+    assert!(
+        (beta[0] - fit.intercept()).abs() < 1e-8 * fit.intercept().abs().max(1.0),
+        "{beta:?}"
+    );
     for j in 0..4 {
         let c = *fit.coefficients().get((j, 0));
-        assert!((beta[j + 1] - c).abs() < 1e-8 * c.abs().max(1.0), "coef {j}: {} vs {c}", beta[j + 1]);
+        assert!(
+            (beta[j + 1] - c).abs() < 1e-8 * c.abs().max(1.0),
+            "coef {j}: {} vs {c}",
+            beta[j + 1]
+        );
     }
 }
 
@@ -82,9 +91,9 @@ fn ridge_normal_equations_match_smartcore_ridge() {
             .with_solver(RidgeRegressionSolverName::Cholesky),
     )
     .unwrap();
-    for j in 0..d {
+    for (j, b) in beta.iter().enumerate() {
         let want = *fit.coefficients().get((j, 0));
-        assert!((beta[j] - want).abs() < 1e-8 * want.abs().max(1.0), "coef {j}: {} vs {want}", beta[j]);
+        assert!((b - want).abs() < 1e-8 * want.abs().max(1.0), "coef {j}: {b} vs {want}");
     }
 }
 
@@ -93,7 +102,10 @@ fn singular_systems_are_refused_not_answered() {
     let g = vec![vec![1.0, 2.0], vec![2.0, 4.0]];
     assert!(matches!(solve_spd(&g, &[1.0, 2.0]), Err(LinalgError::Singular { .. })));
     let indefinite = vec![vec![1.0, 0.0], vec![0.0, -1.0]];
-    assert!(matches!(solve_spd(&indefinite, &[1.0, 1.0]), Err(LinalgError::Singular { .. })));
+    assert!(matches!(
+        solve_spd(&indefinite, &[1.0, 1.0]),
+        Err(LinalgError::Singular { .. })
+    ));
     assert_eq!(solve_spd(&[vec![f64::NAN]], &[1.0]), Err(LinalgError::NotFinite));
     assert_eq!(solve_spd(&[vec![1.0, 2.0]], &[1.0]), Err(LinalgError::Shape));
 }
@@ -119,7 +131,10 @@ fn adassp_ridge_is_zero_for_well_conditioned_and_positive_for_noisy_systems() {
     let mut shifted = bad.clone();
     shifted[0][0] += lam;
     shifted[1][1] += lam;
-    assert!(min_eigenvalue(&shifted).unwrap() > 0.0, "always positive definite after the ridge");
+    assert!(
+        min_eigenvalue(&shifted).unwrap() > 0.0,
+        "always positive definite after the ridge"
+    );
 }
 
 #[test]

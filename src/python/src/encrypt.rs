@@ -91,7 +91,12 @@ pub(crate) fn scaled_ints(s: &Series, meta: &ColumnMeta, row_offset: usize) -> P
     }
 }
 
-pub(crate) fn enforce_bounds(vals: &mut [Option<i64>], meta: &ColumnMeta, clip: bool, row_offset: usize) -> PyResult<()> {
+pub(crate) fn enforce_bounds(
+    vals: &mut [Option<i64>],
+    meta: &ColumnMeta,
+    clip: bool,
+    row_offset: usize,
+) -> PyResult<()> {
     let Some((lo, hi)) = meta.bounds else { return Ok(()) };
     for (i, v) in vals.iter_mut().enumerate() {
         if let Some(x) = v {

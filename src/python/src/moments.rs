@@ -5,7 +5,9 @@
 use ghostpii_core::deg2::field_names;
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
 use ghostpii_core::num::from_limbs;
-use ghostpii_core::sealed_gram::{encode_weights, GramEntry, GramFeature, GramTerm, PlainEntry, RowWeights, SealedGram};
+use ghostpii_core::sealed_gram::{
+    encode_weights, GramEntry, GramFeature, GramTerm, PlainEntry, RowWeights, SealedGram,
+};
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -163,7 +165,11 @@ fn masked(lo: &[u64], hi: &[u64], rows: &[usize], weight: Option<&[Option<i64>]>
         .reduce(|| 0u128, u128::wrapping_add)
 }
 
-fn product_limbs<'c>(holder: &'c EncryptedCells, with: &str, storage: &'c Series) -> PolarsResult<(UInt64Chunked, UInt64Chunked)> {
+fn product_limbs<'c>(
+    holder: &'c EncryptedCells,
+    with: &str,
+    storage: &'c Series,
+) -> PolarsResult<(UInt64Chunked, UInt64Chunked)> {
     let (lo_n, hi_n) = field_names(with);
     let st = storage.struct_()?;
     let get = |n: &str| -> PolarsResult<UInt64Chunked> {
@@ -249,8 +255,19 @@ pub fn seal_gram(inputs: &[Series], kw: &MomentsKwargs) -> PolarsResult<Series> 
     let multiset = rid_multiset(kept_rids.clone());
     let mut weights = Vec::new();
     let mut weight_index = vec![None; d];
+    // a plaintext feature's values go to the keyhost only if an entry pairs it with an
+    // encrypted column
+    let paired = |i: usize| {
+        parsed
+            .iter()
+            .enumerate()
+            .any(|(e, q)| matches!(q, Input::Enc(_)) && kw.wants(i.min(e), i.max(e)))
+    };
     for (i, p) in parsed.iter().enumerate() {
         if let Input::Plain { values: v, .. } = p {
+            if !paired(i) {
+                continue;
+            }
             let mut per_rid: Vec<i64> = Vec::with_capacity(rows.len());
             let mut last = None;
             for &k in &order {
@@ -298,20 +315,49 @@ pub fn seal_gram(inputs: &[Series], kw: &MomentsKwargs) -> PolarsResult<Series> 
             match (pi, pj) {
                 (Some(Input::Enc(a)), Some(Input::Enc(b))) => {
                     let (holder, p) = product_of(&a.meta, &b.meta, &w)?;
-                    let (hc, hs) = if holder.column == a.meta.column { (a, storages[i]) } else { (b, storages[j]) };
+                    let (hc, hs) = if holder.column == a.meta.column {
+                        (a, storages[i])
+                    } else {
+                        (b, storages[j])
+                    };
                     let (lo, hi) = product_limbs(hc, &p.with, hs.expect("encrypted"))?;
-                    jobs.push(Job { i, j, lo, hi, term: GramTerm { column_id: p.column_id, epoch: p.epoch }, weight: None, scale: p.scale });
+                    jobs.push(Job {
+                        i,
+                        j,
+                        lo,
+                        hi,
+                        term: GramTerm {
+                            column_id: p.column_id,
+                            epoch: p.epoch,
+                        },
+                        weight: None,
+                        scale: p.scale,
+                    });
                 }
                 (Some(Input::Enc(a)), other) | (other, Some(Input::Enc(a))) => {
                     let (lo, hi) = a.num.clone().expect("num facet checked");
                     let (weight, scale) = match other {
                         Some(Input::Plain { values: v, scale }) => {
                             let k = if matches!(pi, Some(Input::Plain { .. })) { i } else { j };
-                            (Some((weight_index[k].expect("plain feature"), v.as_slice())), a.meta.scale + scale)
+                            (
+                                Some((weight_index[k].expect("plain feature"), v.as_slice())),
+                                a.meta.scale + scale,
+                            )
                         }
                         _ => (None, a.meta.scale),
                     };
-                    jobs.push(Job { i, j, lo, hi, term: GramTerm { column_id: a.meta.column_id, epoch: a.meta.epoch }, weight, scale });
+                    jobs.push(Job {
+                        i,
+                        j,
+                        lo,
+                        hi,
+                        term: GramTerm {
+                            column_id: a.meta.column_id,
+                            epoch: a.meta.epoch,
+                        },
+                        weight,
+                        scale,
+                    });
                 }
                 (a, b) => {
                     let get = |p: Option<&Input>, r: usize| -> i128 {
@@ -331,7 +377,12 @@ pub fn seal_gram(inputs: &[Series], kw: &MomentsKwargs) -> PolarsResult<Series> 
                             polars_err!(InvalidOperation: "ghostpii: {w}: plaintext sums leave 128 bits; rescale the plaintext features")
                         })?;
                     }
-                    plain.push(PlainEntry { i, j, value: acc.to_string(), scale });
+                    plain.push(PlainEntry {
+                        i,
+                        j,
+                        value: acc.to_string(),
+                        scale,
+                    });
                 }
             }
         }

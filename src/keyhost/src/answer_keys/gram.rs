@@ -54,13 +54,16 @@ pub(super) struct WeightSpec {
     values: String,
 }
 
+/// One entry a column answers: its index and the per-row weights it uses, if any.
+type Answers = (usize, Option<usize>);
+
 pub(super) struct GramWork {
     support: Vec<u64>,
     /// Multiplicity of each support row.
     mult: Vec<u64>,
     weights: Vec<Vec<i64>>,
     /// Per distinct keyhost column: its keys and the entries (index, weight) it answers.
-    columns: Vec<(ColumnKeys, Vec<(usize, Option<usize>)>)>,
+    columns: Vec<(ColumnKeys, Vec<Answers>)>,
     n_entries: usize,
     noise: Option<Vec<NoisePlan>>,
     dp_note: Option<Value>,
@@ -123,15 +126,20 @@ pub(super) fn plan(
         )));
     }
     // columns, once each
-    type Resolved = (Column, u32, ColumnKeys, Vec<(usize, Option<usize>)>);
+    type Resolved = (Column, u32, ColumnKeys, Vec<Answers>);
     let mut cols: Vec<Resolved> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if let Some(w) = e.weight {
             if w >= weights.len() {
-                return Err(ApiError::invalid(format!("entry {i} names weights {w}, which are not given")));
+                return Err(ApiError::invalid(format!(
+                    "entry {i} names weights {w}, which are not given"
+                )));
             }
         }
-        match cols.iter_mut().find(|(c, ep, _, _)| c.id == e.column_id && *ep == e.epoch) {
+        match cols
+            .iter_mut()
+            .find(|(c, ep, _, _)| c.id == e.column_id && *ep == e.epoch)
+        {
             Some((_, _, _, list)) => list.push((i, e.weight)),
             None => {
                 let (c, k) = column_epoch(cx, &ds, e.column_id, e.epoch)?;
@@ -232,12 +240,7 @@ pub(super) fn plan(
             None => Mechanism::new(epsilon / m, None),
             Some(d) => Mechanism::new(epsilon_for_rho(rho_for(epsilon, d) / m, d), Some(d)),
         };
-        let mut canonical = format!(
-            "gram|{}|{}|{}",
-            cx.caller.id,
-            ds.id,
-            rows.support.digest_hex()
-        );
+        let mut canonical = format!("gram|{}|{}|{}", cx.caller.id, ds.id, rows.support.digest_hex());
         for r in &rows.repeats {
             canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));
         }
@@ -252,9 +255,9 @@ pub(super) fn plan(
         let mut total = BigUint::from(0u32);
         for (i, e) in entries.iter().enumerate() {
             let (col, _, _, _) = cols
-            .iter()
-            .find(|(c, ep, _, _)| c.id == e.column_id && *ep == e.epoch)
-            .expect("resolved");
+                .iter()
+                .find(|(c, ep, _, _)| c.id == e.column_id && *ep == e.epoch)
+                .expect("resolved");
             let Some((lo, hi)) = col.spec.bounds else {
                 return Err(ApiError::invalid(format!(
                     "column '{}' has no declared bounds, so its moments have no bounded sensitivity for the \
@@ -273,7 +276,11 @@ pub(super) fn plan(
         let mut d = whole.describe(&whole_plan.sensitivity);
         d["entries"] = json!(described);
         d["request"] = json!(whole_plan.request);
-        note(entry, "dp", json!({"mechanism": d["mechanism"], "epsilon": epsilon, "delta": delta, "entries": entries.len(), "request": whole_plan.request}));
+        note(
+            entry,
+            "dp",
+            json!({"mechanism": d["mechanism"], "epsilon": epsilon, "delta": delta, "entries": entries.len(), "request": whole_plan.request}),
+        );
         effects.push(Effect::Budget {
             identity_id: cx.caller.id,
             dataset_id: ds.id,
