@@ -87,6 +87,21 @@ def test_plaintext_and_derived_features_enter_as_public_weights(
     assert m.feature_names_in_[-1] == "over_50"
 
 
+def test_linear_combinations_of_encrypted_columns_as_features(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
+    enc, an = setup(keyhost, admin, dataset)
+    diff = gp.ml.combination({"age": 1, "children": -3}, name="age_minus_3_children")
+    m = gp.ml.LinearRegression().fit(enc, features=[diff, "bmi"], target="charges", session=an)
+    df = insurance()
+    x = np.column_stack([(df["age"] - 3 * df["children"]).to_numpy(), df["bmi"].round(3).to_numpy()])
+    assert np.allclose([*m.coef_, m.intercept_], lstsq(x, df["charges"].round(2).to_numpy()), rtol=1e-6)
+    assert m.feature_names_in_ == ("age_minus_3_children", "bmi")
+    mixed = gp.ml.combination({"age": 1, "bmi": 1}, name="mixed")
+    with pytest.raises(gp.FitError, match="different decimals"):
+        gp.ml.LinearRegression().fit(enc, features=[mixed], target="charges", session=an)
+
+
 def test_ridge_and_no_intercept(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
     enc, an = setup(keyhost, admin, dataset)
     df = insurance()
