@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     token2 = owner.grant(
         "analyst",
         ds2,
-        [gp.allow.moments(["Age", "Fare", "Survived"], min_rows=50), gp.allow.compare("Age", constants=[16])],
+        [gp.allow.moments(["Age", "Fare", "Survived"], min_rows=20), gp.allow.compare("Age", constants=[16])],
     )
     an2 = gp.connect(kh.url, token2)
     c = gp.ml.LogisticRegression(alpha=1.0).fit(

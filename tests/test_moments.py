@@ -187,15 +187,15 @@ def test_dp_moments_are_noisy_charged_once_and_deterministic(
     b = q.ghost.collect(an)
     assert a.equals(b), "the same request gets the same noise (repeats do not average it away)"
     f = fixed(insurance())
-    assert a["v"][0] != f["bmi"].var() and abs(a["v"][0] - f["bmi"].var()) < 0.5 * f["bmi"].var()  # type: ignore[operator]
+    assert a["v"][0] != f["bmi"].var() and 0.0 <= a["v"][0] < 20 * f["bmi"].var()  # type: ignore[operator]
     assert -1.0 <= a["r"][0] <= 1.0  # type: ignore[operator]
     spent = an.budget(dataset)
     assert spent["answers"] == 1 and spent["epsilon_spent"] <= 1.0 + 1e-9, spent  # charged once per Gram
-    # a second, different query spends more; the budget runs out after 3
-    enc.lazy().slice(2).select(pl.col("bmi").ghost.var()).ghost.collect(an)
-    enc.lazy().slice(3).select(pl.col("bmi").ghost.var()).ghost.collect(an)
+    # different queries spend more, until the total of 3 would be exceeded
     with pytest.raises(gp.BudgetExhausted):
-        enc.lazy().slice(4).select(pl.col("bmi").ghost.var()).ghost.collect(an)
+        for k in range(2, 40):
+            enc.lazy().slice(k).select(pl.col("bmi").ghost.var()).ghost.collect(an)
+    assert an.budget(dataset)["epsilon_spent"] <= 3.0 + 1e-9
 
 
 def test_mixed_datasets_and_encryptions_are_refused(admin: gp.Session, dataset: gp.Dataset) -> None:
@@ -205,3 +205,29 @@ def test_mixed_datasets_and_encryptions_are_refused(admin: gp.Session, dataset: 
     both = pl.concat([a, b], how="horizontal")
     with pytest.raises(gp.UnsupportedOperation, match="different gp.encrypt calls|product of"):
         both.lazy().select(gp.cov("age", "bmi")).ghost.collect(admin)
+
+
+def test_a_one_row_plaintext_weight_cannot_decrypt_a_row(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
+    """Per-row weights are public and chosen by the analyst: an indicator of one row would make
+    Σ u·x that row's value. min_rows counts the rows with a non-zero weight, and without
+    min_rows the linear audit refuses the single-row class."""
+    enc, an = setup(keyhost, admin, dataset)
+    spy = enc.lazy().with_columns((pl.int_range(pl.len()) == 5).cast(pl.Int8).alias("spy"))
+    with pytest.raises(gp.PermissionDenied, match="non-zero on 1 distinct rows"):
+        spy.select(pl.col("bmi").ghost.dot("spy")).ghost.collect(an)
+    ds2 = admin.create_dataset(f"{dataset.name}_nomin")
+    enc2 = gp.encrypt(insurance(), ds2, SCHEMA, products=[GROUP])
+    an2 = gp.connect(keyhost.url, admin.grant(f"nm_{dataset.name}", ds2, [gp.allow.moments(list(GROUP))]))
+    spy2 = enc2.lazy().with_columns((pl.int_range(pl.len()) == 5).cast(pl.Int8).alias("spy"))
+    with pytest.raises(gp.PermissionDenied, match="linear audit") as e:
+        spy2.select(pl.col("bmi").ghost.dot("spy")).ghost.collect(an2)
+    assert e.value.reason == "audit_disclosure"
+    # weights 1 and 2 on two rows, then the plain sum of both: x_a + 2·x_b and x_a + x_b solve both
+    two = enc2.lazy().with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(1).when(pl.int_range(pl.len()) == 8).then(2).otherwise(0).alias("w")
+    )
+    two.select(pl.col("age").ghost.dot("w")).ghost.collect(an2)
+    with pytest.raises(gp.PermissionDenied, match="linear audit"):
+        enc2.lazy().slice(7, 2).select(pl.col("age").ghost.norm().alias("n"), gp.cov("age", "bmi")).ghost.collect(an2)

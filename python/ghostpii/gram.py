@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GramBatch", "GramMatrix", "decode", "descriptor", "is_gram", "statistic"]
+__all__ = ["GramBatch", "GramMatrix", "combine", "decode", "descriptor", "is_gram", "statistic"]
 
 _MOD = 1 << 128
 
@@ -148,6 +148,44 @@ def decode(p0: dict[str, Any], order: list[tuple[int, int, int | None]], result:
         g.sums[ij] = int(e["value"])
         g.scales[ij] = int(e["scale"])
     return g
+
+
+def combine(g: GramMatrix, maps: Sequence[dict[int, int]], names: Sequence[str]) -> GramMatrix:
+    """The Gram matrix of features that are integer combinations ``Σ w_i · input_i`` of ``g``'s
+    inputs (``maps[k] = {input index: weight}``; the intercept stays last). Exact: the sums stay
+    integers; the inputs of one combination must share their fixed-point scale."""
+    c = g.intercept
+    out = GramMatrix(names=list(names), n=g.n, rows_in=g.rows_in, dp=g.dp)
+    full = [*maps, {c: 1}]
+    for a, ma in enumerate(full):
+        lo_hi = None
+        if a < len(maps):
+            bs = [g.bounds[i] for i in ma]
+            if all(b is not None for b in bs):
+                span = sum(abs(w) * max(abs(b[0]), abs(b[1])) for w, b in zip(ma.values(), bs, strict=True) if b)
+                lo_hi = (-span, span)
+            out.bounds.append(lo_hi)
+        for b in range(a, len(full)):
+            mb = full[b]
+            if not all(g.has(i, j) for i in ma for j in mb):
+                continue  # not revealed (e.g. the target's square): not needed by the fit
+            if a == b == len(full) - 1:
+                total, scale = g.exact(c, c)
+            else:
+                total, scale = 0, None
+                for i, wi in ma.items():
+                    for j, wj in mb.items():
+                        v, sc = g.exact(i, j)
+                        if scale is not None and sc != scale:
+                            raise ValueError("a combination mixes inputs of different decimals")
+                        scale = sc
+                        total += wi * wj * v
+                        var = g.noise.get((min(i, j), max(i, j)))
+                        if var is not None:
+                            out.noise[(a, b)] = math.hypot(out.noise.get((a, b), 0.0), wi * wj * var)
+            out.sums[(a, b)] = total
+            out.scales[(a, b)] = int(scale or 0)
+    return out
 
 
 def statistic(g: GramMatrix, stat: str) -> float | None:

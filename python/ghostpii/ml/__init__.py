@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from ghostpii.ml._stats import Combination, combination
 from ghostpii.ml.linear import LinearRegression
 from ghostpii.ml.logistic import LogisticRegression
 
-__all__ = ["LinearRegression", "LogisticRegression", "one_hot"]
+__all__ = ["Combination", "LinearRegression", "LogisticRegression", "combination", "one_hot"]
 
 
 def one_hot(bucket: pl.Expr, levels: int, *, name: str, drop_first: bool = True) -> list[pl.Expr]:

@@ -4,23 +4,45 @@ revealed with ONE descriptor (after at most one token request for derived featur
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
 from ghostpii.client import Session
 from ghostpii.errors import FitError, ghost_errors
-from ghostpii.gram import GramMatrix, decode, descriptor
+from ghostpii.gram import GramMatrix, combine, decode, descriptor
 from ghostpii.moments import moment_expr
 from ghostpii.plan_guard import check_plan
 from ghostpii.tokens import prefetch
 
-__all__ = ["Feature", "feature_names", "fit_statistics"]
-
-Feature = str | pl.Expr
+__all__ = ["Combination", "Feature", "combination", "feature_names", "fit_statistics"]
 
 
-def _expr(f: Feature) -> pl.Expr:
+@dataclass(frozen=True)
+class Combination:
+    """A feature ``Σ w·column`` of encrypted columns with public integer weights (as
+    ``gp.linear_sum``), fitted from the Gram matrix of its columns (exact)."""
+
+    weights: Mapping[str, int]
+    name: str
+
+
+def combination(weights: Mapping[str, int], name: str) -> Combination:
+    """The feature ``Σ w·column`` (e.g. ``{"income": 1, "tax": -1}``) named ``name``; its columns
+    need one products group and the same decimals."""
+    if not weights:
+        raise ValueError("a combination needs at least one column")
+    for c, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, int):
+            raise TypeError(f"weight of {c!r} must be an int, got {w!r}")
+    return Combination(dict(weights), name)
+
+
+Feature = str | pl.Expr | Combination
+
+
+def _expr(f: str | pl.Expr) -> pl.Expr:
     return pl.col(f) if isinstance(f, str) else f
 
 
@@ -28,6 +50,9 @@ def feature_names(features: Sequence[Feature]) -> list[str]:
     """Output names of the features (refusing duplicates: each is one coefficient)."""
     names = []
     for f in features:
+        if isinstance(f, Combination):
+            names.append(f.name)
+            continue
         try:
             names.append(_expr(f).meta.output_name())
         except pl.exceptions.ComputeError as e:
@@ -52,10 +77,27 @@ def fit_statistics(
     if not isinstance(lf, pl.LazyFrame):
         raise TypeError(f"fit takes a polars LazyFrame or DataFrame, got {type(data).__name__}")
     names = feature_names(columns)
-    d = len(columns)
-    t = d - 1
-    pairs = [(i, j) for i in range(d + 1) for j in range(i, d + 1) if target_square or not i == j == t]
-    sel = lf.select(moment_expr("gram", [_expr(c).alias(n) for c, n in zip(columns, names, strict=True)], pairs))
+    # inputs of the kernel: every column once; each feature a combination of inputs
+    inputs: list[tuple[pl.Expr, str]] = []
+    maps: list[dict[int, int]] = []
+
+    def index(e: pl.Expr, n: str) -> int:
+        for k, (_, m) in enumerate(inputs):
+            if m == n:
+                return k
+        inputs.append((e.alias(n), n))
+        return len(inputs) - 1
+
+    for f, n in zip(columns, names, strict=True):
+        if isinstance(f, Combination):
+            maps.append({index(pl.col(c), c): w for c, w in f.weights.items()})
+        else:
+            maps.append({index(_expr(f), n): 1})
+    d = len(inputs)
+    t = next(iter(maps[-1]))
+    square = target_square or any(t in m for m in maps[:-1])
+    pairs = [(i, j) for i in range(d + 1) for j in range(i, d + 1) if square or not i == j == t]
+    sel = lf.select(moment_expr("gram", [e for e, _ in inputs], pairs))
     with ghost_errors():
         check_plan(sel)
         prefetch(sel, session)
@@ -67,4 +109,10 @@ def fit_statistics(
     desc, order = descriptor([payload])
     with ghost_errors():
         result = session.answer_keys([desc])[0]
-    return decode(payload, order, result)
+    g = decode(payload, order, result)
+    if any(isinstance(f, Combination) for f in columns):
+        try:
+            g = combine(g, maps, names)
+        except ValueError as e:
+            raise FitError(str(e)) from None
+    return g

@@ -83,7 +83,7 @@ pub fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>> {
     let ev = eigenvalues(a)?;
     let scale = ev.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let min = ev[0];
-    if !(min > scale * 1e-12) {
+    if min.is_nan() || min <= scale * 1e-12 {
         return Err(LinalgError::Singular {
             min_eigenvalue: min,
             scale,

@@ -91,13 +91,9 @@ fn ridge_normal_equations_match_smartcore_ridge() {
             .with_solver(RidgeRegressionSolverName::Cholesky),
     )
     .unwrap();
-    for j in 0..d {
+    for (j, b) in beta.iter().enumerate() {
         let want = *fit.coefficients().get((j, 0));
-        assert!(
-            (beta[j] - want).abs() < 1e-8 * want.abs().max(1.0),
-            "coef {j}: {} vs {want}",
-            beta[j]
-        );
+        assert!((b - want).abs() < 1e-8 * want.abs().max(1.0), "coef {j}: {b} vs {want}");
     }
 }
 

@@ -255,8 +255,19 @@ pub fn seal_gram(inputs: &[Series], kw: &MomentsKwargs) -> PolarsResult<Series> 
     let multiset = rid_multiset(kept_rids.clone());
     let mut weights = Vec::new();
     let mut weight_index = vec![None; d];
+    // a plaintext feature's values go to the keyhost only if an entry pairs it with an
+    // encrypted column
+    let paired = |i: usize| {
+        parsed
+            .iter()
+            .enumerate()
+            .any(|(e, q)| matches!(q, Input::Enc(_)) && kw.wants(i.min(e), i.max(e)))
+    };
     for (i, p) in parsed.iter().enumerate() {
         if let Input::Plain { values: v, .. } = p {
+            if !paired(i) {
+                continue;
+            }
             let mut per_rid: Vec<i64> = Vec::with_capacity(rows.len());
             let mut last = None;
             for &k in &order {

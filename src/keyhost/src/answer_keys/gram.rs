@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ghostpii_core::sealed_gram::decode_weights;
-use ghostpii_core::{ColumnKeys, Facet, RidMultiset, RidSet};
+use ghostpii_core::{ColumnKeys, Facet, RidSet};
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
 use serde::Deserialize;
@@ -54,28 +54,19 @@ pub(super) struct WeightSpec {
     values: String,
 }
 
+/// One entry a column answers: its index and the per-row weights it uses, if any.
+type Answers = (usize, Option<usize>);
+
 pub(super) struct GramWork {
     support: Vec<u64>,
-    /// Multiplicity of each support row.
-    mult: Vec<u64>,
+    /// Rows counted k ≥ 2 times: (k, rids).
+    repeats: Vec<(u64, Vec<u64>)>,
     weights: Vec<Vec<i64>>,
     /// Per distinct keyhost column: its keys and the entries (index, weight) it answers.
-    columns: Vec<(ColumnKeys, Vec<(usize, Option<usize>)>)>,
+    columns: Vec<(ColumnKeys, Vec<Answers>)>,
     n_entries: usize,
     noise: Option<Vec<NoisePlan>>,
     dp_note: Option<Value>,
-}
-
-fn multiplicities(support: &[u64], rows: &RidMultiset) -> Vec<u64> {
-    let mut k = vec![1u64; support.len()];
-    for r in &rows.repeats {
-        for rid in r.rids.to_vec() {
-            if let Ok(i) = support.binary_search(&rid) {
-                k[i] = r.k;
-            }
-        }
-    }
-    k
 }
 
 /// Audit classes of a weighted entry: rows by weight value (positive part; `negative` for the
@@ -123,7 +114,7 @@ pub(super) fn plan(
         )));
     }
     // columns, once each
-    type Resolved = (Column, u32, ColumnKeys, Vec<(usize, Option<usize>)>);
+    type Resolved = (Column, u32, ColumnKeys, Vec<Answers>);
     let mut cols: Vec<Resolved> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if let Some(w) = e.weight {
@@ -215,7 +206,6 @@ pub(super) fn plan(
         let m = i64::try_from(multiplier(e)).map_err(|_| ApiError::invalid("a per-row weight does not fit 63 bits"))?;
         super::recheck::check_no_wrap(&[(col, m)], support.len() as u64)?;
     }
-    let mult = multiplicities(&support, &rows);
     if !rows.repeats.is_empty() {
         note(entry, "max_multiplicity", json!(kmax));
     }
@@ -317,7 +307,7 @@ pub(super) fn plan(
     }
     Ok(GramWork {
         support,
-        mult,
+        repeats: rows.repeats.iter().map(|r| (r.k, r.rids.to_vec())).collect(),
         weights: decoded,
         columns: cols.into_iter().map(|(_, _, k, l)| (k, l)).collect(),
         n_entries: entries.len(),
@@ -329,23 +319,28 @@ pub(super) fn plan(
 pub(super) fn compute(w: GramWork) -> Result<Value, ApiError> {
     let mut keys = vec![0u128; w.n_entries];
     for (k, list) in &w.columns {
-        let masks = k.num.masks(&w.support);
-        for &(i, weight) in list {
-            let m: &[u64];
-            let acc = match weight {
-                None => {
-                    m = &w.mult;
-                    masks
-                        .iter()
-                        .zip(m)
-                        .fold(0u128, |a, (&x, &k)| a.wrapping_add(x.wrapping_mul(u128::from(k))))
+        // unweighted entries: Σ masks over the support plus (k − 1)·Σ masks of each repeat class
+        if list.iter().any(|(_, weight)| weight.is_none()) {
+            let plain = w.repeats.iter().fold(k.num.sum_masks(&w.support), |s, (m, r)| {
+                s.wrapping_add(u128::from(m - 1).wrapping_mul(k.num.sum_masks(r)))
+            });
+            for &(i, weight) in list {
+                if weight.is_none() {
+                    keys[i] = plain;
                 }
-                Some(j) => masks
-                    .iter()
-                    .zip(&w.weights[j])
-                    .fold(0u128, |a, (&x, &u)| a.wrapping_add(x.wrapping_mul(u as i128 as u128))),
-            };
-            keys[i] = acc;
+            }
+        }
+        // weighted entries need each row's mask
+        if list.iter().any(|(_, weight)| weight.is_some()) {
+            let masks = k.num.masks(&w.support);
+            for &(i, weight) in list {
+                if let Some(j) = weight {
+                    keys[i] = masks
+                        .iter()
+                        .zip(&w.weights[j])
+                        .fold(0u128, |a, (&x, &u)| a.wrapping_add(x.wrapping_mul(u as i128 as u128)));
+                }
+            }
         }
     }
     if let Some(plans) = &w.noise {
