@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Build ghostpii, then run every test: Rust (core, keyhost) and pytest end to end, plus linters.
+# Build ghostpii, then run every test: Rust (core, keyhost, linalg) and pytest end to end, plus linters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ghostpii/target}"
 PY="${PYTHON:-python3}"
 bash scripts/build.sh
-echo "== cargo fmt / clippy (core, keyhost)"
+echo "== cargo fmt / clippy (core, keyhost, linalg)"
 cargo fmt --all -- --check
-cargo clippy --release -p ghostpii-core -p ghostpii-keyhost --all-targets -- -D warnings
+cargo clippy --release -p ghostpii-core -p ghostpii-keyhost -p ghostpii-linalg --all-targets -- -D warnings
 echo "== ruff / mypy"
 "$PY" -m ruff check python tests benchmarks examples
 "$PY" -m ruff format --check python tests benchmarks examples
 "$PY" -m mypy python/ghostpii
-echo "== cargo test (core, keyhost)"
-cargo test --release -p ghostpii-core -p ghostpii-keyhost
+echo "== cargo test (core, keyhost, linalg)"
+cargo test --release -p ghostpii-core -p ghostpii-keyhost -p ghostpii-linalg
 echo "== pytest (end to end against a real keyhost)"
 "$PY" -m pytest tests -q -p no:cacheprovider "$@"
