@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ghostpii.client import Session
+from ghostpii.dtypes import is_encrypted
 from ghostpii.errors import FitError
 from ghostpii.gram import GramMatrix
 from ghostpii.ml._stats import Feature, feature_names, fit_statistics
@@ -70,15 +71,31 @@ class LinearPredictor:
         self._check_fitted()
         return {**dict(zip(self.feature_names_in_, self.coef_, strict=True)), "intercept": self.intercept_}
 
-    def decision_function(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.Series:
-        """``x·coef_ + intercept_`` per row of a plaintext frame (vectorised in Polars)."""
+    def decision_function(self, frame: pl.DataFrame | pl.LazyFrame, session: Session | None = None) -> pl.Series:
+        """``x·coef_ + intercept_`` per row (Float64).
+
+        On a plaintext frame it is computed locally in Polars. When some feature columns are
+        encrypted, the rows are scored with ``gp.score`` under ``score`` grants (``session``
+        needed): per row only ``x·coef_`` is revealed, in ONE keyhost request.
+        """
         self._check_fitted()
-        missing = [n for n in self.feature_names_in_ if n not in frame.collect_schema().names()]
+        schema = frame.collect_schema()
+        missing = [n for n in self.feature_names_in_ if n not in schema.names()]
         if missing:
             raise FitError(
-                f"the frame lacks the feature column(s) {missing}; predict takes a plaintext frame with columns "
-                f"{list(self.feature_names_in_)}"
+                f"the frame lacks the feature column(s) {missing}; predict takes a frame with columns "
+                f"{list(self.feature_names_in_)} (derived features must be computed into columns of those names)"
             )
+        if any(is_encrypted(schema[n]) for n in self.feature_names_in_):
+            if session is None:
+                raise FitError(
+                    "some feature columns are encrypted: pass session=... to score the rows under a score grant "
+                    "(gp.allow.score), or predict on plaintext"
+                )
+            from ghostpii.scoring import score
+
+            weights = dict(zip(self.feature_names_in_, self.coef_, strict=True))
+            return score(frame, weights, intercept=self.intercept_, session=session).alias("prediction")
         expr = pl.lit(self.intercept_, dtype=pl.Float64)
         for n, w in zip(self.feature_names_in_, self.coef_, strict=True):
             expr = expr + pl.col(n).cast(pl.Float64) * w

@@ -95,6 +95,7 @@ class LinearRegression(LinearPredictor):
         self.ridge_ = lam
         self.fit_info_ = FitInfo(g, g.dp)
 
-    def predict(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.Series:
-        """Predictions for a plaintext frame with the feature columns (by name)."""
-        return self.decision_function(frame)
+    def predict(self, frame: pl.DataFrame | pl.LazyFrame, session: Session | None = None) -> pl.Series:
+        """Predictions for a frame with the feature columns (by name): plaintext, or encrypted
+        columns scored under a ``score`` grant with ``session`` (see ``decision_function``)."""
+        return self.decision_function(frame, session)

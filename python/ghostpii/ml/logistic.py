@@ -96,12 +96,13 @@ class LogisticRegression(LinearPredictor):
         self.ridge_ = 0.0
         self.fit_info_ = FitInfo(g, g.dp)
 
-    def predict_proba(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-        """``P(y=0)``, ``P(y=1)`` per row of a plaintext frame (columns ``0`` and ``1``)."""
-        z = self.decision_function(frame)
+    def predict_proba(self, frame: pl.DataFrame | pl.LazyFrame, session: Session | None = None) -> pl.DataFrame:
+        """``P(y=0)``, ``P(y=1)`` per row (columns ``0`` and ``1``); encrypted feature columns are
+        scored under a ``score`` grant with ``session`` (only ``x·coef_`` per row is revealed)."""
+        z = self.decision_function(frame, session)
         p1 = 1.0 / (1.0 + (-z).exp())
         return pl.DataFrame({"0": 1.0 - p1, "1": p1})
 
-    def predict(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.Series:
-        """0/1 class per row (``P(y=1) ≥ 0.5``)."""
-        return (self.decision_function(frame) >= 0.0).cast(pl.Int8).alias("prediction")
+    def predict(self, frame: pl.DataFrame | pl.LazyFrame, session: Session | None = None) -> pl.Series:
+        """0/1 class per row (``P(y=1) ≥ 0.5``); ``session`` as for :meth:`predict_proba`."""
+        return (self.decision_function(frame, session) >= 0.0).cast(pl.Int8).alias("prediction")
