@@ -143,7 +143,10 @@ pub fn open_sqlite(path: &Path) -> Result<Connection> {
     open(&Database::Sqlite(path.to_path_buf()))
 }
 
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added the `score`, `moments`, `match`, `group` and `link` grant operations and their
+/// tables. A version-1 database is refused at start (there is no upgrade path yet: its grants
+/// table's CHECK constraint would refuse the new operations).
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -298,8 +301,8 @@ pub fn create_tables(conn: &Connection, sqlite_ddl: &str) -> Result<()> {
 
 /// Create the tables if they do not exist and record the schema version, in one transaction
 /// (on PostgreSQL under the write lock, so replicas starting together do not race). A
-/// database written with another schema version is refused (there is no older released
-/// schema to upgrade from).
+/// database written with another schema version is refused (no upgrade path is written yet;
+/// see [`SCHEMA_VERSION`]).
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     create_tables(&tx, SCHEMA)?;
