@@ -188,7 +188,9 @@ def test_dp_moments_are_noisy_charged_once_and_deterministic(
     assert a.equals(b), "the same request gets the same noise (repeats do not average it away)"
     f = fixed(insurance())
     assert a["v"][0] != f["bmi"].var() and 0.0 <= a["v"][0] < 20 * f["bmi"].var()  # type: ignore[operator]
-    assert -1.0 <= a["r"][0] <= 1.0  # type: ignore[operator]
+    # a noisy variance can come out ≤ 0, and then the correlation is null (never outside [-1, 1])
+    r = a["r"][0]
+    assert r is None or -1.0 <= r <= 1.0
     spent = an.budget(dataset)
     assert spent["answers"] == 1 and spent["epsilon_spent"] <= 1.0 + 1e-9, spent  # charged once per Gram
     # different queries spend more, until the total of 3 would be exceeded

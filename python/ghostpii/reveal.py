@@ -53,10 +53,20 @@ def _gram_payloads(name: str, series: pl.Series) -> list[dict[str, Any] | None] 
     """The payloads of a column of sealed Gram matrices (``ghostpii.gram``), or None when the
     column holds sealed sums (format 2, revealed in Rust)."""
     storage = series.ext.storage() if isinstance(series.dtype, pl.BaseExtension) else series
-    if not isinstance(storage.dtype, pl.Struct) or "payload" not in storage.dtype.to_schema():
+    if not isinstance(storage.dtype, pl.Struct):
+        return None
+    fields = storage.dtype.to_schema()
+    if "op" in fields:  # format 2: a Gram matrix keeps its layout in `params`
+        ops = storage.struct.field("op").drop_nulls()
+        if ops.len() == 0 or (ops != "gram").any():
+            return None
+        payload = storage.struct.field("params")
+    elif "payload" in fields:
+        payload = storage.struct.field("payload")
+    else:
         return None
     out: list[dict[str, Any] | None] = []
-    for raw in storage.struct.field("payload"):
+    for raw in payload:
         if raw is None:
             out.append(None)
             continue

@@ -102,7 +102,7 @@ def fit_statistics(
         check_plan(sel)
         prefetch(sel, session)
         df = sel.collect()
-    raw = df.to_series(0).ext.storage().struct.field("payload")[0]
+    raw = df.to_series(0).ext.storage().struct.field("params")[0]  # format 2: the Gram in `params`
     payload = json.loads(raw)
     if int(payload["n"]) == 0:
         raise FitError(f"no row has all of {names} non-null: nothing to fit")

@@ -415,9 +415,7 @@ pub fn seal_gram(inputs: &[Series], kw: &MomentsKwargs) -> PolarsResult<Series> 
     };
     sealed.set_rows(&multiset);
     let name = inputs[0].name().clone();
-    let label = Series::new("label".into(), [sealed.label()]);
-    let payload = Series::new("payload".into(), [sealed.to_bytes()]);
-    Ok(StructChunked::from_series(name, 1, [label, payload].iter())?.into_series())
+    crate::sealed_column::params_row(name, sealed.label(), "gram", sealed.n, sealed.to_bytes())
 }
 
 fn moments_field(inputs: &[Field], kwargs: MomentsKwargs) -> PolarsResult<Field> {

@@ -436,7 +436,14 @@ pub fn field(inputs: &[Field], kw: &QuantileKwargs) -> PolarsResult<Field> {
         .ok_or_else(|| polars_err!(ComputeError: "ghostpii: ghost.quantile() takes one column"))?;
     let meta = crate::columns::meta_of(f.name(), f.dtype(), "ghost.quantile()")?;
     check(&meta, kw)?;
-    Ok(Field::new(f.name().clone(), crate::aggregate::sealed_storage_dtype()))
+    // the `ghostpii.sealed_quantile` storage: a label and the order cells' payload
+    Ok(Field::new(
+        f.name().clone(),
+        DataType::Struct(vec![
+            Field::new("label".into(), DataType::String),
+            Field::new("payload".into(), DataType::Binary),
+        ]),
+    ))
 }
 
 fn quantile_field(inputs: &[Field], kwargs: QuantileKwargs) -> PolarsResult<Field> {

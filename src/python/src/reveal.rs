@@ -270,6 +270,7 @@ impl RevealPlan {
     ) -> PyResult<(
         Vec<PySeries>,
         HashMap<usize, Bound<'py, PyBytes>>,
+        HashMap<usize, String>,
         Option<(String, String, Option<String>)>,
     )> {
         let answers: Answers = serde_json::from_slice(response)

@@ -57,6 +57,26 @@ pub fn one_row(name: PlSmallStr, v: NewSealed<'_>) -> PolarsResult<Series> {
     Ok(StructChunked::from_series(name, 1, fields.iter())?.into_series())
 }
 
+/// A one-row sealed value of an op whose layout lives in `params` (a Gram matrix: op `gram`,
+/// `params` = the JSON of `ghostpii_core::sealed_gram::SealedGram`; no `masked`, `rids` or
+/// `terms` fields, those are inside).
+pub fn params_row(name: PlSmallStr, label: String, op: &str, n: u64, params: Vec<u8>) -> PolarsResult<Series> {
+    let empty: Vec<u8> = Vec::new();
+    let fields = [
+        Series::new("label".into(), [label]),
+        Series::new("format".into(), [SEALED_FORMAT]),
+        Series::new("op".into(), [op]),
+        Series::new("meta".into(), [""]),
+        Series::new("terms".into(), [empty.clone()]),
+        Series::new("masked".into(), [empty.clone()]),
+        Series::new("n".into(), [n]),
+        Series::new("rids".into(), [empty.clone()]),
+        Series::new("repeats".into(), [empty]),
+        Series::new("params".into(), [params]),
+    ];
+    Ok(StructChunked::from_series(name, 1, fields.iter())?.into_series())
+}
+
 /// A one-row null sealed value.
 pub fn null_row(name: PlSmallStr) -> Series {
     Series::full_null(name, 1, &sealed_storage_dtype())
