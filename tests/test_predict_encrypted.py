@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from test_models import GROUP, SCHEMA, insurance
 
 import ghostpii as gp
 from conftest import KeyhostProcess
-from test_models import GROUP, SCHEMA, insurance
 
 FEATURES = ["age", "bmi", "children"]
 

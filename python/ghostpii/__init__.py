@@ -48,8 +48,8 @@ from ghostpii.functions import (
     younger_than,
 )
 from ghostpii.keyhost import Keyhost
-from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.linkage import LinkError, link
+from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text

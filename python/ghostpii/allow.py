@@ -148,6 +148,8 @@ def score(columns: str | Sequence[str], *, max_vectors: int | None = None) -> Al
         raise ValueError("max_vectors must be at least 1")
     params: dict[str, Any] = {} if max_vectors is None else {"max_vectors": int(max_vectors)}
     return Allows(Allow("score", c, dict(params)) for c in dict.fromkeys(cols))
+
+
 def moments(
     columns: Sequence[str],
     *,

@@ -13,8 +13,8 @@ from ghostpii import _internal
 from ghostpii.client import Dataset, Session
 from ghostpii.dtypes import EncryptedType
 from ghostpii.errors import EncryptionError, KeyhostError
-from ghostpii.products import check_frame_dtypes, plan_products, products_meta
 from ghostpii.keyed import fuzzy_text, key_facet_keys
+from ghostpii.products import check_frame_dtypes, plan_products, products_meta
 from ghostpii.progress import progress
 from ghostpii.schema import ColumnSpec, precheck_length
 

@@ -118,6 +118,7 @@ class GhostExpr:
     def median(self) -> SealedQuantileExpr:
         """Sealed median (``quantile(0.5, "linear")``, as Polars' ``median``)."""
         return quantile(self._expr, 0.5, "linear")
+
     # -- second moments (deg2 facet, moments grant; see ghostpii.moments) ------------------
     def var(self) -> pl.Expr:
         """Sealed sample variance (ddof=1, like Polars)."""

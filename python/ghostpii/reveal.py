@@ -122,8 +122,8 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
     new: list[pl.Series] = list(cols)
     if gram_cols:
         results: list[dict[str, Any]] = [{} for _ in range(plan.count)]
-        for i, text in answers.items():
-            results[i] = json.loads(text)
+        for at, text in answers.items():
+            results[at] = json.loads(text)
         for name, gram_entries in gram_cols.items():
             values = [None if p is None else grams.value(slot, results) for p, slot in gram_entries]
             new.append(pl.Series(name, values, dtype=pl.Float64()))
