@@ -63,33 +63,38 @@ pub fn build(
         Some(v) => serde_json::from_value(v)
             .map_err(|e| ApiError::invalid(format!("grant params are not supported by this keyhost: {e}")))?,
     };
-    let present = |pairs: &[(&'static str, bool)]| -> Vec<&'static str> {
-        pairs.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect()
-    };
-    let agg_fields = present(&[
+    // every parameter given, in one order, and the ones each operation takes
+    let given = [
         ("min_rows", raw.min_rows.is_some()),
         ("epsilon", raw.epsilon.is_some()),
         ("delta", raw.delta.is_some()),
         ("budget", raw.budget.is_some()),
-    ]);
-    let cmp_fields = present(&[
         ("constants", raw.constants.is_some()),
         ("range", raw.range.is_some()),
         ("max_constants", raw.max_constants.is_some()),
-    ]);
-    let score_fields = present(&[("max_vectors", raw.max_vectors.is_some())]);
-    if op != Operation::Score && !score_fields.is_empty() {
-        return Err(unsupported(op, &score_fields));
+        ("max_vectors", raw.max_vectors.is_some()),
+        ("columns", raw.columns.is_some()),
+    ];
+    const PRIVACY: [&str; 4] = ["min_rows", "epsilon", "delta", "budget"];
+    let takes: &[&str] = match op {
+        Operation::Decrypt | Operation::Group | Operation::Link => &[],
+        Operation::Aggregate => &PRIVACY,
+        Operation::Moments => &["min_rows", "epsilon", "delta", "budget", "columns"],
+        Operation::Compare => &["constants", "range", "max_constants"],
+        Operation::Match => &["constants", "max_constants"],
+        Operation::Score => &["max_vectors"],
+    };
+    let refused: Vec<&str> = given
+        .iter()
+        .filter(|(name, present)| *present && !takes.contains(name))
+        .map(|(name, _)| *name)
+        .collect();
+    if !refused.is_empty() {
+        return Err(unsupported(op, &refused));
     }
     match op {
+        Operation::Decrypt | Operation::Group | Operation::Link => Ok(GrantParams::default()),
         Operation::Score => {
-            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
-            if raw.columns.is_some() {
-                all.push("columns");
-            }
-            if !all.is_empty() {
-                return Err(unsupported(op, &all));
-            }
             if raw.max_vectors == Some(0) {
                 return Err(ApiError::invalid("max_vectors must be at least 1"));
             }
@@ -98,74 +103,17 @@ pub fn build(
                 ..Default::default()
             })
         }
-        Operation::Decrypt => {
-            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
-            if raw.columns.is_some() {
-                all.push("columns");
-            }
-            if !all.is_empty() {
-                return Err(unsupported(op, &all));
-            }
-            Ok(GrantParams::default())
-        }
-        Operation::Aggregate => {
-            if !cmp_fields.is_empty() {
-                return Err(unsupported(op, &cmp_fields));
-            }
-            if raw.columns.is_some() {
-                return Err(unsupported(op, &["columns"]));
-            }
-            aggregate(conn, ds, column, raw)
-        }
-        Operation::Compare => {
-            if !agg_fields.is_empty() {
-                return Err(unsupported(op, &agg_fields));
-            }
-            if raw.columns.is_some() {
-                return Err(unsupported(op, &["columns"]));
-            }
-            compare(conn, ds, column, raw)
-        }
-        Operation::Moments => {
-            if !cmp_fields.is_empty() {
-                return Err(unsupported(op, &cmp_fields));
-            }
-            crate::moments::grant_params(
-                conn,
-                ds,
-                column,
-                raw.columns.clone(),
-                aggregate_checked(conn, ds, column, &raw)?,
-            )
-        }
-        Operation::Match => {
-            let mut bad = agg_fields;
-            if raw.range.is_some() {
-                bad.push("range");
-            }
-            if raw.columns.is_some() {
-                bad.push("columns");
-            }
-            if !bad.is_empty() {
-                return Err(unsupported(op, &bad));
-            }
-            match_params(conn, ds, column, raw)
-        }
-        Operation::Group | Operation::Link => {
-            let mut all: Vec<_> = agg_fields.into_iter().chain(cmp_fields).collect();
-            if raw.columns.is_some() {
-                all.push("columns");
-            }
-            if !all.is_empty() {
-                return Err(unsupported(op, &all));
-            }
-            Ok(GrantParams::default())
-        }
+        Operation::Aggregate => aggregate_checked(conn, ds, column, &raw),
+        Operation::Compare => compare(conn, ds, column, raw),
+        Operation::Moments => crate::moments::grant_params(
+            conn,
+            ds,
+            column,
+            raw.columns.clone(),
+            aggregate_checked(conn, ds, column, &raw)?,
+        ),
+        Operation::Match => match_params(conn, ds, column, raw),
     }
-}
-
-fn aggregate(conn: &Connection, ds: &Dataset, column: &str, raw: Raw) -> ApiResult<GrantParams> {
-    aggregate_checked(conn, ds, column, &raw)
 }
 
 /// The checks and stored form of `min_rows`, `epsilon`, `delta`, `budget` (aggregate and moments).
