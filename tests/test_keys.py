@@ -100,8 +100,21 @@ def test_columns_outside_a_shared_join_domain_never_match(
     for enc, col in ((lone, "s2"), (placed, "s3")):
         left = enc.lazy().select(k=pl.col(col).ghost.key())
         right = other.lazy().select(k=pl.col("surname").ghost.key())
-        assert left.join(right, on="k").ghost.collect(an).height == 0  # never equal
+        # lf.ghost.collect refuses the join, whether the keys come from a selection or are the
+        # join expressions themselves, and names both domains
+        with pytest.raises(gp.UnsupportedOperation, match="would match nothing.*join_domain=") as e:
+            left.join(right, on="k").ghost.collect(an)
+        assert "persons" in str(e.value)
+        direct = enc.lazy().join(other.lazy(), left_on=pl.col(col).ghost.key(), right_on=pl.col("surname").ghost.key())
+        with pytest.raises(gp.UnsupportedOperation, match="would match nothing"):
+            direct.ghost.collect(an)
+        # a plain .collect() is not inspected: the pseudonyms never match (docs/privacy.md)
         assert left.join(right, on="k").collect().height == 0
+    # one column without a join domain joins with itself
+    keys = lone.lazy().select(k=pl.col("s2").ghost.key())
+    self_join = keys.join(keys, on="k")
+    plain_self = da.select(k="surname").drop_nulls().join(da.select(k="surname").drop_nulls(), on="k")
+    assert self_join.ghost.collect(an).height == plain_self.height > 0
 
 
 def test_grouping_raw_ciphertext_points_to_key_and_bad_input(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 from pathlib import Path
@@ -171,9 +170,7 @@ def test_blocking_finds_the_exhaustive_pairs(admin: gp.Session) -> None:
     m = {**json.loads(meta), "facet": "fuzzy"}
     mr = {**json.loads(_internal.fuzzy_rids(er["n"])[0]), "facet": "fuzzy"}
     res = admin.answer_keys([pads_descriptor(m, lr), pads_descriptor(mr, rr)])
-    li, ri, _ = _internal.link_encrypted(
-        [el["n"]], [base64.b64decode(res[0]["pads"])], [er["n"]], [base64.b64decode(res[1]["pads"])], 0.8, True
-    )
+    li, ri, _ = _internal.link_encrypted([el["n"]], [res[0]["pads"]], [er["n"]], [res[1]["pads"]], 0.8, True)
     exhaustive = set(zip(li, ri, strict=True))
     found = set(zip(blocked["left_index"].to_list(), blocked["right_index"].to_list(), strict=True))
     assert len(found & exhaustive) >= 0.97 * len(exhaustive)

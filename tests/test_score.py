@@ -216,12 +216,11 @@ def test_the_span_rule_does_not_stop_digit_separation_over_small_declared_ranges
     recovery only. One vector whose weights differ by more than the other columns' declared
     ranges separates the columns like digits; exact scores of columns with small ranges are
     decodable this way (and by lattice reduction for generic weights)."""
-    import base64
 
     from ghostpii import _internal
 
     df, enc, an = setup
-    keys = base64.b64decode(_raw_score(enc, an, {"age": 1000, "kids": 1})[0]["keys"])
+    keys: bytes = _raw_score(enc, an, {"age": 1000, "kids": 1})[0]["keys"]
     y = _internal.ScoreRows([enc["age"], enc["kids"]], [1000, 1]).open("y", keys, 0).cast(pl.Int64)
     assert (y // 1000).to_list() == df["age"].to_list() and (y % 1000).to_list() == df["kids"].to_list()
 

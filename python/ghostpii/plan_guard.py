@@ -4,7 +4,8 @@ Polars sorts, groups, joins, deduplicates, ranks and hashes an encrypted column 
 (row ids and ciphertext bytes) without complaint, so the answers are plausible and wrong. Polars
 offers no hook on those operations, so ghostpii inspects what it is asked to run:
 ``lf.ghost.collect`` walks the optimised plan (Polars' IR, with the schema of every node) and
-refuses any such use of an encrypted column; ``gp.reveal`` refuses a frame that still holds an
+refuses any such use of an encrypted column, and joins on ``ghost.key()`` pseudonyms of columns
+outside one join domain (they would match nothing); ``gp.reveal`` refuses a frame that still holds an
 encrypted column next to sealed aggregates (its rows were grouped by ciphertext). A plain
 ``.collect()`` is not inspected (see docs/concepts.md).
 """
@@ -148,6 +149,69 @@ class _Walker:
             if (col := self.column(ir.node)) in enc:
                 yield _refuse(what, str(col), why)
 
+    def key_meta(self, expr_id: int, node: int) -> dict[str, Any] | None:
+        """The column metadata behind a ``ghost.key()`` expression evaluated on ``node``."""
+        e = self.view(expr_id)
+        if type(e).__name__ != "Function" or not _is_key_function(e.function_data):
+            return None
+        col = self.column(e.input[0]) if e.input else None
+        return None if col is None else self.column_meta(node, col)
+
+    def column_meta(self, node: int, col: str) -> dict[str, Any] | None:
+        nt, here = self.nt, self.nt.get_node()
+        try:
+            nt.set_node(node)
+            dtype = nt.get_schema().get(col)
+            return dict(dtype.meta()) if is_encrypted(dtype) else None
+        finally:
+            nt.set_node(here)
+
+    def provenance(self, node: int, col: str, depth: int = 0) -> dict[str, Any] | None:
+        """The column metadata of ``col`` of ``node`` if it holds ``ghost.key()`` pseudonyms,
+        followed through selections, renames, filters and slices."""
+        nt, here = self.nt, self.nt.get_node()
+        if depth > 64:
+            return None
+        try:
+            nt.set_node(node)
+            n, inputs = nt.view_current_node(), nt.get_inputs()
+            kind = type(n).__name__
+            if kind in ("Select", "HStack"):
+                for ir in n.expr if kind == "Select" else n.exprs:
+                    if str(ir.output_name) == col:
+                        meta = self.key_meta(ir.node, inputs[0])
+                        src = self.column(ir.node)
+                        if meta is None and src is not None:
+                            return self.provenance(inputs[0], src, depth + 1)
+                        return meta
+                return self.provenance(inputs[0], col, depth + 1) if kind == "HStack" else None
+            if kind in ("Filter", "Slice", "Sort", "Cache", "Distinct") and inputs:
+                return self.provenance(inputs[0], col, depth + 1)
+            return None
+        finally:
+            nt.set_node(here)
+
+    def join_key(self, ir: Any, node: int) -> dict[str, Any] | None:
+        meta = self.key_meta(ir.node, node)
+        if meta is None and (col := self.column(ir.node)) is not None:
+            meta = self.provenance(node, col)
+        return meta
+
+    def key_domains(self, n: Any) -> Iterator[UnsupportedOperation]:
+        """Pseudonyms of columns outside one join domain never match: refuse such a join."""
+        inputs = self.nt.get_inputs()
+        if len(inputs) != 2:
+            return
+        for left, right in zip(n.left_on or [], n.right_on or [], strict=False):
+            lm, rm = self.join_key(left, inputs[0]), self.join_key(right, inputs[1])
+            if lm is not None and rm is not None and not _one_key_space(lm, rm):
+                yield UnsupportedOperation(
+                    f"join on ghost.key() of {_label(lm)} and {_label(rm)} would match nothing: pseudonyms "
+                    f"are equal only within one column or one join domain of one keyhost (left: "
+                    f"{_domain(lm)}, right: {_domain(rm)}); encrypt both columns with "
+                    f"join_domain=... (session.create_join_domain) to join them"
+                )
+
     def node(self) -> Iterator[UnsupportedOperation]:
         nt = self.nt
         n = nt.view_current_node()
@@ -169,11 +233,39 @@ class _Walker:
                 for ir in v if isinstance(v, list) else [v] if v is not None else []:
                     if type(ir).__name__ == "PyExprIR":
                         yield from self.expr(ir.node, enc)
+        if kind == "Join":
+            yield from self.key_domains(n)
         here = nt.get_node()
         for i in nt.get_inputs():
             nt.set_node(i)
             yield from self.node()
         nt.set_node(here)
+
+
+def _is_key_function(data: Any) -> bool:
+    return isinstance(data, tuple) and len(data) > 2 and data[0] == "ffi_plugin" and data[2] == "ghost_key"
+
+
+def _one_key_space(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether ghost.key() pseudonyms of the two columns can be equal."""
+    if a.get("keyhost") != b.get("keyhost"):
+        return False
+    if a.get("join_domain") is not None:
+        return bool(a.get("join_domain") == b.get("join_domain"))
+    return b.get("join_domain") is None and (a.get("dataset_id"), a.get("column_id")) == (
+        b.get("dataset_id"),
+        b.get("column_id"),
+    )
+
+
+def _label(m: dict[str, Any]) -> str:
+    return f"{m.get('dataset')}.{m.get('column')}"
+
+
+def _domain(m: dict[str, Any]) -> str:
+    d = m.get("join_domain")
+    where = f"keyhost {m.get('keyhost')}"
+    return f"join domain {d!r} of {where}" if d is not None else f"no join domain, {where}"
 
 
 def check_plan(lf: pl.LazyFrame) -> None:

@@ -174,6 +174,6 @@ def _encrypted_part(df: pl.DataFrame, ws: dict[str, float], session: Session) ->
         "terms": [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": a} for _, a, m in used],
         "scale_bits": bits,
     }
-    keys = base64.b64decode(session.answer_keys([descriptor])[0]["keys"])
+    keys: bytes = session.answer_keys([descriptor])[0]["keys"]
     out = rows.open("score", keys, bits)
     return pl.select(pl.when(nulls).then(None).otherwise(out)).to_series()

@@ -4,13 +4,14 @@
 //! the same transaction as the batch's audit rows, ledger and budget updates. A retry with the
 //! same key and body gets the recorded results (not audited or charged again); the same key
 //! with another body is refused (`conflict`). Recorded results hold answer keys, so they are
-//! stored sealed under the master key, and forgotten after [`RETENTION_MICROS`].
+//! stored sealed under the master key (as the binary frame of `answer_keys::payload`), and forgotten after [`RETENTION_MICROS`].
 
 use crate::db::{params, Connection, OptionalExtension};
 use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::answer_keys::payload::Answered;
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::master_key::MasterKey;
@@ -78,7 +79,7 @@ impl Idempotent<'_> {
 
     /// The recorded results of an earlier request with this key, or `None`. Refuses a key
     /// that was used with another body, or whose response was too large to keep.
-    pub fn lookup(&self, conn: &Connection) -> ApiResult<Option<Vec<Value>>> {
+    pub fn lookup(&self, conn: &Connection) -> ApiResult<Option<Answered>> {
         let row: Option<(String, Option<Vec<u8>>)> = conn
             .query_row(
                 "SELECT request_hash, response FROM idempotency WHERE identity_id = ?1 AND key = ?2 AND created_at >= ?3",
@@ -107,22 +108,18 @@ impl Idempotent<'_> {
             .master
             .open(&self.context(), &sealed)
             .map_err(|e| ApiError::internal("idempotency record", &e))?;
-        let results: Vec<Value> =
-            serde_json::from_slice(&plain).map_err(|e| ApiError::internal("idempotency record", &e))?;
-        Ok(Some(results))
+        Answered::from_frame(&plain).map(Some)
     }
 
     /// Record the results (inside the transaction that records the batch); forgets records
     /// older than the retention period.
-    pub fn store(&self, conn: &Connection, results: &[Value]) -> ApiResult<()> {
+    pub fn store(&self, conn: &Connection, results: &Answered) -> ApiResult<()> {
         let now = clock::now_micros();
         conn.execute(
             "DELETE FROM idempotency WHERE created_at < ?1",
             [now - RETENTION_MICROS],
         )?;
-        let plain = zeroize::Zeroizing::new(
-            serde_json::to_vec(results).map_err(|e| ApiError::internal("idempotency record", &e))?,
-        );
+        let plain = results.to_record()?;
         let sealed = if plain.len() <= MAX_STORED_BYTES {
             Some(
                 self.master

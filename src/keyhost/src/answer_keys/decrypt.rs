@@ -1,11 +1,10 @@
 //! `decrypt` descriptors: per-row keys of the `num` or `val` facet for the requested rows.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use ghostpii_core::{ColumnKeys, Facet, RidSet};
-use serde_json::{json, Value};
+use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::payload::Computed;
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx};
 use crate::audit::NewEntry;
 use crate::columns;
@@ -57,7 +56,7 @@ pub(super) fn plan(
     })
 }
 
-pub(super) fn compute(w: DecryptWork) -> Value {
+pub(super) fn compute(w: DecryptWork) -> Computed {
     let v = w.rids.to_vec();
     let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(match w.facet {
         Facet::Num => {
@@ -71,5 +70,5 @@ pub(super) fn compute(w: DecryptWork) -> Value {
         // `plan` admits only num and val.
         _ => w.keys.val.row_keys(&v),
     });
-    json!({"keys": B64.encode(bytes.as_slice())})
+    Computed::deterministic_bytes("keys", bytes)
 }

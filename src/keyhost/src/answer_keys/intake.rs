@@ -217,7 +217,7 @@ pub fn decode_untrusted(body: &[u8], max_rids: u64) -> usize {
         return 0;
     };
     let mut ok = 0;
-    for d in requests.iter().cloned().map(super::decode) {
+    for d in requests.iter().map(super::decode) {
         if let (_, Ok((_, incoming))) = d {
             ok += 1;
             if let Some(i) = incoming {

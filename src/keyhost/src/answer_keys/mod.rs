@@ -18,6 +18,7 @@ mod effects;
 mod gram;
 mod intake;
 mod match_tokens;
+pub mod payload;
 mod pseudonyms;
 mod recheck;
 mod score;
@@ -47,6 +48,7 @@ use crate::state::AppState;
 
 pub use effects::Effect;
 pub use intake::decode_untrusted;
+use payload::{Answered, Computed};
 use visibility::{column_of, dataset};
 
 #[derive(Debug, Deserialize)]
@@ -135,7 +137,7 @@ pub async fn answer(
     caller: Identity,
     requests: Vec<Value>,
     key: Option<String>,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Answered> {
     let st = state.clone();
     state
         .blocking(move || {
@@ -151,10 +153,10 @@ pub async fn answer(
                 .transpose()?
                 .flatten()
             {
-                return Ok(prior);
+                return recompute_pending(&st, &caller, &requests, prior);
             }
             // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
-            let decoded = intake::admit(&st, &caller, requests.into_iter().map(decode).collect())?;
+            let decoded = intake::admit(&st, &caller, requests.iter().map(decode).collect())?;
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -171,21 +173,72 @@ pub async fn answer(
                     effects: p.effects,
                 })
                 .collect();
-            st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))
+            let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))?;
+            // a concurrent retry recorded first: its record, completed
+            recompute_pending(&st, &caller, &requests, answered)
         })
         .await
+}
+
+/// Complete an idempotency record: compute again the deterministic byte fields it left out
+/// (`payload.rs`), from the same request (its hash matched). Planned afresh, so a grant revoked
+/// since the first answer refuses the retry; nothing is audited or charged again.
+fn recompute_pending(st: &AppState, caller: &Identity, requests: &[Value], mut prior: Answered) -> ApiResult<Answered> {
+    if prior.pending.is_empty() {
+        return Ok(prior);
+    }
+    let pending = prior.pending.clone();
+    let decoded = intake::admit(
+        st,
+        caller,
+        pending
+            .iter()
+            .map(|&(i, _)| {
+                requests
+                    .get(i)
+                    .map(decode)
+                    .ok_or_else(|| ApiError::internal("idempotency record", &"index"))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+    )?;
+    let works = st.with_db(|conn| {
+        let mut cache = Cache::default();
+        Ok(decoded
+            .into_iter()
+            .map(|d| plan(conn, st, caller, d, &mut cache).work)
+            .collect::<Vec<_>>())
+    })?;
+    for (&(i, field), work) in pending.iter().zip(works) {
+        let blob = work.and_then(compute).map_err(|e| {
+            ApiError::conflict(format!(
+                "this request was already answered and audited, but its per-row keys cannot be \
+                 computed again for the retry: {}; send it with a new Idempotency-Key",
+                e.message
+            ))
+        })?;
+        match blob.blob {
+            Some(b) if b.field == field => prior.fill(i, b),
+            _ => {
+                return Err(ApiError::internal(
+                    "idempotency record",
+                    &"recomputed answer differs in shape",
+                ))
+            }
+        }
+    }
+    Ok(prior)
 }
 
 type Decoded = (NewEntry, Result<(Descriptor, Option<intake::Rids>), ApiError>);
 type Received = (NewEntry, Result<(Descriptor, Option<intake::Incoming>), ApiError>);
 
-fn decode(v: Value) -> Received {
+fn decode(v: &Value) -> Received {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
     let entry = NewEntry {
         operation: op,
         ..Default::default()
     };
-    let parsed = serde_json::from_value::<Descriptor>(v)
+    let parsed = Descriptor::deserialize(v)
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|d| {
             let rids = match &d {
@@ -462,21 +515,21 @@ fn note(entry: &mut NewEntry, key: &str, value: Value) {
 }
 
 /// Compute an answer key (CPU only, parallel).
-fn compute(work: Work) -> Result<Value, ApiError> {
+fn compute(work: Work) -> Result<Computed, ApiError> {
     match work {
-        Work::Sum(w) => sum::compute(w),
+        Work::Sum(w) => sum::compute(w).and_then(Computed::json),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
-        Work::Compare(w) => compare::compute(w),
+        Work::Compare(w) => compare::compute(w).and_then(Computed::json),
         Work::Score(w) => Ok(score::compute(w)),
-        Work::Gram(w) => gram::compute(w),
-        Work::Match(w) => Ok(match_tokens::compute(*w)),
+        Work::Gram(w) => gram::compute(w).and_then(Computed::json),
+        Work::Match(w) => Computed::json(match_tokens::compute(*w)),
         Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }
 
 struct Outcome {
     entry: NewEntry,
-    result: Result<Result<Value, ApiError>, ApiError>,
+    result: Result<Result<Computed, ApiError>, ApiError>,
     effects: Vec<Effect>,
 }
 
@@ -486,13 +539,13 @@ fn record(
     st: &AppState,
     outcomes: Vec<Outcome>,
     idem: Option<&Idempotent<'_>>,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Answered> {
     let tx = conn.transaction()?;
     if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
         return Ok(prior); // a concurrent retry of this request was recorded first
     }
     let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
-    let mut results = Vec::with_capacity(outcomes.len());
+    let mut results = Answered::default();
     let mut chain = audit::Chain::start(&tx)?;
     for o in outcomes {
         let checked = o
@@ -501,7 +554,7 @@ fn record(
             .and_then(|v| recheck::grants_still_active(&tx, &o.entry).map(|()| v))
             .and_then(|v| effects::check_all(&tx, &mut audits, &o.effects).map(|()| v));
         match checked {
-            Ok(Value::Object(mut m)) => {
+            Ok(Computed { fields: mut m, blob }) => {
                 let receipt = chain.append(
                     &tx,
                     NewEntry {
@@ -512,18 +565,20 @@ fn record(
                 effects::apply_all(&tx, &o.effects, receipt.index)?;
                 m.insert("ok".into(), Value::Bool(true));
                 m.insert("receipt".into(), receipt.to_json());
-                results.push(Value::Object(m));
+                results.push(Value::Object(m), blob);
             }
-            Ok(_) => return Err(ApiError::internal("answer key", &"unexpected result shape")),
             Err(err) => {
                 let receipt = chain.append(&tx, o.entry.refused(err.reason))?;
-                results.push(json!({
-                    "ok": false,
-                    "reason": err.reason,
-                    "message": err.message,
-                    "missing_grant": err.missing_grant,
-                    "receipt": receipt.to_json(),
-                }));
+                results.push(
+                    json!({
+                        "ok": false,
+                        "reason": err.reason,
+                        "message": err.message,
+                        "missing_grant": err.missing_grant,
+                        "receipt": receipt.to_json(),
+                    }),
+                    None,
+                );
             }
         }
     }

@@ -3,13 +3,12 @@
 //! `link` grant), for the requested rows only. The audit entry records the row count and the
 //! digest of the rid set.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use ghostpii_core::det::{PadKey, PadKind};
 use ghostpii_core::{Facet, RidSet};
-use serde_json::{json, Value};
+use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::payload::Computed;
 use super::{check_rids, column_of, dataset, set_authority, Ctx};
 use crate::audit::NewEntry;
 use crate::error::{ApiError, ApiResult};
@@ -75,7 +74,6 @@ pub(super) fn plan(
     Ok(PadWork { rids, key, kind })
 }
 
-pub(super) fn compute(w: PadWork) -> Value {
-    let pads = Zeroizing::new(w.key.pads(w.kind, &w.rids.to_vec()));
-    json!({"pads": B64.encode(pads.as_slice())})
+pub(super) fn compute(w: PadWork) -> Computed {
+    Computed::deterministic_bytes("pads", Zeroizing::new(w.key.pads(w.kind, &w.rids.to_vec())))
 }

@@ -8,13 +8,12 @@
 //! when recorded, the span rule of `score_span.rs`: the weight vectors answered to the identity
 //! on the dataset never span a unit vector (which would let it decrypt a column row by row).
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use ghostpii_core::{ColumnKeys, Facet, RidSet};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::payload::Computed;
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::error::{ApiError, ApiResult};
@@ -120,7 +119,7 @@ pub(super) fn plan(
 }
 
 /// The per-row keys, 16 bytes each (little endian), in ascending rid order.
-pub(super) fn compute(w: ScoreWork) -> Value {
+pub(super) fn compute(w: ScoreWork) -> Computed {
     let v = w.rids.to_vec();
     let mut acc: Zeroizing<Vec<u128>> = Zeroizing::new(vec![0u128; v.len()]);
     for (keys, weight) in &w.terms {
@@ -134,5 +133,5 @@ pub(super) fn compute(w: ScoreWork) -> Value {
     for k in acc.iter() {
         bytes.extend_from_slice(&k.to_le_bytes());
     }
-    json!({"keys": B64.encode(bytes.as_slice())})
+    Computed::deterministic_bytes("keys", bytes)
 }

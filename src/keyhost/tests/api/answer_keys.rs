@@ -1,9 +1,9 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ghostpii_core::{num, RidSet};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::client::World;
+use crate::client::{try_raw, World};
 
 #[test]
 fn members_are_denied_by_default_and_told_which_grant_is_missing() {
@@ -239,6 +239,61 @@ fn decrypt_keys_match_the_column_keys() {
         assert_eq!(val_keys[i * 32..(i + 1) * 32], val.row_key(r));
     }
     assert!(res[0]["receipt"]["audit_index"].as_i64().unwrap() < res[1]["receipt"]["audit_index"].as_i64().unwrap());
+}
+
+/// `Accept: application/vnd.ghostpii.answers`: the same answers, byte fields raw in a frame;
+/// an idempotent retry gets the same bytes in either form (recomputed, not stored), audited
+/// once; after the grant is revoked the retry is refused rather than answered again.
+#[test]
+fn binary_frames_carry_the_same_row_keys_raw() {
+    use ghostpii_keyhost::answer_keys::payload::MEDIA_TYPE;
+    let w = World::new();
+    let grant_id = w.grant("income", "decrypt", json!({}))["grant_id"].as_i64().unwrap();
+    let rids = RidSet::from_unsorted(&[w.start + 3, w.start + 7, w.start + 8]);
+    let body = json!({"requests": [w.decrypt(&rids, &w.income, "num"), {"op": "nope"}]}).to_string();
+    let key = "frame-test-0123456789";
+    let send = |accept: &str| {
+        try_raw(
+            &w.kh.url(),
+            "POST",
+            "/v1/answer-keys",
+            Some(&w.analyst),
+            Some(&body),
+            &[("Accept", accept), ("Idempotency-Key", key)],
+        )
+        .unwrap()
+    };
+    let framed = send(MEDIA_TYPE);
+    assert_eq!(framed.status, 200);
+    assert!(framed.head.to_ascii_lowercase().contains(MEDIA_TYPE));
+    let f = &framed.bytes;
+    assert_eq!(&f[..5], b"GPAK\x01");
+    let json_len = u32::from_le_bytes(f[5..9].try_into().unwrap()) as usize;
+    let head: Value = serde_json::from_slice(&f[9..9 + json_len]).unwrap();
+    let r = &head["results"];
+    assert_eq!(r[0]["keys"], json!({"$blob": 0, "len": 48}));
+    assert_eq!(r[1]["ok"], json!(false));
+    let raw_keys = &f[9 + json_len..];
+    assert_eq!(raw_keys.len(), 48);
+    for (i, rid) in rids.to_vec().into_iter().enumerate() {
+        assert_eq!(raw_keys[16 * i..16 * (i + 1)], w.income.num.mask(rid).to_le_bytes());
+    }
+    // the retry in JSON: the recorded answer, base64, with the same receipt
+    let retried = send("application/json").ok();
+    let b64 = B64.decode(retried["results"][0]["keys"].as_str().unwrap()).unwrap();
+    assert_eq!(b64, raw_keys);
+    assert_eq!(retried["results"][0]["receipt"], r[0]["receipt"]);
+    let log = w.kh.get(&w.kh.admin, "/v1/audit?identity=analyst").ok();
+    let ops: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops.iter().filter(|o| **o == "decrypt").count(), 1, "{ops:?}");
+    w.kh.delete(&w.owner, &format!("/v1/grants/{grant_id}")).ok();
+    let after = send(MEDIA_TYPE);
+    assert_eq!((after.status, after.reason()), (409, "conflict"), "{:?}", after.head);
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct Resp {
     pub body: Value,
     /// Status line and headers.
     pub head: String,
+    /// The body as received (dechunked).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -87,13 +89,22 @@ pub fn try_raw(
         payload = dechunk(&payload);
     }
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if payload.is_empty() {
+    let json = !head.to_ascii_lowercase().contains(&format!(
+        "content-type: {}",
+        ghostpii_keyhost::answer_keys::payload::MEDIA_TYPE
+    ));
+    let body = if payload.is_empty() || !json {
         Value::Null
     } else {
         serde_json::from_slice(&payload)
             .unwrap_or_else(|_| panic!("non-JSON body ({status}): {}", String::from_utf8_lossy(&payload)))
     };
-    Ok(Resp { status, body, head })
+    Ok(Resp {
+        status,
+        body,
+        head,
+        bytes: payload,
+    })
 }
 
 /// A keyhost on 127.0.0.1:0 over a temporary data dir, its state in `keyhost.db` or (in the

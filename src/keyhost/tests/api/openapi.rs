@@ -176,3 +176,28 @@ fn every_route_is_served_and_authenticated_as_documented() {
         }
     }
 }
+
+/// The descriptor kinds documented in the spec are exactly those the keyhost decodes (it names
+/// them when refusing an unknown `op`).
+#[test]
+fn every_descriptor_kind_is_documented() {
+    let kh = Kh::start();
+    let spec = fetch_spec(&kh);
+    let mapping = spec
+        .pointer("/components/schemas/Descriptor/discriminator/mapping")
+        .and_then(Value::as_object)
+        .expect("descriptor mapping");
+    let documented: BTreeSet<String> = mapping.keys().cloned().collect();
+    for target in mapping.values() {
+        resolve(&spec, &serde_json::json!({ "$ref": target }));
+    }
+    let r = kh.answer(&kh.admin, serde_json::json!([{"op": "no-such-op"}]));
+    let msg = r[0]["message"].as_str().unwrap().to_owned();
+    let listed = msg.split("expected one of").nth(1).unwrap_or_else(|| panic!("{msg}"));
+    let decoded: BTreeSet<String> = listed
+        .split(',')
+        .map(|s| s.trim().trim_matches('`').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(documented, decoded, "spec vs keyhost ({msg})");
+}

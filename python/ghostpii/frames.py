@@ -1,0 +1,42 @@
+"""The keyhost's binary answer frame (``Accept: application/vnd.ghostpii.answers``).
+
+``b"GPAK"``, a version byte (1), the JSON length (u32, little-endian), the JSON
+``{"results": [...]}``, then the byte fields back to back. In the JSON a byte field is
+``{"$blob": i, "len": n}``; :func:`read` replaces it by its ``bytes`` (pads, row keys), which a
+plain JSON answer would carry as base64.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from ghostpii.errors import KeyhostError
+
+__all__ = ["MEDIA_TYPE", "read"]
+
+MEDIA_TYPE = "application/vnd.ghostpii.answers"
+_MAGIC = b"GPAK\x01"
+_HEADER = 9
+
+
+def read(frame: bytes) -> list[dict[str, Any]]:
+    """The results of a frame, with every byte field as ``bytes``."""
+    if len(frame) < _HEADER or frame[:5] != _MAGIC:
+        raise KeyhostError("the keyhost's answer is not a version-1 answer frame", reason="internal")
+    (json_len,) = struct.unpack_from("<I", frame, 5)
+    at = _HEADER + json_len
+    results: list[dict[str, Any]] = json.loads(frame[_HEADER:at])["results"]
+    view = memoryview(frame)
+    for r in results:
+        for field, v in list(r.items()):
+            if isinstance(v, dict) and "$blob" in v:
+                n = int(v["len"])
+                if at + n > len(frame):
+                    raise KeyhostError("the keyhost's answer frame is truncated", reason="internal")
+                r[field] = bytes(view[at : at + n])
+                at += n
+    if at != len(frame):
+        raise KeyhostError("the keyhost's answer frame has trailing bytes", reason="internal")
+    return results

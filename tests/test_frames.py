@@ -1,0 +1,49 @@
+"""The binary answer frame: the same answers as JSON, byte fields raw, and broken frames refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import polars as pl
+import pytest
+import requests
+
+import ghostpii as gp
+from ghostpii import _internal, frames
+from ghostpii.keyed import pads_descriptor
+
+
+def _pads_request(admin: gp.Session) -> dict[str, object]:
+    admin.create_join_domain("frames")
+    ds = admin.create_dataset(f"frames_{random.randrange(10**9)}")
+    enc = gp.encrypt(
+        pl.DataFrame({"n": ["ann", "bob", None, "ann"]}), ds, {"n": gp.text(fuzzy=True, join_domain="frames")}
+    )
+    meta, rids = _internal.fuzzy_rids(enc["n"])
+    return pads_descriptor({**json.loads(meta), "facet": "fuzzy"}, rids)
+
+
+def test_frames_carry_the_bytes_that_json_carries_as_base64(admin: gp.Session) -> None:
+    desc = _pads_request(admin)
+    (framed,) = admin.answer_keys([desc])
+    assert isinstance(framed["pads"], bytes) and len(framed["pads"]) == 3 * 16  # 3 non-null rows
+    # the same descriptor as plain JSON (no Accept header): base64 of the same pads
+    r = requests.post(
+        admin.url + "/v1/answer-keys",
+        json={"requests": [desc]},
+        headers={"Authorization": f"Bearer {admin._token}"},
+        timeout=30,
+    )
+    assert r.headers["content-type"].startswith("application/json")
+    assert base64.b64decode(r.json()["results"][0]["pads"]) == framed["pads"]
+
+
+def test_broken_frames_are_refused() -> None:
+    head = json.dumps({"results": [{"ok": True, "pads": {"$blob": 0, "len": 4}}]}).encode()
+    good = b"GPAK\x01" + len(head).to_bytes(4, "little") + head + b"abcd"
+    assert frames.read(good)[0]["pads"] == b"abcd"
+    for bad in (good[:-1], good + b"x", b"GPAK\x02" + good[5:], b"{}"):
+        with pytest.raises(gp.KeyhostError):
+            frames.read(bad)
