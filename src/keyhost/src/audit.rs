@@ -152,10 +152,12 @@ pub fn leaf_hash(e: &Entry) -> [u8; 32] {
     crate::merkle::leaf_hash(&pre)
 }
 
-fn new_salt() -> String {
-    let mut b = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-    hex::encode(b)
+/// A leaf secret: 32 bytes from a ChaCha20 generator seeded by the OS for each chain append
+/// run (one system call per batch, not per entry).
+fn new_salt(rng: &mut rand_chacha::ChaCha20Rng) -> String {
+    let mut b = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(rng, b.as_mut());
+    hex::encode(b.as_ref())
 }
 
 /// Where an appended entry sits in the log: handed to the caller as a receipt.
@@ -210,6 +212,7 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Rec
 pub struct Chain {
     prev_index: i64,
     prev_hash: String,
+    rng: rand_chacha::ChaCha20Rng,
 }
 
 impl Chain {
@@ -220,12 +223,19 @@ impl Chain {
             .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
-        Ok(Chain { prev_index, prev_hash })
+        let rng =
+            rand::SeedableRng::from_rng(rand::rngs::OsRng).map_err(|e| crate::db::Error::Randomness(e.to_string()))?;
+        Ok(Chain {
+            prev_index,
+            prev_hash,
+            rng,
+        })
     }
 
     /// Append an entry after the previous one; returns its index and leaf hash.
     pub fn append(&mut self, conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
-        let e = append_after(conn, new, self.prev_index, std::mem::take(&mut self.prev_hash))?;
+        let salt = new_salt(&mut self.rng);
+        let e = append_after(conn, new, self.prev_index, std::mem::take(&mut self.prev_hash), salt)?;
         self.prev_index = e.index;
         self.prev_hash = e.hash.clone();
         Ok(Receipt {
@@ -244,7 +254,13 @@ impl Chain {
     }
 }
 
-fn append_after(conn: &Connection, new: NewEntry, prev_index: i64, prev_hash: String) -> crate::db::Result<Entry> {
+fn append_after(
+    conn: &Connection,
+    new: NewEntry,
+    prev_index: i64,
+    prev_hash: String,
+    salt: String,
+) -> crate::db::Result<Entry> {
     let mut e = Entry {
         index: prev_index + 1,
         time: clock::now_micros(),
@@ -259,7 +275,7 @@ fn append_after(conn: &Connection, new: NewEntry, prev_index: i64, prev_hash: St
         reason: new.reason,
         prev_hash,
         hash: String::new(),
-        salt: new_salt(),
+        salt,
     };
     e.hash = entry_hash(&e);
     conn.prepare_cached(

@@ -49,6 +49,8 @@ pub enum Error {
     Conversion(String),
     #[error("{0}")]
     Schema(String),
+    #[error("the operating system's randomness failed: {0}")]
+    Randomness(String),
 }
 
 fn pg_message(e: &::postgres::Error) -> String {

@@ -118,29 +118,44 @@ impl Answered {
         if !self.pending.is_empty() {
             return Err(ApiError::internal("answer frame", &"recomputed fields are missing"));
         }
-        let mut results = self.results.clone();
-        let mut index = 0usize;
-        let mut total = 0usize;
         let kept = |b: &Blob| !(record && b.recompute);
-        for (r, b) in results.iter_mut().zip(&self.blobs) {
-            if let (Value::Object(m), Some(b)) = (r, b) {
-                if kept(b) {
-                    m.insert(b.field.into(), json!({"$blob": index, "len": b.bytes.len()}));
-                    index += 1;
-                    total += b.bytes.len();
-                } else {
-                    m.insert(b.field.into(), json!({"$recompute": true}));
-                }
-            }
-        }
-        let head =
-            serde_json::to_vec(&json!({ "results": results })).map_err(|e| ApiError::internal("answer frame", &e))?;
-        let json_len = u32::try_from(head.len()).map_err(|e| ApiError::internal("answer frame", &e))?;
-        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + head.len() + total));
+        let err = |e: serde_json::Error| ApiError::internal("answer frame", &e);
+        let total: usize = self
+            .blobs
+            .iter()
+            .flatten()
+            .filter(|b| kept(b))
+            .map(|b| b.bytes.len())
+            .sum();
+        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + 64 * self.results.len() + total));
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&json_len.to_le_bytes());
-        out.extend_from_slice(&head);
+        out.extend_from_slice(&[0; 4]); // the JSON length, below
+        out.extend_from_slice(b"{\"results\":[");
+        let mut index = 0usize;
+        for (i, (r, b)) in self.results.iter().zip(&self.blobs).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match (r, b) {
+                // only results with a byte field are copied (to mark it); the rest are written as they are
+                (Value::Object(m), Some(b)) => {
+                    let mut m = m.clone();
+                    let marker = if kept(b) {
+                        index += 1;
+                        json!({"$blob": index - 1, "len": b.bytes.len()})
+                    } else {
+                        json!({"$recompute": true})
+                    };
+                    m.insert(b.field.into(), marker);
+                    serde_json::to_writer(&mut *out, &m).map_err(err)?;
+                }
+                _ => serde_json::to_writer(&mut *out, r).map_err(err)?,
+            }
+        }
+        out.extend_from_slice(b"]}");
+        let json_len = u32::try_from(out.len() - HEADER_LEN).map_err(|e| ApiError::internal("answer frame", &e))?;
+        out[5..HEADER_LEN].copy_from_slice(&json_len.to_le_bytes());
         for b in self.blobs.iter().flatten().filter(|b| kept(b)) {
             out.extend_from_slice(&b.bytes);
         }
@@ -157,8 +172,8 @@ impl Answered {
         let body = frame
             .get(HEADER_LEN..HEADER_LEN + json_len)
             .ok_or_else(|| bad("short JSON"))?;
-        let head: Value = serde_json::from_slice(body).map_err(|e| ApiError::internal("answer frame", &e))?;
-        let Some(Value::Array(results)) = head.get("results").cloned() else {
+        let mut head: Value = serde_json::from_slice(body).map_err(|e| ApiError::internal("answer frame", &e))?;
+        let Some(Value::Array(results)) = head.get_mut("results").map(Value::take) else {
             return Err(bad("no results"));
         };
         let mut at = HEADER_LEN + json_len;
