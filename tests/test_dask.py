@@ -66,3 +66,20 @@ def test_global_aggregate_and_refusals(admin: gp.Session, client: object, files:
     assert got["x"].to_list() == lf.select(pl.col("x").ghost.sum()).ghost.collect(admin)["x"].to_list()
     with pytest.raises(gp.UnsupportedOperation, match="neither sealed nor group keys"):
         gp.dask.collect(lf.group_by("g").agg(pl.len(), pl.col("x").ghost.sum()), admin, client)
+
+
+def test_unmergeable_statistics_and_pseudonyms_are_refused_up_front(
+    admin: gp.Session, client: object, tmp_path: Path, dataset: gp.Dataset
+) -> None:
+    df = pl.DataFrame({"s": ["a", "b", "a", "c"], "x": [1, 2, 3, 4], "y": [4, 3, 2, 1]})
+    spec = {"s": gp.text(group=True), "x": gp.integer(bounds=(0, 10)), "y": gp.integer(bounds=(0, 10))}
+    p = tmp_path / "moments.parquet"
+    gp.encrypt(df, dataset, spec, products=[("x", "y")]).write_parquet(p)
+    lf = pl.scan_parquet([str(p)])
+    for q in (lf.select(pl.col("x").ghost.var()), lf.select(gp.cov("x", "y"))):
+        assert q.ghost.collect(admin).height == 1  # fine in one process
+        with pytest.raises(gp.UnsupportedOperation, match="does not merge second moments"):
+            gp.dask.collect(q, admin, client)
+    keyed = lf.with_columns(k=pl.col("s").ghost.key()).group_by("k").agg(pl.col("x").ghost.sum())
+    with pytest.raises(gp.UnsupportedOperation, match=r"does not merge ghost.key\(\) pseudonyms"):
+        gp.dask.collect(keyed, admin, client)

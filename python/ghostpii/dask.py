@@ -11,7 +11,9 @@ result, exactly as for a single-process query.
 
 Supported plans: a (filtered, projected) scan of Parquet files ending in ``group_by(keys).agg(...)``
 of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggregates other than the
-group keys cannot be merged without knowing how, and are refused.
+group keys cannot be merged without knowing how, and are refused; so are, for now, second moments
+(``ghost.var``, ``gp.cov``, model fits), quantiles and ``ghost.key()`` pseudonyms, with an
+:class:`UnsupportedOperation` that says so.
 """
 
 from __future__ import annotations
@@ -92,6 +94,25 @@ def _keys(plan: dict[str, Any]) -> list[str] | None:
     return names
 
 
+# plugin functions whose partials gp.dask.collect cannot merge (yet), and what to do instead
+_UNMERGEABLE = {
+    "ghost_moments": (
+        "second moments (ghost.var/std, gp.cov/corr, ghost.dot/norm/cosine and gp.ml fits)",
+        "collect them in one process with lf.ghost.collect(session)",
+    ),
+    "ghost_key": (
+        "ghost.key() pseudonyms (each worker would need the pads of its rows and one shared pseudonym key)",
+        "group by a plaintext column, or collect in one process with lf.ghost.collect(session)",
+    ),
+}
+
+
+def _refuse_unmergeable(plan: str) -> None:
+    for fn, (what, instead) in _UNMERGEABLE.items():
+        if f'"{fn}"' in plan:
+            raise UnsupportedOperation(f"gp.dask.collect does not merge {what}; {instead}")
+
+
 def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str], list[str]]:
     """The plan of ``lf`` split by its Parquet files: (one serialized plan per task, group keys)."""
     plan = _plan_json(lf)
@@ -103,6 +124,7 @@ def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str],
             "gp.dask.collect runs a query over ONE Parquet scan (pl.scan_parquet([...files])); this plan "
             f"has {len(scans)} scan(s): join or concatenate the inputs into one set of files first"
         )
+    _refuse_unmergeable(json.dumps(plan))
     keys = _keys(plan) or []
     schema = lf.collect_schema()
     loose = [n for n, d in schema.items() if not is_sealed(d) and n not in keys]
