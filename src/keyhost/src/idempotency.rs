@@ -108,6 +108,14 @@ impl Idempotent<'_> {
             .master
             .open(&self.context(), &sealed)
             .map_err(|e| ApiError::internal("idempotency record", &e))?;
+        if plain.first() == Some(&b'[') {
+            // a record written before answer frames: the results as JSON, byte fields in base64
+            let results: Vec<Value> =
+                serde_json::from_slice(&plain).map_err(|e| ApiError::internal("idempotency record", &e))?;
+            let mut out = Answered::default();
+            results.into_iter().for_each(|r| out.push(r, None));
+            return Ok(Some(out));
+        }
         Answered::from_frame(&plain).map(Some)
     }
 
@@ -155,6 +163,33 @@ mod tests {
             h.insert(HEADER, HeaderValue::from_str(bad).unwrap());
             assert!(key_from_headers(&h).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn records_of_the_json_format_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::create(&dir.path().join("master.key")).unwrap();
+        let mut conn = crate::db::open_sqlite(std::path::Path::new(":memory:")).unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let who = crate::identities::insert(&conn, "analyst", crate::identities::Role::Member).unwrap();
+        let idem = Idempotent {
+            identity_id: who.id,
+            key: "k".repeat(16),
+            request_hash: "h".into(),
+            master: &master,
+        };
+        let old = serde_json::to_vec(&serde_json::json!([{"ok": true, "key": "7"}])).unwrap();
+        let sealed = master.seal(&idem.context(), &old).unwrap();
+        conn.execute(
+            "INSERT INTO idempotency (identity_id, key, request_hash, response, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![who.id, idem.key, idem.request_hash, sealed, clock::now_micros()],
+        )
+        .unwrap();
+        let back = idem.lookup(&conn).unwrap().unwrap();
+        assert_eq!(
+            back.into_json().unwrap(),
+            serde_json::json!({"results": [{"ok": true, "key": "7"}]})
+        );
     }
 
     #[test]
