@@ -9,7 +9,7 @@
 //! and the ledger updates, all committed before the response). Stateful checks run in the
 //! record step so that concurrent batches cannot both pass a limit.
 //!
-//! Descriptors (`"op"`): `sum` (see `sum.rs`), `decrypt` (`decrypt.rs`), `compare`
+//! Descriptors (`"op"`): `sum` (see `sum.rs`), `sums` (`sums.rs`), `decrypt` (`decrypt.rs`), `compare`
 //! (`compare.rs`), `score` (`score.rs`), `match` (`match_tokens.rs`), `pads` (`pseudonyms.rs`).
 
 mod compare;
@@ -23,6 +23,7 @@ mod pseudonyms;
 mod recheck;
 mod score;
 mod sum;
+mod sums;
 mod visibility;
 
 use std::collections::hash_map::Entry;
@@ -84,6 +85,13 @@ enum Descriptor {
         #[serde(default)]
         scale_bits: Option<i32>,
     },
+    /// One linear combination over many groups of rows, one key per group (`sums.rs`).
+    Sums {
+        dataset_id: i64,
+        terms: Vec<sum::Term>,
+        /// Each group's rid set (base64 of its wire encoding).
+        groups: Vec<String>,
+    },
     /// Every entry of a Gram matrix over one row multiset (`gram.rs`).
     Gram {
         dataset_id: i64,
@@ -114,6 +122,7 @@ enum Descriptor {
 /// What to compute for one granted descriptor.
 enum Work {
     Sum(sum::SumWork),
+    Sums(sums::SumsWork),
     Decrypt(decrypt::DecryptWork),
     Compare(compare::CompareWork),
     Score(score::ScoreWork),
@@ -247,7 +256,7 @@ fn decode(v: &Value) -> Received {
                 | Descriptor::Score { rids, .. }
                 | Descriptor::Gram { rids, .. }
                 | Descriptor::Pads { rids, .. } => Some(intake::Incoming::decode(rids)?),
-                Descriptor::Compare { .. } | Descriptor::Match { .. } => None,
+                Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => None,
             };
             Ok((d, rids))
         });
@@ -303,7 +312,7 @@ impl<'a> Ctx<'a> {
         cache: &'a mut Cache,
     ) -> Self {
         let op = match desc {
-            Descriptor::Sum { .. } => Operation::Aggregate,
+            Descriptor::Sum { .. } | Descriptor::Sums { .. } => Operation::Aggregate,
             Descriptor::Decrypt { .. } => Operation::Decrypt,
             Descriptor::Compare { .. } => Operation::Compare,
             Descriptor::Score { .. } => Operation::Score,
@@ -347,6 +356,11 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 repeats,
                 ..
             } => sum::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, rids, &repeats).map(Work::Sum),
+            Descriptor::Sums {
+                dataset_id,
+                terms,
+                groups,
+            } => sums::plan(&mut cx, &mut entry, &mut effects, dataset_id, terms, groups).map(Work::Sums),
             Descriptor::Decrypt {
                 dataset_id,
                 column_id,
@@ -518,6 +532,7 @@ fn note(entry: &mut NewEntry, key: &str, value: Value) {
 fn compute(work: Work) -> Result<Computed, ApiError> {
     match work {
         Work::Sum(w) => sum::compute(w).and_then(Computed::json),
+        Work::Sums(w) => sums::compute(w),
         Work::Decrypt(w) => Ok(decrypt::compute(w)),
         Work::Compare(w) => compare::compute(w).and_then(Computed::json),
         Work::Score(w) => Ok(score::compute(w)),

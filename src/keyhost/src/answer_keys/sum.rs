@@ -86,16 +86,15 @@ pub(super) fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset)
     }
 }
 
-pub(super) fn plan(
-    cx: &mut Ctx<'_>,
-    entry: &mut NewEntry,
-    effects: &mut Vec<Effect>,
-    dataset_id: i64,
-    terms: Vec<Term>,
-    rids: RidSet,
-    repeats: &[RepeatSpec],
-) -> ApiResult<SumWork> {
-    let rows = rows_of(cx, rids, repeats)?;
+/// A sum's terms, resolved: its dataset, each term's column, keys and weight, and the
+/// authority for each (audit entry filled in: params, dataset, columns, grants).
+pub(super) struct Resolved {
+    pub(super) ds: Dataset,
+    pub(super) terms: Vec<(Column, ColumnKeys, i64)>,
+    pub(super) auths: Vec<Authority>,
+}
+
+pub(super) fn resolve(cx: &mut Ctx<'_>, entry: &mut NewEntry, dataset_id: i64, terms: &[Term]) -> ApiResult<Resolved> {
     entry.params = json!({
         "dataset_id": dataset_id,
         "terms": terms.iter().map(|t| json!({"column_id": t.column_id, "epoch": t.epoch, "weight": t.weight}))
@@ -107,7 +106,7 @@ pub(super) fn plan(
         return Err(ApiError::invalid("a sum needs at least one term"));
     }
     let mut resolved = Vec::with_capacity(terms.len());
-    for t in &terms {
+    for t in terms {
         let (col, keys) = column_epoch(cx, &ds, t.column_id, t.epoch)?;
         resolved.push((col, keys, t.weight));
     }
@@ -127,6 +126,28 @@ pub(super) fn plan(
         auths.push(authorize(cx, &ds, &col.name, Operation::Aggregate)?);
     }
     set_authority(entry, &auths);
+    Ok(Resolved {
+        ds,
+        terms: resolved,
+        auths,
+    })
+}
+
+pub(super) fn plan(
+    cx: &mut Ctx<'_>,
+    entry: &mut NewEntry,
+    effects: &mut Vec<Effect>,
+    dataset_id: i64,
+    terms: Vec<Term>,
+    rids: RidSet,
+    repeats: &[RepeatSpec],
+) -> ApiResult<SumWork> {
+    let rows = rows_of(cx, rids, repeats)?;
+    let Resolved {
+        ds,
+        terms: resolved,
+        auths,
+    } = resolve(cx, entry, dataset_id, &terms)?;
     for (col, _, _) in &resolved {
         check_rids(cx, col, &rows.support)?;
     }
@@ -184,6 +205,31 @@ fn plan_noise(
     auths: &[Authority],
     rows: &RidMultiset,
 ) -> ApiResult<Option<NoisePlan>> {
+    let Some(plan) = noise_plan(cx, ds, &entry.params["terms"], cols, auths, rows)? else {
+        return Ok(None);
+    };
+    let mut dp_note = plan.mechanism.describe(&plan.sensitivity);
+    dp_note["request"] = json!(plan.request);
+    note(entry, "dp", dp_note);
+    effects.push(Effect::Budget {
+        identity_id: cx.caller.id,
+        dataset_id: ds.id,
+        dataset: ds.name.clone(),
+        request: plan.request.clone(),
+        cost: plan.mechanism.cost(),
+    });
+    Ok(Some(plan))
+}
+
+/// The noise plan of a sum over `rows` (see [`plan_noise`]), without charging it.
+pub(super) fn noise_plan(
+    cx: &Ctx<'_>,
+    ds: &Dataset,
+    terms_json: &Value,
+    cols: &[(&Column, i64)],
+    auths: &[Authority],
+    rows: &RidMultiset,
+) -> ApiResult<Option<NoisePlan>> {
     let dp: Vec<_> = auths.iter().filter_map(|a| a.dp_grant()).collect();
     if dp.is_empty() {
         return Ok(None);
@@ -207,51 +253,51 @@ fn plan_noise(
     }
     sensitivity *= BigUint::from(rows.max_multiplicity().max(1));
     let mechanism = Mechanism::new(epsilon, delta);
-    let terms = crate::dp::canonical_terms(&entry.params["terms"]);
+    let terms = crate::dp::canonical_terms(terms_json);
     let mut canonical = format!("{}|{}|{terms}|{}", cx.caller.id, ds.id, rows.support.digest_hex());
     for r in &rows.repeats {
         canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));
     }
-    let plan = NoisePlan::new(cx.st.noise_key(), &canonical, mechanism, sensitivity);
-    let mut dp_note = mechanism.describe(&plan.sensitivity);
-    dp_note["request"] = json!(plan.request);
-    note(entry, "dp", dp_note);
-    effects.push(Effect::Budget {
-        identity_id: cx.caller.id,
-        dataset_id: ds.id,
-        dataset: ds.name.clone(),
-        request: plan.request.clone(),
-        cost: mechanism.cost(),
-    });
-    Ok(Some(plan))
+    Ok(Some(NoisePlan::new(
+        cx.st.noise_key(),
+        &canonical,
+        mechanism,
+        sensitivity,
+    )))
 }
 
-pub(super) fn compute(w: SumWork) -> Result<Value, ApiError> {
+/// The answer key of `Σ_t w_t · Σ_rows mask_t` over `rows`, minus the plan's noise.
+pub(super) fn key_of(
+    rows: &RidMultiset,
+    terms: &[(ColumnKeys, i64, Arc<MaskBlocks>)],
+    noise: Option<&NoisePlan>,
+) -> ApiResult<u128> {
     // O(blocks of 2^16 rids), not O(rids): full blocks add cached block sums (`mask_blocks`)
-    let key = w.terms.iter().fold(0u128, |acc, (keys, wt, blocks)| {
+    let key = terms.iter().fold(0u128, |acc, (keys, wt, blocks)| {
         // every row once, plus (k − 1) more times for the rows counted k times
-        let s = w
-            .rows
+        let s = rows
             .repeats
             .iter()
-            .fold(keys.num.sum_masks_cached(&w.rows.support, blocks), |s, r| {
+            .fold(keys.num.sum_masks_cached(&rows.support, blocks), |s, r| {
                 s.wrapping_add(u128::from(r.k - 1).wrapping_mul(keys.num.sum_masks_cached(&r.rids, blocks)))
             });
         acc.wrapping_add((*wt as i128 as u128).wrapping_mul(s))
     });
-    match w.noise {
-        None => Ok(json!({"key": key.to_string()})),
-        Some(plan) => {
-            // key − η: the analyst's unmasked sum is sum + η
-            let eta = plan
-                .sample()
-                .to_i128()
-                .ok_or_else(|| ApiError::internal("dp noise", &"noise outside 128 bits"))?;
-            let noisy = key.wrapping_sub(eta as u128);
-            Ok(json!({
-                "key": noisy.to_string(),
-                "dp": plan.mechanism.describe(&plan.sensitivity),
-            }))
-        }
-    }
+    let Some(plan) = noise else {
+        return Ok(key);
+    };
+    // key − η: the analyst's unmasked sum is sum + η
+    let eta = plan
+        .sample()
+        .to_i128()
+        .ok_or_else(|| ApiError::internal("dp noise", &"noise outside 128 bits"))?;
+    Ok(key.wrapping_sub(eta as u128))
+}
+
+pub(super) fn compute(w: SumWork) -> Result<Value, ApiError> {
+    let key = key_of(&w.rows, &w.terms, w.noise.as_ref())?;
+    Ok(match &w.noise {
+        None => json!({"key": key.to_string()}),
+        Some(plan) => json!({"key": key.to_string(), "dp": plan.mechanism.describe(&plan.sensitivity)}),
+    })
 }

@@ -387,3 +387,48 @@ fn large_sums_are_fast() {
     );
     assert!(dt.as_secs_f64() < 2.0, "sum over 10M rids took {dt:?}");
 }
+
+/// `sums`: the keys of many groups in one descriptor equal their `sum` keys; one audit entry
+/// with the group count and row counts; a group under `min_rows` refuses the whole batch.
+#[test]
+fn sums_answer_every_group_in_one_descriptor_and_one_audit_entry() {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"min_rows": 3}));
+    let groups: Vec<RidSet> = (0..50u64)
+        .map(|g| RidSet::from_sorted(&(0..10).map(|i| w.start + g * 10 + i).collect::<Vec<_>>()))
+        .collect();
+    let term = json!([{"column_id": w.income.id, "epoch": w.income.epoch, "weight": 1}]);
+    let sums = |gs: &[RidSet]| {
+        json!({"op": "sums", "dataset_id": w.dataset_id, "terms": term,
+               "groups": gs.iter().map(|g| B64.encode(g.to_bytes())).collect::<Vec<_>>()})
+    };
+    let singles: Vec<Value> = groups.iter().map(|g| w.sum(g, &[(&w.income, 1)])).collect();
+    let want = w.kh.answer(&w.owner, json!(singles));
+    let got = w.kh.answer(&w.analyst, json!([sums(&groups)]));
+    assert_eq!(got[0]["ok"], json!(true), "{:?}", got[0]);
+    let keys = B64.decode(got[0]["keys"].as_str().unwrap()).unwrap();
+    assert_eq!(keys.len(), 16 * groups.len());
+    for (i, r) in want.iter().enumerate() {
+        let k = u128::from_le_bytes(keys[16 * i..16 * (i + 1)].try_into().unwrap());
+        assert_eq!(k.to_string(), r["key"].as_str().unwrap(), "group {i}");
+    }
+    let log = w.kh.get(&w.kh.admin, "/v1/audit?identity=analyst").ok();
+    let entries: Vec<&Value> = log["entries"].as_array().unwrap().iter().collect();
+    let batch: Vec<&&Value> = entries.iter().filter(|e| e["operation"] == "sums").collect();
+    assert_eq!(batch.len(), 1, "{entries:?}");
+    assert_eq!(batch[0]["rid_count"], json!(500));
+    let params = &batch[0]["params"];
+    assert_eq!(params["groups"], json!(50), "{params}");
+    assert_eq!(params["group_rows"][7], json!(10));
+    // one group of 2 rows: the whole batch is refused, naming the group
+    let mut small = groups[..5].to_vec();
+    small.push(RidSet::from_sorted(&[w.start + 900, w.start + 901]));
+    let r = w.kh.answer(&w.analyst, json!([sums(&small)]));
+    assert_eq!(r[0]["reason"], json!("min_rows"), "{:?}", r[0]);
+    assert!(
+        r[0]["message"].as_str().unwrap().starts_with("group 5 of 6"),
+        "{:?}",
+        r[0]
+    );
+    assert!(r[0].get("keys").is_none());
+}
