@@ -94,4 +94,7 @@ def test_many_groups_one_request(admin: gp.Session, dataset: gp.Dataset) -> None
     got = enc.lazy().group_by("g").agg(pl.col("x").ghost.sum()).ghost.collect(admin).sort("g")
     want = df.group_by("g").agg(pl.col("x").sum()).sort("g")
     assert got["x"].to_list() == want["x"].to_list()
-    assert admin.stats() == {**admin.stats(), "answer_key_requests": 1, "descriptors": g}
+    # every group in ONE sums descriptor (one audit entry), not one descriptor per group
+    assert admin.stats() == {**admin.stats(), "answer_key_requests": 1, "descriptors": 1}
+    (entry,) = admin.audit(dataset).filter(pl.col("operation") == "sums").rows(named=True)
+    assert json.loads(entry["params"])["groups"] == g and entry["rid_count"] == n

@@ -19,11 +19,32 @@ use crate::sealed_column::{Row, SealedColumn};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-/// One sealed column to reveal: its values and, per row, the index of its descriptor.
+/// Where a value's answer key comes from: a descriptor, and its group if it is a `sums` batch.
+#[derive(Clone, Copy)]
+struct Slot {
+    descriptor: usize,
+    group: Option<usize>,
+}
+
+/// One sealed column to reveal: its values and, per row, where its key comes from.
 struct Pending {
     name: PlSmallStr,
     column: SealedColumn,
-    descriptor: Vec<Option<usize>>,
+    descriptor: Vec<Option<Slot>>,
+}
+
+/// The groups of one `sums` descriptor: one linear combination over many row sets.
+struct Batch {
+    dataset_id: i64,
+    terms: Vec<ghostpii_core::sealed_format::SealedTerm>,
+    groups: Vec<Vec<u8>>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+/// A descriptor of the request: JSON built already, or a `sums` batch (built last).
+enum Desc {
+    Json(String),
+    Batch(Batch),
 }
 
 /// Every answer key a frame needs, asked for in one request.
@@ -31,8 +52,8 @@ struct Pending {
 pub struct RevealPlan {
     keyhost_id: String,
     columns: Vec<Pending>,
-    /// Request body pieces: one JSON object per distinct descriptor.
-    descriptors: Vec<String>,
+    /// One entry per distinct descriptor.
+    descriptors: Vec<Desc>,
     index: HashMap<Vec<u8>, usize>,
 }
 
@@ -61,17 +82,8 @@ fn descriptor_json(meta: &ColumnMeta, row: &Row) -> String {
     d.push_str(&meta.dataset_id.to_string());
     d.push_str(",\"rids\":\"");
     B64.encode_string(&row.rids, &mut d);
-    d.push_str("\",\"terms\":[");
-    for (i, t) in row.terms.iter().enumerate() {
-        if i > 0 {
-            d.push(',');
-        }
-        d.push_str(&format!(
-            "{{\"column_id\":{},\"epoch\":{},\"weight\":{}}}",
-            t.column_id, t.epoch, t.weight
-        ));
-    }
-    d.push(']');
+    d.push_str("\",\"terms\":");
+    terms_json(&mut d, &row.terms);
     if !row.repeats.is_empty() {
         d.push_str(",\"repeats\":[");
         for (i, (k, r)) in row.repeats.iter().enumerate() {
@@ -94,10 +106,79 @@ impl RevealPlan {
             return i;
         }
         let i = self.descriptors.len();
-        self.descriptors.push(json());
+        self.descriptors.push(Desc::Json(json()));
         self.index.insert(key, i);
         i
     }
+
+    /// The slot of a value without repeats, in the `sums` batch of its dataset and terms.
+    fn want_group(&mut self, meta: &ColumnMeta, row: &Row) -> Slot {
+        let mut key = b"sums:".to_vec();
+        key.extend_from_slice(&meta.dataset_id.to_le_bytes());
+        key.extend_from_slice(&pack_terms(&row.terms));
+        let descriptor = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let i = self.descriptors.len();
+                self.descriptors.push(Desc::Batch(Batch {
+                    dataset_id: meta.dataset_id,
+                    terms: row.terms.clone(),
+                    groups: Vec::new(),
+                    index: HashMap::new(),
+                }));
+                self.index.insert(key, i);
+                i
+            }
+        };
+        let Desc::Batch(b) = &mut self.descriptors[descriptor] else {
+            unreachable!("sums keys name batches")
+        };
+        let group = match b.index.get(&row.rids) {
+            Some(&g) => g,
+            None => {
+                b.groups.push(row.rids.clone());
+                b.index.insert(row.rids.clone(), b.groups.len() - 1);
+                b.groups.len() - 1
+            }
+        };
+        Slot {
+            descriptor,
+            group: Some(group),
+        }
+    }
+}
+
+fn terms_json(d: &mut String, terms: &[ghostpii_core::sealed_format::SealedTerm]) {
+    d.push('[');
+    for (i, t) in terms.iter().enumerate() {
+        if i > 0 {
+            d.push(',');
+        }
+        d.push_str(&format!(
+            "{{\"column_id\":{},\"epoch\":{},\"weight\":{}}}",
+            t.column_id, t.epoch, t.weight
+        ));
+    }
+    d.push(']');
+}
+
+fn batch_json(b: &Batch) -> String {
+    let mut d = String::with_capacity(96 + b.groups.iter().map(|g| g.len() * 4 / 3 + 4).sum::<usize>());
+    d.push_str("{\"op\":\"sums\",\"dataset_id\":");
+    d.push_str(&b.dataset_id.to_string());
+    d.push_str(",\"terms\":");
+    terms_json(&mut d, &b.terms);
+    d.push_str(",\"groups\":[");
+    for (i, g) in b.groups.iter().enumerate() {
+        if i > 0 {
+            d.push(',');
+        }
+        d.push('"');
+        B64.encode_string(g, &mut d);
+        d.push('"');
+    }
+    d.push_str("]}");
+    d
 }
 
 fn signed(masked: u128, key: u128) -> i128 {
@@ -204,9 +285,21 @@ impl RevealPlan {
                 )));
             }
         }
+        // values without repeated rows go into one `sums` batch per (dataset, terms) when a
+        // column has several; the others get a `sum` descriptor each
+        let batched = column
+            .rows
+            .iter()
+            .flatten()
+            .filter(|r| r.n > 0 && r.repeats.is_empty())
+            .count()
+            > 1;
         let mut descriptor = Vec::with_capacity(column.rows.len());
         for row in &column.rows {
             descriptor.push(match row {
+                Some(r) if r.n > 0 && batched && r.repeats.is_empty() => {
+                    Some(self.want_group(&column.metas[r.meta], r))
+                }
                 Some(r) if r.n > 0 => {
                     let meta = &column.metas[r.meta];
                     let mut key = meta.dataset_id.to_le_bytes().to_vec();
@@ -218,7 +311,10 @@ impl RevealPlan {
                         key.extend_from_slice(&(rr.len() as u64).to_le_bytes());
                         key.extend_from_slice(rr);
                     }
-                    Some(self.want(key, || descriptor_json(meta, r)))
+                    Some(Slot {
+                        descriptor: self.want(key, || descriptor_json(meta, r)),
+                        group: None,
+                    })
                 }
                 _ => None,
             });
@@ -245,10 +341,18 @@ impl RevealPlan {
 
     /// The request body of `POST /v1/answer-keys`.
     fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let len: usize = self.descriptors.iter().map(|d| d.len() + 1).sum();
+        let parts: Vec<std::borrow::Cow<'_, str>> = self
+            .descriptors
+            .iter()
+            .map(|d| match d {
+                Desc::Json(j) => std::borrow::Cow::Borrowed(j.as_str()),
+                Desc::Batch(b) => std::borrow::Cow::Owned(batch_json(b)),
+            })
+            .collect();
+        let len: usize = parts.iter().map(|d| d.len() + 1).sum();
         let mut b = String::with_capacity(len + 16);
         b.push_str("{\"requests\":[");
-        for (i, d) in self.descriptors.iter().enumerate() {
+        for (i, d) in parts.iter().enumerate() {
             if i > 0 {
                 b.push(',');
             }
@@ -296,6 +400,23 @@ impl RevealPlan {
             .map(|r| r.key.as_deref().map(str::parse::<u128>).transpose())
             .collect::<Result<_, _>>()
             .map_err(|_| GhostError::new_err("the keyhost returned an answer key that is not a 128-bit integer"))?;
+        // the keys of each `sums` batch, 16 bytes a group
+        let mut group_keys: HashMap<usize, Vec<u128>> = HashMap::new();
+        for (i, d) in self.descriptors.iter().enumerate() {
+            let Desc::Batch(b) = d else { continue };
+            let raw = match &answers.results[i].keys {
+                Some(serde_json::Value::String(k)) => B64.decode(k).ok(),
+                _ => None,
+            };
+            let raw = raw.filter(|r| r.len() == 16 * b.groups.len()).ok_or_else(|| {
+                GhostError::new_err("the keyhost's answer to a sums descriptor has no keys for its groups")
+            })?;
+            let ks = raw
+                .chunks_exact(16)
+                .map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes")))
+                .collect();
+            group_keys.insert(i, ks);
+        }
         let out = py.detach(|| -> PyResult<Vec<PySeries>> {
             let mut out = Vec::with_capacity(self.columns.len());
             for p in &self.columns {
@@ -307,7 +428,14 @@ impl RevealPlan {
                     .map(|(row, d)| {
                         let row = row.as_ref()?;
                         let total = match d {
-                            Some(i) => signed(row.masked[0], keys[*i].unwrap_or(0)),
+                            Some(Slot {
+                                descriptor,
+                                group: Some(g),
+                            }) => signed(row.masked[0], group_keys[descriptor][*g]),
+                            Some(Slot {
+                                descriptor,
+                                group: None,
+                            }) => signed(row.masked[0], keys[*descriptor].unwrap_or(0)),
                             None => 0,
                         };
                         Some((total, row.n))
@@ -322,6 +450,9 @@ impl RevealPlan {
         let mut extra = HashMap::new();
         let mut lists = HashMap::new();
         for (i, r) in answers.results.iter().enumerate() {
+            if group_keys.contains_key(&i) {
+                continue;
+            }
             match &r.keys {
                 Some(serde_json::Value::String(k)) => {
                     let b = B64.decode(k).map_err(|e| {
