@@ -11,9 +11,9 @@ result, exactly as for a single-process query.
 
 Supported plans: a (filtered, projected) scan of Parquet files ending in ``group_by(keys).agg(...)``
 of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggregates other than the
-group keys cannot be merged without knowing how, and are refused; so are, for now, second moments
-(``ghost.var``, ``gp.cov``, model fits), quantiles and ``ghost.key()`` pseudonyms, with an
-:class:`UnsupportedOperation` that says so.
+group keys cannot be merged without knowing how, and are refused; so are, for now, quantiles and
+``ghost.key()`` pseudonyms, with an :class:`UnsupportedOperation` that says so. Second moments
+(``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
 """
 
 from __future__ import annotations
@@ -96,10 +96,6 @@ def _keys(plan: dict[str, Any]) -> list[str] | None:
 
 # plugin functions whose partials gp.dask.collect cannot merge (yet), and what to do instead
 _UNMERGEABLE = {
-    "ghost_moments": (
-        "second moments (ghost.var/std, gp.cov/corr, ghost.dot/norm/cosine and gp.ml fits)",
-        "collect them in one process with lf.ghost.collect(session)",
-    ),
     "ghost_key": (
         "ghost.key() pseudonyms (each worker would need the pads of its rows and one shared pseudonym key)",
         "group by a plaintext column, or collect in one process with lf.ghost.collect(session)",

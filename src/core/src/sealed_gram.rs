@@ -17,8 +17,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::multiset::RidMultiset;
+use crate::multiset::{Repeat, RidMultiset};
 use crate::sealed::{thousands, SealedRepeat};
+use crate::RidSet;
 
 /// One feature of a sealed Gram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,93 @@ impl SealedGram {
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
         serde_json::from_slice(b).map_err(|e| CoreError::InvalidSealed(format!("not a ghostpii sealed gram: {e}")))
     }
+
+    /// Its rows with their repeats.
+    pub fn rows(&self) -> Result<RidMultiset> {
+        let support = RidSet::from_base64(&self.rids)?;
+        let repeats = self
+            .repeats
+            .iter()
+            .map(|r| {
+                Ok(Repeat {
+                    k: r.k,
+                    rids: RidSet::from_base64(&r.rids)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        RidMultiset::checked(support, repeats)
+    }
+
+    /// Add another partial of the same statistic (e.g. another worker's files): masked entries
+    /// mod 2^128, plaintext entries exactly, row counts, and row multisets. Partials with public
+    /// per-row weights (plaintext features) are refused: their weights would have to be merged
+    /// in rid order.
+    pub fn merge(&mut self, other: &SealedGram) -> Result<()> {
+        let bad = |m: &str| CoreError::InvalidSealed(format!("cannot merge sealed Gram partials: {m}"));
+        let shape = |g: &SealedGram| {
+            let entries: Vec<_> = g
+                .entries
+                .iter()
+                .map(|e| (e.i, e.j, e.term.clone(), e.weight, e.scale))
+                .collect();
+            let plain: Vec<_> = g.plain.iter().map(|p| (p.i, p.j, p.scale)).collect();
+            (
+                g.stat.clone(),
+                g.keyhost.clone(),
+                g.dataset_id,
+                g.features.clone(),
+                entries,
+                plain,
+            )
+        };
+        if shape(self) != shape(other) {
+            return Err(bad("they are of different statistics, features or datasets"));
+        }
+        if !self.weights.is_empty() || !other.weights.is_empty() {
+            return Err(bad(
+                "statistics with plaintext features (public per-row weights) are not merged; encrypt the feature, \
+                 or collect in one process",
+            ));
+        }
+        for (a, b) in self.entries.iter_mut().zip(&other.entries) {
+            let (x, y): (u128, u128) = (
+                a.masked
+                    .parse()
+                    .map_err(|_| bad("a masked entry is not a 128-bit integer"))?,
+                b.masked
+                    .parse()
+                    .map_err(|_| bad("a masked entry is not a 128-bit integer"))?,
+            );
+            a.masked = x.wrapping_add(y).to_string();
+        }
+        for (a, b) in self.plain.iter_mut().zip(&other.plain) {
+            let (x, y): (i128, i128) = (
+                a.value
+                    .parse()
+                    .map_err(|_| bad("a plaintext entry is not an integer"))?,
+                b.value
+                    .parse()
+                    .map_err(|_| bad("a plaintext entry is not an integer"))?,
+            );
+            a.value = x
+                .checked_add(y)
+                .ok_or_else(|| bad("a plaintext entry overflows 128 bits"))?
+                .to_string();
+        }
+        self.rows_in = self.rows_in.saturating_add(other.rows_in);
+        if other.n == 0 {
+            return Ok(());
+        }
+        if self.n == 0 {
+            self.n = other.n;
+            self.rids = other.rids.clone();
+            self.repeats = other.repeats.clone();
+            return Ok(());
+        }
+        let merged = crate::multiset_sum::plus(&self.rows()?, &other.rows()?);
+        self.set_rows(&merged);
+        Ok(())
+    }
 }
 
 /// Per-row weights as stored in [`RowWeights::values`].
@@ -177,5 +265,81 @@ mod tests {
         assert_eq!(decode_weights(&encode_weights(&w), 5).unwrap(), w);
         assert!(decode_weights(&encode_weights(&w), 2).is_err());
         assert!(decode_weights("AAAA", 10).is_err());
+    }
+
+    fn partial(rids: &[u64], masked: u128, plain: i128) -> SealedGram {
+        let mut g = SealedGram {
+            op: "gram".into(),
+            stat: "var".into(),
+            keyhost: "kh".into(),
+            dataset: "d".into(),
+            dataset_id: 1,
+            features: vec![GramFeature {
+                name: "x".into(),
+                encrypted: true,
+                scale: 0,
+                column: Some("x".into()),
+                column_id: Some(3),
+                epoch: Some(1),
+                bounds: Some((0, 10)),
+            }],
+            n: 0,
+            rows_in: rids.len() as u64,
+            rids: String::new(),
+            repeats: Vec::new(),
+            weights: Vec::new(),
+            entries: vec![GramEntry {
+                i: 0,
+                j: 0,
+                masked: masked.to_string(),
+                term: GramTerm { column_id: 4, epoch: 1 },
+                weight: None,
+                scale: 0,
+            }],
+            plain: vec![PlainEntry {
+                i: 1,
+                j: 1,
+                value: plain.to_string(),
+                scale: 0,
+            }],
+        };
+        g.set_rows(&RidMultiset {
+            support: RidSet::from_sorted(rids),
+            repeats: Vec::new(),
+        });
+        g
+    }
+
+    #[test]
+    fn partials_merge_entries_rows_and_counts() {
+        let mut a = partial(&[1, 2, 3], u128::MAX, 3);
+        a.merge(&partial(&[10, 11], 5, 2)).unwrap();
+        assert_eq!(a.entries[0].masked, 4u128.to_string(), "mod 2^128");
+        assert_eq!(a.plain[0].value, "5");
+        assert_eq!((a.n, a.rows_in), (5, 5));
+        assert_eq!(a.rows().unwrap().support.to_vec(), vec![1, 2, 3, 10, 11]);
+        // a row in both partials counts twice
+        let mut b = partial(&[1, 2], 0, 2);
+        b.merge(&partial(&[2], 0, 1)).unwrap();
+        assert_eq!((b.n, b.rows().unwrap().max_multiplicity()), (3, 2));
+    }
+
+    #[test]
+    fn other_statistics_and_weighted_partials_are_refused() {
+        let mut a = partial(&[1], 0, 1);
+        let mut other = partial(&[2], 0, 1);
+        other.stat = "cov".into();
+        assert!(a.merge(&other).is_err());
+        let mut weighted = partial(&[2], 0, 1);
+        weighted.weights.push(RowWeights {
+            feature: 0,
+            values: encode_weights(&[1]),
+            max_abs: 1,
+        });
+        assert!(a
+            .merge(&weighted)
+            .unwrap_err()
+            .to_string()
+            .contains("plaintext features"));
     }
 }

@@ -7,7 +7,9 @@ use ghostpii_core::sealed_format::{self as fmt, SealedParts};
 use polars::prelude::*;
 use pyo3_polars::derive::polars_expr;
 
-use crate::sealed_column::{null_row, one_row, sealed_storage_dtype, NewSealed, SealedColumn};
+use ghostpii_core::sealed_gram::SealedGram;
+
+use crate::sealed_column::{null_row, one_row, params_row, sealed_storage_dtype, NewSealed, SealedColumn};
 
 fn merge_field(inputs: &[Field]) -> PolarsResult<Field> {
     let f = inputs
@@ -24,10 +26,43 @@ fn expression_of(label: &str, op: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
+/// The merged sealed Gram of the group, if its values are sealed Grams (op `gram`, layout in
+/// `params`); `None` for sealed sums.
+fn merge_grams(s: &Series) -> PolarsResult<Option<Series>> {
+    let storage = s.to_storage();
+    let st = storage.struct_()?;
+    let ops = st.field_by_name("op")?;
+    let ops = ops.str()?;
+    if !ops.iter().flatten().any(|o| o == "gram") {
+        return Ok(None);
+    }
+    let params = st.field_by_name("params")?;
+    let params = params.binary()?;
+    let mut merged: Option<SealedGram> = None;
+    for (op, p) in ops.iter().zip(params.iter()) {
+        let (Some(op), Some(p)) = (op, p) else { continue };
+        if op != "gram" {
+            polars_bail!(ComputeError: "ghostpii: cannot merge a sealed Gram with a sealed {op}");
+        }
+        let g = SealedGram::from_bytes(p).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
+        match &mut merged {
+            None => merged = Some(g),
+            Some(m) => m.merge(&g).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?,
+        }
+    }
+    Ok(Some(match merged {
+        Some(m) => params_row(s.name().clone(), m.label(), "gram", m.n, m.to_bytes())?,
+        None => null_row(s.name().clone()),
+    }))
+}
+
 /// One merged sealed value per group.
 #[polars_expr(output_type_func=merge_field)]
 fn ghost_merge(inputs: &[Series]) -> PolarsResult<Series> {
     let s = &inputs[0];
+    if let Some(g) = merge_grams(s)? {
+        return Ok(g);
+    }
     let col = SealedColumn::read(s)?;
     let labels = s.to_storage().struct_()?.field_by_name("label")?;
     let labels = labels.str()?;
