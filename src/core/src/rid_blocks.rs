@@ -9,6 +9,7 @@
 use crate::error::{CoreError, Result};
 use crate::rid_encoding::Reader;
 use crate::rids::{put_varint, RidSet};
+use rayon::prelude::*;
 
 /// Rids per block (one Roaring container).
 pub const BLOCK: u64 = 1 << 16;
@@ -162,8 +163,25 @@ pub fn runs(set: &RidSet) -> Vec<(u64, u64)> {
     out
 }
 
-/// Runs of a sorted slice (duplicates allowed), inclusive.
+/// Runs of a sorted slice (duplicates allowed), inclusive; chunks in parallel for large slices.
 fn runs_of_sorted(rids: &[u64]) -> Vec<(u64, u64)> {
+    const PAR: usize = 1 << 16;
+    if rids.len() <= 4 * PAR {
+        return runs_serial(rids);
+    }
+    let parts: Vec<Vec<(u64, u64)>> = rids.par_chunks(PAR).map(runs_serial).collect();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for (a, b) in parts.into_iter().flatten() {
+        match out.last_mut() {
+            // a chunk that starts where (or right after) the previous one ended continues its run
+            Some((_, end)) if end.saturating_add(1) >= a => *end = (*end).max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn runs_serial(rids: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for &r in rids {
         match out.last_mut() {
@@ -252,6 +270,16 @@ pub fn distinct_sorted(rids: &[u64]) -> u64 {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn parallel_runs_equal_serial_runs() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut rids: Vec<u64> = (0..2_000_000u64).filter(|_| rng.gen_bool(0.999)).collect();
+        rids.insert(300_000, rids[300_000]); // a duplicate
+        assert_eq!(runs_of_sorted(&rids), runs_serial(&rids));
+        let contiguous: Vec<u64> = (5..1_000_005).collect();
+        assert_eq!(runs_of_sorted(&contiguous), vec![(5, 1_000_004)]);
+    }
 
     fn sets() -> Vec<Vec<u64>> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

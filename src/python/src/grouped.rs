@@ -109,7 +109,12 @@ struct Out {
 
 fn seal_rows(op: SealedOp, expression: &str, masked: u128, rids: std::borrow::Cow<'_, [u64]>) -> Out {
     let n = rids.len() as u64;
-    if rids.windows(2).all(|w| w[0] < w[1]) {
+    let increasing = if rids.len() > 1 << 18 {
+        rids.par_windows(2).all(|w| w[0] < w[1])
+    } else {
+        rids.windows(2).all(|w| w[0] < w[1])
+    };
+    if increasing {
         // the common case: each row once, in rid order
         return Out {
             label: fmt::label(op, expression, n, None),
