@@ -68,7 +68,7 @@ def test_global_aggregate_and_refusals(admin: gp.Session, client: object, files:
         gp.dask.collect(lf.group_by("g").agg(pl.len(), pl.col("x").ghost.sum()), admin, client)
 
 
-def test_second_moments_merge_and_pseudonyms_are_refused_up_front(
+def test_second_moments_and_encrypted_keys_equal_the_single_process_query(
     admin: gp.Session, client: object, tmp_path: Path, dataset: gp.Dataset
 ) -> None:
     paths = []
@@ -96,6 +96,21 @@ def test_second_moments_merge_and_pseudonyms_are_refused_up_front(
             one, got = one.sort("g"), got.sort("g")
         for c in one.columns:
             assert got[c].to_list() == pytest.approx(one[c].to_list(), rel=1e-12), c
+    # group_by on encrypted keys: one pad request for the files' rows, one pseudonym key for all
+    # workers, so a value's rows in different files land in one group
     keyed = lf.with_columns(k=pl.col("s").ghost.key()).group_by("k").agg(pl.col("x").ghost.sum())
-    with pytest.raises(gp.UnsupportedOperation, match=r"does not merge ghost.key\(\) pseudonyms"):
-        gp.dask.collect(keyed, admin, client)
+    admin.reset_stats()
+    got = gp.dask.collect(keyed, admin, client)
+    assert admin.stats()["answer_key_requests"] == 2  # the pads, then the reveal
+    pads = admin.audit(dataset).filter(pl.col("operation") == "pads")
+    assert pads["rid_count"].to_list() == [120], pads  # every row of the files, audited once
+    plain = pl.concat(
+        [
+            pl.DataFrame({"s": [f"n{(r + i) % 4}" for r in range(40)], "x": [(r * 7 + i) % 11 for r in range(40)]})
+            for i in range(3)
+        ]
+    )
+    expected = sorted(plain.group_by("s").agg(pl.col("x").sum())["x"].to_list())
+    assert got.height == 4 and sorted(got["x"].to_list()) == expected
+    single = keyed.ghost.collect(admin)
+    assert sorted(single["x"].to_list()) == expected

@@ -11,9 +11,10 @@ result, exactly as for a single-process query.
 
 Supported plans: a (filtered, projected) scan of Parquet files ending in ``group_by(keys).agg(...)``
 of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggregates other than the
-group keys cannot be merged without knowing how, and are refused; so are, for now, quantiles and
-``ghost.key()`` pseudonyms, with an :class:`UnsupportedOperation` that says so. Second moments
-(``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
+group keys cannot be merged without knowing how, and are refused; so are, for now, quantiles.
+Second moments (``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
+``ghost.key()`` pseudonyms work: the client asks the pads of every non-null row of the key
+columns in the files in one request and ships each task its rows' pads and one pseudonym key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import secrets
+import threading
 import warnings
 from typing import Any
 
@@ -31,6 +34,7 @@ from ghostpii import _internal
 from ghostpii.client import Session
 from ghostpii.dtypes import SealedType, is_sealed
 from ghostpii.errors import UnsupportedOperation, ghost_errors
+from ghostpii.keyed import pads_descriptor
 from ghostpii.namespace import PLUGIN_PATH
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.tokens import PlannedTokens, plan_tokens
@@ -94,19 +98,26 @@ def _keys(plan: dict[str, Any]) -> list[str] | None:
     return names
 
 
-# plugin functions whose partials gp.dask.collect cannot merge (yet), and what to do instead
-_UNMERGEABLE = {
-    "ghost_key": (
-        "ghost.key() pseudonyms (each worker would need the pads of its rows and one shared pseudonym key)",
-        "group by a plaintext column, or collect in one process with lf.ghost.collect(session)",
-    ),
-}
-
-
-def _refuse_unmergeable(plan: str) -> None:
-    for fn, (what, instead) in _UNMERGEABLE.items():
-        if f'"{fn}"' in plan:
-            raise UnsupportedOperation(f"gp.dask.collect does not merge {what}; {instead}")
+def _key_columns(node: Any, out: list[str]) -> None:
+    """The columns whose ``ghost.key()`` pseudonyms the plan computes."""
+    if isinstance(node, dict):
+        f = node.get("Function")
+        fn = f.get("function") if isinstance(f, dict) else None
+        ffi = fn.get("FfiPlugin") if isinstance(fn, dict) else None
+        if isinstance(ffi, dict) and ffi.get("symbol") == "ghost_key":
+            for i in f.get("input", []):  # type: ignore[union-attr]
+                if not (isinstance(i, dict) and isinstance(i.get("Column"), str)):
+                    raise UnsupportedOperation(
+                        "gp.dask.collect computes ghost.key() of columns as they are stored: write "
+                        "pl.col(name).ghost.key()"
+                    )
+                if i["Column"] not in out:
+                    out.append(i["Column"])
+        for v in node.values():
+            _key_columns(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _key_columns(v, out)
 
 
 def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str], list[str]]:
@@ -120,7 +131,6 @@ def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str],
             "gp.dask.collect runs a query over ONE Parquet scan (pl.scan_parquet([...files])); this plan "
             f"has {len(scans)} scan(s): join or concatenate the inputs into one set of files first"
         )
-    _refuse_unmergeable(json.dumps(plan))
     keys = _keys(plan) or []
     schema = lf.collect_schema()
     loose = [n for n, d in schema.items() if not is_sealed(d) and n not in keys]
@@ -139,8 +149,13 @@ def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str],
     return tasks, keys
 
 
-def _run_partition(plan: str, tokens: PlannedTokens) -> bytes:
-    """On a worker: run one partial plan with the shipped tokens; Arrow IPC of its sealed partials
+# One query's shipped pads at a time per worker process (the kernels read them process-wide).
+_SHIPPED = threading.Lock()
+
+
+def _run_partition(plan: str, tokens: PlannedTokens, shipped: Shipped | None = None) -> bytes:
+    """On a worker: run one partial plan with the shipped tokens (and, for ``ghost.key()``, the
+    query's pseudonym key and the pads of this task's rows); Arrow IPC of its sealed partials
     (sealed columns as their storage structs)."""
     import ghostpii  # noqa: F401  (registers the extension types and the plugin in this process)
 
@@ -148,11 +163,52 @@ def _run_partition(plan: str, tokens: PlannedTokens) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lf = pl.LazyFrame.deserialize(io.StringIO(plan), format="json")
-    df = lf.collect()
+    if shipped is None:
+        df = lf.collect()
+    else:
+        key, columns = shipped
+        with _SHIPPED:
+            try:
+                for meta, rids, pads in columns:
+                    _internal.install_shipped_pads(meta, rids, pads, key)
+                df = lf.collect()
+            finally:
+                _internal.clear_shipped_pads()
     df = df.with_columns([df[n].ext.storage().alias(n) for n, d in df.schema.items() if is_sealed(d)])
     buf = io.BytesIO()
     df.write_ipc(buf)
     return buf.getvalue()
+
+
+# per task: the query's pseudonym key and, per key column, (metadata, rids, pads) of its rows
+Shipped = tuple[bytes, list[tuple[str, bytes, bytes]]]
+
+
+def _task_files(lf: pl.LazyFrame, files_per_task: int) -> list[list[str]]:
+    scans: list[dict[str, Any]] = []
+    _scans(_plan_json(lf), scans)
+    # a path is serialised as a string or as {"inner": path}, depending on the Polars build
+    files = [p["inner"] if isinstance(p, dict) else p for p in scans[0]["sources"]["Paths"]]
+    return [files[i : i + files_per_task] for i in range(0, len(files), files_per_task)]
+
+
+def _ship_pads(groups: list[list[str]], columns: list[str], session: Session) -> list[Shipped]:
+    """The pads of every non-null row of the key columns in the scanned files, in ONE keyhost
+    request (workers filter locally, so the client cannot know which rows they keep), split by
+    task, with one fresh pseudonym key for all workers of the query."""
+    every = [f for g in groups for f in g]
+    wanted = [_internal.key_rids(pl.read_parquet(every, columns=[c])[c]) for c in columns]
+    descriptors = [pads_descriptor({**json.loads(meta), "facet": "group"}, rids) for meta, rids in wanted]
+    results = session.answer_keys(descriptors)
+    key = secrets.token_bytes(16)
+    out: list[Shipped] = []
+    for g in groups:
+        cols = []
+        for c, (meta, rids), r in zip(columns, wanted, results, strict=True):
+            _, mine = _internal.key_rids(pl.read_parquet(g, columns=[c])[c])
+            cols.append((meta, mine, _internal.slice_pads(rids, r["pads"], mine)))
+        out.append((key, cols))
+    return out
 
 
 def merge_partials(parts: list[pl.DataFrame], keys: list[str], sealed: list[str]) -> pl.DataFrame:
@@ -179,6 +235,13 @@ def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: 
         # every token the plan needs, not only those missing here: the workers have none
         _internal.clear_tokens()
         _internal.clear_match_tokens()
-        futures = client.map(_run_partition, tasks, tokens=plan_tokens(lf, session), pure=False)
+        tokens = plan_tokens(lf, session)
+        columns: list[str] = []
+        _key_columns(_plan_json(lf), columns)
+        if columns:
+            shipped = _ship_pads(_task_files(lf, files_per_task), columns, session)
+            futures = client.map(_run_partition, tasks, [tokens] * len(tasks), shipped, pure=False)
+        else:
+            futures = client.map(_run_partition, tasks, tokens=tokens, pure=False)
         parts = [pl.read_ipc(io.BytesIO(b)) for b in client.gather(futures)]
         return reveal(merge_partials(parts, keys, sealed), session)

@@ -362,6 +362,13 @@ impl PseudonymKey {
         PseudonymKey { cipher }
     }
 
+    /// A key shared by the processes of one query (e.g. the workers of a Dask query).
+    pub fn from_bytes(k: &[u8; 16]) -> Self {
+        PseudonymKey {
+            cipher: Aes128::new(GenericArray::from_slice(k)),
+        }
+    }
+
     /// Pseudonyms of unmasked DET values (`cell ⊕ pad`), as signed 128-bit integers.
     pub fn pseudonyms(&self, dets: &mut [[u8; 16]]) -> Vec<i128> {
         let mut blocks: Vec<Block> = dets.iter().map(|d| GenericArray::clone_from_slice(d)).collect();

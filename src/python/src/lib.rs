@@ -52,6 +52,10 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(equality::insert_match_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(equality::clear_match_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(pseudonyms::set_pad_fetcher, m)?)?;
+    m.add_function(wrap_pyfunction!(pseudonyms::install_shipped_pads, m)?)?;
+    m.add_function(wrap_pyfunction!(pseudonyms::clear_shipped_pads, m)?)?;
+    m.add_function(wrap_pyfunction!(pseudonyms::key_rids, m)?)?;
+    m.add_function(wrap_pyfunction!(pseudonyms::slice_pads, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::fuzzy_rids, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::link_encrypted, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;

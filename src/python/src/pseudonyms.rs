@@ -6,7 +6,8 @@
 //! never sent). Equal values of columns of one join domain give equal pseudonyms within the
 //! process; other columns never do.
 
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ghostpii_core::det::{PseudonymKey, GROUP_LEN};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
@@ -14,6 +15,10 @@ use ghostpii_core::RidSet;
 use polars::prelude::*;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use pyo3_polars::PySeries;
+use zeroize::Zeroizing;
+
+use crate::errors::GhostError;
 use rayon::prelude::*;
 
 use crate::columns::{meta_of, values, GROUP, RID};
@@ -23,9 +28,114 @@ fn fetcher() -> &'static Mutex<Option<Py<PyAny>>> {
     F.get_or_init(Default::default)
 }
 
-fn query_key() -> &'static PseudonymKey {
-    static K: OnceLock<PseudonymKey> = OnceLock::new();
-    K.get_or_init(PseudonymKey::generate)
+/// The pseudonym key of this process: random, unless a distributed query installed its own.
+fn query_key() -> Arc<PseudonymKey> {
+    static K: OnceLock<Arc<PseudonymKey>> = OnceLock::new();
+    if let Some(k) = shipped().lock().ok().and_then(|s| s.key.clone()) {
+        return k;
+    }
+    K.get_or_init(|| Arc::new(PseudonymKey::generate())).clone()
+}
+
+/// What a distributed query shipped to this worker: one pseudonym key for all its workers and,
+/// per column, the pads of the rows of this worker's files (fetched once, by the client).
+#[derive(Default)]
+struct Shipped {
+    key: Option<Arc<PseudonymKey>>,
+    pads: HashMap<(String, i64, i64, u32), (Vec<u64>, Zeroizing<Vec<u8>>)>,
+}
+
+fn shipped() -> &'static Mutex<Shipped> {
+    static S: OnceLock<Mutex<Shipped>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+fn column_key(meta: &ColumnMeta) -> (String, i64, i64, u32) {
+    (meta.keyhost.clone(), meta.dataset_id, meta.column_id, meta.epoch)
+}
+
+/// Install the pseudonym key and the pads of a column's rows for the kernels of this process
+/// (a Dask worker: `gp.dask.collect`); `clear_shipped_pads` forgets them after the task.
+#[pyfunction]
+pub fn install_shipped_pads(meta_json: &str, rids: &[u8], pads: &[u8], key: &[u8]) -> PyResult<()> {
+    let err = |m: String| GhostError::new_err(format!("shipped pads: {m}"));
+    let meta = ColumnMeta::from_json(meta_json).map_err(|e| err(e.to_string()))?;
+    let rids = RidSet::from_bytes(rids).map_err(|e| err(e.to_string()))?.to_vec();
+    if pads.len() != GROUP_LEN * rids.len() {
+        return Err(err(format!("{} bytes of pads for {} rows", pads.len(), rids.len())));
+    }
+    let key: [u8; 16] = key
+        .try_into()
+        .map_err(|_| err("the pseudonym key is not 16 bytes".into()))?;
+    let mut s = shipped().lock().map_err(|_| err("lock poisoned".into()))?;
+    s.key = Some(Arc::new(PseudonymKey::from_bytes(&key)));
+    s.pads.insert(column_key(&meta), (rids, Zeroizing::new(pads.to_vec())));
+    Ok(())
+}
+
+/// Forget what [`install_shipped_pads`] installed.
+#[pyfunction]
+pub fn clear_shipped_pads() -> PyResult<()> {
+    let mut s = shipped()
+        .lock()
+        .map_err(|_| GhostError::new_err("shipped pads: lock poisoned"))?;
+    *s = Shipped::default();
+    Ok(())
+}
+
+/// The shipped pads of `wanted` (sorted, unique), if pads were shipped for the column.
+fn shipped_pads(meta: &ColumnMeta, wanted: &[u64]) -> Option<Result<Vec<u8>, String>> {
+    let s = shipped().lock().ok()?;
+    let (rids, pads) = s.pads.get(&column_key(meta))?;
+    Some(
+        pads_of(rids, pads, wanted)
+            .map_err(|r| format!("the pads shipped for column '{}' do not cover row id {r}", meta.column)),
+    )
+}
+
+/// The pads of `wanted` out of the pads of `rids` (both sorted, unique); `Err(rid)` for a rid
+/// that `rids` lacks.
+fn pads_of(rids: &[u64], pads: &[u8], wanted: &[u64]) -> Result<Vec<u8>, u64> {
+    let mut out = Vec::with_capacity(GROUP_LEN * wanted.len());
+    let mut j = 0usize;
+    for &r in wanted {
+        while j < rids.len() && rids[j] < r {
+            j += 1;
+        }
+        if j == rids.len() || rids[j] != r {
+            return Err(r);
+        }
+        out.extend_from_slice(&pads[GROUP_LEN * j..GROUP_LEN * (j + 1)]);
+    }
+    Ok(out)
+}
+
+/// The pads of the rid set `subset` out of the pads of the rid set `rids` (for shipping each
+/// worker only the pads of its files).
+#[pyfunction]
+pub fn slice_pads<'py>(py: Python<'py>, rids: &[u8], pads: &[u8], subset: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let err = |m: String| GhostError::new_err(format!("pads: {m}"));
+    let all = RidSet::from_bytes(rids).map_err(|e| err(e.to_string()))?.to_vec();
+    let want = RidSet::from_bytes(subset).map_err(|e| err(e.to_string()))?.to_vec();
+    if pads.len() != GROUP_LEN * all.len() {
+        return Err(err(format!("{} bytes of pads for {} rows", pads.len(), all.len())));
+    }
+    let out = pads_of(&all, pads, &want).map_err(|r| err(format!("row id {r} has no pad")))?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// The rid set of the non-null rows of an encrypted column with the group facet, and its
+/// metadata (what `gp.dask.collect` asks pads for).
+#[pyfunction]
+pub fn key_rids<'py>(py: Python<'py>, series: PySeries) -> PyResult<(String, Bound<'py, PyBytes>)> {
+    let s = series.0;
+    let meta = key_meta(s.name(), s.dtype()).map_err(|e| GhostError::new_err(e.to_string()))?;
+    let (rids, valid) = rids_and_validity(&s).map_err(|e| GhostError::new_err(e.to_string()))?;
+    let wanted = wanted_rids(&rids, &valid);
+    Ok((
+        meta.to_json(),
+        PyBytes::new(py, &RidSet::from_sorted(&wanted).to_bytes()),
+    ))
 }
 
 /// `"Name: message"` of a Python exception, so the Python layer can re-raise its type.
@@ -85,6 +195,26 @@ pub fn fetch_pads(meta: &ColumnMeta, facet: &str, rids: &RidSet) -> Result<Vec<u
     })
 }
 
+/// The sorted distinct rids of the valid rows.
+fn wanted_rids(rids: &[u64], valid: &polars_arrow::bitmap::Bitmap) -> Vec<u64> {
+    let mut wanted: Vec<u64> = (0..rids.len()).filter(|&i| valid.get_bit(i)).map(|i| rids[i]).collect();
+    wanted.par_sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
+/// The rid field and the validity of an encrypted column.
+fn rids_and_validity(s: &Series) -> PolarsResult<(Vec<u64>, polars_arrow::bitmap::Bitmap)> {
+    let storage = s.to_storage();
+    let st = storage.struct_().map_err(
+        |_| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: its storage is not a struct", s.name()),
+    )?;
+    let rid = st.field_by_name(RID)?;
+    let rid = rid.u64()?.rechunk().into_owned();
+    let valid = storage.is_not_null().rechunk().into_owned();
+    Ok((values(&rid).to_vec(), valid.downcast_as_array().values().clone()))
+}
+
 fn key_meta(name: &str, dtype: &DataType) -> PolarsResult<ColumnMeta> {
     let meta = meta_of(name, dtype, "ghost.key()")?;
     if !meta.has(Facet::Group) {
@@ -125,13 +255,14 @@ pub fn kernel(s: &Series) -> PolarsResult<Series> {
     let rids = values(&rid);
     let valid = storage.is_not_null().rechunk().into_owned();
     let valid = valid.downcast_as_array().values().clone();
-    let mut wanted: Vec<u64> = (0..rids.len()).filter(|&i| valid.get_bit(i)).map(|i| rids[i]).collect();
-    wanted.par_sort_unstable();
-    wanted.dedup();
+    let wanted = wanted_rids(rids, &valid);
     let mut out = vec![0i128; rids.len()];
     if !wanted.is_empty() {
-        let pads = fetch_pads(&meta, "group", &RidSet::from_sorted(&wanted))
-            .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
+        let pads = match shipped_pads(&meta, &wanted) {
+            Some(p) => p,
+            None => fetch_pads(&meta, "group", &RidSet::from_sorted(&wanted)),
+        }
+        .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
         if pads.len() != wanted.len() * GROUP_LEN {
             polars_bail!(ComputeError: "ghostpii: the keyhost returned {} bytes of pads for {} rows", pads.len(), wanted.len());
         }
