@@ -128,30 +128,35 @@ def test_grouped_sums_are_one_descriptor_all_or_nothing_with_dp_per_group(
     keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
 ) -> None:
     enc = _enc(dataset).with_columns(g=pl.Series([i % 4 for i in range(N)]))  # 4 groups of 10 rows
-    an = _analyst(keyhost, admin, dataset, [gp.allow.aggregate("x", min_rows=5, epsilon=0.5, budget=3.0)])
+    an = _analyst(keyhost, admin, dataset, [gp.allow.aggregate("x", min_rows=5, epsilon=0.5, budget=2.0)])
     grouped = enc.group_by("g").agg(pl.col("x").ghost.sum()).sort("g")
     an.reset_stats()
     a = grouped.ghost.reveal(an)
     assert an.stats()["descriptors"] == 1  # one sums descriptor for the 4 groups
     assert a.height == 4 and a["x"].to_list() != [sum(range(g, N, 4)) for g in range(4)]  # noisy
-    # each group costs what its own sum would (4 x 0.5), charged once; the same query again is
-    # the same noisy answer and charges nothing more
-    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(2.0)
+    # disjoint groups, each with its own noise: parallel composition, one group's cost (0.5); the
+    # same query again is the same noisy answer and charges nothing more
+    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(0.5)
     assert grouped.ghost.reveal(an).equals(a)
-    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(2.0)
+    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(0.5)
     entries = _audit(admin, dataset, an).filter(pl.col("operation") == "sums").rows(named=True)
     assert len(entries) == 2  # each reveal is one audit entry, whatever its groups
-    entry = entries[0]
-    params = json.loads(entry["params"])
-    assert (params["groups"], params["group_rows"], entry["rid_count"]) == (4, [10, 10, 10, 10], N)
+    params = json.loads(entries[0]["params"])
+    assert (params["groups"], params["group_rows"], entries[0]["rid_count"]) == (4, [10, 10, 10, 10], N)
+    assert params["dp"]["composition"] == "parallel"
     # a group under min_rows refuses every group: nothing is revealed, nothing more is charged
     small = enc.with_columns(g=pl.Series([0] * 3 + [1] * (N - 3))).group_by("g").agg(pl.col("x").ghost.sum())
     with pytest.raises(gp.PermissionDenied, match="group . of 2: the aggregate covers 3 distinct rows"):
         small.ghost.reveal(an)
+    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(0.5)
+    # other groupings are new answers (0.5 each) until the budget of 2.0 is spent; then refused whole
+    for k in (2, 3, 5):
+        enc.with_columns(g=pl.Series([i % k for i in range(N)])).group_by("g").agg(
+            pl.col("x").ghost.sum()
+        ).ghost.reveal(an)
     assert an.budget(dataset)["epsilon_spent"] == pytest.approx(2.0)
-    # two more groups would exceed the budget: the batch is refused whole
     with pytest.raises(gp.BudgetExhausted):
-        enc.with_columns(g=pl.Series([i % 3 for i in range(N)])).group_by("g").agg(
+        enc.with_columns(g=pl.Series([i % 6 for i in range(N)])).group_by("g").agg(
             pl.col("x").ghost.sum()
         ).ghost.reveal(an)
     assert an.budget(dataset)["epsilon_spent"] == pytest.approx(2.0)

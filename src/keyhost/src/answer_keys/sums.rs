@@ -5,8 +5,11 @@
 //! Each group is checked as a `sum` would be: allocated rids, `min_rows` (distinct rows), no
 //! wrap of the ring, its own DP noise. The batch is all or nothing: a group that fails refuses
 //! the descriptor, and exact answers under grants go through the linear audit together
-//! ([`Effect::LinearAuditMany`]). Under DP each group's noise costs what its own `sum` would
-//! (sequential composition), charged once for the batch. The audit entry records the number of
+//! ([`Effect::LinearAuditMany`]). Under DP each group gets its own noise; the batch is charged
+//! once: one group's cost when the groups are disjoint (parallel composition: under
+//! replace-one neighbours a row's value moves only its own group's sum, so the release of all
+//! groups is as private as one of them, for pure DP and zCDP alike), else the sum of the
+//! groups' costs (sequential composition). The audit entry records the number of
 //! groups, their row counts (`group_rows`), the total rows and the digest of all group digests.
 //! Groups whose rows repeat (joins, concats) keep using `sum` descriptors.
 //!
@@ -77,6 +80,9 @@ pub(super) fn plan(
     let granted = auths.iter().all(|a| matches!(a, Authority::Grant { .. }));
     let mut queries = Vec::new();
     let mut cost: Option<crate::dp::Cost> = None;
+    let mut one_cost: Option<crate::dp::Cost> = None;
+    let mut union = roaring::RoaringTreemap::new();
+    let mut disjoint = true;
     let mut requests = Sha256::new();
     let mut dp = None;
     for (i, set) in sets.into_iter().enumerate() {
@@ -94,17 +100,25 @@ pub(super) fn plan(
         for ((col, _, _), auth) in terms.iter().zip(&auths) {
             sum::check_min_rows(auth, col, &rows).map_err(at)?;
         }
+        if disjoint && !union.is_disjoint(&rows.support.0) {
+            disjoint = false;
+        }
+        if disjoint {
+            union |= &rows.support.0;
+        }
         digest.update(rows.support.digest_hex().as_bytes());
         group_rows.push(rows.support.len());
         let noise = sum::noise_plan(cx, &ds, &entry.params["terms"], &cols, &auths, &rows).map_err(at)?;
         match &noise {
             Some(plan) => {
                 let c = plan.mechanism.cost();
+                // sequential unless the groups turn out disjoint (below); every group costs the same
                 cost = Some(cost.map_or(c, |t| crate::dp::Cost {
                     epsilon: t.epsilon + c.epsilon,
                     delta: t.delta + c.delta,
                     rho: t.rho + c.rho,
                 }));
+                one_cost.get_or_insert(c);
                 requests.update(plan.request.as_bytes());
                 dp.get_or_insert_with(|| plan.mechanism.describe(&plan.sensitivity));
             }
@@ -120,11 +134,14 @@ pub(super) fn plan(
     entry.rid_digest = Some(hex::encode(digest.finalize()));
     note(entry, "groups", json!(prepared.len()));
     note(entry, "group_rows", json!(group_rows));
-    if let Some(cost) = cost {
+    if let Some(mut cost) = cost {
+        if disjoint {
+            cost = one_cost.unwrap_or(cost);
+        }
         let request = hex::encode(requests.finalize());
         if let Some(d) = &mut dp {
             d["request"] = json!(request);
-            d["groups_charged"] = json!(prepared.len());
+            d["composition"] = json!(if disjoint { "parallel" } else { "sequential" });
         }
         note(entry, "dp", dp.clone().unwrap_or_default());
         effects.push(Effect::Budget {

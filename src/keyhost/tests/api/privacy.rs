@@ -391,3 +391,31 @@ fn an_audit_state_beyond_its_limit_refuses_exact_sums() {
         "{r}"
     );
 }
+
+/// `sums` under DP: disjoint groups cost one group's ε (parallel composition), overlapping
+/// groups the sum of theirs (sequential composition), each charged once for the batch.
+#[test]
+fn dp_sums_compose_in_parallel_only_over_disjoint_groups() {
+    use base64::Engine;
+    let w = World::new();
+    w.grant(
+        "income",
+        "aggregate",
+        json!({"min_rows": 10, "epsilon": 0.5, "budget": 5.0}),
+    );
+    let group = |lo: u64, n: u64| RidSet::from_sorted(&(w.start + lo..w.start + lo + n).collect::<Vec<_>>());
+    let sums = |gs: &[RidSet]| {
+        json!([{"op": "sums", "dataset_id": w.dataset_id,
+                "terms": [{"column_id": w.income.id, "epoch": w.income.epoch, "weight": 1}],
+                "groups": gs.iter().map(|g| base64::engine::general_purpose::STANDARD.encode(g.to_bytes()))
+                    .collect::<Vec<_>>()}])
+    };
+    let disjoint =
+        w.kh.answer(&w.analyst, sums(&[group(0, 20), group(20, 20), group(40, 20)]));
+    assert_eq!(disjoint[0]["dp"]["composition"], "parallel", "{}", disjoint[0]);
+    assert_eq!(budget(&w)["epsilon_spent"], 0.5);
+    let overlapping =
+        w.kh.answer(&w.analyst, sums(&[group(100, 20), group(110, 20), group(200, 20)]));
+    assert_eq!(overlapping[0]["dp"]["composition"], "sequential", "{}", overlapping[0]);
+    assert_eq!(budget(&w)["epsilon_spent"], 2.0);
+}
