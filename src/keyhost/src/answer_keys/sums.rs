@@ -81,8 +81,6 @@ pub(super) fn plan(
     let mut queries = Vec::new();
     let mut cost: Option<crate::dp::Cost> = None;
     let mut one_cost: Option<crate::dp::Cost> = None;
-    let mut union = roaring::RoaringTreemap::new();
-    let mut disjoint = true;
     let mut requests = Sha256::new();
     let mut dp = None;
     for (i, set) in sets.into_iter().enumerate() {
@@ -99,12 +97,6 @@ pub(super) fn plan(
         };
         for ((col, _, _), auth) in terms.iter().zip(&auths) {
             sum::check_min_rows(auth, col, &rows).map_err(at)?;
-        }
-        if disjoint && !union.is_disjoint(&rows.support.0) {
-            disjoint = false;
-        }
-        if disjoint {
-            union |= &rows.support.0;
         }
         digest.update(rows.support.digest_hex().as_bytes());
         group_rows.push(rows.support.len());
@@ -135,6 +127,10 @@ pub(super) fn plan(
     note(entry, "groups", json!(prepared.len()));
     note(entry, "group_rows", json!(group_rows));
     if let Some(mut cost) = cost {
+        // disjoint: no rid in two groups (checked only where it changes the charge)
+        let mut all: Vec<u64> = prepared.iter().flat_map(|(r, _)| r.support.0.iter()).collect();
+        all.par_sort_unstable();
+        let disjoint = all.windows(2).all(|w| w[0] != w[1]);
         if disjoint {
             cost = one_cost.unwrap_or(cost);
         }
