@@ -196,16 +196,17 @@ def _ship_pads(groups: list[list[str]], columns: list[str], session: Session) ->
     """The pads of every non-null row of the key columns in the scanned files, in ONE keyhost
     request (workers filter locally, so the client cannot know which rows they keep), split by
     task, with one fresh pseudonym key for all workers of the query."""
-    every = [f for g in groups for f in g]
-    wanted = [_internal.key_rids(pl.read_parquet(every, columns=[c])[c]) for c in columns]
+    # each task's key columns, read once; all tasks' rows together for the one request
+    per_task = [[pl.read_parquet(g, columns=[c])[c] for c in columns] for g in groups]
+    wanted = [_internal.key_rids(pl.concat([t[i] for t in per_task])) for i in range(len(columns))]
     descriptors = [pads_descriptor({**json.loads(meta), "facet": "group"}, rids) for meta, rids in wanted]
     results = session.answer_keys(descriptors)
     key = secrets.token_bytes(16)
     out: list[Shipped] = []
-    for g in groups:
+    for task in per_task:
         cols = []
-        for c, (meta, rids), r in zip(columns, wanted, results, strict=True):
-            _, mine = _internal.key_rids(pl.read_parquet(g, columns=[c])[c])
+        for series, (meta, rids), r in zip(task, wanted, results, strict=True):
+            _, mine = _internal.key_rids(series)
             cols.append((meta, mine, _internal.slice_pads(rids, r["pads"], mine)))
         out.append((key, cols))
     return out

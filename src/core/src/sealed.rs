@@ -53,6 +53,22 @@ pub struct SealedRepeat {
     pub rids: String,
 }
 
+/// A row multiset as JSON sealed values store it (base64 support and repeat classes), decoded
+/// and checked.
+pub fn decode_rows(rids: &str, repeats: &[SealedRepeat]) -> Result<RidMultiset> {
+    let support = RidSet::from_base64(rids)?;
+    let repeats = repeats
+        .iter()
+        .map(|r| {
+            Ok(Repeat {
+                k: r.k,
+                rids: RidSet::from_base64(&r.rids)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RidMultiset::checked(support, repeats)
+}
+
 /// One term of a linear combination with a public integer weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Term {
@@ -84,18 +100,7 @@ impl SealedAggregate {
 
     /// The rows summed with their multiplicities, decoded and checked.
     pub fn rows(&self) -> Result<RidMultiset> {
-        let support = RidSet::from_base64(&self.rids)?;
-        let repeats = self
-            .repeats
-            .iter()
-            .map(|r| {
-                Ok(Repeat {
-                    k: r.k,
-                    rids: RidSet::from_base64(&r.rids)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        RidMultiset::checked(support, repeats)
+        decode_rows(&self.rids, &self.repeats)
     }
 
     /// The expression summed, e.g. `income` or `2·a - b`.

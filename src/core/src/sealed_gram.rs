@@ -17,9 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::multiset::{Repeat, RidMultiset};
+use crate::multiset::RidMultiset;
 use crate::sealed::{thousands, SealedRepeat};
-use crate::RidSet;
 
 /// One feature of a sealed Gram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,18 +142,7 @@ impl SealedGram {
 
     /// Its rows with their repeats.
     pub fn rows(&self) -> Result<RidMultiset> {
-        let support = RidSet::from_base64(&self.rids)?;
-        let repeats = self
-            .repeats
-            .iter()
-            .map(|r| {
-                Ok(Repeat {
-                    k: r.k,
-                    rids: RidSet::from_base64(&r.rids)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        RidMultiset::checked(support, repeats)
+        crate::sealed::decode_rows(&self.rids, &self.repeats)
     }
 
     /// Add another partial of the same statistic (e.g. another worker's files): masked entries
@@ -258,6 +246,7 @@ pub fn decode_weights(s: &str, max: u64) -> Result<Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RidSet;
 
     #[test]
     fn weights_round_trip_and_are_bounded() {
