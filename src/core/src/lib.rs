@@ -8,6 +8,7 @@ pub mod clk;
 pub mod deg2;
 pub mod det;
 pub mod error;
+pub mod frame;
 pub mod keys;
 pub mod mask_blocks;
 pub mod meta;

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! In the JSON of a frame, a byte field is `{"$blob": i, "len": n}`: the i-th blob, n bytes,
-//! the blobs back to back after the JSON in index order. In a plain JSON response the same
-//! field is a base64 string.
+//! the blobs back to back after the JSON in index order (the codec is `ghostpii_core::frame`,
+//! shared with request frames). In a plain JSON response the same field is a base64 string.
 //!
 //! Idempotency records store a frame too (sealed), but without the bytes of deterministic
 //! fields (pads and row keys are functions of the column key and the rids): those are marked
@@ -19,16 +19,14 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use ghostpii_core::frame::{self, HEADER_LEN};
 use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
 
 /// The media type of the binary frame.
-pub const MEDIA_TYPE: &str = "application/vnd.ghostpii.answers";
-const MAGIC: &[u8; 4] = b"GPAK";
-const VERSION: u8 = 1;
-const HEADER_LEN: usize = 9;
+pub const MEDIA_TYPE: &str = frame::MEDIA_TYPE;
 
 /// A byte field of one answer: its name in the result object and its bytes.
 pub struct Blob {
@@ -128,9 +126,7 @@ impl Answered {
             .map(|b| b.bytes.len())
             .sum();
         let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + 64 * self.results.len() + total));
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&[0; 4]); // the JSON length, below
+        out.extend_from_slice(&frame::header(0)); // the JSON length, below
         out.extend_from_slice(b"{\"results\":[");
         let mut index = 0usize;
         for (i, (r, b)) in self.results.iter().zip(&self.blobs).enumerate() {
@@ -155,7 +151,7 @@ impl Answered {
         }
         out.extend_from_slice(b"]}");
         let json_len = u32::try_from(out.len() - HEADER_LEN).map_err(|e| ApiError::internal("answer frame", &e))?;
-        out[5..HEADER_LEN].copy_from_slice(&json_len.to_le_bytes());
+        out[..HEADER_LEN].copy_from_slice(&frame::header(json_len));
         for b in self.blobs.iter().flatten().filter(|b| kept(b)) {
             out.extend_from_slice(&b.bytes);
         }
@@ -163,42 +159,28 @@ impl Answered {
     }
 
     /// Read a frame written by [`Answered::to_frame`] (idempotency records).
-    pub fn from_frame(frame: &[u8]) -> ApiResult<Self> {
+    pub fn from_frame(bytes: &[u8]) -> ApiResult<Self> {
         let bad = |w: &str| ApiError::internal("answer frame", &w);
-        if frame.len() < HEADER_LEN || &frame[..4] != MAGIC || frame[4] != VERSION {
-            return Err(bad("not a version-1 answer frame"));
-        }
-        let json_len = u32::from_le_bytes(frame[5..9].try_into().map_err(|_| bad("short header"))?) as usize;
-        let body = frame
-            .get(HEADER_LEN..HEADER_LEN + json_len)
-            .ok_or_else(|| bad("short JSON"))?;
-        let mut head: Value = serde_json::from_slice(body).map_err(|e| ApiError::internal("answer frame", &e))?;
+        let (mut head, blobs) = frame::decode(bytes).map_err(|e| ApiError::internal("answer frame", &e))?;
         let Some(Value::Array(results)) = head.get_mut("results").map(Value::take) else {
             return Err(bad("no results"));
         };
-        let mut at = HEADER_LEN + json_len;
         let mut out = Answered::default();
         for (i, mut r) in results.into_iter().enumerate() {
             let mut blob = None;
             if let Value::Object(m) = &mut r {
-                let marked = m
-                    .iter()
-                    .find(|(_, v)| v.get("$recompute").is_some())
-                    .map(|(k, _)| k.clone());
-                if let Some(name) = marked {
+                if let Some(name) = field_where(m, |v| v.get("$recompute").is_some()) {
                     m.remove(&name);
                     let field = field_name(&name).ok_or_else(|| bad("unknown blob field"))?;
                     out.pending.push((i, field));
                 }
-                let field = m
-                    .iter()
-                    .find(|(_, v)| v.get("$blob").is_some())
-                    .map(|(k, v)| (k.clone(), v.get("len").and_then(Value::as_u64)));
-                if let Some((name, len)) = field {
-                    let len = len.ok_or_else(|| bad("blob without a length"))? as usize;
-                    let bytes = frame.get(at..at + len).ok_or_else(|| bad("short blob"))?;
-                    at += len;
-                    m.remove(&name);
+                if let Some(name) = field_where(m, |v| frame::marker(v).is_some()) {
+                    let index = m
+                        .remove(&name)
+                        .and_then(|v| frame::marker(&v)?.ok())
+                        .and_then(|mk| usize::try_from(mk.index).ok())
+                        .ok_or_else(|| bad("malformed blob marker"))?;
+                    let bytes = blobs.get(index).ok_or_else(|| bad("short blob"))?;
                     blob = Some(Blob {
                         field: field_name(&name).ok_or_else(|| bad("unknown blob field"))?,
                         bytes: Zeroizing::new(bytes.to_vec()),
@@ -208,11 +190,13 @@ impl Answered {
             }
             out.push(r, blob);
         }
-        if at != frame.len() {
-            return Err(bad("trailing bytes"));
-        }
         Ok(out)
     }
+}
+
+/// The name of the first field of `m` whose value satisfies `f`.
+fn field_where(m: &Map<String, Value>, f: impl Fn(&Value) -> bool) -> Option<String> {
+    m.iter().find(|(_, v)| f(v)).map(|(k, _)| k.clone())
 }
 
 /// The byte fields answers have (a frame names them as strings).
@@ -263,6 +247,21 @@ mod tests {
         let j = sample().into_json().unwrap();
         assert_eq!(j["results"][0]["pads"], "AQID");
         assert!(j["results"][1].get("pads").is_none());
+    }
+
+    /// The response frame, byte for byte (the Python client reads it: it must not change).
+    #[test]
+    fn frames_are_written_exactly_as_documented() {
+        let json = concat!(
+            r#"{"results":[{"ok":true,"pads":{"$blob":0,"len":3},"receipt":{"audit_index":1}},"#,
+            r#"{"ok":false,"reason":"min_rows"},{"key":"5","keys":{"$blob":1,"len":32},"ok":true}]}"#
+        );
+        let mut want = b"GPAK\x01".to_vec();
+        want.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        want.extend_from_slice(json.as_bytes());
+        want.extend_from_slice(&[1, 2, 3]);
+        want.extend_from_slice(&[9; 32]);
+        assert_eq!(*sample().to_frame().unwrap(), want);
     }
 
     #[test]
