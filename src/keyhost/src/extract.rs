@@ -1,6 +1,7 @@
 //! Request extractors whose rejections use the API's JSON error shape:
-//! [`Caller`] (bearer-token authentication), [`ApiJson`] and [`ApiQuery`].
+//! [`Caller`] (bearer-token authentication), [`ApiJson`], [`ApiBytes`] and [`ApiQuery`].
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -80,6 +81,25 @@ where
             Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(state.limits().body_too_large()),
             Err(rej) => Err(ApiError::invalid(format!(
                 "malformed request body: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
+/// The raw body, under the same size limit as [`ApiJson`] (the router's `DefaultBodyLimit`),
+/// with JSON-shaped errors.
+pub struct ApiBytes(pub Bytes);
+
+impl FromRequest<AppState> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(state.limits().body_too_large()),
+            Err(rej) => Err(ApiError::invalid(format!(
+                "unreadable request body: {}",
                 rej.body_text()
             ))),
         }

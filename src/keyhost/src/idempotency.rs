@@ -7,6 +7,7 @@
 //! stored sealed under the master key (as the binary frame of `answer_keys::payload`), and forgotten after [`RETENTION_MICROS`].
 
 use crate::db::{params, Connection, OptionalExtension};
+use axum::body::Bytes;
 use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -62,12 +63,21 @@ pub fn key_from_headers(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-/// SHA-256 (hex) of the descriptors of a request, in order.
-pub fn request_hash(requests: &[Value]) -> String {
+/// SHA-256 (hex) of the descriptors of a request, in order, then of a request frame's blobs:
+/// a zero byte (which no JSON text holds, so no JSON request hashes alike), then each blob's
+/// length (u64 LE) and bytes. Without blobs (every JSON request) the hash is what it always was.
+pub fn request_hash(requests: &[Value], blobs: &[Bytes]) -> String {
     let mut h = Sha256::new();
     for r in requests {
         h.update(r.to_string().as_bytes());
         h.update(b"\n");
+    }
+    if !blobs.is_empty() {
+        h.update([0u8]);
+        for b in blobs {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
     }
     hex::encode(h.finalize())
 }
@@ -197,13 +207,36 @@ mod tests {
         let a = serde_json::json!({"op": "sum"});
         let b = serde_json::json!({"op": "compare"});
         assert_eq!(
-            request_hash(&[a.clone(), b.clone()]),
-            request_hash(&[a.clone(), b.clone()])
+            request_hash(&[a.clone(), b.clone()], &[]),
+            request_hash(&[a.clone(), b.clone()], &[])
         );
         assert_ne!(
-            request_hash(&[a.clone(), b.clone()]),
-            request_hash(&[b.clone(), a.clone()])
+            request_hash(&[a.clone(), b.clone()], &[]),
+            request_hash(&[b.clone(), a.clone()], &[])
         );
-        assert_ne!(request_hash(std::slice::from_ref(&a)), request_hash(&[a, b]));
+        assert_ne!(request_hash(std::slice::from_ref(&a), &[]), request_hash(&[a, b], &[]));
+    }
+
+    /// Records written before request frames stay valid: a JSON request hashes as it did.
+    #[test]
+    fn json_requests_hash_as_before() {
+        let r = serde_json::json!({"op": "sum", "rids": "AQAF"});
+        assert_eq!(
+            request_hash(&[r], &[]),
+            hex::encode(Sha256::digest(b"{\"op\":\"sum\",\"rids\":\"AQAF\"}\n"))
+        );
+    }
+
+    #[test]
+    fn the_hash_covers_every_blob_byte_and_the_split_between_blobs() {
+        let r = [serde_json::json!({"op": "pads", "rids": {"$blob": 0, "len": 2}})];
+        let hash = |blobs: &[&'static [u8]]| {
+            request_hash(&r, &blobs.iter().map(|b| Bytes::from_static(b)).collect::<Vec<_>>())
+        };
+        assert_eq!(hash(&[b"ab"]), hash(&[b"ab"]));
+        assert_ne!(hash(&[b"ab"]), hash(&[b"ac"]));
+        assert_ne!(hash(&[b"ab"]), hash(&[]));
+        assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
+        assert_ne!(hash(&[b""]), hash(&[]));
     }
 }

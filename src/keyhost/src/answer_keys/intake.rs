@@ -9,10 +9,10 @@
 //! that passed (no lock). The plan step then re-checks everything with the sets in hand.
 
 use crate::db::Connection;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use axum::body::Bytes;
 use ghostpii_core::{rid_encoding, RidSet};
 
+use super::wire::{Batch, WireRids};
 use super::{column_of, dataset, Cache, Ctx, Decoded, Descriptor, Received};
 use crate::error::{reason, ApiError, ApiResult};
 use crate::identities::Identity;
@@ -59,17 +59,16 @@ pub(super) fn admit(st: &AppState, caller: &Identity, received: Vec<Received>) -
 /// that column's name, or why its rid set is not to be expanded.
 pub(super) type Gate = ApiResult<(u64, String)>;
 
-/// A rid set as received: its encoding and the number of rids it names.
+/// A rid set as received (base64 decoded, or a frame's blob): its encoding and the number of
+/// rids it names.
 pub(super) struct Incoming {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     count: u64,
 }
 
 impl Incoming {
-    pub(super) fn decode(b64: &str) -> ApiResult<Incoming> {
-        let bytes = B64
-            .decode(b64)
-            .map_err(|e| ApiError::invalid(format!("invalid rid set: rid set is not base64: {e}")))?;
+    pub(super) fn decode(rids: &WireRids) -> ApiResult<Incoming> {
+        let bytes = rids.bytes()?;
         let count = rid_encoding::cardinality(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
         Ok(Incoming { bytes, count })
     }
@@ -208,18 +207,16 @@ fn expand(incoming: Incoming, gate: Gate) -> ApiResult<Rids> {
 }
 
 /// Decode an answer-key request body as `POST /v1/answer-keys` does before the database is
-/// touched: JSON, every descriptor, every rid set counted, and materialised where it names at
-/// most `max_rids` (the gate's bound). Returns how many descriptors decoded. For fuzzing.
+/// touched: JSON, or a request frame (a body that starts with its magic bytes), every
+/// descriptor, every rid set counted, and materialised where it names at most `max_rids` (the
+/// gate's bound). Returns how many descriptors decoded. For fuzzing.
 #[doc(hidden)]
 pub fn decode_untrusted(body: &[u8], max_rids: u64) -> usize {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return 0;
-    };
-    let Some(requests) = v.get("requests").and_then(|r| r.as_array()) else {
+    let Some(batch) = untrusted_batch(body) else {
         return 0;
     };
     let mut ok = 0;
-    for d in requests.iter().map(super::decode) {
+    for d in batch.requests.iter().map(|v| super::decode(v, &batch.blobs)) {
         if let (_, Ok((_, incoming))) = d {
             ok += 1;
             if let Some(i) = incoming {
@@ -231,4 +228,16 @@ pub fn decode_untrusted(body: &[u8], max_rids: u64) -> usize {
         }
     }
     ok
+}
+
+/// The batch of a body: a frame by its magic bytes, else JSON `{"requests": [...]}`.
+fn untrusted_batch(body: &[u8]) -> Option<Batch> {
+    if body.starts_with(ghostpii_core::frame::MAGIC) {
+        return Batch::from_frame(Bytes::copy_from_slice(body)).ok();
+    }
+    let mut v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let serde_json::Value::Array(requests) = v.get_mut("requests")?.take() else {
+        return None;
+    };
+    Batch::from_json(requests).ok()
 }

@@ -9,6 +9,7 @@
 //! and the ledger updates, all committed before the response). Stateful checks run in the
 //! record step so that concurrent batches cannot both pass a limit.
 //!
+//! A batch arrives as JSON or as a request frame whose rid sets may travel raw (`wire.rs`).
 //! Descriptors (`"op"`): `sum` (see `sum.rs`), `sums` (`sums.rs`), `decrypt` (`decrypt.rs`), `compare`
 //! (`compare.rs`), `score` (`score.rs`), `match` (`match_tokens.rs`), `pads` (`pseudonyms.rs`).
 
@@ -25,6 +26,7 @@ mod score;
 mod sum;
 mod sums;
 mod visibility;
+mod wire;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -51,13 +53,15 @@ pub use effects::Effect;
 pub use intake::decode_untrusted;
 use payload::{Answered, Computed};
 use visibility::{column_of, dataset};
+pub use wire::Batch;
+use wire::WireRids;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Descriptor {
     Sum {
         dataset_id: i64,
-        rids: String,
+        rids: WireRids,
         terms: Vec<sum::Term>,
         /// Rows counted more than once (joins, concats, samples): multiplicity and rid set.
         #[serde(default)]
@@ -68,7 +72,7 @@ enum Descriptor {
         column_id: i64,
         epoch: u32,
         facet: String,
-        rids: String,
+        rids: WireRids,
     },
     Compare {
         dataset_id: i64,
@@ -78,7 +82,7 @@ enum Descriptor {
     },
     Score {
         dataset_id: i64,
-        rids: String,
+        rids: WireRids,
         terms: Vec<score::Term>,
         /// The client's fixed-point exponent (weights = terms' weights · 10^decimals / 2^scale_bits),
         /// recorded in the audit entry so owners read the real weights.
@@ -89,13 +93,13 @@ enum Descriptor {
     Sums {
         dataset_id: i64,
         terms: Vec<sum::Term>,
-        /// Each group's rid set (base64 of its wire encoding).
-        groups: Vec<String>,
+        /// Each group's rid set.
+        groups: Vec<WireRids>,
     },
     /// Every entry of a Gram matrix over one row multiset (`gram.rs`).
     Gram {
         dataset_id: i64,
-        rids: String,
+        rids: WireRids,
         #[serde(default)]
         repeats: Vec<sum::RepeatSpec>,
         #[serde(default)]
@@ -115,7 +119,7 @@ enum Descriptor {
         column_id: i64,
         epoch: u32,
         facet: String,
-        rids: String,
+        rids: WireRids,
     },
 }
 
@@ -141,19 +145,14 @@ struct Planned {
 
 /// Answer a batch of descriptors for `caller`. Returns one result object per descriptor.
 /// With an idempotency `key`, a request already answered returns its recorded results.
-pub async fn answer(
-    state: &AppState,
-    caller: Identity,
-    requests: Vec<Value>,
-    key: Option<String>,
-) -> ApiResult<Answered> {
+pub async fn answer(state: &AppState, caller: Identity, batch: Batch, key: Option<String>) -> ApiResult<Answered> {
     let st = state.clone();
     state
         .blocking(move || {
             let idem = key.map(|key| Idempotent {
                 identity_id: caller.id,
                 key,
-                request_hash: idempotency::request_hash(&requests),
+                request_hash: idempotency::request_hash(&batch.requests, &batch.blobs),
                 master: st.master(),
             });
             if let Some(prior) = idem
@@ -162,10 +161,11 @@ pub async fn answer(
                 .transpose()?
                 .flatten()
             {
-                return recompute_pending(&st, &caller, &requests, prior);
+                return recompute_pending(&st, &caller, &batch, prior);
             }
             // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
-            let decoded = intake::admit(&st, &caller, requests.iter().map(decode).collect())?;
+            let received = batch.requests.iter().map(|v| decode(v, &batch.blobs)).collect();
+            let decoded = intake::admit(&st, &caller, received)?;
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -184,15 +184,15 @@ pub async fn answer(
                 .collect();
             let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))?;
             // a concurrent retry recorded first: its record, completed
-            recompute_pending(&st, &caller, &requests, answered)
+            recompute_pending(&st, &caller, &batch, answered)
         })
         .await
 }
 
 /// Complete an idempotency record: compute again the deterministic byte fields it left out
-/// (`payload.rs`), from the same request (its hash matched). Planned afresh, so a grant revoked
-/// since the first answer refuses the retry; nothing is audited or charged again.
-fn recompute_pending(st: &AppState, caller: &Identity, requests: &[Value], mut prior: Answered) -> ApiResult<Answered> {
+/// (`payload.rs`), from the same request (its hash, blobs included, matched). Planned afresh, so
+/// a grant revoked since the first answer refuses the retry; nothing is audited or charged again.
+fn recompute_pending(st: &AppState, caller: &Identity, batch: &Batch, mut prior: Answered) -> ApiResult<Answered> {
     if prior.pending.is_empty() {
         return Ok(prior);
     }
@@ -203,9 +203,10 @@ fn recompute_pending(st: &AppState, caller: &Identity, requests: &[Value], mut p
         pending
             .iter()
             .map(|&(i, _)| {
-                requests
+                batch
+                    .requests
                     .get(i)
-                    .map(decode)
+                    .map(|v| decode(v, &batch.blobs))
                     .ok_or_else(|| ApiError::internal("idempotency record", &"index"))
             })
             .collect::<ApiResult<Vec<_>>>()?,
@@ -241,7 +242,9 @@ fn recompute_pending(st: &AppState, caller: &Identity, requests: &[Value], mut p
 type Decoded = (NewEntry, Result<(Descriptor, Option<intake::Rids>), ApiError>);
 type Received = (NewEntry, Result<(Descriptor, Option<intake::Incoming>), ApiError>);
 
-fn decode(v: &Value) -> Received {
+/// Decode a descriptor, its blob markers resolved against the frame's `blobs` (`wire.rs`), its
+/// main rid set counted from its encoding.
+fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
     let op = v.get("op").and_then(Value::as_str).unwrap_or("answer").to_owned();
     let entry = NewEntry {
         operation: op,
@@ -249,7 +252,8 @@ fn decode(v: &Value) -> Received {
     };
     let parsed = Descriptor::deserialize(v)
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
-        .and_then(|d| {
+        .and_then(|mut d| {
+            d.rid_sets_mut().into_iter().try_for_each(|r| r.resolve(blobs))?;
             let rids = match &d {
                 Descriptor::Sum { rids, .. }
                 | Descriptor::Decrypt { rids, .. }
@@ -261,6 +265,22 @@ fn decode(v: &Value) -> Received {
             Ok((d, rids))
         });
     (entry, parsed)
+}
+
+impl Descriptor {
+    /// Every rid set the descriptor carries.
+    fn rid_sets_mut(&mut self) -> Vec<&mut WireRids> {
+        match self {
+            Descriptor::Sum { rids, repeats, .. } | Descriptor::Gram { rids, repeats, .. } => std::iter::once(rids)
+                .chain(repeats.iter_mut().map(sum::RepeatSpec::rids_mut))
+                .collect(),
+            Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. } | Descriptor::Pads { rids, .. } => {
+                vec![rids]
+            }
+            Descriptor::Sums { groups, .. } => groups.iter_mut().collect(),
+            Descriptor::Compare { .. } | Descriptor::Match { .. } => Vec::new(),
+        }
+    }
 }
 
 /// Per-batch cache of the allocated rid sets of columns, of what the caller may see, and of

@@ -11,6 +11,7 @@ use num_traits::ToPrimitive;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::wire::WireRids;
 use super::{authorize, check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::columns::Column;
@@ -31,7 +32,13 @@ pub(super) struct Term {
 #[derive(Debug, Deserialize)]
 pub(super) struct RepeatSpec {
     k: u64,
-    rids: String,
+    rids: WireRids,
+}
+
+impl RepeatSpec {
+    pub(super) fn rids_mut(&mut self) -> &mut WireRids {
+        &mut self.rids
+    }
 }
 
 /// The rows of a sum descriptor with their multiplicities, checked. Each repeat class is a
@@ -44,7 +51,7 @@ pub(super) fn with_repeats(support: RidSet, repeats: &[RepeatSpec]) -> ApiResult
         .map(|r| {
             Ok(Repeat {
                 k: r.k,
-                rids: RidSet::from_base64_bounded(&r.rids, max).map_err(bad)?,
+                rids: r.rids.to_set_bounded(max).map_err(bad)?,
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;

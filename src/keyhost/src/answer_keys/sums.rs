@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 
 use super::payload::Computed;
 use super::sum::{self, Resolved, Term};
+use super::wire::WireRids;
 use super::{check_rids, note, Ctx, Effect};
 use crate::audit::NewEntry;
 use crate::dp::NoisePlan;
@@ -48,7 +49,7 @@ pub(super) fn plan(
     effects: &mut Vec<Effect>,
     dataset_id: i64,
     terms: Vec<Term>,
-    groups: Vec<String>,
+    groups: Vec<WireRids>,
 ) -> ApiResult<SumsWork> {
     let Resolved { ds, terms, auths } = sum::resolve(cx, entry, dataset_id, &terms)?;
     if groups.is_empty() {
@@ -66,7 +67,9 @@ pub(super) fn plan(
     let mut total = 0u64;
     let mut sets = Vec::with_capacity(groups.len());
     for g in &groups {
-        let set = RidSet::from_base64_bounded(g, allocated).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let set = g
+            .to_set_bounded(allocated)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
         total = total.saturating_add(set.len());
         cx.st.limits().check_rids(total)?;
         sets.push(set);
