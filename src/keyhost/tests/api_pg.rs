@@ -26,6 +26,8 @@ mod openapi;
 mod pg_cluster;
 #[path = "api/privacy.rs"]
 mod privacy;
+#[path = "api/request_frames.rs"]
+mod request_frames;
 #[path = "api/tokens.rs"]
 mod tokens;
 

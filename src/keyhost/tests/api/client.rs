@@ -58,6 +58,22 @@ pub fn try_raw(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
+    let body = body.unwrap_or("");
+    let typed = !body.is_empty() || method == "POST" || method == "PUT";
+    let content_type = typed.then_some("application/json");
+    send(url, method, path, token, content_type, body.as_bytes(), headers)
+}
+
+/// A request with any body bytes and `Content-Type` (none if `None`).
+pub fn send(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     let addr = url.strip_prefix("http://").unwrap();
     let mut s = TcpStream::connect(addr)?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -67,16 +83,13 @@ pub fn try_raw(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" || method == "PUT" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())?;
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let split = buf

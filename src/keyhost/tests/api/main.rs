@@ -12,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod openapi;
 mod privacy;
+mod request_frames;
 mod tokens;
 
 /// Where each test keyhost keeps its state: here `keyhost.db` in its data dir (the same
