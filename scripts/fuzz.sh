@@ -31,6 +31,7 @@ seed rid_set roaring '\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x3a\x
 seed descriptors sum '{"requests":[{"op":"sum","dataset_id":1,"rids":"AQAF","terms":[{"column_id":1,"epoch":1,"weight":-3}]}]}'
 seed descriptors decrypt '{"requests":[{"op":"decrypt","dataset_id":1,"column_id":2,"epoch":1,"facet":"num","rids":"AgEAAAAAAAAAAAAAADowAAABAAAAAAABABAAAAADAAUA"}]}'
 seed descriptors compare '{"requests":[{"op":"compare","dataset_id":1,"column_id":2,"epoch":1,"constant":19000}]}'
+seed descriptors frame 'GPAK\x01\x80\x00\x00\x00{"requests":[{"op":"sums","dataset_id":1,"terms":[{"column_id":1,"epoch":1,"weight":1}],"groups":["AQAF",{"$blob":0,"len":3}]}]}\x01\x00\x05'
 seed column_meta int '{"v":1,"keyhost":"kh_1","dataset":"d","dataset_id":1,"column":"x","column_id":2,"epoch":1,"dtype":"int64","scale":0,"bounds":[-5,5],"facets":["num","ord"],"ord":{"bits":16,"offset":0}}'
 seed token gpt 'gpt_0123456789abcdef'
 seed ore_token v1 '\x01\x01aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'

@@ -1,5 +1,6 @@
 //! Answer-key batches from untrusted bytes, decoded as `POST /v1/answer-keys` does up to the
-//! gate (JSON, descriptors, rid sets counted and materialised when small): never a panic.
+//! gate (JSON or a request frame, descriptors, blob markers resolved, rid sets counted and
+//! materialised when small): never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -241,3 +241,34 @@ fn untrusted_batch(body: &[u8]) -> Option<Batch> {
     };
     Batch::from_json(requests).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ghostpii_core::frame;
+    use serde_json::json;
+
+    fn sum(rids: serde_json::Value) -> serde_json::Value {
+        json!({"op": "sum", "dataset_id": 1, "rids": rids, "terms": [{"column_id": 1, "epoch": 1, "weight": 1}]})
+    }
+
+    #[test]
+    fn untrusted_bodies_may_be_json_or_frames() {
+        let set = RidSet::from_sorted(&[5, 6, 7]);
+        let json = json!({"requests": [sum(json!(set.to_base64())), {"op": "nope"}]});
+        assert_eq!(decode_untrusted(json.to_string().as_bytes(), 10), 1);
+        let marker = json!({"$blob": 0, "len": set.to_bytes().len()});
+        let framed = frame::encode(
+            &json!({"requests": [sum(marker.clone()), sum(json!(set.to_base64()))]}),
+            &[&set.to_bytes()],
+        )
+        .unwrap();
+        assert_eq!(decode_untrusted(&framed, 10), 2);
+        // a marker in JSON, a malformed frame: nothing decodes
+        assert_eq!(
+            decode_untrusted(json!({"requests": [sum(marker)]}).to_string().as_bytes(), 10),
+            0
+        );
+        assert_eq!(decode_untrusted(&framed[..framed.len() - 1], 10), 0);
+    }
+}

@@ -187,13 +187,19 @@ fn one_request_mixes_base64_and_blobs() {
                "entries": [{"column_id": w.income.id, "epoch": w.income.epoch},
                            {"column_id": w.age.id, "epoch": w.age.epoch}]})
     };
+    let score = |rids: Value| {
+        json!({"op": "score", "dataset_id": w.dataset_id, "rids": rids,
+               "terms": [{"column_id": w.income.id, "epoch": w.income.epoch, "weight": 2},
+                         {"column_id": w.age.id, "epoch": w.age.epoch, "weight": -3}]})
+    };
     let mut decrypt = w.decrypt(&d, &w.income, "val");
     let json_requests = json!([
         sum(b64(&a), b64(&twice)),
         sum(b64(&a), b64(&twice)),
         decrypt.clone(),
         sums(&w, groups.iter().map(b64).collect()),
-        gram(b64(&a), b64(&twice))
+        gram(b64(&a), b64(&twice)),
+        score(b64(&d))
     ]);
     let want = post_json(&w, &w.owner, &json_requests, &[]).ok();
     let blobs = vec![
@@ -203,6 +209,7 @@ fn one_request_mixes_base64_and_blobs() {
         groups[1].to_bytes(),
         groups[3].to_bytes(),
         a.to_bytes(),
+        d.to_bytes(),
     ];
     decrypt["rids"] = marker(2, &blobs[2]);
     let framed_requests = json!([
@@ -218,7 +225,8 @@ fn one_request_mixes_base64_and_blobs() {
                 marker(4, &blobs[4])
             ]
         ),
-        gram(marker(5, &blobs[5]), b64(&twice))
+        gram(marker(5, &blobs[5]), b64(&twice)),
+        score(marker(6, &blobs[6]))
     ]);
     let got = post_frame(&w, &w.owner, &frame_of(&framed_requests, &blobs), &[]).ok();
     let (got, want) = (issued(&got["results"]), issued(&want["results"]));
@@ -228,6 +236,7 @@ fn one_request_mixes_base64_and_blobs() {
         "blob support, base64 repeats = base64 support, blob repeats"
     );
     assert_eq!(B64.decode(got[2]["keys"].as_str().unwrap()).unwrap().len(), 3 * 32);
+    assert_eq!(B64.decode(got[5]["keys"].as_str().unwrap()).unwrap().len(), 3 * 16);
     // the audit entries name the same rid sets either way
     let log = w.kh.get(&w.kh.admin, "/v1/audit?identity=olivia").ok();
     let digests = |op: &str| -> Vec<Value> {
@@ -250,7 +259,7 @@ fn valid_frame(w: &World) -> (Vec<u8>, usize) {
     let rids = w.rids(10).to_bytes();
     let mut sum = w.sum(&w.rids(10), &[(&w.income, 1)]);
     sum["rids"] = marker(0, &rids);
-    let f = frame_of(&json!([sum]), &[rids.clone()]);
+    let f = frame_of(&json!([sum]), std::slice::from_ref(&rids));
     let at = f.len() - rids.len();
     (f, at)
 }
