@@ -201,3 +201,23 @@ fn every_descriptor_kind_is_documented() {
         .collect();
     assert_eq!(documented, decoded, "spec vs keyhost ({msg})");
 }
+
+/// `POST /v1/answer-keys` documents the request frame under the media type the keyhost reads,
+/// and the blob marker a frame's rid sets may be.
+#[test]
+fn request_frames_are_documented() {
+    let kh = Kh::start();
+    let spec = fetch_spec(&kh);
+    let content = &spec["paths"]["/v1/answer-keys"]["post"]["requestBody"]["content"];
+    let media: BTreeSet<&str> = content.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        media,
+        BTreeSet::from(["application/json", ghostpii_core::frame::MEDIA_TYPE])
+    );
+    let marker = &spec["components"]["schemas"]["BlobMarker"];
+    assert_eq!(marker["required"], serde_json::json!(["$blob", "len"]));
+    assert!(spec["components"]["schemas"]["Rids"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("BlobMarker"));
+}
