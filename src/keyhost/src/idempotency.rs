@@ -1,6 +1,7 @@
 //! Idempotent answer-key requests: `POST /v1/answer-keys` with an `Idempotency-Key` header.
 //!
-//! The keyhost records (identity, key) → the SHA-256 of the request body and its results, in
+//! The keyhost records (identity, key) → the SHA-256 of the request ([`request_hash`]: its
+//! descriptors and, for a request frame, its blobs' bytes) and its results, in
 //! the same transaction as the batch's audit rows, ledger and budget updates. A retry with the
 //! same key and body gets the recorded results (not audited or charged again); the same key
 //! with another body is refused (`conflict`). Recorded results hold answer keys, so they are
