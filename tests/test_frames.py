@@ -1,4 +1,5 @@
-"""The binary answer frame: the same answers as JSON, byte fields raw, and broken frames refused."""
+"""The binary frames: requests with raw rid sets and answers with raw byte fields get the same
+answers as JSON, and broken frames are refused."""
 
 from __future__ import annotations
 
@@ -27,12 +28,17 @@ def _pads_request(admin: gp.Session) -> dict[str, object]:
 
 def test_frames_carry_the_bytes_that_json_carries_as_base64(admin: gp.Session) -> None:
     desc = _pads_request(admin)
+    assert isinstance(desc["rids"], bytes)
+    # the session sends the rid set raw in a request frame and reads the pads raw from the answer frame
+    body = frames.write([desc])
+    assert body.startswith(b"GPAK\x01") and body.endswith(desc["rids"])
     (framed,) = admin.answer_keys([desc])
     assert isinstance(framed["pads"], bytes) and len(framed["pads"]) == 3 * 16  # 3 non-null rows
-    # the same descriptor as plain JSON (no Accept header): base64 of the same pads
+    # the same descriptor as plain JSON (rids in base64, no Accept header): base64 of the same pads
+    as_json = {**desc, "rids": base64.b64encode(desc["rids"]).decode()}
     r = requests.post(
         admin.url + "/v1/answer-keys",
-        json={"requests": [desc]},
+        json={"requests": [as_json]},
         headers={"Authorization": f"Bearer {admin._token}"},
         timeout=30,
     )

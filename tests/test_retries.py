@@ -4,9 +4,6 @@ charged once; a slow keyhost is reported as slow. Against a real keyhost process
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +14,7 @@ import requests
 import ghostpii as gp
 from conftest import KeyhostProcess
 from ghostpii.reveal import sum_descriptors
+from relay import SlowProxy
 
 
 def _encrypted(dataset: gp.Dataset) -> pl.DataFrame:
@@ -90,49 +88,6 @@ def test_a_dp_retry_charges_the_budget_once(keyhost: KeyhostProcess, admin: gp.S
     again = requests.post(url, json=body, headers=headers, timeout=30).json()
     assert again == first
     assert admin.budget(dataset, "dp_retry")["epsilon_spent"] == pytest.approx(spent)
-
-
-class SlowProxy:
-    """A TCP relay in front of the real keyhost that can hold back the next response."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("http://").split(":")
-        self.target = (host, int(port))
-        self.delay_next = 0.0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, responses: bool) -> None:
-        try:
-            while chunk := src.recv(1 << 16):
-                if responses and self.delay_next:
-                    delay, self.delay_next = self.delay_next, 0.0
-                    time.sleep(delay)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop = True
-        self.server.close()
 
 
 @pytest.fixture()

@@ -1,27 +1,24 @@
 """Sessions with a keyhost: ``gp.connect(url, token)``.
 
-One :class:`Session` wraps one HTTP connection pool (keep-alive, timeouts, retries on
-transient failures, https when the URL says so) and counts its round trips.
+One :class:`Session` wraps one HTTP connection pool, in Rust (keep-alive, timeouts, retries on
+transient failures, https when the URL says so), and counts its round trips. Kernels that
+miss tokens or pads under a plain ``.collect()`` use the same pool, without calling back into
+Python.
 """
 
 from __future__ import annotations
 
-import json
+import json as _json
 import secrets
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import polars as pl
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from ghostpii import frames
+from ghostpii import _internal, frames
 from ghostpii.allow import Allow, Allows, flatten
 from ghostpii.errors import KeyhostError, error_for
 
@@ -34,6 +31,21 @@ AUDIT_PAGE = 1000
 def _seg(name: str) -> str:
     """One URL path segment: every reserved character (``/ ? # %``, non-ASCII, …) percent-encoded."""
     return quote(name, safe="")
+
+
+@dataclass(frozen=True)
+class _Response:
+    """A keyhost response, read to the end."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
 
 
 @dataclass(frozen=True)
@@ -89,25 +101,10 @@ class Session:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"keyhost URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
-        self._token = token.strip()
         self._timeout = timeout
-        self._http = requests.Session()
-        self._retries = retries
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=False,  # read timeouts are raised as such; _request retries only idempotent requests
-            backoff_factor=0.1,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
-        self._http.mount("http://", adapter)
-        self._http.mount("https://", adapter)
-        self._http.headers["Authorization"] = f"Bearer {self._token}"
-        self._lock = threading.Lock()
-        self._stats = {"round_trips": 0, "answer_key_requests": 0, "descriptors": 0, "retries": 0}
+        self._token = token.strip()
+        # the transport is Rust (_internal.KeyhostClient): one pool shared with the kernels
+        self._rs = _internal.KeyhostClient(self.url, token, float(timeout[0]), float(timeout[1]), int(retries))
         self._whoami: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -115,54 +112,35 @@ class Session:
         return f"Session(url={self.url!r}, identity={who!r})"
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self._stats[key] += n
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> _Response:
+        """One request through the Rust client (GIL released): retried on refused connections
+        and 502/503/504, and, when it carries an idempotency key (the keyhost answers a retry
+        from its record), on read timeouts and dropped connections too."""
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        if json is not None:
+            data, content_type = _json.dumps(json).encode(), "application/json"
+        status, body = self._rs.request(method, path, data, content_type, accept, idempotency_key)
+        return _Response(status, body)
 
-    def _send(self, method: str, path: str, *, retry_reads: bool, **kw: Any) -> requests.Response:
-        """One request, retried on read timeouts only if ``retry_reads`` (requests carrying an
-        idempotency key, whose retries the keyhost answers from its record). The body is read
-        in one piece (megabytes of pads or row keys: several times faster than ``requests``'
-        chunked ``content``)."""
-        attempts = 1 + (self._retries if retry_reads else 0)
-        for attempt in range(attempts):
-            self._count("round_trips")
-            try:
-                r = self._http.request(method, self.url + path, timeout=self._timeout, stream=True, **kw)
-                try:
-                    r._content = r.raw.read(decode_content=True)
-                except urllib3.exceptions.HTTPError as e:
-                    r.close()
-                    raise requests.exceptions.ChunkedEncodingError(e) from e
-                r.raw.release_conn()  # read to the end: the connection stays in the pool
-            except (requests.ReadTimeout, requests.exceptions.ChunkedEncodingError) as e:
-                if attempt + 1 < attempts:
-                    self._count("retries")
-                    continue
-                raise KeyhostError(
-                    f"the keyhost at {self.url} is slow: it did not answer {method} {path} within "
-                    f"{self._timeout[1]:g} s ({attempt + 1} attempt(s)); it may still be working on a large "
-                    f"request; raise the timeout, e.g. gp.connect(url, token, timeout=(5, 600))",
-                    reason="timeout",
-                ) from e
-            except requests.RequestException as e:
-                if retry_reads and isinstance(e, requests.ConnectionError) and attempt + 1 < attempts:
-                    self._count("retries")
-                    continue
-                raise KeyhostError(f"cannot reach the keyhost at {self.url}: {e}", reason="unreachable") from e
-            history = getattr(getattr(r.raw, "retries", None), "history", ()) or ()
-            if history:
-                self._count("retries", len(history))
-            return r
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _request(self, method: str, path: str, *, retry_reads: bool = False, **kw: Any) -> Any:
-        r = self._send(method, path, retry_reads=retry_reads, **kw)
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._send(method, path, **kw)
         if r.status_code >= 400:
             self._raise_http(r)
         return r.json()
 
-    def _raise_http(self, r: requests.Response) -> NoReturn:
+    def _raise_http(self, r: _Response) -> NoReturn:
         """Raise the typed error of an HTTP error response."""
         try:
             err = r.json()["error"]
@@ -178,14 +156,12 @@ class Session:
 
     def stats(self) -> dict[str, int]:
         """Counters of this session: keyhost round trips (retries included), answer-key requests,
-        descriptors sent, and retries (after read timeouts, 502/503/504 or dropped connections)."""
-        with self._lock:
-            return dict(self._stats)
+        descriptors sent, and retries (after read timeouts, 502/503/504 or dropped connections).
+        Requests that kernels make through this session (plain ``.collect()``) count too."""
+        return dict(self._rs.stats())
 
     def reset_stats(self) -> None:
-        with self._lock:
-            for k in self._stats:
-                self._stats[k] = 0
+        self._rs.reset_stats()
 
     # -- identity ---------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
@@ -262,7 +238,7 @@ class Session:
         body: dict[str, Any] = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
         token = str(self._request("POST", "/v1/tokens/rotate", json=body)["token"])
         self._token = token
-        self._http.headers["Authorization"] = f"Bearer {token}"
+        self._rs.set_token(token)
         return token
 
     @overload
@@ -348,17 +324,33 @@ class Session:
         """Ask for many answer keys in ONE request. Raises the typed error of the first refusal.
 
         Per-row byte fields (``pads``, the ``keys`` of decrypt and score answers) are ``bytes``:
-        they travel raw in the keyhost's binary answer frame (:mod:`ghostpii.frames`)."""
+        they travel raw in the keyhost's binary answer frame (:mod:`ghostpii.frames`). Likewise,
+        descriptor fields given as ``bytes`` (rid sets in their wire encoding) travel raw in a
+        request frame instead of as base64 in JSON."""
         if not descriptors:
             return []
-        with self._lock:
-            self._stats["answer_key_requests"] += 1
-            self._stats["descriptors"] += len(descriptors)
+        self._rs.count_answer_request(len(descriptors))
         # one key per request, reused by its retries: the keyhost answers a retry from its record
         # (audited and charged once)
-        headers = {"Idempotency-Key": secrets.token_hex(16), "Accept": frames.MEDIA_TYPE}
-        body = {"requests": list(descriptors)}
-        resp = self._send("POST", "/v1/answer-keys", json=body, headers=headers, retry_reads=True)
+        key = secrets.token_hex(16)
+        if frames.has_bytes(descriptors):  # rid sets as bytes travel raw, in a request frame
+            body = frames.write(list(descriptors))
+            resp = self._send(
+                "POST",
+                "/v1/answer-keys",
+                data=body,
+                content_type=frames.MEDIA_TYPE,
+                accept=frames.MEDIA_TYPE,
+                idempotency_key=key,
+            )
+        else:
+            resp = self._send(
+                "POST",
+                "/v1/answer-keys",
+                json={"requests": list(descriptors)},
+                accept=frames.MEDIA_TYPE,
+                idempotency_key=key,
+            )
         if resp.status_code >= 400:
             self._raise_http(resp)
         results = frames.read(resp.content)
@@ -376,11 +368,14 @@ class Session:
         """Send an answer-key request body built elsewhere (``gp.reveal`` builds it in Rust) in ONE
         request, with the retries and idempotency of :meth:`answer_keys`; returns the response body
         (refusals inside it are the caller's to raise)."""
-        with self._lock:
-            self._stats["answer_key_requests"] += 1
-            self._stats["descriptors"] += count
-        headers = {"Idempotency-Key": secrets.token_hex(16), "Content-Type": "application/json"}
-        r = self._send("POST", "/v1/answer-keys", data=body, headers=headers, retry_reads=True)
+        self._rs.count_answer_request(count)
+        r = self._send(
+            "POST",
+            "/v1/answer-keys",
+            data=body,
+            content_type="application/json",
+            idempotency_key=secrets.token_hex(16),
+        )
         if r.status_code >= 400:
             self._raise_http(r)
         return r.content
@@ -411,7 +406,9 @@ class Session:
         if oldest_first:
             params["order"] = "oldest"
         r = self._request("GET", "/v1/audit", params=params)
-        rows = [{k: (json.dumps(e.get(k)) if k == "params" else e.get(k)) for k in _AUDIT_SCHEMA} for e in r["entries"]]
+        rows = [
+            {k: (_json.dumps(e.get(k)) if k == "params" else e.get(k)) for k in _AUDIT_SCHEMA} for e in r["entries"]
+        ]
         nxt = r.get("next")
         return AuditPage(pl.DataFrame(rows, schema=_AUDIT_SCHEMA), int(r["total"]), None if nxt is None else int(nxt))
 
@@ -491,7 +488,7 @@ class Session:
         return self._request("POST", f"/v1/datasets/{_seg(ds)}/columns/{_seg(column)}/rotate", json={})  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release eagerly: idle pooled connections close when the session is dropped."""
 
     def __enter__(self) -> Session:
         return self

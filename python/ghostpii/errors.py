@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -104,6 +105,8 @@ _RELAYED: dict[str, tuple[type[GhostError], str | None]] = {
     "UnsupportedOperation": (UnsupportedOperation, None),
 }
 PREFIX = "ghostpii: "
+# "Name: text", or "Name[reason]: text" where the class does not imply the keyhost's reason
+_RELAY = re.compile(r"(\w+)(?:\[(\w+)\])?: ")
 
 
 def from_polars(e: BaseException) -> GhostError | None:
@@ -114,12 +117,13 @@ def from_polars(e: BaseException) -> GhostError | None:
     if at < 0:
         return None
     text = msg[at + len(PREFIX) :].split("\n\n", 1)[0].strip()  # without Polars' plan context
-    for name, (cls, reason) in _RELAYED.items():
-        if text.startswith(f"{name}: "):
-            text = text[len(name) + 2 :]
-            if issubclass(cls, KeyhostError):
-                return cls(text, reason=reason or "internal")
-            return cls(text)
+    m = _RELAY.match(text)
+    if m and m[1] in _RELAYED:
+        cls, reason = _RELAYED[m[1]]
+        text = text[m.end() :]
+        if issubclass(cls, KeyhostError):
+            return cls(text, reason=m[2] or reason or "internal")
+        return cls(text)
     if any(w in text for w in ("is corrupt", "corrupt ciphertext", "no ghostpii metadata", "does not match")):
         return CiphertextError(text)
     # Polars reports every plugin error as a ComputeError: the message tells the kind. What is

@@ -4,6 +4,10 @@
 ``{"results": [...]}``, then the byte fields back to back. In the JSON a byte field is
 ``{"$blob": i, "len": n}``; :func:`read` replaces it by its ``bytes`` (pads, row keys), which a
 plain JSON answer would carry as base64.
+
+Requests travel the same way (``Content-Type: application/vnd.ghostpii.answers``): :func:`write`
+puts every ``bytes`` value of the descriptors (rid sets in their wire encoding) raw after the JSON
+``{"requests": [...]}``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from ghostpii.errors import KeyhostError
 
-__all__ = ["MEDIA_TYPE", "read"]
+__all__ = ["MEDIA_TYPE", "read", "write"]
 
 MEDIA_TYPE = "application/vnd.ghostpii.answers"
 _MAGIC = b"GPAK\x01"
@@ -40,3 +44,33 @@ def read(frame: bytes) -> list[dict[str, Any]]:
     if at != len(frame):
         raise KeyhostError("the keyhost's answer frame has trailing bytes", reason="internal")
     return results
+
+
+def write(requests: list[dict[str, Any]]) -> bytes:
+    """The request frame of ``{"requests": requests}``: every ``bytes`` value (at any depth) becomes
+    a blob marker, its bytes appended in marker order."""
+    blobs: list[bytes] = []
+
+    def mark(v: Any) -> Any:
+        if isinstance(v, bytes | bytearray | memoryview):
+            blobs.append(bytes(v))
+            return {"$blob": len(blobs) - 1, "len": len(blobs[-1])}
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [mark(x) for x in v]
+        return v
+
+    head = json.dumps({"requests": mark(requests)}, separators=(",", ":")).encode()
+    return b"".join([_MAGIC, struct.pack("<I", len(head)), head, *blobs])
+
+
+def has_bytes(v: Any) -> bool:
+    """Whether a descriptor carries a ``bytes`` value (and so travels in a request frame)."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return True
+    if isinstance(v, dict):
+        return any(has_bytes(x) for x in v.values())
+    if isinstance(v, list | tuple):
+        return any(has_bytes(x) for x in v)
+    return False

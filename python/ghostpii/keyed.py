@@ -1,8 +1,8 @@
-"""Encrypted keys on the Python side: facet keys for ``gp.encrypt``, match-token and pad
-fetchers for the kernels, and the match part of the one-request token prefetch.
+"""Encrypted keys on the Python side: facet keys for ``gp.encrypt``, and the match and pads
+descriptors of the one-request prefetches.
 
-A kernel that misses match tokens or pads calls back here, through the session that
-``gp.connect`` (or ``lf.ghost.collect``) made active for the column's keyhost.
+A kernel that misses match tokens or pads asks the keyhost itself (Rust resolver), through
+the session that ``gp.connect`` (or ``lf.ghost.collect``) made active for the column's keyhost.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-
-from ghostpii import _internal
-from ghostpii.client import Session
 
 __all__ = ["fuzzy_text", "key_facet_keys", "match_spec"]
 
@@ -82,42 +79,13 @@ def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _session(keyhost: str) -> Session:
-    from ghostpii.tokens import session_for
-
-    return session_for(keyhost)
-
-
-def _fetch_match(needs: list[dict[str, Any]]) -> list[bytes]:
-    """Kernels missing match tokens: one request per keyhost."""
-    out: dict[int, bytes] = {}
-    by_keyhost: dict[str, list[int]] = {}
-    for i, n in enumerate(needs):
-        by_keyhost.setdefault(n["keyhost"], []).append(i)
-    for kh, idx in by_keyhost.items():
-        results = _session(kh).answer_keys([match_descriptor(needs[i]) for i in idx])
-        for i, r in zip(idx, results, strict=True):
-            out[i] = base64.b64decode(r["token"])
-    return [out[i] for i in range(len(needs))]
-
-
 def pads_descriptor(need: dict[str, Any], rids: bytes) -> dict[str, Any]:
+    """The ``pads`` descriptor of ``rids`` (wire encoding; sent raw in a request frame)."""
     return {
         "op": "pads",
         "dataset_id": need["dataset_id"],
         "column_id": need["column_id"],
         "epoch": need["epoch"],
         "facet": need["facet"],
-        "rids": base64.b64encode(rids).decode(),
+        "rids": bytes(rids),
     }
-
-
-def _fetch_pads(need: dict[str, Any], rids: bytes) -> bytes:
-    """A ``ghost.key()`` kernel: the pads of its rows, in one request."""
-    (r,) = _session(need["keyhost"]).answer_keys([pads_descriptor(need, rids)])
-    pads: bytes = r["pads"]
-    return pads
-
-
-_internal.set_match_fetcher(_fetch_match)
-_internal.set_pad_fetcher(_fetch_pads)

@@ -1,8 +1,9 @@
 """Comparison tokens: fetched from the keyhost in one batch per query, cached per process.
 
 ``lf.ghost.collect(session)`` scans the plan for the tokens it needs and fetches them all in one
-request. A plain ``.collect()`` still works: a kernel missing a token calls back here, once per
-(column epoch, constant), using the active session of the column's keyhost.
+request. A plain ``.collect()`` still works: a kernel missing a token asks the keyhost itself, in Rust,
+once per (column epoch, constant), through the connection pool of the active session of the
+column's keyhost (:func:`activate`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def activate(session: Session) -> Session:
     kh = session.keyhost_id
     with _lock:
         _sessions[kh] = session
+    session._rs.activate(kh)  # kernels of a plain .collect() reach the keyhost through its pool
     return session
 
 
@@ -61,30 +63,6 @@ def _descriptor(need: dict[str, Any]) -> dict[str, Any]:
         "epoch": need["epoch"],
         "constant": need["constant"],
     }
-
-
-def _fetch_with(session: Session, needs: list[dict[str, Any]]) -> list[bytes]:
-    results = session.answer_keys([_descriptor(n) for n in needs])
-    return [base64.b64decode(r["token"]) for r in results]
-
-
-def _fetch(needs: list[dict[str, Any]]) -> list[bytes]:
-    """Called by kernels that miss tokens: one request per keyhost."""
-    out: dict[int, bytes] = {}
-    by_keyhost: dict[str, list[int]] = {}
-    for i, n in enumerate(needs):
-        by_keyhost.setdefault(n["keyhost"], []).append(i)
-    for kh, idx in by_keyhost.items():
-        with _lock:
-            session = _sessions.get(kh)
-        if session is None:
-            raise LookupError(f"no session is connected to keyhost {kh!r}; use gp.connect(url, token) first")
-        for i, t in zip(idx, _fetch_with(session, [needs[i] for i in idx]), strict=True):
-            out[i] = t
-    return [out[i] for i in range(len(needs))]
-
-
-_internal.set_token_fetcher(_fetch)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 //! Tokens are fetched like comparison tokens (`tokens.rs`): `lf.ghost.collect(session)` scans
 //! the plan (the output-type function records each (column epoch, constant)), fetches every
 //! token in the one prefetch request and inserts them here; a kernel that still misses tokens
-//! (plain `.collect()`) asks the registered Python fetcher once for all of them, while other
+//! (plain `.collect()`) asks the keyhost through the Rust resolver once for all of them, while other
 //! threads wait on the same lock and then find them cached.
 
 use std::collections::HashMap;
@@ -193,11 +193,6 @@ fn fetch_lock() -> &'static Mutex<()> {
     L.get_or_init(Default::default)
 }
 
-fn fetcher() -> &'static Mutex<Option<Py<PyAny>>> {
-    static F: OnceLock<Mutex<Option<Py<PyAny>>>> = OnceLock::new();
-    F.get_or_init(Default::default)
-}
-
 fn note(needs: &[MatchNeed]) {
     if let Ok(mut s) = scan().lock() {
         if let Some(v) = s.as_mut() {
@@ -268,37 +263,24 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
     })
 }
 
-fn fetch(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
-    Python::attach(|py| {
-        let f = fetcher()
-            .lock()
-            .map_err(|_| "match token fetcher lock poisoned".to_string())?
-            .as_ref()
-            .map(|f| f.clone_ref(py))
-            .ok_or_else(|| {
-                "no keyhost session is active to fetch match tokens; use lf.ghost.collect(session) or connect \
-                 with gp.connect(...) first"
-                    .to_string()
-            })?;
-        let list = PyList::empty(py);
-        for n in needs {
-            list.append(need_to_py(py, n).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
-        let out = f
-            .call1(py, (list,))
-            .map_err(|e| crate::pseudonyms::py_error_text(py, &e))?;
-        out.extract::<Vec<Vec<u8>>>(py).map_err(|e| e.to_string())
-    })
+/// The keyhost's JSON of a stored constant (`{"text": s}` or `{"int": i}`).
+fn constant_json(c: &Stored) -> serde_json::Value {
+    match c {
+        Stored::Text(t) => serde_json::json!({ "text": t }),
+        Stored::Int(i) => serde_json::json!({ "int": i }),
+    }
 }
 
-/// Register the Python callable that fetches match tokens for a list of needs.
-#[pyfunction]
-pub fn set_match_fetcher(f: Py<PyAny>) -> PyResult<()> {
-    *fetcher()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))? = Some(f);
-    Ok(())
+/// Match tokens through the keyhosts' active sessions (Rust resolver): one request per keyhost.
+fn fetch(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
+    crate::resolver::fetch_tokens(
+        needs,
+        |n| &n.keyhost,
+        |n| {
+            serde_json::json!({"op": "match", "dataset_id": n.dataset_id, "column_id": n.column_id,
+                               "epoch": n.epoch, "constant": constant_json(&n.constant)})
+        },
+    )
 }
 
 /// Start recording the match tokens a plan needs.

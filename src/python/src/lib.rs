@@ -1,7 +1,8 @@
 //! The Polars plugin and Python bindings of ghostpii, compiled into one `_internal` module.
 //!
 //! Plugin kernels (`expressions`) are pure: no I/O, no keys. Everything that needs an answer
-//! key goes through the Python layer, which asks the keyhost in one batched request.
+//! key is resolved before (or, under a plain `.collect()`, by) the kernels, through the Rust
+//! resolver (`resolver`), one batched request at a time.
 
 mod aggregate;
 mod columns;
@@ -21,6 +22,7 @@ mod merge;
 mod moments;
 mod pseudonyms;
 mod quantile;
+mod resolver;
 mod reveal;
 mod score;
 mod sealed_column;
@@ -39,19 +41,16 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db_with_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::checkpoint_public_key, m)?)?;
-    m.add_function(wrap_pyfunction!(tokens::set_token_fetcher, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::begin_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(deg2::encrypt_products, m)?)?;
     linalg::register(m)?;
-    m.add_function(wrap_pyfunction!(equality::set_match_fetcher, m)?)?;
     m.add_function(wrap_pyfunction!(equality::begin_match_scan, m)?)?;
     m.add_function(wrap_pyfunction!(equality::end_match_scan, m)?)?;
     m.add_function(wrap_pyfunction!(equality::insert_match_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(equality::clear_match_tokens, m)?)?;
-    m.add_function(wrap_pyfunction!(pseudonyms::set_pad_fetcher, m)?)?;
     m.add_function(wrap_pyfunction!(pseudonyms::install_shipped_pads, m)?)?;
     m.add_function(wrap_pyfunction!(pseudonyms::clear_shipped_pads, m)?)?;
     m.add_function(wrap_pyfunction!(pseudonyms::key_rids, m)?)?;
@@ -60,6 +59,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linkage::link_encrypted, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
+    m.add_class::<resolver::KeyhostClient>()?;
     m.add_class::<reveal::RevealPlan>()?;
     m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;
     m.add_class::<score::ScoreRows>()?;

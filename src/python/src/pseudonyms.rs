@@ -14,7 +14,7 @@ use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
 use ghostpii_core::RidSet;
 use polars::prelude::*;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 use pyo3_polars::PySeries;
 use zeroize::Zeroizing;
 
@@ -22,11 +22,6 @@ use crate::errors::GhostError;
 use rayon::prelude::*;
 
 use crate::columns::{meta_of, values, GROUP, RID};
-
-fn fetcher() -> &'static Mutex<Option<Py<PyAny>>> {
-    static F: OnceLock<Mutex<Option<Py<PyAny>>>> = OnceLock::new();
-    F.get_or_init(Default::default)
-}
 
 /// The pseudonym key of this process: random, unless a distributed query installed its own.
 fn query_key() -> Arc<PseudonymKey> {
@@ -138,61 +133,21 @@ pub fn key_rids<'py>(py: Python<'py>, series: PySeries) -> PyResult<(String, Bou
     ))
 }
 
-/// `"Name: message"` of a Python exception, so the Python layer can re-raise its type.
-pub fn py_error_text(py: Python<'_>, e: &PyErr) -> String {
-    let name = e
-        .get_type(py)
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "error".into());
-    format!("{name}: {}", e.value(py))
-}
-
-/// Register the Python callable `(need: dict, rids: bytes) -> bytes` that fetches pads.
-#[pyfunction]
-pub fn set_pad_fetcher(f: Py<PyAny>) -> PyResult<()> {
-    *fetcher()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))? = Some(f);
-    Ok(())
-}
-
-/// Pads (or seeds) of `facet` for the sorted unique `rids` of the column, in one request.
+/// Pads (or seeds) of `facet` for the sorted unique `rids` of the column, in one request
+/// through the Rust resolver; the rid set travels raw, in a request frame.
 pub fn fetch_pads(meta: &ColumnMeta, facet: &str, rids: &RidSet) -> Result<Vec<u8>, String> {
-    Python::attach(|py| {
-        let f = fetcher()
-            .lock()
-            .map_err(|_| "pad fetcher lock poisoned".to_string())?
-            .as_ref()
-            .map(|f| f.clone_ref(py))
-            .ok_or_else(|| "no keyhost session is active to fetch pseudonym pads; use gp.connect(...)".to_string())?;
-        let d = PyDict::new(py);
-        let set = |k: &str, v: Bound<'_, PyAny>| d.set_item(k, v).map_err(|e| e.to_string());
-        set(
-            "keyhost",
-            meta.keyhost
-                .clone()
-                .into_pyobject(py)
-                .map_err(|e| e.to_string())?
-                .into_any(),
-        )?;
-        set(
-            "dataset_id",
-            meta.dataset_id.into_pyobject(py).map_err(|e| e.to_string())?.into_any(),
-        )?;
-        set(
-            "column_id",
-            meta.column_id.into_pyobject(py).map_err(|e| e.to_string())?.into_any(),
-        )?;
-        set(
-            "epoch",
-            meta.epoch.into_pyobject(py).map_err(|e| e.to_string())?.into_any(),
-        )?;
-        set("facet", facet.into_pyobject(py).map_err(|e| e.to_string())?.into_any())?;
-        let bytes = PyBytes::new(py, &rids.to_bytes());
-        let r = f.call1(py, (d, bytes)).map_err(|e| py_error_text(py, &e))?;
-        r.extract::<Vec<u8>>(py).map_err(|e| e.to_string())
-    })
+    let wire = rids.to_bytes();
+    let d = serde_json::json!({
+        "op": "pads", "dataset_id": meta.dataset_id, "column_id": meta.column_id, "epoch": meta.epoch,
+        "facet": facet, "rids": crate::resolver::blob_marker(0, &wire),
+    });
+    let mut answers =
+        crate::resolver::answer_keys(&meta.keyhost, vec![d], &[wire.as_slice()]).map_err(|r| r.to_string())?;
+    let a = answers.pop().ok_or("the keyhost returned no pads")?;
+    match a.blob {
+        Some(p) => Ok(p),
+        None => a.b64("pads").map_err(|r| r.to_string()),
+    }
 }
 
 /// The sorted distinct rids of the valid rows.

@@ -1,10 +1,10 @@
 //! Comparison tokens on the kernel side: a process-wide cache, a plan-scan collector and a
-//! coalesced fallback fetch through a Python callback.
+//! coalesced fallback fetch through the Rust resolver (`resolver.rs`).
 //!
 //! `lf.ghost.collect(session)` scans the plan (the output-type functions record every token the
 //! plan needs), fetches them all in one keyhost request and inserts them here before collecting.
-//! A kernel that still misses a token (plain `.collect()`) asks the registered Python fetcher,
-//! once per (column epoch, constant): concurrent kernels wait on the same cell.
+//! A kernel that still misses a token (plain `.collect()`) asks the keyhost through the active
+//! session's resolver, once per (column epoch, constant): concurrent kernels wait on the same cell.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,11 +34,6 @@ fn scan() -> &'static Mutex<Option<Vec<Need>>> {
     SCAN.get_or_init(Default::default)
 }
 
-fn fetcher() -> &'static Mutex<Option<Py<PyAny>>> {
-    static FETCHER: OnceLock<Mutex<Option<Py<PyAny>>>> = OnceLock::new();
-    FETCHER.get_or_init(Default::default)
-}
-
 /// Record needs while a plan scan is active (called from output-type functions).
 pub fn note_needs(needs: &[Need]) {
     if let Ok(mut s) = scan().lock() {
@@ -58,34 +53,17 @@ fn need_to_py<'py>(py: Python<'py>, n: &Need) -> PyResult<Bound<'py, PyDict>> {
     Ok(d)
 }
 
-/// Ask the Python fetcher for tokens, in one call.
+/// Ask the keyhosts for tokens through their active sessions (Rust resolver): one request
+/// per keyhost for all missing needs.
 fn fetch(needs: &[Need]) -> Result<Vec<Vec<u8>>, String> {
-    Python::attach(|py| {
-        let f = fetcher()
-            .lock()
-            .map_err(|_| "token fetcher lock poisoned".to_string())?
-            .as_ref()
-            .map(|f| f.clone_ref(py))
-            .ok_or_else(|| {
-                "no keyhost session is active to fetch comparison tokens; use lf.ghost.collect(session) \
-                 or connect with gp.connect(...) first"
-                    .to_string()
-            })?;
-        let list = PyList::empty(py);
-        for n in needs {
-            list.append(need_to_py(py, n).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
-        let out = f.call1(py, (list,)).map_err(|e| {
-            let name = e
-                .get_type(py)
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "error".into());
-            format!("{name}: {}", e.value(py))
-        })?;
-        out.extract::<Vec<Vec<u8>>>(py).map_err(|e| e.to_string())
-    })
+    crate::resolver::fetch_tokens(
+        needs,
+        |n| &n.keyhost,
+        |n| {
+            serde_json::json!({"op": "compare", "dataset_id": n.dataset_id, "column_id": n.column_id,
+                               "epoch": n.epoch, "constant": n.constant})
+        },
+    )
 }
 
 /// Tokens for all needs, fetching the missing ones (once each, coalesced across threads).
@@ -133,15 +111,6 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<Need> {
         epoch: d.get_item("epoch")?.extract()?,
         constant: d.get_item("constant")?.extract()?,
     })
-}
-
-/// Register the Python callable that fetches tokens for a list of needs.
-#[pyfunction]
-pub fn set_token_fetcher(f: Py<PyAny>) -> PyResult<()> {
-    *fetcher()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))? = Some(f);
-    Ok(())
 }
 
 /// Start recording the tokens a plan needs.
