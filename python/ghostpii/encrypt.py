@@ -155,7 +155,9 @@ def encrypt(
                     )
                 )
                 bar.update(part.len())
-            storage = pl.concat(parts) if len(parts) > 1 else parts[0]
+            # one contiguous chunk: sealed aggregates read it without a copy (``implode`` of a
+            # chunked column concatenates it: ~46 ms per 10M cells here)
+            storage = pl.concat(parts, rechunk=True) if len(parts) > 1 else parts[0]
             del num_key, val_key, ord_key, key_keys
             out[c] = storage
     # the deg2 facet: products appended to the storage of each pair's first member
@@ -179,7 +181,7 @@ def encrypt(
                         off,
                     )
                 )
-            out[c] = pl.concat(parts) if len(parts) > 1 else parts[0]
+            out[c] = pl.concat(parts, rechunk=True) if len(parts) > 1 else parts[0]
             del keys_b
     return df.with_columns([s.ext.to(EncryptedType(metas[c], s.dtype)).alias(c) for c, s in out.items()])
 

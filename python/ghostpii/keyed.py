@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,12 +62,20 @@ def match_spec(value: Any) -> dict[str, Any]:
     raise TypeError(f"match constants must be text, integers or dates, not {type(value).__name__}: {value!r}")
 
 
-def uses_keys(lf: pl.LazyFrame) -> bool:
-    """Whether the plan evaluates ``ghost.key()`` (its pads are asked once per evaluation)."""
+_SEALED_GROUPS = re.compile(r":ghost_\w+_groups\(\)")
+
+
+def prefers_in_memory(lf: pl.LazyFrame) -> bool:
+    """Whether ``lf.ghost.collect(engine="auto")`` runs the plan on the in-memory engine: plans
+    with ``ghost.key()`` (one pad request per evaluation, not one per streaming morsel) and
+    plans with sealed aggregates (which run over ``implode()``: the streaming engine cuts the
+    column into morsels that the implode then copies together again; 82 ms against 32 ms for
+    a 10M-row ``ghost.sum()`` on this machine)."""
     try:
-        return ":ghost_key()" in lf.explain(optimized=False)
+        plan = lf.explain(optimized=False)
     except pl.exceptions.PolarsError:
         return False
+    return ":ghost_key()" in plan or _SEALED_GROUPS.search(plan) is not None
 
 
 def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors
-from ghostpii.keyed import match_spec, uses_keys
+from ghostpii.keyed import match_spec, prefers_in_memory
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.quantiles import QuantileMethod, SealedQuantileExpr, quantile
 from ghostpii.tokens import prefetch
@@ -287,11 +287,13 @@ class GhostLazyFrame:
         """Run the query with at most two keyhost round trips, whatever its size.
 
         First every comparison token the plan needs is fetched in one request, then the query
-        is collected, then every sealed value is revealed in one more request.
+        is collected, then every sealed value is revealed in one more request. With
+        ``engine="auto"``, plans with ``ghost.key()`` or sealed aggregates run on the in-memory
+        engine (see :func:`ghostpii.keyed.prefers_in_memory`), others on Polars' default.
         """
         check_plan(self._lf)
-        if engine == "auto" and uses_keys(self._lf):
-            engine = "in-memory"  # one pad request per ghost.key(), not one per streaming morsel
+        if engine == "auto" and prefers_in_memory(self._lf):
+            engine = "in-memory"  # see keyed.prefers_in_memory
         with ghost_errors():
             before = session.stats()["round_trips"]
             prefetch(self._lf, session)

@@ -98,11 +98,25 @@ impl RidSet {
         crate::rid_encoding::cardinality(b)?;
         match b.split_first() {
             Some((1, rest)) => {
+                // short runs are gathered and appended in order (one container look-up per
+                // batch, not per rid); long runs are inserted as ranges
                 let mut t = RoaringTreemap::new();
+                let mut short: Vec<u64> = Vec::new();
+                let flush = |t: &mut RoaringTreemap, short: &mut Vec<u64>| -> Result<()> {
+                    t.append(short.drain(..))
+                        .map(|_| ())
+                        .map_err(|_| CoreError::InvalidRidSet("rid runs are not increasing".into()))
+                };
                 crate::rid_encoding::for_each_run(rest, |start, end| {
-                    t.insert_range(start..=end);
+                    if end - start < SHORT_RUN {
+                        short.extend(start..=end);
+                    } else {
+                        flush(&mut t, &mut short)?;
+                        t.insert_range(start..=end);
+                    }
                     Ok(())
                 })?;
+                flush(&mut t, &mut short)?;
                 Ok(RidSet(t))
             }
             Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
@@ -130,6 +144,9 @@ impl RidSet {
     }
 }
 
+/// Runs shorter than this are decoded rid by rid (appended in order), longer ones as ranges.
+const SHORT_RUN: u64 = 64;
+
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -156,6 +173,21 @@ pub(crate) fn get_varint(b: &mut &[u8]) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_encodings_with_short_and_long_runs_decode_exactly() {
+        // singletons, short runs, a long run, short runs across a 2^32 boundary, another long one
+        let mut rids: Vec<u64> = vec![1, 3, 5, 6, 7, 100];
+        rids.extend(200..200 + 5_000);
+        rids.extend([9_000, 9_002, (1 << 32) - 2, (1 << 32) - 1, 1 << 32, (1 << 32) + 9]);
+        rids.extend((1 << 33)..(1 << 33) + 70);
+        rids.push((1 << 33) + 200);
+        let s = RidSet::from_sorted(&rids);
+        let b = s.to_bytes();
+        assert_eq!(b[0], 1, "this set is run-encoded");
+        let back = RidSet::from_bytes(&b).unwrap();
+        assert_eq!(back.0.iter().collect::<Vec<_>>(), rids);
+    }
 
     #[test]
     fn round_trips_compactly() {

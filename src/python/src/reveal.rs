@@ -37,8 +37,8 @@ struct Pending {
 struct Batch {
     dataset_id: i64,
     terms: Vec<ghostpii_core::sealed_format::SealedTerm>,
-    groups: Vec<Vec<u8>>,
-    index: HashMap<Vec<u8>, usize>,
+    /// Each distinct rid set (wire encoding) once, in first-seen order.
+    groups: PlIndexSet<Vec<u8>>,
 }
 
 /// A descriptor of the request: JSON built already, or a `sums` batch (built last).
@@ -54,7 +54,9 @@ pub struct RevealPlan {
     columns: Vec<Pending>,
     /// One entry per distinct descriptor.
     descriptors: Vec<Desc>,
-    index: HashMap<Vec<u8>, usize>,
+    index: PlHashMap<Vec<u8>, usize>,
+    /// The batch the previous value went to (consecutive values share dataset and terms).
+    last_batch: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -113,38 +115,41 @@ impl RevealPlan {
 
     /// The slot of a value without repeats, in the `sums` batch of its dataset and terms.
     fn want_group(&mut self, meta: &ColumnMeta, row: &Row) -> Slot {
-        let mut key = b"sums:".to_vec();
-        key.extend_from_slice(&meta.dataset_id.to_le_bytes());
-        key.extend_from_slice(&pack_terms(&row.terms));
-        let descriptor = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
-                let i = self.descriptors.len();
-                self.descriptors.push(Desc::Batch(Batch {
-                    dataset_id: meta.dataset_id,
-                    terms: row.terms.clone(),
-                    groups: Vec::new(),
-                    index: HashMap::new(),
-                }));
-                self.index.insert(key, i);
-                i
-            }
+        let same = |d: &Desc| matches!(d, Desc::Batch(b) if b.dataset_id == meta.dataset_id && b.terms == row.terms);
+        let descriptor = match self.last_batch.filter(|&i| same(&self.descriptors[i])) {
+            Some(i) => i,
+            None => self.batch_of(meta, row),
         };
+        self.last_batch = Some(descriptor);
         let Desc::Batch(b) = &mut self.descriptors[descriptor] else {
             unreachable!("sums keys name batches")
         };
-        let group = match b.index.get(&row.rids) {
-            Some(&g) => g,
-            None => {
-                b.groups.push(row.rids.clone());
-                b.index.insert(row.rids.clone(), b.groups.len() - 1);
-                b.groups.len() - 1
-            }
+        let group = match b.groups.get_index_of(&row.rids) {
+            Some(g) => g,
+            None => b.groups.insert_full(row.rids.clone()).0,
         };
         Slot {
             descriptor,
             group: Some(group),
         }
+    }
+
+    /// The `sums` batch of the value's dataset and terms (made if new).
+    fn batch_of(&mut self, meta: &ColumnMeta, row: &Row) -> usize {
+        let mut key = b"sums:".to_vec();
+        key.extend_from_slice(&meta.dataset_id.to_le_bytes());
+        key.extend_from_slice(&pack_terms(&row.terms));
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.descriptors.len();
+        self.descriptors.push(Desc::Batch(Batch {
+            dataset_id: meta.dataset_id,
+            terms: row.terms.clone(),
+            groups: PlIndexSet::default(),
+        }));
+        self.index.insert(key, i);
+        i
     }
 }
 
@@ -267,7 +272,8 @@ impl RevealPlan {
             keyhost_id,
             columns: Vec::new(),
             descriptors: Vec::new(),
-            index: HashMap::new(),
+            index: PlHashMap::default(),
+            last_batch: None,
         }
     }
 
