@@ -114,3 +114,34 @@ def test_second_moments_and_encrypted_keys_equal_the_single_process_query(
     assert got.height == 4 and sorted(got["x"].to_list()) == expected
     single = keyed.ghost.collect(admin)
     assert sorted(single["x"].to_list()) == expected
+
+
+def test_quantiles_merge_and_equal_the_single_process_query(
+    admin: gp.Session, client: object, files: list[str]
+) -> None:
+    q = (
+        pl.scan_parquet(files)
+        .filter(pl.col("x").ghost.ge(30))
+        .group_by("g")
+        .agg(
+            pl.col("x").ghost.median().alias("med"),
+            pl.col("x").ghost.quantile(0.9).alias("p90"),
+            pl.col("x").ghost.sum(),
+        )
+    )
+    want = q.ghost.collect(admin).sort("g")
+    got = gp.dask.collect(q, admin, client).sort("g")
+    assert got.equals(want), (got, want)
+    plain = pl.concat(
+        pl.DataFrame({"g": [(r + i) % 3 for r in range(50)], "x": [r + 100 * i for r in range(50)]}) for i in range(4)
+    )
+    exp = (
+        plain.filter(pl.col("x") >= 30)
+        .group_by("g")
+        .agg(pl.col("x").median().alias("med"), pl.col("x").quantile(0.9).alias("p90"))
+        .sort("g")
+    )
+    assert got["med"].to_list() == exp["med"].to_list() and got["p90"].to_list() == exp["p90"].to_list()
+    # every file holds rows of every group: each group's value is merged from 4 partials
+    whole = gp.dask.collect(pl.scan_parquet(files).select(pl.col("x").ghost.median()), admin, client)
+    assert whole["x"].to_list() == [plain["x"].median()]

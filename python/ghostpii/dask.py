@@ -11,8 +11,10 @@ result, exactly as for a single-process query.
 
 Supported plans: a (filtered, projected) scan of Parquet files ending in ``group_by(keys).agg(...)``
 of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggregates other than the
-group keys cannot be merged without knowing how, and are refused; so are, for now, quantiles.
-Second moments (``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
+group keys cannot be merged without knowing how, and are refused. Sealed quantiles merge by
+putting the order cells of a group's partials together (their row and null counts added); the
+client then runs the quantile search on the merged cells, one keyhost request per round, within
+the 8 round trips of a query, as a single-process query does. Second moments (``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
 ``ghost.key()`` pseudonyms work: the client asks the pads of every non-null row of the key
 columns in the files in one request and ships each task its rows' pads and one pseudonym key.
 """
@@ -32,14 +34,14 @@ from polars.plugins import register_plugin_function
 
 from ghostpii import _internal
 from ghostpii.client import Session
-from ghostpii.dtypes import SealedType, is_sealed
+from ghostpii.dtypes import SealedQuantileType, SealedType, is_sealed, is_sealed_quantile
 from ghostpii.errors import UnsupportedOperation, ghost_errors
 from ghostpii.keyed import pads_descriptor
 from ghostpii.namespace import PLUGIN_PATH
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.tokens import PlannedTokens, plan_tokens
 
-__all__ = ["collect", "merge_sealed", "partial_plans"]
+__all__ = ["collect", "merge_quantiles", "merge_sealed", "partial_plans"]
 
 
 def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
@@ -49,6 +51,20 @@ def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
         plugin_path=PLUGIN_PATH, function_name="ghost_merge", args=e, returns_scalar=True, is_elementwise=False
     )
     return out.ext.to(SealedType())
+
+
+def merge_quantiles(expr: pl.Expr | str) -> pl.Expr:
+    """One sealed quantile per group from its partials: the order cells of every partial, their
+    row and null counts added (nothing is revealed; the search runs on the merged cells)."""
+    e = pl.col(expr) if isinstance(expr, str) else expr
+    out = register_plugin_function(
+        plugin_path=PLUGIN_PATH,
+        function_name="ghost_merge_quantile",
+        args=e,
+        returns_scalar=True,
+        is_elementwise=False,
+    )
+    return out.ext.to(SealedQuantileType())
 
 
 def _dsl(node: Any) -> Any:
@@ -133,12 +149,12 @@ def partial_plans(lf: pl.LazyFrame, files_per_task: int = 1) -> tuple[list[str],
         )
     keys = _keys(plan) or []
     schema = lf.collect_schema()
-    loose = [n for n, d in schema.items() if not is_sealed(d) and n not in keys]
+    loose = [n for n, d in schema.items() if not (is_sealed(d) or is_sealed_quantile(d)) and n not in keys]
     if loose:
         raise UnsupportedOperation(
             f"gp.dask.collect merges sealed aggregates per group; the column(s) {loose} are neither sealed "
-            "nor group keys, so their partials cannot be merged (use ghost.sum()/ghost.mean(), or compute "
-            "plaintext aggregates in a separate query)"
+            "nor group keys, so their partials cannot be merged (use ghost.sum()/ghost.mean()/ghost.quantile(), "
+            "or compute plaintext aggregates in a separate query)"
         )
     files = paths[0]
     tasks: list[str] = []
@@ -174,7 +190,9 @@ def _run_partition(plan: str, tokens: PlannedTokens, shipped: Shipped | None = N
                 df = lf.collect()
             finally:
                 _internal.clear_shipped_pads()
-    df = df.with_columns([df[n].ext.storage().alias(n) for n, d in df.schema.items() if is_sealed(d)])
+    df = df.with_columns(
+        [df[n].ext.storage().alias(n) for n, d in df.schema.items() if is_sealed(d) or is_sealed_quantile(d)]
+    )
     buf = io.BytesIO()
     df.write_ipc(buf)
     return buf.getvalue()
@@ -212,11 +230,18 @@ def _ship_pads(groups: list[list[str]], columns: list[str], session: Session) ->
     return out
 
 
-def merge_partials(parts: list[pl.DataFrame], keys: list[str], sealed: list[str]) -> pl.DataFrame:
-    """One frame of sealed values from the workers' partials: per group, each sealed column merged."""
+def merge_partials(
+    parts: list[pl.DataFrame], keys: list[str], sealed: list[str], quantiles: list[str] | None = None
+) -> pl.DataFrame:
+    """One frame of sealed values from the workers' partials: per group, each sealed column
+    (and each sealed quantile) merged."""
+    quantiles = quantiles or []
     df = pl.concat(parts, how="vertical")
-    df = df.with_columns([pl.col(n).ext.to(SealedType()) for n in sealed])
-    aggs = [merge_sealed(n) for n in sealed]
+    df = df.with_columns(
+        [pl.col(n).ext.to(SealedType()) for n in sealed] + [pl.col(n).ext.to(SealedQuantileType()) for n in quantiles]
+    )
+    by_name = {**{n: merge_sealed(n) for n in sealed}, **{n: merge_quantiles(n) for n in quantiles}}
+    aggs = [by_name[n] for n in df.columns if n in by_name]
     if keys:
         return df.group_by(keys, maintain_order=True).agg(aggs)
     return df.select(aggs)
@@ -232,7 +257,9 @@ def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: 
     check_plan(lf)
     with ghost_errors():
         tasks, keys = partial_plans(lf, files_per_task)
-        sealed = [n for n, d in lf.collect_schema().items() if is_sealed(d)]
+        schema = lf.collect_schema()
+        sealed = [n for n, d in schema.items() if is_sealed(d)]
+        quantiles = [n for n, d in schema.items() if is_sealed_quantile(d)]
         # every token the plan needs, not only those missing here: the workers have none
         _internal.clear_tokens()
         _internal.clear_match_tokens()
@@ -245,4 +272,4 @@ def collect(lf: pl.LazyFrame, session: Session, client: Any, *, files_per_task: 
         else:
             futures = client.map(_run_partition, tasks, tokens=tokens, pure=False)
         parts = [pl.read_ipc(io.BytesIO(b)) for b in client.gather(futures)]
-        return reveal(merge_partials(parts, keys, sealed), session)
+        return reveal(merge_partials(parts, keys, sealed, quantiles), session)

@@ -71,37 +71,103 @@ pub fn seal(s: &Series, kw: &QuantileKwargs) -> PolarsResult<Series> {
     let arr = ord.downcast_as_array();
     let n = valid.set_bits();
     let width = params.ct_len();
-    let header = serde_json::to_vec(&Header {
+    let header = Header {
         meta: cells.meta.clone(),
         q: kw.q,
         method: kw.method.clone(),
         n: n as u64,
         nulls: (cells.len() - n) as u64,
-    })
-    .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
-    let mut payload = Vec::with_capacity(4 + header.len() + n * width);
-    payload.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    payload.extend_from_slice(&header);
+    };
+    let mut ord_cells = Vec::with_capacity(n * width);
     for i in 0..arr.len() {
         if valid.get_bit(i) {
             let ct = arr.value(i);
             if ct.len() != width {
                 polars_bail!(ComputeError: "ghostpii: column '{}' is corrupt: row {i}: ord cell of {} bytes", cells.meta.column, ct.len());
             }
-            payload.extend_from_slice(ct);
+            ord_cells.extend_from_slice(ct);
         }
     }
-    let rows = if n == 1 { "row" } else { "rows" };
+    sealed_value(s.name().clone(), &header, &ord_cells)
+}
+
+/// One sealed quantile value: the label and the payload (header length, header JSON, cells).
+fn sealed_value(name: PlSmallStr, header: &Header, cells: &[u8]) -> PolarsResult<Series> {
+    let json = serde_json::to_vec(header).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
+    let mut payload = Vec::with_capacity(4 + json.len() + cells.len());
+    payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&json);
+    payload.extend_from_slice(cells);
+    let rows = if header.n == 1 { "row" } else { "rows" };
     let label = format!(
         "<sealed quantile({}, {}, {}) over {} {rows}>",
-        cells.meta.column,
-        kw.q,
-        kw.method,
-        ghostpii_core::sealed::thousands(n as u64)
+        header.meta.column,
+        header.q,
+        header.method,
+        ghostpii_core::sealed::thousands(header.n)
     );
     let label = Series::new("label".into(), [label]);
     let payload = Series::new("payload".into(), [payload]);
-    Ok(StructChunked::from_series(s.name().clone(), 1, [label, payload].iter())?.into_series())
+    Ok(StructChunked::from_series(name, 1, [label, payload].iter())?.into_series())
+}
+
+/// The header and the order cells of a sealed quantile's payload (`None`: corrupt).
+fn split_payload(payload: &[u8]) -> Option<(Header, &[u8])> {
+    let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let header: Header = serde_json::from_slice(payload.get(4..4usize.checked_add(len)?)?).ok()?;
+    let cells = &payload[4 + len..];
+    let width = header.meta.ord?.ct_len() as u64;
+    (cells.len() as u64 == header.n.checked_mul(width)?).then_some((header, cells))
+}
+
+/// `gp.dask.merge_quantiles(col)`: one sealed quantile per group from its partials (one per
+/// worker): the same column, quantile and interpolation; the order cells of every partial, and
+/// their row and null counts added. Nothing is revealed.
+#[pyo3_polars::derive::polars_expr(output_type_func=merge_quantile_field)]
+fn ghost_merge_quantile(inputs: &[Series]) -> PolarsResult<Series> {
+    let s = inputs
+        .first()
+        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: merge_quantiles takes one column"))?;
+    let storage = s.to_storage();
+    let payloads = storage.struct_()?.field_by_name("payload")?;
+    let mut merged: Option<Header> = None;
+    let mut cells = Vec::new();
+    for p in payloads.binary()?.iter().flatten() {
+        let (h, c) =
+            split_payload(p).ok_or_else(|| polars_err!(ComputeError: "ghostpii: a sealed quantile is corrupt"))?;
+        match &mut merged {
+            None => merged = Some(h),
+            Some(m) => {
+                if m.meta.to_json() != h.meta.to_json() || m.q != h.q || m.method != h.method {
+                    polars_bail!(ComputeError:
+                        "ghostpii: cannot merge sealed quantile({}, {}, {}) with quantile({}, {}, {})",
+                        m.meta.column, m.q, m.method, h.meta.column, h.q, h.method);
+                }
+                m.n += h.n;
+                m.nulls += h.nulls;
+            }
+        }
+        cells.extend_from_slice(c);
+    }
+    match merged {
+        Some(h) => sealed_value(s.name().clone(), &h, &cells),
+        None => Ok(Series::full_null(s.name().clone(), 1, &quantile_storage())),
+    }
+}
+
+fn merge_quantile_field(inputs: &[Field]) -> PolarsResult<Field> {
+    let f = inputs
+        .first()
+        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: merge_quantiles takes one column"))?;
+    Ok(Field::new(f.name().clone(), quantile_storage()))
+}
+
+/// The storage of `ghostpii.sealed_quantile`: a label and the order cells' payload.
+fn quantile_storage() -> DataType {
+    DataType::Struct(vec![
+        Field::new("label".into(), DataType::String),
+        Field::new("payload".into(), DataType::Binary),
+    ])
 }
 
 /// Polars' `quantile_idx`: the (lower, upper) indices among the sorted values (nulls first)
@@ -165,14 +231,10 @@ pub struct QuantileSearch {
 
 fn parse(payload: &[u8]) -> PyResult<Search> {
     let bad = || CiphertextError::new_err("a sealed quantile is corrupt");
-    let len = u32::from_le_bytes(payload.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-    let header: Header = serde_json::from_slice(payload.get(4..4 + len).ok_or_else(bad)?).map_err(|_| bad())?;
+    let (header, cells) = split_payload(payload).ok_or_else(bad)?;
     let params = header.meta.ord.ok_or_else(bad)?;
-    let cells = payload[4 + len..].to_vec();
+    let cells = cells.to_vec();
     let width = params.ct_len();
-    if cells.len() as u64 != header.n * width as u64 {
-        return Err(bad());
-    }
     Ok(Search {
         binding: header.meta.binding(),
         meta: header.meta,
@@ -436,14 +498,7 @@ pub fn field(inputs: &[Field], kw: &QuantileKwargs) -> PolarsResult<Field> {
         .ok_or_else(|| polars_err!(ComputeError: "ghostpii: ghost.quantile() takes one column"))?;
     let meta = crate::columns::meta_of(f.name(), f.dtype(), "ghost.quantile()")?;
     check(&meta, kw)?;
-    // the `ghostpii.sealed_quantile` storage: a label and the order cells' payload
-    Ok(Field::new(
-        f.name().clone(),
-        DataType::Struct(vec![
-            Field::new("label".into(), DataType::String),
-            Field::new("payload".into(), DataType::Binary),
-        ]),
-    ))
+    Ok(Field::new(f.name().clone(), quantile_storage()))
 }
 
 fn quantile_field(inputs: &[Field], kwargs: QuantileKwargs) -> PolarsResult<Field> {
