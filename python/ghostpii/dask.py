@@ -14,7 +14,8 @@ of sealed aggregates, or in a ``select`` of sealed aggregates. Plaintext aggrega
 group keys cannot be merged without knowing how, and are refused. Sealed quantiles merge by
 putting the order cells of a group's partials together (their row and null counts added); the
 client then runs the quantile search on the merged cells, one keyhost request per round, within
-the 8 round trips of a query, as a single-process query does. Second moments (``ghost.var``, ``gp.cov``, the Gram matrices of model fits) merge like sums.
+the 8 round trips of a query, as a single-process query does. Second moments (``ghost.var``,
+``gp.cov``, the Gram matrices of model fits) merge like sums.
 ``ghost.key()`` pseudonyms work: the client asks the pads of every non-null row of the key
 columns in the files in one request and ships each task its rows' pads and one pseudonym key.
 """
