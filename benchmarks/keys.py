@@ -189,8 +189,8 @@ def main() -> None:
     lines = [
         "# Encrypted keys: benchmarks",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other "
-        f"sessions, loaded), Python {platform.python_version()}, Polars {pl.__version__}. "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Polars {pl.__version__}. "
         "Median of 3–7 runs; end to end through an embedded keyhost on loopback.",
         "",
         "| what | ghostpii (s) | baseline (s) | ratio |",

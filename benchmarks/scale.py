@@ -135,7 +135,7 @@ def main() -> None:
     lines = [
         "# Answer keys and reveal at memory speed; queries on Dask",
         "",
-        f"Machine: {machine()} (shared with other jobs while measured)",
+        f"Machine: {machine()}",
         "",
         "| measure | time | ratio | target |",
         "|---|---:|---|---|",
