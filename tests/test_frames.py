@@ -53,3 +53,27 @@ def test_broken_frames_are_refused() -> None:
     for bad in (good[:-1], good + b"x", b"GPAK\x02" + good[5:], b"{}"):
         with pytest.raises(gp.KeyhostError):
             frames.read(bad)
+
+
+def test_reveal_sends_large_rid_sets_raw_and_reads_the_answer_frame(admin: gp.Session, dataset: gp.Dataset) -> None:
+    df = pl.DataFrame({"x": list(range(6000)), "g": [i % 2 for i in range(6000)]})
+    enc = gp.encrypt(df, dataset, {"x": gp.integer(bounds=(0, 10_000))})
+    # every third row: thousands of short runs, a rid set of kilobytes
+    every_third = enc.filter(pl.Series([i % 3 == 0 for i in range(6000)]))
+    sealed = every_third.select(pl.col("x").ghost.sum())
+    plan = _internal.RevealPlan(admin.keyhost_id)
+    plan.add_sealed(sealed["x"])
+    body, content_type = plan.body()
+    assert content_type == frames.MEDIA_TYPE and body.startswith(b"GPAK\x01")
+    assert gp.reveal(sealed, admin)["x"][0] == sum(range(0, 6000, 3))
+    # grouped: one sums descriptor whose large groups are blobs; rows to decrypt: one more blob
+    grouped = every_third.group_by("g").agg(pl.col("x").ghost.sum()).sort("g")
+    got = gp.reveal(grouped, admin)
+    assert got["x"].to_list() == [sum(i for i in range(0, 6000, 3) if i % 2 == g) for g in (0, 1)]
+    opened = gp.reveal(every_third.select(pl.col("x").ghost.decrypt()), admin)
+    assert opened["x"].to_list() == list(range(0, 6000, 3))
+    # a contiguous set is a few bytes: plain JSON
+    small = _internal.RevealPlan(admin.keyhost_id)
+    small.add_sealed(enc.select(pl.col("x").ghost.sum())["x"])
+    body, content_type = small.body()
+    assert content_type == "application/json" and json.loads(body)["requests"][0]["op"] == "sum"

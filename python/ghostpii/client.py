@@ -364,16 +364,18 @@ class Session:
                 )
         return results
 
-    def answer_keys_raw(self, body: bytes, count: int) -> bytes:
-        """Send an answer-key request body built elsewhere (``gp.reveal`` builds it in Rust) in ONE
-        request, with the retries and idempotency of :meth:`answer_keys`; returns the response body
-        (refusals inside it are the caller's to raise)."""
+    def answer_keys_raw(self, body: bytes, count: int, *, content_type: str = "application/json") -> bytes:
+        """Send an answer-key request body built elsewhere (``gp.reveal`` builds it in Rust: JSON,
+        or a request frame with raw rid sets) in ONE request, with the retries and idempotency of
+        :meth:`answer_keys`; returns the response body, an answer frame (refusals inside it are the
+        caller's to raise)."""
         self._rs.count_answer_request(count)
         r = self._send(
             "POST",
             "/v1/answer-keys",
             data=body,
-            content_type="application/json",
+            content_type=content_type,
+            accept=frames.MEDIA_TYPE,
             idempotency_key=secrets.token_hex(16),
         )
         if r.status_code >= 400:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -31,22 +30,25 @@ def sum_descriptors(series: pl.Series) -> list[dict[str, Any]]:
     return [json.loads(d) for d in _internal.sealed_descriptors(series)]
 
 
-def _rows_descriptor(name: str, series: pl.Series, session: Session) -> tuple[str, dict[str, Any] | None]:
-    """The facet and ``decrypt`` descriptor of a column marked by ``ghost.decrypt()``."""
+def _rows_descriptor(
+    name: str, series: pl.Series, session: Session
+) -> tuple[str, tuple[dict[str, Any], bytes] | None]:
+    """The facet and ``decrypt`` descriptor (without its rid set) and rid set of a column marked
+    by ``ghost.decrypt()``."""
     meta_json, rid_bytes = _internal.pending_rids(series)
     meta = json.loads(meta_json)
     _check_keyhost(meta, session)
     facet = "num" if "num" in meta["facets"] else "val"
     if series.null_count() == series.len():
         return facet, None
-    return facet, {
+    desc = {
         "op": "decrypt",
         "dataset_id": meta["dataset_id"],
         "column_id": meta["column_id"],
         "epoch": meta["epoch"],
         "facet": facet,
-        "rids": base64.b64encode(rid_bytes).decode(),
     }
+    return facet, (desc, rid_bytes)
 
 
 def _gram_payloads(name: str, series: pl.Series) -> list[dict[str, Any] | None] | None:
@@ -113,8 +115,12 @@ def reveal(df: pl.DataFrame, session: Session) -> pl.DataFrame:
     row_cols: dict[str, tuple[str, int | None]] = {}
     for name in marked:
         facet, desc = _rows_descriptor(name, df[name], session)
-        row_cols[name] = (facet, None if desc is None else plan.add_descriptor(json.dumps(desc)))
-    response = session.answer_keys_raw(plan.body(), plan.count) if plan.count else b'{"results":[]}'
+        row_cols[name] = (facet, None if desc is None else plan.add_descriptor(json.dumps(desc[0]), desc[1]))
+    if plan.count:
+        body, content_type = plan.body()
+        response = session.answer_keys_raw(body, plan.count, content_type=content_type)
+    else:
+        response = b'{"results":[]}'
     cols, keys, answers, refusal = plan.apply(response)
     if refusal is not None:
         reason, message, missing = refusal

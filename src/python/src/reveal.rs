@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use ghostpii_core::frame;
 use ghostpii_core::meta::{ColumnMeta, LogicalType};
 use ghostpii_core::sealed::SealedOp;
 use ghostpii_core::sealed_format::pack_terms;
@@ -41,10 +42,59 @@ struct Batch {
     groups: PlIndexSet<Vec<u8>>,
 }
 
-/// A descriptor of the request: JSON built already, or a `sums` batch (built last).
+/// A descriptor of the request: JSON built already, JSON around one rid set (written raw in the
+/// request frame when large, see [`Body`]), or a `sums` batch (built last).
 enum Desc {
     Json(String),
+    Rows {
+        before: String,
+        rids: Vec<u8>,
+        after: String,
+    },
     Batch(Batch),
+}
+
+/// Rid sets from this size (wire encoding) travel as raw blobs; smaller ones as base64, whose
+/// few bytes cost less than a blob marker.
+const BLOB_MIN: usize = 256;
+
+/// A request body being written: the JSON, and the blobs its markers name.
+#[derive(Default)]
+struct Body {
+    json: String,
+    blobs: Vec<Vec<u8>>,
+}
+
+impl Body {
+    /// A rid set: a blob marker (large) or a base64 string (small).
+    fn rids(&mut self, rids: &[u8]) {
+        if rids.len() >= BLOB_MIN {
+            self.json
+                .push_str(&format!("{{\"$blob\":{},\"len\":{}}}", self.blobs.len(), rids.len()));
+            self.blobs.push(rids.to_vec());
+        } else {
+            self.json.push('"');
+            B64.encode_string(rids, &mut self.json);
+            self.json.push('"');
+        }
+    }
+
+    /// JSON (no blobs) or the binary request frame, with its content type.
+    fn finish(self) -> PyResult<(Vec<u8>, &'static str)> {
+        if self.blobs.is_empty() {
+            return Ok((self.json.into_bytes(), "application/json"));
+        }
+        let len = u32::try_from(self.json.len())
+            .map_err(|_| GhostError::new_err("the answer-key request is too large (JSON over 4 GiB)"))?;
+        let total: usize = self.blobs.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(frame::HEADER_LEN + self.json.len() + total);
+        out.extend_from_slice(&frame::header(len));
+        out.extend_from_slice(self.json.as_bytes());
+        for b in &self.blobs {
+            out.extend_from_slice(b);
+        }
+        Ok((out, frame::MEDIA_TYPE))
+    }
 }
 
 /// Every answer key a frame needs, asked for in one request.
@@ -78,37 +128,56 @@ struct Answer {
     missing_grant: Option<serde_json::Value>,
 }
 
-fn descriptor_json(meta: &ColumnMeta, row: &Row) -> String {
-    let mut d = String::with_capacity(96 + row.rids.len() * 4 / 3);
-    d.push_str("{\"op\":\"sum\",\"dataset_id\":");
-    d.push_str(&meta.dataset_id.to_string());
-    d.push_str(",\"rids\":\"");
-    B64.encode_string(&row.rids, &mut d);
-    d.push_str("\",\"terms\":");
-    terms_json(&mut d, &row.terms);
+/// The JSON of a value's `sum` descriptor around its rid set: (before, after).
+fn sum_parts(meta: &ColumnMeta, row: &Row) -> (String, String) {
+    let before = format!("{{\"op\":\"sum\",\"dataset_id\":{},\"rids\":", meta.dataset_id);
+    let mut after = String::from(",\"terms\":");
+    terms_json(&mut after, &row.terms);
     if !row.repeats.is_empty() {
-        d.push_str(",\"repeats\":[");
+        after.push_str(",\"repeats\":[");
         for (i, (k, r)) in row.repeats.iter().enumerate() {
             if i > 0 {
-                d.push(',');
+                after.push(',');
             }
-            d.push_str(&format!("{{\"k\":{k},\"rids\":\""));
-            B64.encode_string(r, &mut d);
-            d.push_str("\"}");
+            after.push_str(&format!("{{\"k\":{k},\"rids\":\""));
+            B64.encode_string(r, &mut after);
+            after.push_str("\"}");
         }
-        d.push(']');
+        after.push(']');
     }
-    d.push('}');
+    after.push('}');
+    (before, after)
+}
+
+/// A value's `sum` descriptor as JSON (rid sets in base64).
+fn descriptor_json(meta: &ColumnMeta, row: &Row) -> String {
+    let (before, after) = sum_parts(meta, row);
+    let mut d = String::with_capacity(before.len() + after.len() + row.rids.len() * 4 / 3 + 4);
+    d.push_str(&before);
+    d.push('"');
+    B64.encode_string(&row.rids, &mut d);
+    d.push('"');
+    d.push_str(&after);
     d
 }
 
+/// The `sum` descriptor of a value, its rid set kept aside for the request body.
+fn sum_rows(meta: &ColumnMeta, row: &Row) -> Desc {
+    let (before, after) = sum_parts(meta, row);
+    Desc::Rows {
+        before,
+        rids: row.rids.clone(),
+        after,
+    }
+}
+
 impl RevealPlan {
-    fn want(&mut self, key: Vec<u8>, json: impl FnOnce() -> String) -> usize {
+    fn want(&mut self, key: Vec<u8>, desc: impl FnOnce() -> Desc) -> usize {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
         let i = self.descriptors.len();
-        self.descriptors.push(Desc::Json(json()));
+        self.descriptors.push(desc());
         self.index.insert(key, i);
         i
     }
@@ -167,23 +236,34 @@ fn terms_json(d: &mut String, terms: &[ghostpii_core::sealed_format::SealedTerm]
     d.push(']');
 }
 
-fn batch_json(b: &Batch) -> String {
-    let mut d = String::with_capacity(96 + b.groups.iter().map(|g| g.len() * 4 / 3 + 4).sum::<usize>());
-    d.push_str("{\"op\":\"sums\",\"dataset_id\":");
-    d.push_str(&b.dataset_id.to_string());
-    d.push_str(",\"terms\":");
-    terms_json(&mut d, &b.terms);
-    d.push_str(",\"groups\":[");
+fn batch_json(b: &Batch, out: &mut Body) {
+    out.json.push_str("{\"op\":\"sums\",\"dataset_id\":");
+    out.json.push_str(&b.dataset_id.to_string());
+    out.json.push_str(",\"terms\":");
+    terms_json(&mut out.json, &b.terms);
+    out.json.push_str(",\"groups\":[");
     for (i, g) in b.groups.iter().enumerate() {
         if i > 0 {
-            d.push(',');
+            out.json.push(',');
         }
-        d.push('"');
-        B64.encode_string(g, &mut d);
-        d.push('"');
+        out.rids(g);
     }
-    d.push_str("]}");
-    d
+    out.json.push_str("]}");
+}
+
+/// The bytes of a byte field of an answer: base64 (JSON answers) or a blob of the answer frame.
+fn key_bytes(v: &serde_json::Value, blobs: &[&[u8]]) -> Option<Result<Vec<u8>, String>> {
+    match v {
+        serde_json::Value::String(k) => Some(B64.decode(k).map_err(|e| format!("not base64: {e}"))),
+        other => Some(match frame::marker(other)? {
+            Ok(m) => usize::try_from(m.index)
+                .ok()
+                .and_then(|i| blobs.get(i))
+                .map(|b| b.to_vec())
+                .ok_or_else(|| "a blob the answer frame lacks".to_string()),
+            Err(e) => Err(e.to_string()),
+        }),
+    }
 }
 
 fn signed(masked: u128, key: u128) -> i128 {
@@ -318,7 +398,7 @@ impl RevealPlan {
                         key.extend_from_slice(rr);
                     }
                     Some(Slot {
-                        descriptor: self.want(key, || descriptor_json(meta, r)),
+                        descriptor: self.want(key, || sum_rows(meta, r)),
                         group: None,
                     })
                 }
@@ -334,9 +414,27 @@ impl RevealPlan {
     }
 
     /// Add a descriptor given as JSON (e.g. a `decrypt`); returns its index in the answers.
-    fn add_descriptor(&mut self, json: String) -> usize {
-        let key = [b"json:".as_slice(), json.as_bytes()].concat();
-        self.want(key, || json)
+    /// With `rids` (a rid set's wire encoding), the descriptor's `rids` field is that set, written
+    /// raw in the request frame when large; `json` must then be an object without `rids`.
+    #[pyo3(signature = (json, rids=None))]
+    fn add_descriptor(&mut self, json: String, rids: Option<Vec<u8>>) -> PyResult<usize> {
+        let mut key = [b"json:".as_slice(), json.as_bytes()].concat();
+        let Some(rids) = rids else {
+            return Ok(self.want(key, || Desc::Json(json)));
+        };
+        let body = json
+            .trim_end()
+            .strip_suffix('}')
+            .filter(|b| b.trim_start().starts_with('{') && !b.contains("\"rids\""))
+            .ok_or_else(|| GhostError::new_err("add_descriptor(json, rids): json must be an object without 'rids'"))?;
+        let sep = if body.trim_end().ends_with('{') { "" } else { "," };
+        let before = format!("{body}{sep}\"rids\":");
+        key.extend_from_slice(&rids);
+        Ok(self.want(key, || Desc::Rows {
+            before,
+            rids,
+            after: "}".into(),
+        }))
     }
 
     /// Number of distinct descriptors.
@@ -345,27 +443,28 @@ impl RevealPlan {
         self.descriptors.len()
     }
 
-    /// The request body of `POST /v1/answer-keys`.
-    fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let parts: Vec<std::borrow::Cow<'_, str>> = self
-            .descriptors
-            .iter()
-            .map(|d| match d {
-                Desc::Json(j) => std::borrow::Cow::Borrowed(j.as_str()),
-                Desc::Batch(b) => std::borrow::Cow::Owned(batch_json(b)),
-            })
-            .collect();
-        let len: usize = parts.iter().map(|d| d.len() + 1).sum();
-        let mut b = String::with_capacity(len + 16);
-        b.push_str("{\"requests\":[");
-        for (i, d) in parts.iter().enumerate() {
+    /// The request body of `POST /v1/answer-keys` and its content type: JSON, or the binary
+    /// request frame when some rid set is large enough to travel raw.
+    fn body<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, &'static str)> {
+        let mut b = Body::default();
+        b.json.push_str("{\"requests\":[");
+        for (i, d) in self.descriptors.iter().enumerate() {
             if i > 0 {
-                b.push(',');
+                b.json.push(',');
             }
-            b.push_str(d);
+            match d {
+                Desc::Json(j) => b.json.push_str(j),
+                Desc::Rows { before, rids, after } => {
+                    b.json.push_str(before);
+                    b.rids(rids);
+                    b.json.push_str(after);
+                }
+                Desc::Batch(batch) => batch_json(batch, &mut b),
+            }
         }
-        b.push_str("]}");
-        PyBytes::new(py, b.as_bytes())
+        b.json.push_str("]}");
+        let (bytes, content_type) = b.finish()?;
+        Ok((PyBytes::new(py, &bytes), content_type))
     }
 
     /// Apply the keyhost's answers: `(revealed columns, {index: keys bytes} of the JSON
@@ -383,8 +482,13 @@ impl RevealPlan {
         HashMap<usize, String>,
         Option<(String, String, Option<String>)>,
     )> {
-        let answers: Answers = serde_json::from_slice(response)
-            .map_err(|e| GhostError::new_err(format!("the keyhost's answer is not valid: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| GhostError::new_err(format!("the keyhost's answer is not valid: {e}"));
+        let (answers, blobs): (Answers, Vec<&[u8]>) = if response.starts_with(frame::MAGIC) {
+            let (json, blobs) = frame::decode(response).map_err(|e| bad(&e))?;
+            (serde_json::from_value(json).map_err(|e| bad(&e))?, blobs)
+        } else {
+            (serde_json::from_slice(response).map_err(|e| bad(&e))?, Vec::new())
+        };
         if answers.results.len() != self.descriptors.len() {
             return Err(GhostError::new_err(format!(
                 "the keyhost answered {} of {} answer-key descriptors",
@@ -410,10 +514,11 @@ impl RevealPlan {
         let mut group_keys: HashMap<usize, Vec<u128>> = HashMap::new();
         for (i, d) in self.descriptors.iter().enumerate() {
             let Desc::Batch(b) = d else { continue };
-            let raw = match &answers.results[i].keys {
-                Some(serde_json::Value::String(k)) => B64.decode(k).ok(),
-                _ => None,
-            };
+            let raw = answers.results[i]
+                .keys
+                .as_ref()
+                .and_then(|k| key_bytes(k, &blobs))
+                .and_then(Result::ok);
             let raw = raw.filter(|r| r.len() == 16 * b.groups.len()).ok_or_else(|| {
                 GhostError::new_err("the keyhost's answer to a sums descriptor has no keys for its groups")
             })?;
@@ -460,10 +565,10 @@ impl RevealPlan {
                 continue;
             }
             match &r.keys {
-                Some(serde_json::Value::String(k)) => {
-                    let b = B64.decode(k).map_err(|e| {
-                        GhostError::new_err(format!("the keyhost returned keys that are not base64: {e}"))
-                    })?;
+                Some(k @ (serde_json::Value::String(_) | serde_json::Value::Object(_))) => {
+                    let b = key_bytes(k, &blobs)
+                        .unwrap_or_else(|| Err("keys of an unknown form".into()))
+                        .map_err(|e| GhostError::new_err(format!("the keyhost returned unreadable keys: {e}")))?;
                     extra.insert(i, PyBytes::new(py, &b));
                 }
                 Some(list @ serde_json::Value::Array(_)) => {
