@@ -30,9 +30,7 @@ def sum_descriptors(series: pl.Series) -> list[dict[str, Any]]:
     return [json.loads(d) for d in _internal.sealed_descriptors(series)]
 
 
-def _rows_descriptor(
-    name: str, series: pl.Series, session: Session
-) -> tuple[str, tuple[dict[str, Any], bytes] | None]:
+def _rows_descriptor(name: str, series: pl.Series, session: Session) -> tuple[str, tuple[dict[str, Any], bytes] | None]:
     """The facet and ``decrypt`` descriptor (without its rid set) and rid set of a column marked
     by ``ghost.decrypt()``."""
     meta_json, rid_bytes = _internal.pending_rids(series)
