@@ -50,7 +50,18 @@ def test_broken_frames_are_refused() -> None:
     head = json.dumps({"results": [{"ok": True, "pads": {"$blob": 0, "len": 4}}]}).encode()
     good = b"GPAK\x01" + len(head).to_bytes(4, "little") + head + b"abcd"
     assert frames.read(good)[0]["pads"] == b"abcd"
-    for bad in (good[:-1], good + b"x", b"GPAK\x02" + good[5:], b"{}"):
+    no_len = json.dumps({"results": [{"ok": True, "pads": {"$blob": 0, "len": "4"}}]}).encode()
+    broken = [
+        good[:-1],
+        good + b"x",
+        b"GPAK\x02" + good[5:],
+        b"{}",
+        b"GPAK\x01\xff\xff\xff\xff{}",  # JSON length past the end
+        b'GPAK\x01\x05\x00\x00\x00{"res',  # JSON cut short
+        b"GPAK\x01\x02\x00\x00\x00[]",  # not an object of results
+        b"GPAK\x01" + len(no_len).to_bytes(4, "little") + no_len + b"abcd",  # a length that is not a number
+    ]
+    for bad in broken:
         with pytest.raises(gp.KeyhostError):
             frames.read(bad)
 

@@ -4,11 +4,14 @@ under a plain ``.collect()`` carry the typed error. Against a real keyhost proce
 
 from __future__ import annotations
 
+import http.server
 import secrets
+import threading
 from collections.abc import Iterator
 
 import polars as pl
 import pytest
+import requests
 
 import ghostpii as gp
 from conftest import KeyhostProcess
@@ -96,3 +99,62 @@ def test_a_kernel_whose_keyhost_is_gone_says_so(tmp_path_factory: pytest.TempPat
         enc.lazy().filter(pl.col("x").ghost.gt(25)).collect()
     st = s.stats()
     assert st["retries"] == 1, st  # a refused connection is retried, then reported
+
+
+class _Corrupting(http.server.BaseHTTPRequestHandler):
+    """Forwards to the real keyhost, but answers every answer-key request with a broken frame."""
+
+    target = ""
+    answer = b""
+
+    def _forward(self, method: str) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if method == "POST" and self.path.startswith("/v1/answer-keys"):
+            status, data, ctype = 200, self.answer, "application/vnd.ghostpii.answers"
+        else:
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+            r = requests.request(method, self.target + self.path, data=body, headers=headers, timeout=10)
+            status, data, ctype = r.status_code, r.content, r.headers.get("content-type", "application/json")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._forward("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._forward("POST")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"GPAK\x01\xff\xff\xff\xff{}",  # JSON length past the end
+        b'GPAK\x01\x13\x00\x00\x00{"results":[{"ok":' + b"x" * 8,  # JSON cut short
+        b"GPAK\x02\x02\x00\x00\x00{}",  # unknown version
+        b"<html>not an answer</html>",
+    ],
+)
+def test_broken_answers_are_typed_errors_in_kernels_and_sessions(
+    keyhost: KeyhostProcess, dataset: gp.Dataset, answer: bytes
+) -> None:
+    enc = _encrypted(dataset)
+    handler = type("H", (_Corrupting,), {"target": keyhost.url, "answer": answer})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tokens.clear()
+        s = gp.connect(f"http://127.0.0.1:{server.server_address[1]}", keyhost.admin_token, retries=0)
+        lf = enc.lazy().filter(pl.col("x").ghost.gt(25))
+        with pytest.raises(gp.KeyhostError), gp.ghost_errors():  # the kernel's Rust resolver
+            lf.collect()
+        with pytest.raises(gp.KeyhostError):  # the session (lf.ghost.collect prefetches through it)
+            lf.ghost.collect(s)
+    finally:
+        server.shutdown()
+        gp.connect(keyhost.url, keyhost.admin_token)  # later tests use the real keyhost

@@ -31,12 +31,23 @@ def read(frame: bytes) -> list[dict[str, Any]]:
         raise KeyhostError("the keyhost's answer is not a version-1 answer frame", reason="internal")
     (json_len,) = struct.unpack_from("<I", frame, 5)
     at = _HEADER + json_len
-    results: list[dict[str, Any]] = json.loads(frame[_HEADER:at])["results"]
+    if at > len(frame):
+        raise KeyhostError("the keyhost's answer frame is truncated (its JSON runs past the end)", reason="internal")
+    try:
+        results: list[dict[str, Any]] = json.loads(frame[_HEADER:at])["results"]
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise TypeError("results are not a list of objects")
+    except (ValueError, KeyError, TypeError) as e:
+        raise KeyhostError(f"the keyhost's answer frame holds no valid results: {e}", reason="internal") from None
     view = memoryview(frame)
     for r in results:
         for field, v in list(r.items()):
             if isinstance(v, dict) and "$blob" in v:
-                n = int(v["len"])
+                n = v.get("len")
+                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                    raise KeyhostError(
+                        "the keyhost's answer frame has a blob without a valid length", reason="internal"
+                    )
                 if at + n > len(frame):
                     raise KeyhostError("the keyhost's answer frame is truncated", reason="internal")
                 r[field] = bytes(view[at : at + n])
