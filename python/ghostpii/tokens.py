@@ -49,8 +49,11 @@ def connect(
 ) -> Session:
     """Connect to the keyhost at ``url`` with an identity ``token`` (checked at once).
 
-    The session becomes the active one for its keyhost, so plain ``.collect()`` can fetch
-    comparison tokens. Bad, expired or revoked tokens raise :class:`~ghostpii.AuthenticationError`.
+    ``timeout`` is (seconds to connect, seconds for a whole request and its answer); ``retries``
+    bounds the retries of refused connections, 502/503/504 answers and, for answer-key requests
+    (idempotent), read timeouts. The session becomes the active one for its keyhost, so the
+    kernels of a plain ``.collect()`` can fetch comparison tokens and pads through its connection
+    pool. Bad, expired or revoked tokens raise :class:`~ghostpii.AuthenticationError`.
     """
     return activate(_client.connect(url, token, timeout=timeout, retries=retries))
 

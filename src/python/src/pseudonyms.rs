@@ -37,8 +37,14 @@ fn query_key() -> Arc<PseudonymKey> {
 #[derive(Default)]
 struct Shipped {
     key: Option<Arc<PseudonymKey>>,
-    pads: HashMap<(String, i64, i64, u32), (Vec<u64>, Zeroizing<Vec<u8>>)>,
+    pads: HashMap<ColumnEpoch, ShippedPads>,
 }
+
+/// A column epoch: keyhost, dataset id, column id, epoch.
+type ColumnEpoch = (String, i64, i64, u32);
+
+/// The sorted rids of a task's rows and their pads, in the same order.
+type ShippedPads = (Vec<u64>, Zeroizing<Vec<u8>>);
 
 fn shipped() -> &'static Mutex<Shipped> {
     static S: OnceLock<Mutex<Shipped>> = OnceLock::new();
