@@ -1,8 +1,9 @@
 //! The Polars plugin and Python bindings of ghostpii, compiled into one `_internal` module.
 //!
-//! Plugin kernels (`expressions`) are pure: no I/O, no keys. Everything that needs an answer
-//! key is resolved before (or, under a plain `.collect()`, by) the kernels, through the Rust
-//! resolver (`resolver`), one batched request at a time.
+//! Plugin kernels (`expressions`) hold no keys and reveal nothing. Answer keys are resolved
+//! before the kernels (`lf.ghost.collect` prefetches tokens) and after them (`gp.reveal`); a
+//! kernel that still misses tokens or pads (a plain `.collect()`, `ghost.key()`) asks through
+//! the Rust resolver (`resolver`), one batched request for all it misses.
 
 mod aggregate;
 mod columns;

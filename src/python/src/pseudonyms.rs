@@ -1,6 +1,6 @@
 //! `ghost.key()`: per-query pseudonyms of the `group` facet for group_by, join and n_unique.
 //!
-//! The kernel collects the rids of its non-null rows, asks the registered Python fetcher for
+//! The kernel collects the rids of its non-null rows, asks the keyhost (Rust resolver) for
 //! their pads in ONE request (`pads` descriptor, a `group` grant), unmasks `DET(v) = cell ⊕ pad`
 //! and outputs `AES_q(DET(v))` as Int128 under a random key `q` of this process (never stored,
 //! never sent). Equal values of columns of one join domain give equal pseudonyms within the
