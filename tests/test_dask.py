@@ -145,3 +145,20 @@ def test_quantiles_merge_and_equal_the_single_process_query(
     # every file holds rows of every group: each group's value is merged from 4 partials
     whole = gp.dask.collect(pl.scan_parquet(files).select(pl.col("x").ghost.median()), admin, client)
     assert whole["x"].to_list() == [plain["x"].median()]
+
+
+def test_partials_of_many_groups_merge_in_one_call_with_null_partials(admin: gp.Session, dataset: gp.Dataset) -> None:
+    df = pl.DataFrame({"g": [0, 0, 1, 1, 2], "x": [1, 2, 3, 4, 5]})
+    enc = gp.encrypt(df, dataset, {"x": gp.integer(bounds=(0, 10))})
+
+    def partial(rows: pl.DataFrame) -> pl.DataFrame:
+        sealed = rows.lazy().group_by("g").agg(pl.col("x").ghost.sum()).collect()
+        return sealed.with_columns(pl.col("x").ext.storage())
+
+    a, b = partial(enc.slice(0, 3)), partial(enc.slice(3, 2))  # group 1 is split across both
+    # group 3 has one partial, and it is null (what an outer join can leave)
+    null = a.head(1).with_columns(pl.lit(3, dtype=a["g"].dtype).alias("g"), pl.lit(None, dtype=a["x"].dtype).alias("x"))
+    merged = gp.dask.merge_partials([a, b, null], ["g"], ["x"])
+    assert merged.height == 4
+    out = gp.reveal(merged, admin).sort("g")
+    assert out["x"].to_list() == [3, 7, 5, None]

@@ -46,10 +46,13 @@ __all__ = ["collect", "merge_quantiles", "merge_sealed", "partial_plans"]
 
 
 def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
-    """Aggregate the sealed partials of a group into one sealed value (nothing is revealed)."""
+    """Aggregate the sealed partials of a group into one sealed value (nothing is revealed).
+
+    Every group is merged in ONE kernel call over ``expr.implode()`` (one list of partials per
+    group), in parallel; not one call per group."""
     e = pl.col(expr) if isinstance(expr, str) else expr
     out = register_plugin_function(
-        plugin_path=PLUGIN_PATH, function_name="ghost_merge", args=e, returns_scalar=True, is_elementwise=False
+        plugin_path=PLUGIN_PATH, function_name="ghost_merge_groups", args=e.implode(), is_elementwise=True
     )
     return out.ext.to(SealedType())
 

@@ -6,10 +6,11 @@ use ghostpii_core::rid_encoding::cardinality;
 use ghostpii_core::sealed_format::{self as fmt, SealedParts};
 use polars::prelude::*;
 use pyo3_polars::derive::polars_expr;
+use rayon::prelude::*;
 
 use ghostpii_core::sealed_gram::SealedGram;
 
-use crate::sealed_column::{null_row, one_row, params_row, sealed_storage_dtype, NewSealed, SealedColumn};
+use crate::sealed_column::{many_rows, null_row, one_row, params_row, sealed_storage_dtype, NewSealed, SealedColumn};
 
 fn merge_field(inputs: &[Field]) -> PolarsResult<Field> {
     let f = inputs
@@ -56,10 +57,112 @@ fn merge_grams(s: &Series) -> PolarsResult<Option<Series>> {
     }))
 }
 
-/// One merged sealed value per group.
+/// One merged sealed value per group (called once per group; `ghost_merge_groups` merges
+/// every group in one call).
 #[polars_expr(output_type_func=merge_field)]
 fn ghost_merge(inputs: &[Series]) -> PolarsResult<Series> {
+    merge_one(&inputs[0])
+}
+
+/// The merged sealed values of every group in ONE kernel call: the input is `expr.implode()`
+/// (one list of partials per group). The partials are read once, flat (metadata decoded once),
+/// the groups merged in parallel and written column-wise; no Series per group. Sealed Grams
+/// (rare, one per row set) are merged group by group.
+#[polars_expr(output_type_func=merge_field)]
+fn ghost_merge_groups(inputs: &[Series]) -> PolarsResult<Series> {
     let s = &inputs[0];
+    let lists = s.list()?.rechunk();
+    let Some(arr) = lists.downcast_iter().next() else {
+        return Ok(Series::new_empty(s.name().clone(), &sealed_storage_dtype()));
+    };
+    let offsets: Vec<usize> = arr.offsets().iter().map(|&o| o as usize).collect();
+    let valid: Vec<bool> = lists.is_not_null().iter().map(|v| v == Some(true)).collect();
+    let inner = lists.get_inner();
+    if merge_grams(&inner)?.is_some() {
+        let mut out = Series::new_empty(s.name().clone(), &sealed_storage_dtype());
+        for (g, w) in offsets.windows(2).enumerate() {
+            let one = match valid[g] {
+                true => merge_one(&inner.slice(w[0] as i64, w[1] - w[0]))?,
+                false => null_row(s.name().clone()),
+            };
+            out.append(&one)?;
+        }
+        return Ok(out);
+    }
+    let col = SealedColumn::read(&inner)?;
+    let storage = inner.to_storage();
+    let labels = storage.struct_()?.field_by_name("label")?;
+    let labels = labels.str()?;
+    let merged: Vec<Option<(SealedParts, usize)>> = offsets
+        .par_windows(2)
+        .zip(valid.par_iter())
+        .map(|(w, &ok)| {
+            if ok {
+                merge_range(&col, labels, w[0], w[1])
+            } else {
+                Ok(None)
+            }
+        })
+        .collect::<PolarsResult<_>>()?;
+    let rows = merged
+        .into_iter()
+        .map(|m| {
+            m.map(|(parts, meta)| new_sealed(parts, &col.meta_json[meta]))
+                .transpose()
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    many_rows(s.name().clone(), rows)
+}
+
+/// The partials `start..end` of the flat column merged (with the metadata index of the first);
+/// `None` if all are null.
+fn merge_range(
+    col: &SealedColumn,
+    labels: &StringChunked,
+    start: usize,
+    end: usize,
+) -> PolarsResult<Option<(SealedParts, usize)>> {
+    let mut merged: Option<(SealedParts, usize)> = None;
+    for i in start..end {
+        let Some(row) = &col.rows[i] else { continue };
+        let mut parts = col.parts(row);
+        if row.expression.is_none() {
+            if let Some(e) = labels.get(i).and_then(|l| expression_of(l, row.op.as_str())) {
+                parts.expression = e;
+            }
+        }
+        match &mut merged {
+            None => merged = Some((parts, row.meta)),
+            Some((m, _)) => m
+                .merge(&parts)
+                .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?,
+        }
+    }
+    Ok(merged)
+}
+
+/// The sealed value of merged parts.
+fn new_sealed(m: SealedParts, meta_json: &str) -> PolarsResult<NewSealed<'_>> {
+    let distinct = if m.repeats.is_empty() {
+        None
+    } else {
+        Some(cardinality(&m.rids).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?)
+    };
+    Ok(NewSealed {
+        label: m.label(distinct),
+        op: m.op,
+        meta_json,
+        terms: fmt::pack_terms(&m.terms),
+        masked: fmt::pack_masked(&m.masked),
+        n: m.n,
+        rids: m.rids,
+        repeats: fmt::pack_repeats(&m.repeats),
+        params: m.params,
+    })
+}
+
+/// One group's partials merged into one sealed value.
+fn merge_one(s: &Series) -> PolarsResult<Series> {
     if let Some(g) = merge_grams(s)? {
         return Ok(g);
     }

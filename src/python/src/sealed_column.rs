@@ -57,6 +57,50 @@ pub fn one_row(name: PlSmallStr, v: NewSealed<'_>) -> PolarsResult<Series> {
     Ok(StructChunked::from_series(name, 1, fields.iter())?.into_series())
 }
 
+/// A sealed column of many values (`None`: a null value), written column-wise.
+pub fn many_rows(name: PlSmallStr, rows: Vec<Option<NewSealed<'_>>>) -> PolarsResult<Series> {
+    let n = rows.len();
+    let get = |f: &dyn Fn(&NewSealed<'_>) -> Option<Vec<u8>>| -> Vec<Option<Vec<u8>>> {
+        rows.iter().map(|r| r.as_ref().and_then(f)).collect()
+    };
+    let fields = [
+        Series::new(
+            "label".into(),
+            rows.iter()
+                .map(|r| r.as_ref().map(|r| r.label.as_str()))
+                .collect::<Vec<_>>(),
+        ),
+        Series::new(
+            "format".into(),
+            rows.iter()
+                .map(|r| r.as_ref().map(|_| SEALED_FORMAT))
+                .collect::<Vec<_>>(),
+        ),
+        Series::new(
+            "op".into(),
+            rows.iter()
+                .map(|r| r.as_ref().map(|r| r.op.as_str()))
+                .collect::<Vec<_>>(),
+        ),
+        Series::new(
+            "meta".into(),
+            rows.iter().map(|r| r.as_ref().map(|r| r.meta_json)).collect::<Vec<_>>(),
+        ),
+        Series::new("terms".into(), get(&|r| Some(r.terms.clone()))),
+        Series::new("masked".into(), get(&|r| Some(r.masked.clone()))),
+        Series::new(
+            "n".into(),
+            rows.iter().map(|r| r.as_ref().map(|r| r.n)).collect::<Vec<_>>(),
+        ),
+        Series::new("rids".into(), get(&|r| Some(r.rids.clone()))),
+        Series::new("repeats".into(), get(&|r| Some(r.repeats.clone()))),
+        Series::new("params".into(), get(&|r| Some(r.params.clone()))),
+    ];
+    let ca = StructChunked::from_series(name, n, fields.iter())?;
+    let validity: polars_arrow::bitmap::Bitmap = rows.iter().map(Option::is_some).collect();
+    Ok(ca.with_outer_validity(Some(validity)).into_series())
+}
+
 /// A one-row sealed value of an op whose layout lives in `params` (a Gram matrix: op `gram`,
 /// `params` = the JSON of `ghostpii_core::sealed_gram::SealedGram`; no `masked`, `rids` or
 /// `terms` fields, those are inside).
