@@ -1,4 +1,4 @@
-//! Merging sealed partials: `gp.merge_sealed(col)` aggregates the sealed values of a group (e.g.
+//! Merging sealed partials: `gp.dask.merge_sealed(col)` aggregates the sealed values of a group (e.g.
 //! one per worker of a distributed query) into one, adding masked sums mod 2^128, row counts and
 //! row multisets. Nothing is revealed; the merged value is revealed with one answer key.
 
@@ -55,13 +55,6 @@ fn merge_grams(s: &Series) -> PolarsResult<Option<Series>> {
         Some(m) => params_row(s.name().clone(), m.label(), "gram", m.n, m.to_bytes())?,
         None => null_row(s.name().clone()),
     }))
-}
-
-/// One merged sealed value per group (called once per group; `ghost_merge_groups` merges
-/// every group in one call).
-#[polars_expr(output_type_func=merge_field)]
-fn ghost_merge(inputs: &[Series]) -> PolarsResult<Series> {
-    merge_one(&inputs[0])
 }
 
 /// The merged sealed values of every group in ONE kernel call: the input is `expr.implode()`
@@ -161,7 +154,7 @@ fn new_sealed(m: SealedParts, meta_json: &str) -> PolarsResult<NewSealed<'_>> {
     })
 }
 
-/// One group's partials merged into one sealed value.
+/// One group's partials merged into one sealed value (sealed Grams).
 fn merge_one(s: &Series) -> PolarsResult<Series> {
     if let Some(g) = merge_grams(s)? {
         return Ok(g);
