@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use ghostpii_core::sealed_gram::SealedGram;
 
-use crate::sealed_column::{many_rows, null_row, one_row, params_row, sealed_storage_dtype, NewSealed, SealedColumn};
+use crate::sealed_column::{many_rows, null_row, params_row, sealed_storage_dtype, NewSealed, SealedColumn};
 
 fn merge_field(inputs: &[Field]) -> PolarsResult<Field> {
     let f = inputs
@@ -27,16 +27,24 @@ fn expression_of(label: &str, op: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
+/// Whether the sealed values include sealed Grams (op `gram`).
+fn has_grams(s: &Series) -> PolarsResult<bool> {
+    let storage = s.to_storage();
+    let ops = storage.struct_()?.field_by_name("op")?;
+    let found = ops.str()?.iter().flatten().any(|o| o == "gram");
+    Ok(found)
+}
+
 /// The merged sealed Gram of the group, if its values are sealed Grams (op `gram`, layout in
 /// `params`); `None` for sealed sums.
 fn merge_grams(s: &Series) -> PolarsResult<Option<Series>> {
+    if !has_grams(s)? {
+        return Ok(None);
+    }
     let storage = s.to_storage();
     let st = storage.struct_()?;
     let ops = st.field_by_name("op")?;
     let ops = ops.str()?;
-    if !ops.iter().flatten().any(|o| o == "gram") {
-        return Ok(None);
-    }
     let params = st.field_by_name("params")?;
     let params = params.binary()?;
     let mut merged: Option<SealedGram> = None;
@@ -71,14 +79,14 @@ fn ghost_merge_groups(inputs: &[Series]) -> PolarsResult<Series> {
     let offsets: Vec<usize> = arr.offsets().iter().map(|&o| o as usize).collect();
     let valid: Vec<bool> = lists.is_not_null().iter().map(|v| v == Some(true)).collect();
     let inner = lists.get_inner();
-    if merge_grams(&inner)?.is_some() {
+    if has_grams(&inner)? {
         let mut out = Series::new_empty(s.name().clone(), &sealed_storage_dtype());
         for (g, w) in offsets.windows(2).enumerate() {
             let one = match valid[g] {
-                true => merge_one(&inner.slice(w[0] as i64, w[1] - w[0]))?,
-                false => null_row(s.name().clone()),
+                true => merge_grams(&inner.slice(w[0] as i64, w[1] - w[0]))?,
+                false => None,
             };
-            out.append(&one)?;
+            out.append(&one.unwrap_or_else(|| null_row(s.name().clone())))?;
         }
         return Ok(out);
     }
@@ -152,53 +160,4 @@ fn new_sealed(m: SealedParts, meta_json: &str) -> PolarsResult<NewSealed<'_>> {
         repeats: fmt::pack_repeats(&m.repeats),
         params: m.params,
     })
-}
-
-/// One group's partials merged into one sealed value (sealed Grams).
-fn merge_one(s: &Series) -> PolarsResult<Series> {
-    if let Some(g) = merge_grams(s)? {
-        return Ok(g);
-    }
-    let col = SealedColumn::read(s)?;
-    let labels = s.to_storage().struct_()?.field_by_name("label")?;
-    let labels = labels.str()?;
-    let mut merged: Option<SealedParts> = None;
-    for (i, row) in col.rows.iter().enumerate() {
-        let Some(row) = row else { continue };
-        let mut parts = col.parts(row);
-        if row.expression.is_none() {
-            if let Some(e) = labels.get(i).and_then(|l| expression_of(l, row.op.as_str())) {
-                parts.expression = e;
-            }
-        }
-        match &mut merged {
-            None => merged = Some(parts),
-            Some(m) => m
-                .merge(&parts)
-                .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?,
-        }
-    }
-    let Some(m) = merged else {
-        return Ok(null_row(s.name().clone()));
-    };
-    let distinct = if m.repeats.is_empty() {
-        None
-    } else {
-        Some(cardinality(&m.rids).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?)
-    };
-    let meta_json = m.meta.to_json();
-    one_row(
-        s.name().clone(),
-        NewSealed {
-            label: m.label(distinct),
-            op: m.op,
-            meta_json: &meta_json,
-            terms: fmt::pack_terms(&m.terms),
-            masked: fmt::pack_masked(&m.masked),
-            n: m.n,
-            rids: m.rids,
-            repeats: fmt::pack_repeats(&m.repeats),
-            params: m.params,
-        },
-    )
 }
