@@ -162,3 +162,19 @@ def test_partials_of_many_groups_merge_in_one_call_with_null_partials(admin: gp.
     assert merged.height == 4
     out = gp.reveal(merged, admin).sort("g")
     assert out["x"].to_list() == [3, 7, 5, None]
+
+
+def test_quantile_partials_merge_in_one_call_with_null_partials(admin: gp.Session, dataset: gp.Dataset) -> None:
+    df = pl.DataFrame({"g": [0, 0, 1, 1, 1, 2], "x": [1, 9, 3, 4, 8, 5]})
+    enc = gp.encrypt(df, dataset, {"x": gp.integer(bounds=(0, 10), compare=True)})
+
+    def partial(rows: pl.DataFrame) -> pl.DataFrame:
+        sealed = rows.lazy().group_by("g").agg(pl.col("x").ghost.median()).collect()
+        return sealed.with_columns(pl.col("x").ext.storage())
+
+    a, b = partial(enc.slice(0, 3)), partial(enc.slice(3, 3))  # group 1 is split across both
+    null = a.head(1).with_columns(pl.lit(3, dtype=a["g"].dtype).alias("g"), pl.lit(None, dtype=a["x"].dtype).alias("x"))
+    merged = gp.dask.merge_partials([a, b, null], ["g"], [], ["x"])
+    assert merged.height == 4
+    out = gp.reveal(merged, admin).sort("g")
+    assert out["x"].to_list() == [5.0, 4.0, 5.0, None]

@@ -59,14 +59,14 @@ def merge_sealed(expr: pl.Expr | str) -> pl.Expr:
 
 def merge_quantiles(expr: pl.Expr | str) -> pl.Expr:
     """One sealed quantile per group from its partials: the order cells of every partial, their
-    row and null counts added (nothing is revealed; the search runs on the merged cells)."""
+    row and null counts added (nothing is revealed; the search runs on the merged cells). Every
+    group is merged in ONE kernel call over ``expr.implode()``."""
     e = pl.col(expr) if isinstance(expr, str) else expr
     out = register_plugin_function(
         plugin_path=PLUGIN_PATH,
-        function_name="ghost_merge_quantile",
-        args=e,
-        returns_scalar=True,
-        is_elementwise=False,
+        function_name="ghost_merge_quantile_groups",
+        args=e.implode(),
+        is_elementwise=True,
     )
     return out.ext.to(SealedQuantileType())
 

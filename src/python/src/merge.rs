@@ -27,6 +27,27 @@ fn expression_of(label: &str, op: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
+/// A column of `implode()`d groups: the flat values, each group's `offsets` window into them,
+/// and whether the group's list is valid.
+pub struct Imploded {
+    pub offsets: Vec<usize>,
+    pub valid: Vec<bool>,
+    pub inner: Series,
+}
+
+/// The groups of an imploded column (`None`: no groups).
+pub fn imploded(s: &Series) -> PolarsResult<Option<Imploded>> {
+    let lists = s.list()?.rechunk();
+    let Some(arr) = lists.downcast_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(Imploded {
+        offsets: arr.offsets().iter().map(|&o| o as usize).collect(),
+        valid: lists.is_not_null().iter().map(|v| v == Some(true)).collect(),
+        inner: lists.get_inner(),
+    }))
+}
+
 /// Whether the sealed values include sealed Grams (op `gram`).
 fn has_grams(s: &Series) -> PolarsResult<bool> {
     let storage = s.to_storage();
@@ -72,13 +93,9 @@ fn merge_grams(s: &Series) -> PolarsResult<Option<Series>> {
 #[polars_expr(output_type_func=merge_field)]
 fn ghost_merge_groups(inputs: &[Series]) -> PolarsResult<Series> {
     let s = &inputs[0];
-    let lists = s.list()?.rechunk();
-    let Some(arr) = lists.downcast_iter().next() else {
+    let Some(Imploded { offsets, valid, inner }) = imploded(s)? else {
         return Ok(Series::new_empty(s.name().clone(), &sealed_storage_dtype()));
     };
-    let offsets: Vec<usize> = arr.offsets().iter().map(|&o| o as usize).collect();
-    let valid: Vec<bool> = lists.is_not_null().iter().map(|v| v == Some(true)).collect();
-    let inner = lists.get_inner();
     if has_grams(&inner)? {
         let mut out = Series::new_empty(s.name().clone(), &sealed_storage_dtype());
         for (g, w) in offsets.windows(2).enumerate() {

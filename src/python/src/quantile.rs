@@ -93,6 +93,13 @@ pub fn seal(s: &Series, kw: &QuantileKwargs) -> PolarsResult<Series> {
 
 /// One sealed quantile value: the label and the payload (header length, header JSON, cells).
 fn sealed_value(name: PlSmallStr, header: &Header, cells: &[u8]) -> PolarsResult<Series> {
+    let (label, payload) = label_and_payload(header, cells)?;
+    let label = Series::new("label".into(), [label]);
+    let payload = Series::new("payload".into(), [payload]);
+    Ok(StructChunked::from_series(name, 1, [label, payload].iter())?.into_series())
+}
+
+fn label_and_payload(header: &Header, cells: &[u8]) -> PolarsResult<(String, Vec<u8>)> {
     let json = serde_json::to_vec(header).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
     let mut payload = Vec::with_capacity(4 + json.len() + cells.len());
     payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -106,9 +113,7 @@ fn sealed_value(name: PlSmallStr, header: &Header, cells: &[u8]) -> PolarsResult
         header.method,
         ghostpii_core::sealed::thousands(header.n)
     );
-    let label = Series::new("label".into(), [label]);
-    let payload = Series::new("payload".into(), [payload]);
-    Ok(StructChunked::from_series(name, 1, [label, payload].iter())?.into_series())
+    Ok((label, payload))
 }
 
 /// The header and the order cells of a sealed quantile's payload (`None`: corrupt).
@@ -120,19 +125,12 @@ fn split_payload(payload: &[u8]) -> Option<(Header, &[u8])> {
     (cells.len() as u64 == header.n.checked_mul(width)?).then_some((header, cells))
 }
 
-/// `gp.dask.merge_quantiles(col)`: one sealed quantile per group from its partials (one per
-/// worker): the same column, quantile and interpolation; the order cells of every partial, and
-/// their row and null counts added. Nothing is revealed.
-#[pyo3_polars::derive::polars_expr(output_type_func=merge_quantile_field)]
-fn ghost_merge_quantile(inputs: &[Series]) -> PolarsResult<Series> {
-    let s = inputs
-        .first()
-        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: merge_quantiles takes one column"))?;
-    let storage = s.to_storage();
-    let payloads = storage.struct_()?.field_by_name("payload")?;
+/// The partials of one group merged: the same column, quantile and interpolation; the order
+/// cells of every partial, and their row and null counts added (`None`: all partials null).
+fn merge_partials<'a>(payloads: impl Iterator<Item = Option<&'a [u8]>>) -> PolarsResult<Option<(Header, Vec<u8>)>> {
     let mut merged: Option<Header> = None;
     let mut cells = Vec::new();
-    for p in payloads.binary()?.iter().flatten() {
+    for p in payloads.flatten() {
         let (h, c) =
             split_payload(p).ok_or_else(|| polars_err!(ComputeError: "ghostpii: a sealed quantile is corrupt"))?;
         match &mut merged {
@@ -149,10 +147,42 @@ fn ghost_merge_quantile(inputs: &[Series]) -> PolarsResult<Series> {
         }
         cells.extend_from_slice(c);
     }
-    match merged {
-        Some(h) => sealed_value(s.name().clone(), &h, &cells),
-        None => Ok(Series::full_null(s.name().clone(), 1, &quantile_storage())),
-    }
+    Ok(merged.map(|h| (h, cells)))
+}
+
+/// `gp.dask.merge_quantiles(col)`: one sealed quantile per group from its partials (one per
+/// worker), every group in ONE kernel call over `expr.implode()`, in parallel. Nothing is
+/// revealed.
+#[pyo3_polars::derive::polars_expr(output_type_func=merge_quantile_field)]
+fn ghost_merge_quantile_groups(inputs: &[Series]) -> PolarsResult<Series> {
+    let s = inputs
+        .first()
+        .ok_or_else(|| polars_err!(ComputeError: "ghostpii: merge_quantiles takes one column"))?;
+    let Some(crate::merge::Imploded { offsets, valid, inner }) = crate::merge::imploded(s)? else {
+        return Ok(Series::new_empty(s.name().clone(), &quantile_storage()));
+    };
+    let storage = inner.to_storage();
+    let payloads = storage.struct_()?.field_by_name("payload")?;
+    let payloads = payloads.binary()?;
+    let merged: Vec<Option<(String, Vec<u8>)>> = offsets
+        .par_windows(2)
+        .zip(valid.par_iter())
+        .map(|(w, &ok)| {
+            let group = ok.then(|| (w[0]..w[1]).map(|i| payloads.get(i)));
+            match group.map(merge_partials).transpose()?.flatten() {
+                Some((h, cells)) => label_and_payload(&h, &cells).map(Some),
+                None => Ok(None),
+            }
+        })
+        .collect::<PolarsResult<_>>()?;
+    let validity: polars_arrow::bitmap::Bitmap = merged.iter().map(Option::is_some).collect();
+    let (labels, payloads): (Vec<Option<String>>, Vec<Option<Vec<u8>>>) = merged.into_iter().map(Option::unzip).unzip();
+    let fields = [
+        Series::new("label".into(), labels),
+        Series::new("payload".into(), payloads),
+    ];
+    let ca = StructChunked::from_series(s.name().clone(), validity.len(), fields.iter())?;
+    Ok(ca.with_outer_validity(Some(validity)).into_series())
 }
 
 fn merge_quantile_field(inputs: &[Field]) -> PolarsResult<Field> {
