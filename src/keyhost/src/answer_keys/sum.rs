@@ -74,7 +74,7 @@ pub(super) fn rows_of(cx: &Ctx<'_>, rids: RidSet, repeats: &[RepeatSpec]) -> Api
 pub(super) struct SumWork {
     rows: Arc<RidMultiset>,
     /// Each term's keys, weight and cached block sums of its masks.
-    terms: Vec<(ColumnKeys, i64, Arc<MaskBlocks>)>,
+    terms: Vec<MaskedTerm>,
     noise: Option<NoisePlan>,
 }
 
@@ -187,15 +187,23 @@ pub(super) fn plan(
     }
     Ok(SumWork {
         rows,
-        terms: resolved
-            .into_iter()
-            .map(|(_, k, w)| {
-                let blocks = cx.st.mask_cache().blocks(&k.num);
-                (k, w, blocks)
-            })
-            .collect(),
+        terms: masked_terms(cx, resolved),
         noise,
     })
+}
+
+/// A term's keys, weight and the cached block sums of its masks.
+pub(super) type MaskedTerm = (ColumnKeys, i64, Arc<MaskBlocks>);
+
+/// The resolved terms with the cached block sums of their masks (what computing a key needs).
+pub(super) fn masked_terms(cx: &Ctx<'_>, resolved: Vec<(Column, ColumnKeys, i64)>) -> Vec<MaskedTerm> {
+    resolved
+        .into_iter()
+        .map(|(_, k, w)| {
+            let blocks = cx.st.mask_cache().blocks(&k.num);
+            (k, w, blocks)
+        })
+        .collect()
 }
 
 /// The DP noise of the sum, if any term's grant asks for it: ε the smallest among the DP

@@ -35,11 +35,7 @@ use crate::policy::Authority;
 
 pub(super) struct SumsWork {
     groups: Vec<(RidMultiset, Option<NoisePlan>)>,
-    terms: Vec<(
-        ghostpii_core::ColumnKeys,
-        i64,
-        Arc<ghostpii_core::mask_blocks::MaskBlocks>,
-    )>,
+    terms: Vec<sum::MaskedTerm>,
     dp: Option<serde_json::Value>,
 }
 
@@ -160,13 +156,7 @@ pub(super) fn plan(
     }
     Ok(SumsWork {
         groups: prepared,
-        terms: terms
-            .into_iter()
-            .map(|(_, k, w)| {
-                let blocks = cx.st.mask_cache().blocks(&k.num);
-                (k, w, blocks)
-            })
-            .collect(),
+        terms: sum::masked_terms(cx, terms),
         dp,
     })
 }
