@@ -332,25 +332,18 @@ class Session:
         self._rs.count_answer_request(len(descriptors))
         # one key per request, reused by its retries: the keyhost answers a retry from its record
         # (audited and charged once)
-        key = secrets.token_hex(16)
         if frames.has_bytes(descriptors):  # rid sets as bytes travel raw, in a request frame
-            body = frames.write(list(descriptors))
-            resp = self._send(
-                "POST",
-                "/v1/answer-keys",
-                data=body,
-                content_type=frames.MEDIA_TYPE,
-                accept=frames.MEDIA_TYPE,
-                idempotency_key=key,
-            )
+            body, content_type = frames.write(list(descriptors)), frames.MEDIA_TYPE
         else:
-            resp = self._send(
-                "POST",
-                "/v1/answer-keys",
-                json={"requests": list(descriptors)},
-                accept=frames.MEDIA_TYPE,
-                idempotency_key=key,
-            )
+            body, content_type = _json.dumps({"requests": list(descriptors)}).encode(), "application/json"
+        resp = self._send(
+            "POST",
+            "/v1/answer-keys",
+            data=body,
+            content_type=content_type,
+            accept=frames.MEDIA_TYPE,
+            idempotency_key=secrets.token_hex(16),
+        )
         if resp.status_code >= 400:
             self._raise_http(resp)
         results = frames.read(resp.content)

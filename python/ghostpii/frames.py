@@ -8,52 +8,40 @@ plain JSON answer would carry as base64.
 Requests travel the same way (``Content-Type: application/vnd.ghostpii.answers``): :func:`write`
 puts every ``bytes`` value of the descriptors (rid sets in their wire encoding) raw after the JSON
 ``{"requests": [...]}``.
+
+Frames are read and written by the one codec of the keyhost and the Rust resolver
+(``ghostpii_core::frame``), which checks every marker index and length before a byte is used.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
+from ghostpii import _internal
 from ghostpii.errors import KeyhostError
 
-__all__ = ["MEDIA_TYPE", "read", "write"]
+__all__ = ["MEDIA_TYPE", "has_bytes", "read", "write"]
 
 MEDIA_TYPE = "application/vnd.ghostpii.answers"
-_MAGIC = b"GPAK\x01"
-_HEADER = 9
 
 
 def read(frame: bytes) -> list[dict[str, Any]]:
     """The results of a frame, with every byte field as ``bytes``."""
-    if len(frame) < _HEADER or frame[:5] != _MAGIC:
-        raise KeyhostError("the keyhost's answer is not a version-1 answer frame", reason="internal")
-    (json_len,) = struct.unpack_from("<I", frame, 5)
-    at = _HEADER + json_len
-    if at > len(frame):
-        raise KeyhostError("the keyhost's answer frame is truncated (its JSON runs past the end)", reason="internal")
     try:
-        results: list[dict[str, Any]] = json.loads(frame[_HEADER:at])["results"]
+        head, blobs = _internal.frame_decode(frame)
+    except ValueError as e:
+        raise KeyhostError(f"the keyhost's answer frame is malformed: {e}", reason="internal") from None
+    try:
+        results: list[dict[str, Any]] = json.loads(head)["results"]
         if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
             raise TypeError("results are not a list of objects")
     except (ValueError, KeyError, TypeError) as e:
         raise KeyhostError(f"the keyhost's answer frame holds no valid results: {e}", reason="internal") from None
-    view = memoryview(frame)
     for r in results:
         for field, v in list(r.items()):
             if isinstance(v, dict) and "$blob" in v:
-                n = v.get("len")
-                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                    raise KeyhostError(
-                        "the keyhost's answer frame has a blob without a valid length", reason="internal"
-                    )
-                if at + n > len(frame):
-                    raise KeyhostError("the keyhost's answer frame is truncated", reason="internal")
-                r[field] = bytes(view[at : at + n])
-                at += n
-    if at != len(frame):
-        raise KeyhostError("the keyhost's answer frame has trailing bytes", reason="internal")
+                r[field] = blobs[v["$blob"]]  # index and length checked by the codec
     return results
 
 
@@ -73,7 +61,7 @@ def write(requests: list[dict[str, Any]]) -> bytes:
         return v
 
     head = json.dumps({"requests": mark(requests)}, separators=(",", ":")).encode()
-    return b"".join([_MAGIC, struct.pack("<I", len(head)), head, *blobs])
+    return _internal.frame_encode(head, blobs)
 
 
 def has_bytes(v: Any) -> bool:

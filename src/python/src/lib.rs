@@ -14,6 +14,7 @@ mod encrypt;
 mod equality;
 mod errors;
 mod expressions;
+mod frames;
 mod grouped;
 mod key_facets;
 mod keyhost;
@@ -61,6 +62,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<resolver::KeyhostClient>()?;
+    m.add_function(wrap_pyfunction!(frames::frame_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::frame_encode, m)?)?;
     m.add_class::<reveal::RevealPlan>()?;
     m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;
     m.add_class::<score::ScoreRows>()?;
