@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from ghostpii._internal import CiphertextError, EncryptionError, GhostError
+from ghostpii._internal import CiphertextError, EncryptionError, GhostError, error_class
 
 __all__ = [
     "AuthenticationError",
@@ -55,16 +55,13 @@ class BudgetExhausted(PermissionDenied):
     """The identity's privacy budget for the dataset is spent."""
 
 
-_BY_REASON: dict[str, type[KeyhostError]] = {
-    "unauthenticated": AuthenticationError,
-    "token_expired": AuthenticationError,
-    "token_revoked": AuthenticationError,
-    "permission_denied": PermissionDenied,
-    "min_rows": PermissionDenied,
-    "unknown_rids": PermissionDenied,
-    "audit_disclosure": PermissionDenied,
-    "audit_limit": PermissionDenied,
-    "budget_exhausted": BudgetExhausted,
+# the class of each keyhost reason is decided in Rust (`_internal.error_class`), so kernels that
+# relay a refusal and the Python session name the same class
+_CLASSES: dict[str, type[KeyhostError]] = {
+    "AuthenticationError": AuthenticationError,
+    "PermissionDenied": PermissionDenied,
+    "BudgetExhausted": BudgetExhausted,
+    "KeyhostError": KeyhostError,
 }
 
 
@@ -76,11 +73,7 @@ def error_for(
     missing_grant: dict[str, Any] | None = None,
 ) -> KeyhostError:
     """The typed error for a keyhost refusal ``reason``."""
-    cls = _BY_REASON.get(reason, KeyhostError)
-    if cls is KeyhostError and status in (401,):
-        cls = AuthenticationError
-    elif cls is KeyhostError and status == 403:
-        cls = PermissionDenied
+    cls = _CLASSES[error_class(reason, status)]
     return cls(message, reason=reason, status=status, missing_grant=missing_grant)
 
 

@@ -62,6 +62,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<resolver::KeyhostClient>()?;
+    m.add_function(wrap_pyfunction!(resolver::error_class, m)?)?;
     m.add_function(wrap_pyfunction!(frames::frame_decode, m)?)?;
     m.add_function(wrap_pyfunction!(frames::frame_encode, m)?)?;
     m.add_class::<reveal::RevealPlan>()?;

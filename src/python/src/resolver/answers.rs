@@ -85,7 +85,8 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// The Python error class of a keyhost reason (as `ghostpii.errors.error_for`).
+/// The Python error class of a keyhost reason: the one table of it (`ghostpii.errors.error_for`
+/// asks here too, through `_internal.error_class`).
 pub fn class_for(reason: &str, status: Option<u16>) -> &'static str {
     match reason {
         "unauthenticated" | "token_expired" | "token_revoked" => "AuthenticationError",

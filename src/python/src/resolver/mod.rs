@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::{json, Value};
 
 pub use answers::{Answer, Refusal};
-pub use py::KeyhostClient;
+pub use py::{error_class, KeyhostClient};
 
 fn active() -> &'static Mutex<HashMap<String, Arc<http::Client>>> {
     static ACTIVE: OnceLock<Mutex<HashMap<String, Arc<http::Client>>>> = OnceLock::new();

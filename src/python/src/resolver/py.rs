@@ -115,3 +115,11 @@ impl KeyhostClient {
         self.inner.url()
     }
 }
+
+/// The name of the `ghostpii.errors` class of a keyhost refusal `reason` (with the HTTP status
+/// where the reason does not decide it).
+#[pyfunction]
+#[pyo3(signature = (reason, status=None))]
+pub fn error_class(reason: &str, status: Option<u16>) -> &'static str {
+    super::answers::class_for(reason, status)
+}
