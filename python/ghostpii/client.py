@@ -329,24 +329,11 @@ class Session:
         request frame instead of as base64 in JSON."""
         if not descriptors:
             return []
-        self._rs.count_answer_request(len(descriptors))
-        # one key per request, reused by its retries: the keyhost answers a retry from its record
-        # (audited and charged once)
         if frames.has_bytes(descriptors):  # rid sets as bytes travel raw, in a request frame
             body, content_type = frames.write(list(descriptors)), frames.MEDIA_TYPE
         else:
             body, content_type = _json.dumps({"requests": list(descriptors)}).encode(), "application/json"
-        resp = self._send(
-            "POST",
-            "/v1/answer-keys",
-            data=body,
-            content_type=content_type,
-            accept=frames.MEDIA_TYPE,
-            idempotency_key=secrets.token_hex(16),
-        )
-        if resp.status_code >= 400:
-            self._raise_http(resp)
-        results = frames.read(resp.content)
+        results = frames.read(self.answer_keys_raw(body, len(descriptors), content_type=content_type))
         for r in results:
             if not r.get("ok"):
                 raise error_for(
@@ -363,6 +350,8 @@ class Session:
         :meth:`answer_keys`; returns the response body, an answer frame (refusals inside it are the
         caller's to raise)."""
         self._rs.count_answer_request(count)
+        # one key per request, reused by its retries: the keyhost answers a retry from its record
+        # (audited and charged once)
         r = self._send(
             "POST",
             "/v1/answer-keys",
