@@ -24,6 +24,7 @@ import polars as pl
 from polars.plugins import register_plugin_function
 
 from ghostpii import _internal
+from ghostpii._plugin import PLUGIN_PATH
 from ghostpii.client import Session
 from ghostpii.dtypes import SealedQuantileType, is_sealed, is_sealed_quantile, is_sealed_rows
 from ghostpii.errors import CiphertextError, PermissionDenied
@@ -43,8 +44,6 @@ class SealedQuantileExpr(pl.Expr):
 
     @classmethod
     def _make(cls, expr: pl.Expr, kwargs: dict[str, Any]) -> SealedQuantileExpr:
-        from ghostpii.namespace import PLUGIN_PATH
-
         raw = register_plugin_function(
             plugin_path=PLUGIN_PATH,
             function_name="ghost_quantile",

@@ -9,7 +9,6 @@ column's keyhost (:func:`activate`).
 from __future__ import annotations
 
 import base64
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,25 +21,9 @@ from ghostpii.keyed import match_descriptor
 
 __all__ = ["activate", "connect", "prefetch"]
 
-_lock = threading.Lock()
-_sessions: dict[str, Session] = {}
-
-
 def activate(session: Session) -> Session:
     """Make ``session`` the one used for token fetches of its keyhost (``gp.connect`` does this)."""
-    kh = session.keyhost_id
-    with _lock:
-        _sessions[kh] = session
-    session._rs.activate(kh)  # kernels of a plain .collect() reach the keyhost through its pool
-    return session
-
-
-def session_for(keyhost: str) -> Session:
-    """The active session of ``keyhost``, or a clear error."""
-    with _lock:
-        session = _sessions.get(keyhost)
-    if session is None:
-        raise LookupError(f"no session is connected to keyhost {keyhost!r}; use gp.connect(url, token) first")
+    session._rs.activate(session.keyhost_id)  # kernels of a plain .collect() reach the keyhost through its pool
     return session
 
 
