@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from ghostpii import _internal
+from ghostpii import _internal, _protocol
 from ghostpii import client as _client
 from ghostpii.client import Session
 from ghostpii.keyed import match_descriptor
@@ -41,14 +41,8 @@ def connect(
     return activate(_client.connect(url, token, timeout=timeout, retries=retries))
 
 
-def _descriptor(need: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "op": "compare",
-        "dataset_id": need["dataset_id"],
-        "column_id": need["column_id"],
-        "epoch": need["epoch"],
-        "constant": need["constant"],
-    }
+def _descriptor(need: dict[str, Any]) -> _protocol.Compare:
+    return _protocol.compare(need["dataset_id"], need["column_id"], need["epoch"], need["constant"])
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::audit::{self, NewEntry};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Reason};
 use crate::state::AppState;
 
 /// Longest path (in characters) an audit row of a refused authentication keeps.
@@ -26,7 +26,7 @@ const OTHER_PATHS: &str = "<other paths>";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    reason: &'static str,
+    reason: Reason,
     token_sha256_prefix: Option<String>,
     path: String,
 }
@@ -66,7 +66,7 @@ fn entry(key: &Key, repeats: Option<u64>) -> NewEntry {
         operation: "auth".into(),
         params,
         decision: audit::REFUSED,
-        reason: Some(key.reason.into()),
+        reason: Some(key.reason.as_str().into()),
         ..Default::default()
     }
 }
@@ -93,7 +93,7 @@ impl Refusals {
     pub fn note(
         &self,
         now: Instant,
-        reason: &'static str,
+        reason: Reason,
         token_sha256_prefix: Option<String>,
         path: &str,
     ) -> Vec<NewEntry> {

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ghostpii_core::det::{MatchToken, TAG_LEN};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
+use ghostpii_proto::descriptor::{Descriptor, MatchConstant};
 use polars::prelude::*;
 use polars_arrow::array::BooleanArray;
 use polars_arrow::bitmap::Bitmap;
@@ -263,22 +264,19 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
     })
 }
 
-/// The keyhost's JSON of a stored constant (`{"text": s}` or `{"int": i}`).
-fn constant_json(c: &Stored) -> serde_json::Value {
-    match c {
-        Stored::Text(t) => serde_json::json!({ "text": t }),
-        Stored::Int(i) => serde_json::json!({ "int": i }),
-    }
-}
-
 /// Match tokens through the keyhosts' active sessions (Rust resolver): one request per keyhost.
 fn fetch(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
     crate::resolver::fetch_tokens(
         needs,
         |n| &n.keyhost,
-        |n| {
-            serde_json::json!({"op": "match", "dataset_id": n.dataset_id, "column_id": n.column_id,
-                               "epoch": n.epoch, "constant": constant_json(&n.constant)})
+        |n| Descriptor::Match {
+            dataset_id: n.dataset_id,
+            column_id: n.column_id,
+            epoch: n.epoch,
+            constant: match &n.constant {
+                Stored::Text(t) => MatchConstant::Text(t.clone()),
+                Stored::Int(i) => MatchConstant::Int(*i),
+            },
         },
     )
 }

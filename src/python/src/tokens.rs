@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use ghostpii_proto::Descriptor;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -59,9 +60,11 @@ fn fetch(needs: &[Need]) -> Result<Vec<Vec<u8>>, String> {
     crate::resolver::fetch_tokens(
         needs,
         |n| &n.keyhost,
-        |n| {
-            serde_json::json!({"op": "compare", "dataset_id": n.dataset_id, "column_id": n.column_id,
-                               "epoch": n.epoch, "constant": n.constant})
+        |n| Descriptor::Compare {
+            dataset_id: n.dataset_id,
+            column_id: n.column_id,
+            epoch: n.epoch,
+            constant: n.constant,
         },
     )
 }
