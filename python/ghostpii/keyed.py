@@ -80,11 +80,6 @@ def prefers_in_memory(lf: pl.LazyFrame) -> bool:
     return ":ghost_key()" in plan or _SEALED_GROUPS.search(plan) is not None
 
 
-def match_descriptor(need: dict[str, Any]) -> _protocol.Match:
-    """The ``match`` descriptor of a recorded need (its constant as stored)."""
-    return _protocol.match(need["dataset_id"], need["column_id"], need["epoch"], need["constant"])
-
-
 def pads_descriptor(need: dict[str, Any], rids: bytes) -> _protocol.Pads:
     """The ``pads`` descriptor of ``rids`` (wire encoding; sent raw in a request frame)."""
     return _protocol.pads(need["dataset_id"], need["column_id"], need["epoch"], need["facet"], bytes(rids))

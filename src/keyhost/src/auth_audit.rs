@@ -90,13 +90,7 @@ impl Tracked {
 impl Refusals {
     /// Note one refused authentication; returns the audit rows to write now: the refusal itself
     /// if it is the first of its key in the window, and the repeat counts of ended windows.
-    pub fn note(
-        &self,
-        now: Instant,
-        reason: Reason,
-        token_sha256_prefix: Option<String>,
-        path: &str,
-    ) -> Vec<NewEntry> {
+    pub fn note(&self, now: Instant, reason: Reason, token_sha256_prefix: Option<String>, path: &str) -> Vec<NewEntry> {
         let Ok(mut t) = self.tracked.lock() else {
             // a panic elsewhere poisoned the tracker: audit every refusal rather than none
             let key = Key {

@@ -165,7 +165,12 @@ impl<R> Descriptor<R> {
     pub fn map_rids<S, E>(&self, mut f: impl FnMut(&R) -> Result<S, E>) -> Result<Descriptor<S>, E> {
         let mut repeats = |rs: &[Repeat<R>], f: &mut dyn FnMut(&R) -> Result<S, E>| {
             rs.iter()
-                .map(|r| Ok(Repeat { k: r.k, rids: f(&r.rids)? }))
+                .map(|r| {
+                    Ok(Repeat {
+                        k: r.k,
+                        rids: f(&r.rids)?,
+                    })
+                })
                 .collect::<Result<Vec<_>, E>>()
         };
         Ok(match self {
@@ -335,7 +340,13 @@ mod tests {
             ds.iter().map(Descriptor::op).collect::<Vec<_>>(),
             ["sum", "decrypt", "compare", "score", "sums", "gram", "match", "match", "pads"]
         );
-        assert!(matches!(ds[7], Descriptor::Match { constant: MatchConstant::Int(42), .. }));
+        assert!(matches!(
+            ds[7],
+            Descriptor::Match {
+                constant: MatchConstant::Int(42),
+                ..
+            }
+        ));
         assert_eq!(ds[0].main_rids(), Some(&Rids::Base64("AQAB".into())));
         // mapping the rid sets keeps everything else and visits main set, then repeats
         let mut seen = Vec::new();
@@ -346,7 +357,9 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, [Rids::Base64("AQAB".into()), Rids::Blob { blob: 0, len: 3 }]);
-        assert!(matches!(mapped, Descriptor::Sum { rids: 1, ref repeats, .. } if repeats[0].rids == 2 && repeats[0].k == 2));
+        assert!(
+            matches!(mapped, Descriptor::Sum { rids: 1, ref repeats, .. } if repeats[0].rids == 2 && repeats[0].k == 2)
+        );
     }
 
     #[test]
@@ -358,7 +371,10 @@ mod tests {
             json!({"op": "compare", "dataset_id": 1, "column_id": 2, "epoch": 0, "constant": "5"}),
             json!({"op": "match", "dataset_id": 1, "column_id": 2, "epoch": 0, "constant": "green"}),
         ] {
-            assert!(serde_json::from_value::<Descriptor<Rids>>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<Descriptor<Rids>>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

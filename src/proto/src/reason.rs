@@ -171,9 +171,18 @@ mod tests {
 
     #[test]
     fn unknown_codes_fall_back_to_the_status() {
-        assert_eq!(Reason::class_of("no_such_reason", Some(403)), ErrorClass::PermissionDenied);
-        assert_eq!(Reason::class_of("no_such_reason", Some(401)), ErrorClass::AuthenticationError);
+        assert_eq!(
+            Reason::class_of("no_such_reason", Some(403)),
+            ErrorClass::PermissionDenied
+        );
+        assert_eq!(
+            Reason::class_of("no_such_reason", Some(401)),
+            ErrorClass::AuthenticationError
+        );
         assert_eq!(Reason::class_of("no_such_reason", Some(500)), ErrorClass::KeyhostError);
-        assert_eq!(Reason::class_of("budget_exhausted", Some(403)), ErrorClass::BudgetExhausted);
+        assert_eq!(
+            Reason::class_of("budget_exhausted", Some(403)),
+            ErrorClass::BudgetExhausted
+        );
     }
 }

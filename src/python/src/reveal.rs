@@ -373,8 +373,13 @@ impl RevealPlan {
         let bad = |e: &dyn std::fmt::Display| GhostError::new_err(format!("add_descriptor: {e}"));
         let mut v: serde_json::Value = serde_json::from_str(&json).map_err(|e| bad(&e))?;
         if rids.is_some() {
-            let obj = v.as_object_mut().ok_or_else(|| bad(&"the descriptor is not a JSON object"))?;
-            if obj.insert("rids".into(), serde_json::Value::String(String::new())).is_some() {
+            let obj = v
+                .as_object_mut()
+                .ok_or_else(|| bad(&"the descriptor is not a JSON object"))?;
+            if obj
+                .insert("rids".into(), serde_json::Value::String(String::new()))
+                .is_some()
+            {
                 return Err(bad(&"json must hold no 'rids' when they are given as bytes"));
             }
         }

@@ -317,7 +317,8 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 facet,
                 ..
-            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, facet.as_str(), rids).map(Work::Decrypt),
+            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, facet.as_str(), rids)
+                .map(Work::Decrypt),
             Descriptor::Compare {
                 dataset_id,
                 column_id,

@@ -37,6 +37,8 @@ pub struct Refusal {
     /// The keyhost's stable reason code (`min_rows`, `timeout`, ...).
     pub reason: String,
     pub message: String,
+    /// The grant a `permission_denied` refusal names (its JSON), if any.
+    pub missing_grant: Option<Value>,
 }
 
 impl Refusal {
@@ -45,6 +47,7 @@ impl Refusal {
             class: "KeyhostError",
             reason: "internal".into(),
             message,
+            missing_grant: None,
         }
     }
 
@@ -62,6 +65,7 @@ impl Refusal {
                 .unwrap_or("refused")
                 .to_string(),
             reason,
+            missing_grant: e.get("missing_grant").filter(|g| !g.is_null()).cloned(),
         }
     }
 }

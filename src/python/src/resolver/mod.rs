@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ghostpii_proto::descriptor::{Descriptor, Requests, Rids};
 
 pub use answers::{Answer, Refusal};
-pub use py::{error_class, KeyhostClient};
+pub use py::{error_class, refusal_err, KeyhostClient};
 
 fn active() -> &'static Mutex<HashMap<String, Arc<http::Client>>> {
     static ACTIVE: OnceLock<Mutex<HashMap<String, Arc<http::Client>>>> = OnceLock::new();
@@ -45,6 +45,7 @@ fn client_for(keyhost_id: &str) -> Result<Arc<http::Client>, Refusal> {
                 "no session is connected to keyhost {keyhost_id:?}; use gp.connect(url, token) first, or run \
                  the query with lf.ghost.collect(session)"
             ),
+            missing_grant: None,
         })
 }
 
@@ -58,7 +59,11 @@ pub fn idempotency_key() -> String {
 /// Ask the keyhost `keyhost_id` for the answer keys of `descriptors`, in ONE request through
 /// its active session; the first refusal is the error. Rid sets given as `blobs` (the
 /// descriptors hold [`Rids::Blob`] markers for them) travel raw, in a request frame.
-pub fn answer_keys(keyhost_id: &str, descriptors: Vec<Descriptor<Rids>>, blobs: &[&[u8]]) -> Result<Vec<Answer>, Refusal> {
+pub fn answer_keys(
+    keyhost_id: &str,
+    descriptors: Vec<Descriptor<Rids>>,
+    blobs: &[&[u8]],
+) -> Result<Vec<Answer>, Refusal> {
     let client = client_for(keyhost_id)?;
     let n = descriptors.len();
     let doc = serde_json::to_value(Requests { requests: descriptors })
@@ -86,6 +91,7 @@ pub fn answer_keys(keyhost_id: &str, descriptors: Vec<Descriptor<Rids>>, blobs: 
         class: "KeyhostError",
         reason: t.reason().into(),
         message: t.message().to_string(),
+        missing_grant: None,
     })?;
     let out = answers::read(resp)?;
     if out.len() != n {
