@@ -3,9 +3,10 @@
 Rust crates (`src/core`, `src/keyhost`, `src/python`, `src/linalg`): a unit is a top-level module
 of the crate (`answer_keys/` with its files is one unit), an edge is a `crate::x` path in one
 unit's files naming another unit `x`; inside a directory module, its files are units too and
-`super::y` paths are edges. Unit tests (a trailing `#[cfg(test)] mod`, `tests.rs`) are not edges. Python (`python/ghostpii`): a unit is a module, an edge any import
-of another ghostpii module, lazy imports inside functions included (they hide a circle, they do
-not remove it); imports under `if TYPE_CHECKING:` are not edges.
+`super::y` paths are edges. Unit tests (a trailing `#[cfg(test)] mod`, `tests.rs`) are not edges.
+Python (`python/ghostpii`): a unit is a module, an edge any import of another ghostpii module,
+lazy imports inside functions included (they hide a circle, they do not remove it); imports
+under `if TYPE_CHECKING:` are not edges.
 
 Prints every circle as a path of files with the line that closes each step, and exits 1 if it
 found one:
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUST_CRATES = ["src/core", "src/keyhost", "src/python", "src/linalg"]
+RUST_CRATES = ["src/core", "src/proto", "src/keyhost", "src/python", "src/linalg"]
 PYTHON_PACKAGES = ["python/ghostpii"]
 
 # unit -> {other unit: (file, line) of the first reference}
@@ -199,7 +200,7 @@ def report(label: str, graph: Graph) -> int:
     found = cycles(graph)
     for comp, comp_path in found:
         print(f"{label}: {len(comp)} units import each other in a circle: {', '.join(sorted(comp))}; one circle:")
-        for a, b in zip(comp_path, comp_path[1:]):
+        for a, b in zip(comp_path, comp_path[1:], strict=False):
             file, line = graph[a][b]
             print(f"  {a} -> {b}   ({file.relative_to(ROOT)}:{line})")
     return len(found)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-
 __all__ = [
     "Compare",
     "Decrypt",

@@ -232,7 +232,7 @@ class GramBatch:
         self._slots.append((k, p))
         return len(self._slots) - 1
 
-    def register(self, want: Callable[[dict[str, Any]], int]) -> None:
+    def register(self, want: Callable[[_protocol.Gram], int]) -> None:
         """Add the merged descriptors to the request (``want`` returns each one's index)."""
         for k, ps in self._groups.items():
             d, order = descriptor(ps)

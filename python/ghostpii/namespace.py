@@ -14,8 +14,8 @@ import polars as pl
 from polars.plugins import register_plugin_function
 
 from ghostpii import moments
-from ghostpii.client import Session
 from ghostpii._plugin import PLUGIN_PATH
+from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors

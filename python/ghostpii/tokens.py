@@ -19,6 +19,7 @@ from ghostpii.client import Session
 
 __all__ = ["activate", "connect", "prefetch"]
 
+
 def activate(session: Session) -> Session:
     """Make ``session`` the one used for token fetches of its keyhost (``gp.connect`` does this)."""
     session._rs.activate(session.keyhost_id)  # kernels of a plain .collect() reach the keyhost through its pool

@@ -143,7 +143,7 @@ impl Refusals {
 /// Audit one refused authentication (bounded as the module docs say).
 pub async fn record(
     st: &AppState,
-    why: &'static str,
+    why: Reason,
     token_sha256_prefix: Option<String>,
     path: String,
 ) -> ApiResult<()> {
@@ -187,17 +187,17 @@ mod tests {
         let r = Refusals::default();
         let t0 = Instant::now();
         let long = format!("/v1/{}", "x".repeat(60_000));
-        let first = r.note(t0, "unauthenticated", None, &long);
+        let first = r.note(t0, Reason::Unauthenticated, None, &long);
         assert_eq!(repeats(&first), vec![None]);
         let path = first[0].params["path"].as_str().unwrap();
         assert_eq!(path.chars().count(), PATH_CHARS + 1, "truncated, marked with …");
         for i in 1..200 {
             assert!(r
-                .note(t0 + Duration::from_millis(i), "unauthenticated", None, &long)
+                .note(t0 + Duration::from_millis(i), Reason::Unauthenticated, None, &long)
                 .is_empty());
         }
         // another key is its own row
-        assert_eq!(r.note(t0, "token_expired", Some("ab".into()), "/v1/whoami").len(), 1);
+        assert_eq!(r.note(t0, Reason::TokenExpired, Some("ab".into()), "/v1/whoami").len(), 1);
         assert!(
             r.flush(t0 + Duration::from_secs(1), false).is_empty(),
             "the window is still open"
@@ -213,7 +213,7 @@ mod tests {
         let t0 = Instant::now();
         let mut rows = 0;
         for i in 0..(MAX_KEYS + 1000) {
-            rows += r.note(t0, "unauthenticated", None, &format!("/p{i}")).len();
+            rows += r.note(t0, Reason::Unauthenticated, None, &format!("/p{i}")).len();
         }
         assert_eq!(rows, MAX_KEYS + 1, "one row per key, then one for '<other paths>'");
         let last = r.flush(t0, true);

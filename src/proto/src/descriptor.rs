@@ -163,7 +163,7 @@ impl<R> Descriptor<R> {
     /// The same descriptor with every rid set carried another way (`f` of each, in order:
     /// main set first, then repeat classes; a `sums` batch's groups in order).
     pub fn map_rids<S, E>(&self, mut f: impl FnMut(&R) -> Result<S, E>) -> Result<Descriptor<S>, E> {
-        let mut repeats = |rs: &[Repeat<R>], f: &mut dyn FnMut(&R) -> Result<S, E>| {
+        let repeats = |rs: &[Repeat<R>], f: &mut dyn FnMut(&R) -> Result<S, E>| {
             rs.iter()
                 .map(|r| {
                     Ok(Repeat {

@@ -3,7 +3,9 @@
 
 use ghostpii_core::meta::{Facet, LogicalType};
 use ghostpii_core::sealed::SealedOp;
+use ghostpii_core::RidMultiset;
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::columns::{require_facet, EncryptedCells};
 
@@ -55,6 +57,15 @@ pub fn check_no_wrap(metas: &[&ghostpii_core::ColumnMeta], weights: &[i64], rows
              weights or encrypt with tighter bounds");
     }
     Ok(())
+}
+
+/// The rows as a multiset (sorted first if needed), for kernels that build their own sealed
+/// values (second moments).
+pub(crate) fn rid_multiset(mut rids: Vec<u64>) -> RidMultiset {
+    if !rids.windows(2).all(|w| w[0] <= w[1]) {
+        rids.par_sort_unstable();
+    }
+    RidMultiset::from_rids(&mut rids)
 }
 
 /// Number of non-null rows (public: null positions are part of the column format).

@@ -391,8 +391,9 @@ impl RevealPlan {
         let mut key = [b"json:".as_slice(), json.as_bytes()].concat();
         if let Some(rids) = rids {
             key.extend_from_slice(&rids);
+            let op = d.op();
             *d.main_rids_mut()
-                .ok_or_else(|| bad(&format!("a '{}' descriptor has no rid set", d.op())))? = rids;
+                .ok_or_else(|| bad(&format!("a '{op}' descriptor has no rid set")))? = rids;
         }
         Ok(self.want(key, || Desc::One(d)))
     }
