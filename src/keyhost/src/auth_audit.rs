@@ -141,12 +141,7 @@ impl Refusals {
 }
 
 /// Audit one refused authentication (bounded as the module docs say).
-pub async fn record(
-    st: &AppState,
-    why: Reason,
-    token_sha256_prefix: Option<String>,
-    path: String,
-) -> ApiResult<()> {
+pub async fn record(st: &AppState, why: Reason, token_sha256_prefix: Option<String>, path: String) -> ApiResult<()> {
     let rows = st.auth_refusals().note(Instant::now(), why, token_sha256_prefix, &path);
     if rows.is_empty() {
         return Ok(());
@@ -197,7 +192,10 @@ mod tests {
                 .is_empty());
         }
         // another key is its own row
-        assert_eq!(r.note(t0, Reason::TokenExpired, Some("ab".into()), "/v1/whoami").len(), 1);
+        assert_eq!(
+            r.note(t0, Reason::TokenExpired, Some("ab".into()), "/v1/whoami").len(),
+            1
+        );
         assert!(
             r.flush(t0 + Duration::from_secs(1), false).is_empty(),
             "the window is still open"
