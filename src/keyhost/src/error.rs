@@ -76,6 +76,7 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const SCORE_SPAN: &str = "score_span";
     pub const MAX_VECTORS: &str = "max_vectors";
+    pub const POPULATION_OVERLAP: &str = "population_overlap";
 
     /// Every reason code above (the `Reason` enum of `openapi.json`).
     pub const ALL: &[&str] = &[
@@ -98,6 +99,7 @@ pub mod reason {
         RATE_LIMITED,
         SCORE_SPAN,
         MAX_VECTORS,
+        POPULATION_OVERLAP,
     ];
 }
 

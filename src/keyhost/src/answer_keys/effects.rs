@@ -194,7 +194,7 @@ impl Effect {
                 identity_id,
                 dataset_id,
                 queries,
-            } => audits.check_many(tx, *identity_id, *dataset_id, queries),
+            } => audits.check_many(tx, *identity_id, *dataset_id, queries).map(|_| ()),
         }
     }
 

@@ -99,6 +99,8 @@ pub(super) fn plan(
     }
     super::recheck::check_no_wrap(&resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(), 1)?;
     if auths.iter().all(|a| matches!(a, Authority::Grant { .. })) {
+        let names: Vec<&str> = resolved.iter().map(|(c, _, _)| c.name.as_str()).collect();
+        crate::populations::check_exact(cx.conn, &ds, &names)?;
         let mut vector: Vec<(i64, i64)> = resolved.iter().map(|(c, _, w)| (c.id, *w)).collect();
         vector.sort_unstable();
         // the smallest limit among the columns' grants (each column's grants: the largest)
