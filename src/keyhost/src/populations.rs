@@ -82,12 +82,10 @@ pub fn check_exact(conn: &Connection, ds: &Dataset, columns: &[&str]) -> ApiResu
         let others: Vec<(String, Option<String>)> = st
             .query_map(params![ds.owner_id, ds.id, name], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<crate::db::Result<_>>()?;
-        let overlapping = others
-            .iter()
-            .find(|(_, theirs)| match (&mine, theirs) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            });
+        let overlapping = others.iter().find(|(_, theirs)| match (&mine, theirs) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        });
         if let Some((other, _)) = overlapping {
             return Err(ApiError::refused(
                 reason::POPULATION_OVERLAP,

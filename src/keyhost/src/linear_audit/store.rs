@@ -100,7 +100,13 @@ impl<'a> Batch<'a> {
     /// Decide on exact sums revealed together (one sum, the groups of a `sums` descriptor, the
     /// entries of a Gram matrix) for `identity_id` on `dataset_id`: all are accepted and
     /// remembered (written by [`Batch::save`]), or none is and the state is left as it was.
-    pub fn check_many(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, qs: &[Query]) -> ApiResult<Verdict> {
+    pub fn check_many(
+        &mut self,
+        tx: &Connection,
+        identity_id: i64,
+        dataset_id: i64,
+        qs: &[Query],
+    ) -> ApiResult<Verdict> {
         let max = self.max_entries;
         let l = self.load(tx, (identity_id, dataset_id))?;
         match l.state.try_answer_many(qs, max) {

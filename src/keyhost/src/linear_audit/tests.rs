@@ -131,10 +131,7 @@ fn min_rows_is_kept_per_atom_across_columns() {
     // column 1 under min_rows 10 answers rows 1..=20
     assert!(s.try_answer(&sum_of(1, &block(1, 20), 10), MAX).is_ok());
     // column 2 under min_rows 2 may not split those rows below 10
-    assert_eq!(
-        s.try_answer(&sum_of(2, &block(1, 5), 2), MAX),
-        Err(Refusal::Disclosure)
-    );
+    assert_eq!(s.try_answer(&sum_of(2, &block(1, 5), 2), MAX), Err(Refusal::Disclosure));
     assert!(s.try_answer(&sum_of(2, &block(1, 10), 2), MAX).is_ok());
     // rows no column-1 answer touched can be split to 2
     assert!(s.try_answer(&sum_of(2, &block(50, 2), 2), MAX).is_ok());
@@ -183,9 +180,7 @@ fn legitimate_work_is_answered() {
     let mut t = AuditState::default();
     let groups: Vec<Query> = (0..25u64).map(|g| sum_of(1, &block(1 + 10 * g, 10), 5)).collect();
     assert!(t.try_answer_many(&groups, MAX).is_ok());
-    let filtered: Vec<Query> = (0..25u64)
-        .map(|g| sum_of(1, &block(1 + 10 * g, 5), 5))
-        .collect();
+    let filtered: Vec<Query> = (0..25u64).map(|g| sum_of(1, &block(1 + 10 * g, 5), 5)).collect();
     assert!(t.try_answer_many(&filtered, MAX).is_ok());
     assert_eq!(s.answered(), 501);
 }
@@ -291,7 +286,13 @@ fn has_second_value(eqs: &[Equation], table: &[(i64, i64)], col: usize, row: usi
     }
     // exhaustive: `row` first, then the rows with the largest coefficients
     let mut order: Vec<usize> = touched.iter().copied().filter(|&r| r != row).collect();
-    let weight = |r: usize| eqs.iter().flat_map(|e| e.coef[r]).map(i128::unsigned_abs).max().unwrap_or(0);
+    let weight = |r: usize| {
+        eqs.iter()
+            .flat_map(|e| e.coef[r])
+            .map(i128::unsigned_abs)
+            .max()
+            .unwrap_or(0)
+    };
     order.sort_by_key(|&r| std::cmp::Reverse(weight(r)));
     order.insert(0, row);
     let tuples: Vec<(i64, i64)> = (0..=HI).flat_map(|a| (0..=HI).map(move |b| (a, b))).collect();
@@ -304,7 +305,9 @@ fn has_second_value(eqs: &[Equation], table: &[(i64, i64)], col: usize, row: usi
                 .iter()
                 .map(|&(a, b)| {
                     let f = derived(a, b);
-                    eqs.iter().map(|e| (0..NCOL).map(|t| e.coef[r][t] * f[t]).sum()).collect()
+                    eqs.iter()
+                        .map(|e| (0..NCOL).map(|t| e.coef[r][t] * f[t]).sum())
+                        .collect()
                 })
                 .collect()
         })
@@ -559,7 +562,10 @@ fn brute_force_no_cell_is_determined() {
         checked += c;
     }
     eprintln!("brute force: {accepted} accepted, {refused} refused, {checked} cells checked");
-    assert!(accepted > 300 && refused > 300 && checked > 5_000, "{accepted} {refused} {checked}");
+    assert!(
+        accepted > 300 && refused > 300 && checked > 5_000,
+        "{accepted} {refused} {checked}"
+    );
 }
 
 #[test]
@@ -575,7 +581,11 @@ fn the_search_finds_determined_cells() {
     assert_eq!(has_second_value(&eqs, &table, 0, 0), Some(false));
     assert_eq!(has_second_value(&eqs, &table, 0, 1), Some(false));
     assert_eq!(has_second_value(&eqs, &table, 0, 2), Some(true));
-    assert_eq!(has_second_value(&eqs, &table, 1, 0), Some(true), "column b is untouched");
+    assert_eq!(
+        has_second_value(&eqs, &table, 1, 0),
+        Some(true),
+        "column b is untouched"
+    );
     let plain = equation_of(&sum_of(1, &block(0, 8), 2), &table);
     assert_eq!(has_second_value(&[plain], &table, 0, 0), Some(true));
     // a pair's Σx and Σx² fix it as a set; a pair of equal values is fixed outright

@@ -78,7 +78,9 @@ pub async fn create(
         };
         let population = populations::of(&tx, ds.id)?;
         tx.commit()?;
-        Ok(Json(json!({"id": ds.id, "name": ds.name, "owner": ds.owner, "population": population})))
+        Ok(Json(
+            json!({"id": ds.id, "name": ds.name, "owner": ds.owner, "population": population}),
+        ))
     })
     .await
 }

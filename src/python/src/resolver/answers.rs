@@ -91,9 +91,8 @@ pub fn class_for(reason: &str, status: Option<u16>) -> &'static str {
     match reason {
         "unauthenticated" | "token_expired" | "token_revoked" => "AuthenticationError",
         "budget_exhausted" => "BudgetExhausted",
-        "permission_denied" | "min_rows" | "unknown_rids" | "audit_disclosure" | "audit_limit" | "population_overlap" => {
-            "PermissionDenied"
-        }
+        "permission_denied" | "min_rows" | "unknown_rids" | "audit_disclosure" | "audit_limit"
+        | "population_overlap" => "PermissionDenied",
         _ => match status {
             Some(401) => "AuthenticationError",
             Some(403) => "PermissionDenied",
