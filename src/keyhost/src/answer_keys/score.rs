@@ -20,6 +20,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::grants::Operation;
 use crate::policy::Authority;
 
+/// Largest `scale_bits` of a score (the weights' binary fixed-point scale, `2^-scale_bits`): the
+/// f64 exponent range (`gp.score` uses at most 960).
+const MAX_SCALE_BITS: i32 = 1023;
+
 /// One weighted column of a score.
 #[derive(Debug, Deserialize)]
 pub(super) struct Term {
@@ -52,6 +56,13 @@ pub(super) fn plan(
         super::note(entry, "scale_bits", json!(b));
     }
     let ds = dataset(cx, dataset_id)?;
+    if let Some(b) = scale_bits {
+        if !(0..=MAX_SCALE_BITS).contains(&b) {
+            return Err(ApiError::invalid(format!(
+                "scale_bits must be in 0..={MAX_SCALE_BITS} (the weights' binary fixed-point scale), not {b}"
+            )));
+        }
+    }
     entry.dataset = Some(ds.name.clone());
     if terms.is_empty() {
         return Err(ApiError::invalid("a score needs at least one weighted column"));
@@ -74,6 +85,16 @@ pub(super) fn plan(
             .collect::<Vec<_>>()
             .join(","),
     );
+    // the weights in the user's units: a_j · 10^decimals_j · 2^-scale_bits (the analyst's
+    // float weight w_j, as `gp.score` scaled it), for the audit log
+    let user: Vec<_> = resolved
+        .iter()
+        .map(|(c, _, w)| {
+            let v = (*w as f64) * 10f64.powi(c.spec.scale as i32) * 2f64.powi(-scale_bits.unwrap_or(0));
+            json!({"column": c.name, "weight": v})
+        })
+        .collect();
+    super::note(entry, "weights", json!(user));
     let mut ids: Vec<i64> = resolved.iter().map(|(c, _, _)| c.id).collect();
     ids.sort_unstable();
     if ids.windows(2).any(|w| w[0] == w[1]) {
