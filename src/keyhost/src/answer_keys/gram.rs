@@ -274,6 +274,7 @@ pub(super) fn plan(
             dataset: ds.name.clone(),
             request: whole_plan.request.clone(),
             cost: whole.cost(),
+            rows: Some(Arc::new(rows.support.clone())),
         });
         noise = Some(plans);
         dp_note = Some(d);

@@ -247,6 +247,7 @@ fn plan_noise(
         dataset: ds.name.clone(),
         request: plan.request.clone(),
         cost: plan.mechanism.cost(),
+        rows: Some(Arc::new(rows.support.clone())),
     });
     Ok(Some(plan))
 }

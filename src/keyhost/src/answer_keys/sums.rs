@@ -146,6 +146,7 @@ pub(super) fn plan(
             dataset: ds.name.clone(),
             request,
             cost,
+            rows: None,
         });
     }
     if !queries.is_empty() {

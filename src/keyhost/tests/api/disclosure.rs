@@ -259,3 +259,61 @@ fn grouped_work_is_answered() {
     ok(groups(40, 600));
     ok(groups(20, 1000));
 }
+
+fn spent(w: &World) -> Value {
+    w.kh.get(&w.analyst, "/v1/budget?dataset=patrons").ok()
+}
+
+/// A batch of DP answers that does not fit the budget is refused whole, and charges nothing.
+#[test]
+fn a_dp_batch_over_budget_is_refused_whole_and_charges_nothing() {
+    let w = World::new();
+    w.grant("income", "aggregate", json!({"epsilon": 1.0, "budget": 3.0}));
+    // five overlapping row sets (sequential composition): 5ε > 3ε
+    let batch: Vec<Value> = (0..5u64).map(|i| w.sum(&w.rids(100 + i), &[(&w.income, 1)])).collect();
+    let r = w.kh.answer(&w.analyst, json!(batch));
+    assert!(
+        r.iter().all(|x| x["ok"] == false && x["reason"] == "budget_exhausted"),
+        "{r:?}"
+    );
+    assert!(
+        r[0]["message"].as_str().unwrap().contains("nothing was charged"),
+        "{}",
+        r[0]
+    );
+    let b = spent(&w);
+    assert_eq!(b["epsilon_spent"].as_f64().unwrap(), 0.0, "{b}");
+    // three fit: answered, charged 3
+    let r = w.kh.answer(&w.analyst, json!(batch[..3].to_vec()));
+    assert!(r.iter().all(|x| x["ok"] == true), "{r:?}");
+    assert!((spent(&w)["epsilon_spent"].as_f64().unwrap() - 3.0).abs() < 1e-9);
+}
+
+/// Grouped DP moments over 19 disjoint singleton groups cost ε once (parallel composition).
+#[test]
+fn dp_moments_over_disjoint_groups_compose_in_parallel() {
+    let w = World::new();
+    w.grant(
+        "income",
+        "moments",
+        json!({"epsilon": 0.5, "budget": 2.0, "columns": ["income"]}),
+    );
+    let gram = |rows: &RidSet| {
+        json!({"op": "gram", "dataset_id": w.dataset_id, "rids": rows.to_base64(),
+               "entries": [{"column_id": w.income.id, "epoch": w.income.epoch}]})
+    };
+    let groups: Vec<Value> = (0..19u64).map(|g| gram(&set(&w, &[g]))).collect();
+    let r = w.kh.answer(&w.analyst, json!(groups));
+    assert!(r.iter().all(|x| x["ok"] == true), "{r:?}");
+    let b = spent(&w);
+    assert!((b["epsilon_spent"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{b}");
+    // the same batch again: already charged, free
+    let r = w.kh.answer(&w.analyst, json!(groups));
+    assert!(r.iter().all(|x| x["ok"] == true));
+    assert!((spent(&w)["epsilon_spent"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    // overlapping groups compose sequentially: 2 × 0.5
+    let overlapping = vec![gram(&set(&w, &[100, 101])), gram(&set(&w, &[101, 102]))];
+    let r = w.kh.answer(&w.analyst, json!(overlapping));
+    assert!(r.iter().all(|x| x["ok"] == true), "{r:?}");
+    assert!((spent(&w)["epsilon_spent"].as_f64().unwrap() - 1.5).abs() < 1e-9);
+}
