@@ -83,7 +83,7 @@ def test_squares_of_overlapping_pairs_are_refused(
     enc = _enc(dataset, products=True)
     an = _connect(keyhost, admin, dataset, [gp.allow.moments(["age"], min_rows=10)])
     a = list(range(20, 30))
-    stats = [pl.col("age").ghost.var().alias("v"), pl.col("age").ghost.mean().alias("m")]
+    stats = [pl.col("age").ghost.var().alias("v"), pl.col("age").ghost.norm().alias("n")]
     enc[a].lazy().select(stats).ghost.collect(an)
     recovered = 0
     for r in range(0, 8):
@@ -143,7 +143,12 @@ def test_legitimate_work_is_answered(keyhost: KeyhostProcess, admin: gp.Session,
     ).with_columns(z=(3 * pl.col("x") + pl.col("y") // 2) % 500)
     schema = {c: gp.integer(bounds=(0, 500)) for c in ("x", "y", "z")}
     enc = gp.encrypt(df, dataset, schema, products=[("x", "y", "z")])
-    an = _connect(keyhost, admin, dataset, [gp.allow.moments(["x", "y", "z"], min_rows=20)])
+    an = _connect(
+        keyhost,
+        admin,
+        dataset,
+        [gp.allow.moments(["x", "y", "z"], min_rows=20), *(gp.allow.aggregate(c, min_rows=20) for c in ("x", "y"))],
+    )
     for _ in range(2):  # repeated
         got = enc.lazy().group_by("g").agg(pl.col("x").ghost.sum()).ghost.collect(an).sort("g")
         want = df.group_by("g").agg(pl.col("x").sum()).sort("g")

@@ -87,7 +87,7 @@ def _determined(forms: list[list[int]]) -> list[int]:
 
 
 def test_random_row_sets_never_determine_a_row(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
-    """150 random row sets over 60 rows (today: all answered, every row determined)."""
+    """150 random row sets over 60 rows (before the linear audit: all answered, every row determined)."""
     enc, an = _setup(keyhost, admin, dataset, min_rows=None)
     rng = random.Random(7)
     answered: list[list[int]] = []
@@ -103,7 +103,9 @@ def test_random_row_sets_never_determine_a_row(keyhost: KeyhostProcess, admin: g
         assert got == sum(1000 + 37 * i for i in rows)
         answered.append([1 if i in rows else 0 for i in range(N)])
         assert _determined(answered) == [], "an answered set of sums determines a row"
-    assert refused > 0 and len(answered) > 20
+    # random sets cut the rows into ever smaller atoms: under the disclosure rule (atoms of at
+    # least min_rows rows, here the floor 2) only the first few are answered (issue 18)
+    assert refused > 100 and len(answered) >= 3
 
 
 def test_legitimate_work_is_answered(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
