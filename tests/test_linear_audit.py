@@ -42,9 +42,10 @@ def test_four_query_tracker_is_refused(keyhost: KeyhostProcess, admin: gp.Sessio
     r, a, b, c, d = [0], _block(10), _block(20), _block(30), _block(40)
     _sum(enc, r + a + b, an)
     _sum(enc, a + c, an)
-    _sum(enc, b + d, an)
+    # B + D splits {r} ∪ B and leaves row 0 alone (the disclosure rule refuses it one query
+    # earlier than the former rank test: Q1 − Q2 − Q3 + Q4 would be row 0's salary)
     with pytest.raises(gp.PermissionDenied, match="linear audit") as e:
-        _sum(enc, c + d, an)  # Q1 − Q2 − Q3 + Q4 would be row 0's salary
+        _sum(enc, b + d, an)
     assert e.value.reason == "audit_disclosure"
     assert "1000" not in str(e.value)  # the refusal names no value
 
@@ -86,7 +87,7 @@ def _determined(forms: list[list[int]]) -> list[int]:
 
 
 def test_random_row_sets_never_determine_a_row(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
-    """150 random row sets over 60 rows (today: all answered, every row determined)."""
+    """150 random row sets over 60 rows (before the linear audit: all answered, every row determined)."""
     enc, an = _setup(keyhost, admin, dataset, min_rows=None)
     rng = random.Random(7)
     answered: list[list[int]] = []
@@ -102,11 +103,13 @@ def test_random_row_sets_never_determine_a_row(keyhost: KeyhostProcess, admin: g
         assert got == sum(1000 + 37 * i for i in rows)
         answered.append([1 if i in rows else 0 for i in range(N)])
         assert _determined(answered) == [], "an answered set of sums determines a row"
-    assert refused > 0 and len(answered) > 20
+    # random sets cut the rows into ever smaller atoms: under the disclosure rule (atoms of at
+    # least min_rows rows, here the floor 2) only the first few are answered (issue 18)
+    assert refused > 100 and len(answered) >= 3
 
 
 def test_legitimate_work_is_answered(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
-    enc, an = _setup(keyhost, admin, dataset, min_rows=1)
+    enc, an = _setup(keyhost, admin, dataset, min_rows=5)  # exact grants need min_rows ≥ 2
     plain = pl.DataFrame({"salary": [1000 + 37 * i for i in range(N)], "g": [i % 6 for i in range(N)]})
     by_g = enc.group_by("g").agg(pl.col("salary").ghost.sum()).ghost.reveal(an).sort("g")
     assert by_g["salary"].to_list() == plain.group_by("g").agg(pl.col("salary").sum()).sort("g")["salary"].to_list()

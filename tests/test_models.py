@@ -144,7 +144,7 @@ def test_bad_input_gives_typed_errors(keyhost: KeyhostProcess, admin: gp.Session
         gp.ml.LinearRegression().fit(lf, features=["age", "age"], target="charges", session=an)
     with pytest.raises(gp.UnsupportedOperation, match=r"'region' has dtype"):
         gp.ml.LinearRegression().fit(lf, features=["region"], target="charges", session=an)
-    other = admin.create_dataset(f"{dataset.name}_x")
+    other = admin.create_dataset(f"{dataset.name}_x", population=f"{dataset.name}_x")
     enc2 = gp.encrypt(insurance().select("bmi"), other, {"bmi": SCHEMA["bmi"]}, products=[("bmi",)])
     mixed = pl.concat([enc.select("age", "charges"), enc2.rename({"bmi": "bmi2"})], how="horizontal")
     with pytest.raises(gp.UnsupportedOperation, match="different datasets"):

@@ -209,20 +209,22 @@ def test_all_null_rows_give_nulls_without_a_request(setup: tuple[pl.DataFrame, p
     assert got.null_count() == got.len() > 0 and an.stats()["round_trips"] == 0
 
 
-def test_the_span_rule_does_not_stop_digit_separation_over_small_declared_ranges(
+def test_digit_separation_over_small_declared_ranges_is_refused(
     setup: tuple[pl.DataFrame, pl.DataFrame, gp.Session],
 ) -> None:
-    """What remains possible (docs/threat-model.md, "Scores"): the span rule stops *linear*
-    recovery only. One vector whose weights differ by more than the other columns' declared
-    ranges separates the columns like digits; exact scores of columns with small ranges are
-    decodable this way (and by lattice reduction for generic weights)."""
-
-    from ghostpii import _internal
-
+    """Issue 18: one vector whose weights differ by more than the other columns' declared ranges
+    would separate the columns like digits (``1000·age + kids`` gives both); the keyhost refuses
+    it (``score_span``), and a float vector with the same effect too. Generic injective vectors
+    remain (docs/threat-model.md, "Scores")."""
     df, enc, an = setup
-    keys: bytes = _raw_score(enc, an, {"age": 1000, "kids": 1})[0]["keys"]
-    y = _internal.ScoreRows([enc["age"], enc["kids"]], [1000, 1]).open("y", keys, 0).cast(pl.Int64)
-    assert (y // 1000).to_list() == df["age"].to_list() and (y % 1000).to_list() == df["kids"].to_list()
+    with pytest.raises(gp.PermissionDenied, match="like a digit") as e:
+        _raw_score(enc, an, {"age": 1000, "kids": 1})
+    assert e.value.reason == "score_span"
+    with pytest.raises(gp.PermissionDenied, match="'age' like a digit"):
+        gp.score(enc, {"age": 0.001, "kids": 1.0}, session=an)
+    # comparable weights are answered
+    got = gp.score(enc, {"age": 1.0, "kids": 2.0}, session=an)
+    assert got.to_list() == pytest.approx((df["age"] + 2 * df["kids"]).cast(pl.Float64).to_list())
 
 
 def test_a_lazy_frame_filtered_on_ciphertext_costs_two_round_trips(admin: gp.Session, dataset: gp.Dataset) -> None:

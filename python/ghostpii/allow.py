@@ -48,12 +48,15 @@ def aggregate(
     With ``epsilon`` every sum is answered with differential privacy: the keyhost adds
     discrete Laplace noise (ε-DP), or discrete Gaussian noise when ``delta`` is given
     (accounted in zCDP), calibrated to the column's declared bounds. ``budget`` caps the total
-    privacy loss of the identity on the dataset (in ε). Without ``epsilon``, ``min_rows`` also
-    refuses a sum whose row set differs from one already answered by fewer than ``min_rows``
-    rows. See ``docs/privacy.md``.
+    privacy loss of the identity on the dataset (in ε). Without ``epsilon`` answers are exact
+    and audited: the rows the identity's exact answers tell apart must form groups ("atoms") of
+    at least ``min_rows`` rows (at least 2; 2 when ``min_rows`` is not given), whatever the
+    weights or multiplicities asked for. See ``docs/privacy.md``.
     """
     if min_rows is not None and min_rows < 1:
         raise ValueError("min_rows must be at least 1")
+    if epsilon is None and min_rows == 1:
+        raise ValueError("an exact grant (no epsilon) needs min_rows of at least 2")
     if epsilon is not None and not epsilon > 0:
         raise ValueError("epsilon must be positive")
     if delta is not None and epsilon is None:

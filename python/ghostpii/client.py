@@ -175,9 +175,19 @@ class Session:
         return str(self.whoami()["keyhost_id"])
 
     # -- datasets ---------------------------------------------------------------------------
-    def create_dataset(self, name: str, *, exist_ok: bool = True) -> Dataset:
-        """Create a dataset owned by this identity (or return it if it exists and ``exist_ok``)."""
-        d = self._request("POST", "/v1/datasets", json={"name": name, "exist_ok": exist_ok})
+    def create_dataset(self, name: str, *, exist_ok: bool = True, population: str | None = None) -> Dataset:
+        """Create a dataset owned by this identity (or return it if it exists and ``exist_ok``).
+
+        ``population`` is the owner's declaration of who the rows are, fixed at creation: two
+        datasets of one owner with different labels are declared to hold different people.
+        Without it (or with the same label), exact answers on a column whose name the owner
+        also holds in another such dataset are refused (``population_overlap``), because an
+        analyst could match the rows and difference the answers. See ``docs/privacy.md``.
+        """
+        body: dict[str, Any] = {"name": name, "exist_ok": exist_ok}
+        if population is not None:
+            body["population"] = population
+        d = self._request("POST", "/v1/datasets", json=body)
         return Dataset(d["name"], int(d["id"]), d["owner"], self)
 
     def dataset(self, name: str) -> Dataset:

@@ -16,6 +16,7 @@ fn sum(column: i64, rids: RidSet) -> Query {
     Query {
         terms: vec![(column, 1)],
         classes: vec![(1, rids)],
+        min_rows: 2,
     }
 }
 
@@ -38,10 +39,13 @@ fn main() {
         .map(|g| RidSet::from_sorted(&(0..10).map(|i| 1 + g + i * 100_000).collect::<Vec<_>>()))
         .collect();
     let t = Instant::now();
-    let mut ok = 0;
-    for g in groups {
-        ok += usize::from(s.try_answer(&sum(1, g), DEFAULT_MAX_ENTRIES).is_ok());
-    }
+    // one `sums` descriptor: all groups decided together
+    let qs: Vec<Query> = groups.into_iter().map(|g| sum(1, g)).collect();
+    let mut ok = if s.try_answer_many(&qs, DEFAULT_MAX_ENTRIES).is_ok() {
+        qs.len()
+    } else {
+        0
+    };
     let all = RidSet::from_sorted(&(1..=ROWS).collect::<Vec<_>>());
     ok += usize::from(s.try_answer(&sum(1, all), DEFAULT_MAX_ENTRIES).is_ok());
     row(

@@ -310,6 +310,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     create_tables(&tx, SCHEMA)?;
     crate::idempotency::migrate(&tx)?;
     crate::join_domains::migrate(&tx)?;
+    crate::populations::migrate(&tx)?;
     if let Some(v) = meta_get(&tx, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
             return Err(Error::Schema(format!(

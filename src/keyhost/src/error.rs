@@ -80,6 +80,7 @@ pub mod reason {
     pub const RATE_LIMITED: Reason = Reason::RateLimited;
     pub const SCORE_SPAN: Reason = Reason::ScoreSpan;
     pub const MAX_VECTORS: Reason = Reason::MaxVectors;
+    pub const POPULATION_OVERLAP: Reason = Reason::PopulationOverlap;
 
     /// Every reason (the `Reason` enum of `openapi.json`).
     pub const ALL: &[Reason] = &Reason::ALL;

@@ -121,6 +121,13 @@ fn aggregate_checked(conn: &Connection, ds: &Dataset, column: &str, raw: &Raw) -
     if raw.min_rows == Some(0) {
         return Err(ApiError::invalid("min_rows must be at least 1"));
     }
+    if raw.epsilon.is_none() && raw.min_rows == Some(1) {
+        return Err(ApiError::invalid(
+            "an exact grant (no epsilon) needs min_rows of at least 2: exact answers are sums over groups of at \
+             least min_rows rows that no answer tells apart, and one row is a value; give min_rows >= 2 (without \
+             min_rows, exact answers are audited with 2), or epsilon for DP answers",
+        ));
+    }
     if let Some(e) = raw.epsilon {
         if !(e.is_finite() && e > 0.0 && e <= 100.0) {
             return Err(ApiError::invalid(format!("epsilon must be in (0, 100], not {e}")));

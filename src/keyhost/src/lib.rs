@@ -43,6 +43,7 @@ pub mod match_constants;
 pub mod merkle;
 pub mod moments;
 pub mod policy;
+pub mod populations;
 pub mod rate_limit;
 pub mod routes;
 pub mod score_span;

@@ -27,6 +27,9 @@ pub enum Reason {
     RateLimited,
     ScoreSpan,
     MaxVectors,
+    /// An exact answer on a column whose name the owner also holds in a dataset that may hold
+    /// the same people (an owner-declared population ties them).
+    PopulationOverlap,
 }
 
 /// The error class a client raises for a reason (the Python classes of `ghostpii.errors`).
@@ -61,7 +64,7 @@ impl ErrorClass {
 
 impl Reason {
     /// Every reason, in the order of the enum (the `Reason` enum of `openapi.json`).
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Unauthenticated,
         Reason::TokenExpired,
         Reason::TokenRevoked,
@@ -81,6 +84,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::ScoreSpan,
         Reason::MaxVectors,
+        Reason::PopulationOverlap,
     ];
 
     /// The wire code.
@@ -105,6 +109,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::ScoreSpan => "score_span",
             Reason::MaxVectors => "max_vectors",
+            Reason::PopulationOverlap => "population_overlap",
         }
     }
 
@@ -125,7 +130,8 @@ impl Reason {
             | Reason::MinRows
             | Reason::UnknownRids
             | Reason::AuditDisclosure
-            | Reason::AuditLimit => ErrorClass::PermissionDenied,
+            | Reason::AuditLimit
+            | Reason::PopulationOverlap => ErrorClass::PermissionDenied,
             Reason::ConstantNotAllowed | Reason::MaxConstants | Reason::ScoreSpan | Reason::MaxVectors => {
                 ErrorClass::PermissionDenied
             }

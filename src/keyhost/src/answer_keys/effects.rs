@@ -41,6 +41,9 @@ pub enum Effect {
         dataset: String,
         request: String,
         cost: Cost,
+        /// The descriptor's rows, when one row set covers it (for parallel composition across
+        /// the descriptors of one batch, [`plan_batch_budget`]); `None`: composed sequentially.
+        rows: Option<Arc<ghostpii_core::RidSet>>,
     },
     /// Exact sum under a grant: the linear audit of the identity on the dataset must accept
     /// it (no single row value may become a linear combination of answered sums); accepted
@@ -176,6 +179,7 @@ impl Effect {
                 dataset,
                 request,
                 cost,
+                ..
             } => check_budget(tx, *identity_id, *dataset_id, dataset, request, cost),
             Effect::LinearAudit {
                 identity_id,
@@ -194,7 +198,7 @@ impl Effect {
                 identity_id,
                 dataset_id,
                 queries,
-            } => audits.check_many(tx, *identity_id, *dataset_id, queries),
+            } => audits.check_many(tx, *identity_id, *dataset_id, queries).map(|_| ()),
         }
     }
 
@@ -247,6 +251,129 @@ impl Effect {
                 vector,
                 ..
             } => crate::score_span::remember(tx, *identity_id, *dataset_id, vector, audit_index),
+        }
+    }
+}
+
+/// The DP charges of one batch (one request's descriptors), decided together before any is
+/// applied: per identity × dataset, the not-yet-charged requests (each once) cost the
+/// component-wise largest of their costs when their row sets are pairwise disjoint (parallel
+/// composition: under replace-one neighbours a row moves only the answer whose rows hold it),
+/// else the sum of their costs. If that total does not fit the account, every one of those
+/// descriptors is refused and nothing is charged (all or nothing). Returns per descriptor
+/// (index into `batch`) the refusal, if any, and per account the total of a parallel group:
+/// its members' costs are set to zero in `batch` and the first of them that is issued carries
+/// the total ([`carry_parallel_total`]); the others are still recorded as charged, so a replay
+/// is free and answers the same.
+pub type Pending = std::collections::HashMap<(i64, i64), Cost>;
+
+pub fn plan_batch_budget(
+    tx: &Connection,
+    batch: &mut [Option<&mut Vec<Effect>>],
+) -> ApiResult<(Vec<Option<ApiError>>, Pending)> {
+    let mut pending = Pending::new();
+    use std::collections::{BTreeMap, HashSet};
+    let mut refusals: Vec<Option<ApiError>> = vec![None; batch.len()];
+    // (identity, dataset) → [(descriptor, effect index)]
+    let mut by_account: BTreeMap<(i64, i64), Vec<(usize, usize)>> = BTreeMap::new();
+    let mut seen: HashSet<(i64, i64, String)> = HashSet::new();
+    for (i, effects) in batch.iter().enumerate() {
+        let Some(effects) = effects else { continue };
+        for (j, e) in effects.iter().enumerate() {
+            if let Effect::Budget {
+                identity_id,
+                dataset_id,
+                request,
+                ..
+            } = e
+            {
+                if !seen.insert((*identity_id, *dataset_id, request.clone()))
+                    || budget::already_charged(tx, *identity_id, *dataset_id, request)?
+                {
+                    continue;
+                }
+                by_account.entry((*identity_id, *dataset_id)).or_default().push((i, j));
+            }
+        }
+    }
+    for ((identity_id, dataset_id), members) in by_account {
+        let budget_of = |i: usize, j: usize| -> (&Cost, Option<&Arc<ghostpii_core::RidSet>>, &str) {
+            match &batch[i].as_ref().expect("listed")[j] {
+                Effect::Budget {
+                    cost, rows, dataset, ..
+                } => (cost, rows.as_ref(), dataset.as_str()),
+                _ => unreachable!("listed as a budget effect"),
+            }
+        };
+        let dataset = budget_of(members[0].0, members[0].1).2.to_owned();
+        let mut disjoint = members.len() > 1;
+        let mut union = roaring::RoaringTreemap::new();
+        for &(i, j) in &members {
+            match budget_of(i, j).1 {
+                Some(r) if disjoint && union.intersection_len(&r.0) == 0 => union |= &r.0,
+                _ => {
+                    disjoint = false;
+                    break;
+                }
+            }
+        }
+        let total = members.iter().fold(Cost::default(), |t, &(i, j)| {
+            let c = budget_of(i, j).0;
+            if disjoint {
+                Cost {
+                    epsilon: t.epsilon.max(c.epsilon),
+                    delta: t.delta.max(c.delta),
+                    rho: t.rho.max(c.rho),
+                }
+            } else {
+                Cost {
+                    epsilon: t.epsilon + c.epsilon,
+                    delta: t.delta + c.delta,
+                    rho: t.rho + c.rho,
+                }
+            }
+        });
+        let request = format!("batch of {} DP answers", members.len());
+        if let Err(e) = check_budget(tx, identity_id, dataset_id, &dataset, &request, &total) {
+            let e = ApiError {
+                message: format!(
+                    "{} (the {} DP answers of this request are refused together; nothing was charged)",
+                    e.message,
+                    members.len()
+                ),
+                ..e
+            };
+            for &(i, _) in &members {
+                refusals[i] = Some(e.clone());
+            }
+            continue;
+        }
+        if disjoint {
+            for &(i, j) in &members {
+                if let Some(Effect::Budget { cost, .. }) = batch[i].as_mut().and_then(|v| v.get_mut(j)) {
+                    *cost = Cost::default();
+                }
+            }
+            pending.insert((identity_id, dataset_id), total);
+        }
+    }
+    Ok((refusals, pending))
+}
+
+/// Before an issued descriptor's effects are applied: the first descriptor of a parallel group
+/// to be issued carries the group's total charge.
+pub fn carry_parallel_total(effects: &mut [Effect], pending: &mut Pending) {
+    for e in effects {
+        if let Effect::Budget {
+            identity_id,
+            dataset_id,
+            cost,
+            ..
+        } = e
+        {
+            if let Some(t) = pending.remove(&(*identity_id, *dataset_id)) {
+                *cost = t;
+            }
         }
     }
 }

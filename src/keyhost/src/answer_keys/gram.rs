@@ -258,17 +258,22 @@ pub(super) fn plan(
             dataset: ds.name.clone(),
             request: whole_plan.request.clone(),
             cost: whole.cost(),
+            rows: Some(Arc::new(rows.support.clone())),
         });
         noise = Some(plans);
         dp_note = Some(d);
     } else if granted {
+        let names: Vec<&str> = cols.iter().map(|(c, _, _, _)| c.name.as_str()).collect();
+        crate::populations::check_exact(cx.conn, &ds, &names)?;
         let mut queries = Vec::new();
+        let min_rows = super::sum::audit_min_rows(&auths);
         for e in entries {
             let terms = vec![(e.column_id, 1)];
             match e.weight {
                 None => queries.push(Query {
                     terms,
                     classes: rows.classes(),
+                    min_rows,
                 }),
                 Some(w) => {
                     for neg in [false, true] {
@@ -277,6 +282,7 @@ pub(super) fn plan(
                             queries.push(Query {
                                 terms: terms.clone(),
                                 classes,
+                                min_rows,
                             });
                         }
                     }

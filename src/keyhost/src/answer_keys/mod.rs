@@ -520,7 +520,22 @@ fn record(
     let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
     let mut results = Answered::default();
     let mut chain = audit::Chain::start(&tx)?;
-    for o in outcomes {
+    // DP charges of the batch: all or nothing, parallel over disjoint rows
+    let mut outcomes = outcomes;
+    let refusals = {
+        let mut batch: Vec<Option<&mut Vec<Effect>>> = outcomes
+            .iter_mut()
+            .map(|o| matches!(o.result, Ok(Ok(_))).then_some(&mut o.effects))
+            .collect();
+        effects::plan_batch_budget(&tx, &mut batch)?
+    };
+    let (refusals, mut pending) = refusals;
+    for (o, refusal) in outcomes.iter_mut().zip(refusals) {
+        if let Some(e) = refusal {
+            o.result = Err(e);
+        }
+    }
+    for mut o in outcomes {
         let checked = o
             .result
             .and_then(|r| r)
@@ -535,6 +550,7 @@ fn record(
                         ..o.entry
                     },
                 )?;
+                effects::carry_parallel_total(&mut o.effects, &mut pending);
                 effects::apply_all(&tx, &o.effects, receipt.index)?;
                 m.insert("ok".into(), Value::Bool(true));
                 m.insert("receipt".into(), receipt.to_json());

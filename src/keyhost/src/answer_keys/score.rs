@@ -15,9 +15,13 @@ use zeroize::Zeroizing;
 use super::payload::Computed;
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx, Effect};
 use crate::audit::NewEntry;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
 use crate::policy::Authority;
+
+/// Largest `scale_bits` of a score (the weights' binary fixed-point scale, `2^-scale_bits`): the
+/// f64 exponent range (`gp.score` uses at most 960).
+const MAX_SCALE_BITS: i32 = 1023;
 
 /// One weighted column of a score.
 pub(super) use ghostpii_proto::descriptor::Term;
@@ -46,6 +50,13 @@ pub(super) fn plan(
         super::note(entry, "scale_bits", json!(b));
     }
     let ds = dataset(cx, dataset_id)?;
+    if let Some(b) = scale_bits {
+        if !(0..=MAX_SCALE_BITS).contains(&b) {
+            return Err(ApiError::invalid(format!(
+                "scale_bits must be in 0..={MAX_SCALE_BITS} (the weights' binary fixed-point scale), not {b}"
+            )));
+        }
+    }
     entry.dataset = Some(ds.name.clone());
     if terms.is_empty() {
         return Err(ApiError::invalid("a score needs at least one weighted column"));
@@ -68,6 +79,16 @@ pub(super) fn plan(
             .collect::<Vec<_>>()
             .join(","),
     );
+    // the weights in the user's units: a_j · 10^decimals_j · 2^-scale_bits (the analyst's
+    // float weight w_j, as `gp.score` scaled it), for the audit log
+    let user: Vec<_> = resolved
+        .iter()
+        .map(|(c, _, w)| {
+            let v = (*w as f64) * 10f64.powi(c.spec.scale as i32) * 2f64.powi(-scale_bits.unwrap_or(0));
+            json!({"column": c.name, "weight": v})
+        })
+        .collect();
+    super::note(entry, "weights", json!(user));
     let mut ids: Vec<i64> = resolved.iter().map(|(c, _, _)| c.id).collect();
     ids.sort_unstable();
     if ids.windows(2).any(|w| w[0] == w[1]) {
@@ -93,6 +114,25 @@ pub(super) fn plan(
     }
     super::recheck::check_no_wrap(&resolved.iter().map(|(c, _, w)| (c, *w)).collect::<Vec<_>>(), 1)?;
     if auths.iter().all(|a| matches!(a, Authority::Grant { .. })) {
+        let ranges: Vec<Option<u128>> = resolved
+            .iter()
+            .map(|(c, _, _)| c.spec.bounds.map(|(lo, hi)| (i128::from(hi) - i128::from(lo)).unsigned_abs()))
+            .collect();
+        let weights: Vec<i64> = resolved.iter().map(|(_, _, w)| *w).collect();
+        if let Some(j) = separated_digit(&weights, &ranges) {
+            return Err(ApiError::refused(
+                reason::SCORE_SPAN,
+                format!(
+                    "this weight vector separates column '{}' like a digit (its weight outweighs the other \
+                     columns over their declared ranges, or the other weights share a factor larger than its \
+                     own range), so each row's score would reveal its value; use weights of comparable size \
+                     over the columns' ranges",
+                    resolved[j].0.name
+                ),
+            ));
+        }
+        let names: Vec<&str> = resolved.iter().map(|(c, _, _)| c.name.as_str()).collect();
+        crate::populations::check_exact(cx.conn, &ds, &names)?;
         let mut vector: Vec<(i64, i64)> = resolved.iter().map(|(c, _, w)| (c.id, *w)).collect();
         vector.sort_unstable();
         // the smallest limit among the columns' grants (each column's grants: the largest)
@@ -112,6 +152,46 @@ pub(super) fn plan(
     })
 }
 
+/// A column whose value one exact score would decode like a digit, over the declared ranges
+/// `ranges` (`hi − lo` in the column's integer units; `None`: unbounded): column `j` when
+/// - its weight outweighs all the others over their ranges, `|a_j| > Σ_{k≠j} |a_k|·R_k` (then
+///   `x_j` is the score's leading "digit"), or
+/// - the other weights share a factor `g` (their gcd) with `g > |a_j|·R_j` (then
+///   `a_j·(x_j − lo_j) ≡ score − const (mod g)` has one solution in range: the trailing digit).
+///
+/// These are the digit separations over small declared ranges; a generic vector whose map from
+/// the box of rows to scores is injective for other reasons is not detected (threat model).
+pub(super) fn separated_digit(weights: &[i64], ranges: &[Option<u128>]) -> Option<usize> {
+    if weights.len() < 2 {
+        return None; // a single column is the span rule's (a unit vector)
+    }
+    fn gcd(a: u128, b: u128) -> u128 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    (0..weights.len()).find(|&j| {
+        let aj = u128::from(weights[j].unsigned_abs());
+        let mut others: Option<u128> = Some(0);
+        let mut g: u128 = 0;
+        for (k, (&w, r)) in weights.iter().zip(ranges).enumerate() {
+            if k == j {
+                continue;
+            }
+            g = gcd(g, u128::from(w.unsigned_abs()));
+            others = match (others, r) {
+                (Some(s), Some(r)) => u128::from(w.unsigned_abs()).checked_mul(*r).and_then(|x| s.checked_add(x)),
+                _ => None,
+            };
+        }
+        let leading = others.is_some_and(|s| aj > s);
+        let trailing = ranges[j].is_some_and(|r| aj.checked_mul(r).is_some_and(|x| g > x));
+        leading || trailing
+    })
+}
+
 /// The per-row keys, 16 bytes each (little endian), in ascending rid order.
 pub(super) fn compute(w: ScoreWork) -> Computed {
     let v = w.rids.to_vec();
@@ -128,4 +208,24 @@ pub(super) fn compute(w: ScoreWork) -> Computed {
         bytes.extend_from_slice(&k.to_le_bytes());
     }
     Computed::deterministic_bytes("keys", bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::separated_digit;
+
+    #[test]
+    fn digit_separation_over_declared_ranges_is_found() {
+        let r = |v: &[u128]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        // 1000·age + kids (age 0..120, kids 0..10): both digits
+        assert_eq!(separated_digit(&[1000, 1], &r(&[120, 10])), Some(0));
+        // trailing digit: x + 1000·y + 1000·z
+        assert_eq!(separated_digit(&[1, 1000, 1000], &r(&[120, 10, 10])), Some(0));
+        // comparable weights over the ranges: no digit
+        assert_eq!(separated_digit(&[1, 1], &r(&[120, 100])), None);
+        assert_eq!(separated_digit(&[25, -150, 1, 300], &r(&[120, 10_000, 10_000_000, 10])), None);
+        // unbounded columns never make another a leading digit
+        assert_eq!(separated_digit(&[1000, 1], &[None, None]), None);
+        assert_eq!(separated_digit(&[7], &r(&[10])), None);
+    }
 }

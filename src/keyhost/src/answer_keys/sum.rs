@@ -77,6 +77,18 @@ pub(super) fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset)
     }
 }
 
+/// The `min_rows` an exact answer under `auths` is audited with: the largest over its terms of
+/// what each term's grants allow (a grant without `min_rows` allows the floor,
+/// [`crate::linear_audit::MIN_EXACT_ROWS`]).
+pub(super) fn audit_min_rows(auths: &[Authority]) -> u64 {
+    auths
+        .iter()
+        .map(|a| a.min_rows().unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+        .max(crate::linear_audit::MIN_EXACT_ROWS)
+}
+
 /// A sum's terms, resolved: its dataset, each term's column, keys and weight, and the
 /// authority for each (audit entry filled in: params, dataset, columns, grants).
 pub(super) struct Resolved {
@@ -160,12 +172,15 @@ pub(super) fn plan(
     // accepts). Admins and owners are not audited; DP answers are bounded by their budget.
     let granted = auths.iter().all(|a| matches!(a, Authority::Grant { .. }));
     if granted && noise.is_none() {
+        let names: Vec<&str> = resolved.iter().map(|(c, _, _)| c.name.as_str()).collect();
+        crate::populations::check_exact(cx.conn, &ds, &names)?;
         effects.push(Effect::LinearAudit {
             identity_id: cx.caller.id,
             dataset_id: ds.id,
             query: Arc::new(crate::linear_audit::Query {
                 terms: resolved.iter().map(|(c, _, w)| (c.id, *w)).collect(),
                 classes: rows.classes(),
+                min_rows: audit_min_rows(&auths),
             }),
         });
     }
@@ -216,6 +231,7 @@ fn plan_noise(
         dataset: ds.name.clone(),
         request: plan.request.clone(),
         cost: plan.mechanism.cost(),
+        rows: Some(Arc::new(rows.support.clone())),
     });
     Ok(Some(plan))
 }

@@ -116,6 +116,7 @@ pub(super) fn plan(
             None if granted => queries.push(crate::linear_audit::Query {
                 terms: terms.iter().map(|(c, _, w)| (c.id, *w)).collect(),
                 classes: rows.classes(),
+                min_rows: sum::audit_min_rows(&auths),
             }),
             None => {}
         }
@@ -145,9 +146,12 @@ pub(super) fn plan(
             dataset: ds.name.clone(),
             request,
             cost,
+            rows: None,
         });
     }
     if !queries.is_empty() {
+        let names: Vec<&str> = terms.iter().map(|(c, _, _)| c.name.as_str()).collect();
+        crate::populations::check_exact(cx.conn, &ds, &names)?;
         effects.push(Effect::LinearAuditMany {
             identity_id: cx.caller.id,
             dataset_id: ds.id,

@@ -1,7 +1,13 @@
-//! The partition of answered rows into *atoms*: maximal sets of rows that every answered sum
-//! treated alike (same multiplicity in every answered query). No linear combination of
-//! answered sums can tell two rows of one atom apart, so the audit works over atoms instead
-//! of rows. Rows no answered sum touched belong to no atom.
+//! The partition of answered rows into *atoms*: maximal sets of rows that every answered exact
+//! descriptor treated alike (the same coefficient — weight × multiplicity — in every term of
+//! every answered sum, across all columns). Everything answered is a function of the atoms'
+//! sums, so the audit works over atoms instead of rows. Rows no answered sum touched belong to
+//! no atom. Each atom also carries its *need*: the largest `min_rows` of the answers that
+//! touched it.
+//!
+//! Changes can be journalled ([`Atoms::begin`]) and undone ([`Atoms::rollback`]) at a cost
+//! proportional to what was changed (a copy of only the touched chunk headers and row ids),
+//! so a refused answer leaves the partition exactly as it was.
 //!
 //! Kept as a map over chunks of [`CHUNK`] row ids, each either *uniform* (every row in one
 //! atom, or untouched) or *dense* (an atom id per row). Long runs of rows (filters, ranges)
@@ -28,12 +34,32 @@ pub(super) enum Chunk {
     Dense(Box<[AtomId]>),
 }
 
+/// One change to undo.
+#[derive(Debug, Clone, PartialEq)]
+enum Undo {
+    /// A chunk as it was (`None`: absent).
+    Chunk(u64, Option<Chunk>),
+    /// One row id of a dense chunk: (chunk, offset, old atom).
+    Cell(u64, u32, AtomId),
+    /// An atom's size and need as they were.
+    Atom(AtomId, u64, u64),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Journal {
+    atoms: usize,
+    undo: Vec<Undo>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Atoms {
     /// chunk index (row id / CHUNK) → chunk; a missing chunk is untouched.
     pub(super) chunks: BTreeMap<u64, Chunk>,
     /// Rows per atom.
     pub(super) sizes: Vec<u64>,
+    /// Per atom: the largest `min_rows` of the answers that touched it.
+    pub(super) needs: Vec<u64>,
+    journal: Option<Journal>,
 }
 
 /// What refining by one row set did.
@@ -92,12 +118,93 @@ impl Atoms {
         self.sizes[a as usize]
     }
 
+    pub fn need(&self, a: AtomId) -> u64 {
+        self.needs[a as usize]
+    }
+
+    /// Each atom's rows in ascending order (walks every touched chunk: small states only).
+    pub fn members(&self) -> Vec<Vec<u64>> {
+        let mut out = vec![Vec::new(); self.sizes.len()];
+        for (&c, ch) in &self.chunks {
+            for i in 0..CHUNK {
+                let id = match ch {
+                    Chunk::Uniform(x) => *x,
+                    Chunk::Dense(ids) => ids[i as usize],
+                };
+                if id != NONE {
+                    out[id as usize].push(c * CHUNK + i);
+                }
+            }
+        }
+        out
+    }
+
+    /// Record every change from now on, to be undone by [`Atoms::rollback`] or kept by
+    /// [`Atoms::commit`].
+    pub fn begin(&mut self) {
+        self.journal = Some(Journal {
+            atoms: self.sizes.len(),
+            undo: Vec::new(),
+        });
+    }
+
+    /// Keep the changes since [`Atoms::begin`].
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undo every change since [`Atoms::begin`] (cost: the changes made).
+    pub fn rollback(&mut self) {
+        let Some(j) = self.journal.take() else {
+            return;
+        };
+        for u in j.undo.into_iter().rev() {
+            match u {
+                Undo::Chunk(c, None) => {
+                    self.chunks.remove(&c);
+                }
+                Undo::Chunk(c, Some(ch)) => {
+                    self.chunks.insert(c, ch);
+                }
+                Undo::Cell(c, i, a) => {
+                    if let Some(Chunk::Dense(ids)) = self.chunks.get_mut(&c) {
+                        ids[i as usize] = a;
+                    }
+                }
+                Undo::Atom(a, size, need) => {
+                    self.sizes[a as usize] = size;
+                    self.needs[a as usize] = need;
+                }
+            }
+        }
+        self.sizes.truncate(j.atoms);
+        self.needs.truncate(j.atoms);
+    }
+
+    fn log(&mut self, u: impl FnOnce(&Self) -> Undo) {
+        if self.journal.is_some() {
+            let u = u(self);
+            if let Some(j) = &mut self.journal {
+                j.undo.push(u);
+            }
+        }
+    }
+
+    /// Raise atom `a`'s need to at least `need`.
+    pub fn raise_need(&mut self, a: AtomId, need: u64) {
+        if self.needs[a as usize] < need {
+            self.log(|s| Undo::Atom(a, s.sizes[a as usize], s.needs[a as usize]));
+            self.needs[a as usize] = need;
+        }
+    }
+
     pub fn count(&self) -> usize {
         self.sizes.len()
     }
 
     fn new_atom(&mut self, size: u64) -> AtomId {
         self.sizes.push(size);
+        self.needs.push(0);
         (self.sizes.len() - 1) as AtomId
     }
 
@@ -128,6 +235,7 @@ impl Atoms {
                 out.inside.push(atom);
             } else {
                 let new = self.new_atom(n);
+                self.log(|s| Undo::Atom(atom, s.sizes[atom as usize], s.needs[atom as usize]));
                 self.sizes[atom as usize] -= n;
                 relabel.insert(atom, new);
                 out.inside.push(new);
@@ -141,8 +249,21 @@ impl Atoms {
         let map = |a: AtomId| relabel.get(&a).copied().unwrap_or(a);
         for (c, lo, hi) in pieces(runs) {
             let whole = lo == 0 && hi == CHUNK as usize - 1;
-            let chunk = self.chunks.entry(c).or_insert(Chunk::Uniform(NONE));
+            let journal = self.journal.as_mut().map(|j| &mut j.undo);
+            let chunk = match self.chunks.entry(c) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    if let Some(j) = journal {
+                        j.push(Undo::Chunk(c, None));
+                    }
+                    e.insert(Chunk::Uniform(NONE))
+                }
+            };
+            let mut journal = self.journal.as_mut().map(|j| &mut j.undo);
             if let Chunk::Uniform(a) = chunk {
+                if let Some(j) = journal.as_deref_mut() {
+                    j.push(Undo::Chunk(c, Some(Chunk::Uniform(*a))));
+                }
                 if whole {
                     *a = map(*a);
                     continue;
@@ -151,16 +272,25 @@ impl Atoms {
             }
             if let Chunk::Dense(ids) = chunk {
                 let (mut last, mut to) = (NONE, map(NONE));
-                for id in &mut ids[lo..=hi] {
+                for (i, id) in ids[lo..=hi].iter_mut().enumerate() {
                     if *id != last {
                         (last, to) = (*id, map(*id));
+                    }
+                    if to != *id {
+                        if let Some(j) = journal.as_deref_mut() {
+                            j.push(Undo::Cell(c, (lo + i) as u32, *id));
+                        }
                     }
                     *id = to;
                 }
                 // a long piece may have made the chunk uniform again (checked only then, so
                 // scattered rows stay O(1) each)
                 if hi - lo + 1 >= CHUNK as usize / 2 && ids.iter().all(|&x| x == ids[0]) {
-                    *chunk = Chunk::Uniform(ids[0]);
+                    let a = ids[0];
+                    let before = std::mem::replace(chunk, Chunk::Uniform(a));
+                    if let Some(j) = journal {
+                        j.push(Undo::Chunk(c, Some(before)));
+                    }
                 }
             }
         }
@@ -222,5 +352,26 @@ mod tests {
         assert_eq!(a.entries(), 10);
         a.refine(&[(5, 5)]);
         assert_eq!(a.entries(), 9 + (CHUNK / 4) as usize, "one dense chunk");
+    }
+
+    #[test]
+    fn rollback_restores_exactly() {
+        let mut a = Atoms::default();
+        a.refine(&[(0, 3 * CHUNK - 1)]);
+        a.refine(&[(7, 7), (CHUNK + 3, CHUNK + 9)]);
+        a.raise_need(0, 5);
+        let before = a.clone();
+        a.begin();
+        a.refine(&[(2, 2), (5, 2 * CHUNK + 1), (9 * CHUNK, 9 * CHUNK + 4)]);
+        a.refine(&[(0, 4 * CHUNK - 1)]);
+        a.raise_need(1, 9);
+        a.raise_need(3, 9);
+        assert_ne!(a, before);
+        a.rollback();
+        assert_eq!(a, before);
+        a.begin();
+        a.refine(&[(1, 1)]);
+        a.commit();
+        assert_ne!(a, before);
     }
 }

@@ -1,14 +1,16 @@
 //! The audit state as bytes (stored in the database): varints throughout.
 //!
-//! `version 1 | columns | atom sizes | chunks (index gap, 0 atom | 1 runs of (atom, count)) |
-//! rows (pivot, entries (key, numerator zigzag, denominator)) | answered`
+//! `version 2 | atoms (size, need) | chunks (index gap, 0 atom | 1 runs of (atom, count)) |
+//! answered`
+//!
+//! Version 1 (the former linear rank audit: `columns | atom sizes | chunks | basis rows |
+//! answered`) still decodes: its atoms are kept with need 0 (every later check raises a
+//! touched atom's need to at least its answer's `min_rows`); its basis is dropped.
 
 use super::atoms::{AtomId, Atoms, Chunk, CHUNK, NONE};
-use super::basis::{Basis, Key, Row};
-use super::rational::Rat;
 use super::AuditState;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 fn put(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
@@ -16,14 +18,6 @@ fn put(out: &mut Vec<u8>, mut v: u128) {
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-fn zig(v: i128) -> u128 {
-    ((v << 1) ^ (v >> 127)) as u128
-}
-
-fn unzig(v: u128) -> i128 {
-    ((v >> 1) as i128) ^ -((v & 1) as i128)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -57,13 +51,10 @@ impl Reader<'_> {
 
 pub fn encode(s: &AuditState) -> Vec<u8> {
     let mut out = vec![VERSION];
-    put(&mut out, s.columns.len() as u128);
-    for &c in &s.columns {
-        put(&mut out, zig(i128::from(c)));
-    }
     put(&mut out, s.atoms.sizes.len() as u128);
-    for &n in &s.atoms.sizes {
+    for (&n, &need) in s.atoms.sizes.iter().zip(&s.atoms.needs) {
         put(&mut out, u128::from(n));
+        put(&mut out, u128::from(need));
     }
     put(&mut out, s.atoms.chunks.len() as u128);
     let mut prev: u64 = 0;
@@ -90,36 +81,29 @@ pub fn encode(s: &AuditState) -> Vec<u8> {
             }
         }
     }
-    put(&mut out, s.basis.rows.len() as u128);
-    for (row, &p) in s.basis.rows.iter().zip(&s.basis.pivots) {
-        put(&mut out, u128::from(p));
-        put(&mut out, row.len() as u128);
-        for (k, r) in row {
-            put(&mut out, u128::from(*k));
-            put(&mut out, zig(r.numer()));
-            put(&mut out, r.denom() as u128);
-        }
-    }
     put(&mut out, u128::from(s.answered));
     out
 }
 
 pub fn decode(b: &[u8]) -> Result<AuditState, String> {
     let (&v, rest) = b.split_first().ok_or("empty audit state")?;
-    if v != VERSION {
+    if v != VERSION && v != 1 {
         return Err(format!("audit state version {v} is not {VERSION}"));
     }
     let mut r = Reader(rest);
     let max = b.len();
-    let ncol = r.len(max)?;
-    let mut columns = Vec::with_capacity(ncol);
-    for _ in 0..ncol {
-        columns.push(i64::try_from(unzig(r.get()?)).map_err(|_| "column id beyond 64 bits")?);
+    if v == 1 {
+        // column ids of the former rank audit
+        let ncol = r.len(max)?;
+        for _ in 0..ncol {
+            r.get()?;
+        }
     }
     let natoms = r.len(max)?;
     let mut atoms = Atoms::default();
     for _ in 0..natoms {
         atoms.sizes.push(r.u64()?);
+        atoms.needs.push(if v == 1 { 0 } else { r.u64()? });
     }
     let nchunks = r.len(max)?;
     let mut prev: u64 = 0;
@@ -157,31 +141,22 @@ pub fn decode(b: &[u8]) -> Result<AuditState, String> {
         };
         atoms.chunks.insert(c, chunk);
     }
-    let nrows = r.len(max)?;
-    let (mut rows, mut pivots): (Vec<Row>, Vec<Key>) = (Vec::with_capacity(nrows), Vec::with_capacity(nrows));
-    for _ in 0..nrows {
-        pivots.push(r.u64()?);
-        let n = r.len(max)?;
-        let mut row = Vec::with_capacity(n);
-        for _ in 0..n {
-            let k = r.u64()?;
-            let num = unzig(r.get()?);
-            let den = i128::try_from(r.get()?).map_err(|_| "denominator beyond 127 bits")?;
-            if den <= 0 {
-                return Err("non-positive denominator in audit state".into());
+    if v == 1 {
+        // basis rows of the former rank audit: (pivot, entries (key, numerator, denominator))
+        let nrows = r.len(max)?;
+        for _ in 0..nrows {
+            r.u64()?;
+            let n = r.len(max)?;
+            for _ in 0..n {
+                r.u64()?;
+                r.get()?;
+                r.get()?;
             }
-            row.push((k, Rat::new(num, den).map_err(|_| "coefficient overflow")?));
         }
-        rows.push(row);
     }
     let answered = r.u64()?;
     if !r.0.is_empty() {
         return Err("trailing bytes after audit state".into());
     }
-    Ok(AuditState {
-        columns,
-        atoms,
-        basis: Basis::from_rows(rows, pivots),
-        answered,
-    })
+    Ok(AuditState { atoms, answered })
 }

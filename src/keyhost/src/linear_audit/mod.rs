@@ -1,109 +1,117 @@
-//! The linear audit of exact sums (Chin & Özsoyoğlu 1982; simulatable auditing,
-//! Kenthapadi–Mishra–Nissim 2005).
+//! The disclosure rule for exact answers: atoms of at least `min_rows` rows.
 //!
-//! Per identity × dataset the keyhost keeps what it has answered exactly: each answered sum is
-//! a linear form `Σ_t w_t Σ_r k_r · x[t, r]` over the unknown cell values (term weights `w_t`,
-//! row multiplicities `k_r`). A new exact sum is refused when, once answered, some single
-//! cell `x[c, r]` would be a linear combination of the answered sums. The decision depends only
-//! on row sets, multiplicities and weights, never on values (the keyhost never sees any), so a
-//! refusal reveals nothing an analyst could not compute from its own queries.
+//! Per identity × dataset the keyhost keeps the partition of rows into *atoms* ([`atoms`]):
+//! rows that every answered exact descriptor treated alike — the same coefficient (weight ×
+//! multiplicity) in every term of every answered `sum`, `sums` group, `linear_sum`/`dot` and
+//! Gram entry, across all columns of the dataset (product columns of a `deg2` facet are
+//! columns too). Every exact answer is a linear form in the atoms' per-column sums, so what an
+//! analyst has learnt from exact answers is a function of those sums, whatever the weights.
 //!
-//! How: rows that every answered sum treated alike form an *atom* ([`atoms`]); a cell of a
-//! row in an atom of two or more rows can never be isolated, because every answered form gives
-//! both rows the same coefficient. Over the unknowns `(column, atom)` the answered forms are
-//! kept as a basis in reduced row echelon form ([`basis`]), in exact rational arithmetic. A
-//! unit vector `e_j` lies in the row space of a reduced basis iff it is one of its rows: its
-//! coefficients at the pivot columns are the combination's weights, and all of them but `j`'s
-//! must vanish. So a sum is refused iff, after adding it, a row of the basis has a single
-//! entry and that entry's atom holds a single row. Only the new row and the rows it changes
-//! need looking at. An arithmetic overflow or a state beyond the configured size refuses too:
-//! errors only refuse more.
+//! The rule: an exact answer is refused (`audit_disclosure`) if, once answered, some atom it
+//! creates or touches — including the remainder of an atom it splits, outside its rows —
+//! holds fewer distinct rows than that atom's *need*. An atom's need is the largest
+//! `min_rows` of the exact answers that touched it (at least [`MIN_EXACT_ROWS`]); parts of a
+//! split atom keep the larger of their atom's need and the splitting answer's `min_rows`, so a
+//! query on a column with a small `min_rows` cannot split atoms already used by a column with
+//! a larger one. The decision depends only on row sets, multiplicities, weights and grants,
+//! never on values (the keyhost never sees any), so a refusal reveals nothing an analyst
+//! could not compute from its own queries. A refused answer leaves the state exactly as it
+//! was ([`Atoms::rollback`]), so refusals depend only on answered queries.
+//!
+//! This replaces a linear rank test over the reals (the audit of Chin & Özsoyoğlu): with every
+//! touched atom at least two rows, no unit vector `e_(column, row)` is in the span of answered
+//! forms (all forms give the rows of an atom one coefficient), so the rank test can never
+//! refuse anything the atom rule accepts; it is gone.
+//!
+//! Cost: refining by a row set is linear in the rows it names (and the chunks it touches);
+//! checking is linear in the atoms it touched. An atom count or state beyond the configured
+//! size refuses (`audit_limit`): errors only refuse more.
 
 mod atoms;
-mod basis;
 mod codec;
 mod intmap;
-mod rational;
 mod store;
 
 use ghostpii_core::RidSet;
 
-use atoms::Atoms;
-use basis::{atom_of, key, Basis};
-use intmap::IntMap;
-use rational::Rat;
+use atoms::{AtomId, Atoms};
 
 pub use store::{Batch, Cache, DEFAULT_MAX_ENTRIES};
 
+/// The smallest `min_rows` an exact answer is audited with: no atom of one row.
+pub const MIN_EXACT_ROWS: u64 = 2;
+
 /// One exact sum: weighted terms over the columns of one dataset, and its rows by
-/// multiplicity (disjoint classes).
+/// multiplicity (disjoint classes). Per-row weights (a Gram entry weighted by a plaintext
+/// feature) are classes too: one per distinct weight value.
 #[derive(Debug, Clone)]
 pub struct Query {
     /// `(column_id, weight)`
     pub terms: Vec<(i64, i64)>,
     /// `(multiplicity k ≥ 1, rows counted exactly k times)`
     pub classes: Vec<(u64, RidSet)>,
+    /// The `min_rows` of the grants that allow it (raised to [`MIN_EXACT_ROWS`]).
+    pub min_rows: u64,
 }
 
 /// The audit's answer to a sum it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// It adds information (a new basis row).
-    Independent,
-    /// It follows from sums already answered (e.g. a repeat): nothing new is learned.
-    Dependent,
+    /// It refined the partition (new or split atoms).
+    Refined,
+    /// Its rows were unions of existing atoms, each treated alike (e.g. a repeat).
+    Unchanged,
 }
 
 /// Why the audit refuses a sum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Answering would determine a single cell.
+    /// Answering would leave an atom of fewer rows than its need.
     Disclosure,
-    /// The audit cannot decide within its limits (state size, 128-bit arithmetic).
+    /// The audit cannot decide within its limits (state size).
     Limit(String),
 }
 
 /// What the audit remembers for one identity on one dataset.
 #[derive(Debug, Clone, Default)]
 pub struct AuditState {
-    /// Column slot → column id.
-    columns: Vec<i64>,
     atoms: Atoms,
-    basis: Basis,
     /// Sums accepted so far.
     answered: u64,
 }
 
 impl AuditState {
-    /// Size of the state: units of the atom map plus basis coefficients.
+    /// Size of the state: units of the atom map plus one per atom.
     pub fn entries(&self) -> usize {
-        self.atoms.entries() + self.basis.nnz()
+        self.atoms.entries() + self.atoms.count()
     }
 
     pub fn answered(&self) -> u64 {
         self.answered
     }
 
-    pub fn rank(&self) -> usize {
-        self.basis.rank()
+    /// Number of atoms.
+    pub fn atoms(&self) -> usize {
+        self.atoms.count()
     }
 
-    fn slot(&mut self, column_id: i64) -> u32 {
-        match self.columns.iter().position(|&c| c == column_id) {
-            Some(i) => i as u32,
-            None => {
-                self.columns.push(column_id);
-                (self.columns.len() - 1) as u32
-            }
-        }
+    /// Each atom's rows in ascending rid order (small states; tests and tools).
+    pub fn atom_rows(&self) -> Vec<Vec<u64>> {
+        self.atoms.members()
     }
 
-    /// Decide on `q` and, if it is accepted, remember it. Refining the atoms is kept even
-    /// when `q` is refused: a finer partition describes the same answered sums.
+    /// Decide on `q` and, if it is accepted, remember it.
     pub fn try_answer(&mut self, q: &Query, max_entries: usize) -> Result<Verdict, Refusal> {
+        self.try_answer_many(std::slice::from_ref(q), max_entries)
+    }
+
+    /// Decide on several exact sums revealed together (the groups of a `sums` descriptor, the
+    /// entries of a Gram matrix): all are accepted and remembered, or none is and the state is
+    /// left exactly as it was.
+    pub fn try_answer_many(&mut self, qs: &[Query], max_entries: usize) -> Result<Verdict, Refusal> {
         let over = |n: usize| {
             Refusal::Limit(format!(
-                "the linear audit of this identity on this dataset holds {n} entries, more than the \
+                "the disclosure audit of this identity on this dataset holds {n} entries, more than the \
                  configured maximum of {max_entries}; exact sums stay refused until an admin raises the \
                  limit (`GHOSTPII_AUDIT_MAX_ENTRIES`) — use a DP grant (epsilon) for open-ended querying"
             ))
@@ -111,58 +119,49 @@ impl AuditState {
         if self.entries() > max_entries {
             return Err(over(self.entries()));
         }
-        let overflow = || {
-            Refusal::Limit(
-                "the linear audit's exact arithmetic left 128 bits for this sum, so it cannot prove the \
-                 sum safe; refused"
-                    .into(),
-            )
-        };
-        let slots: Vec<(u32, i64)> = q.terms.iter().map(|&(c, w)| (self.slot(c), w)).collect();
-        let nslots = self.columns.len() as u32;
-        let mut by_class = Vec::with_capacity(q.classes.len());
-        for (k, rids) in &q.classes {
-            let refined = self.atoms.refine(&rids.runs());
-            for &(old, new) in &refined.splits {
-                for s in 0..nslots {
-                    self.basis.duplicate(key(s, old), key(s, new));
+        self.atoms.begin();
+        let atoms_before = self.atoms.count();
+        let mut touched: Vec<AtomId> = Vec::new();
+        let mut split = false;
+        for q in qs {
+            let m = q.min_rows.max(MIN_EXACT_ROWS);
+            for (_, rids) in &q.classes {
+                let refined = self.atoms.refine(&rids.runs());
+                if self.atoms.count() as u64 >= u64::from(atoms::NONE) {
+                    self.atoms.rollback();
+                    return Err(over(self.entries()));
                 }
-            }
-            by_class.push((*k, refined.inside));
-        }
-        if self.atoms.count() as u64 >= u64::from(atoms::NONE) {
-            return Err(over(self.entries()));
-        }
-        let mut v: IntMap<u64, Rat> = IntMap::default();
-        for &(s, w) in &slots {
-            for (k, atoms) in &by_class {
-                let c = i128::from(w).checked_mul(i128::from(*k)).ok_or_else(overflow)?;
-                for &a in atoms {
-                    let e = v.entry(key(s, a)).or_insert(Rat::int(0));
-                    *e = e.add(Rat::int(c)).map_err(|_| overflow())?;
+                for &(old, new) in &refined.splits {
+                    split = true;
+                    let need = self.atoms.need(old).max(m);
+                    self.atoms.raise_need(old, need);
+                    self.atoms.raise_need(new, need);
+                    touched.push(old);
+                }
+                for &a in &refined.inside {
+                    self.atoms.raise_need(a, m);
+                    touched.push(a);
                 }
             }
         }
-        v.retain(|_, c| !c.is_zero());
-        let v = self.basis.reduce(v).map_err(|_| overflow())?;
-        if v.is_empty() {
-            self.answered += 1;
-            return Ok(Verdict::Dependent);
-        }
-        let proposal = self.basis.propose(v).map_err(|_| overflow())?;
-        let discloses = proposal
-            .rows()
-            .any(|r| r.len() == 1 && self.atoms.size(atom_of(r[0].0)) == 1);
-        if discloses {
+        touched.sort_unstable();
+        touched.dedup();
+        if touched.iter().any(|&a| self.atoms.size(a) < self.atoms.need(a)) {
+            self.atoms.rollback();
             return Err(Refusal::Disclosure);
         }
-        let added: usize = proposal.rows().map(Vec::len).sum();
-        if self.entries() + added > max_entries {
-            return Err(over(self.entries() + added));
+        if self.entries() > max_entries {
+            let n = self.entries();
+            self.atoms.rollback();
+            return Err(over(n));
         }
-        self.basis.commit(proposal);
-        self.answered += 1;
-        Ok(Verdict::Independent)
+        self.atoms.commit();
+        self.answered += qs.len() as u64;
+        Ok(if split || self.atoms.count() > atoms_before {
+            Verdict::Refined
+        } else {
+            Verdict::Unchanged
+        })
     }
 }
 

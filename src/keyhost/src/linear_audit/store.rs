@@ -97,35 +97,37 @@ impl<'a> Batch<'a> {
         Ok(self.loaded.get_mut(&k).expect("just loaded"))
     }
 
-    /// Decide on one exact sum for `identity_id` on `dataset_id`; an accepted sum is
-    /// remembered (written by [`Batch::save`]).
-    pub fn check(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, q: &Query) -> ApiResult<Verdict> {
+    /// Decide on exact sums revealed together (one sum, the groups of a `sums` descriptor, the
+    /// entries of a Gram matrix) for `identity_id` on `dataset_id`: all are accepted and
+    /// remembered (written by [`Batch::save`]), or none is and the state is left as it was.
+    pub fn check_many(
+        &mut self,
+        tx: &Connection,
+        identity_id: i64,
+        dataset_id: i64,
+        qs: &[Query],
+    ) -> ApiResult<Verdict> {
         let max = self.max_entries;
         let l = self.load(tx, (identity_id, dataset_id))?;
-        l.dirty = true;
-        match l.state.try_answer(q, max) {
-            Ok(v) => Ok(v),
+        match l.state.try_answer_many(qs, max) {
+            Ok(v) => {
+                l.dirty = true;
+                Ok(v)
+            }
             Err(Refusal::Disclosure) => Err(ApiError::refused(
                 reason::AUDIT_DISCLOSURE,
-                "answering this exact sum would let the sums already answered to this identity on this \
-                 dataset determine a single row's value (linear audit); ask for a larger or coarser \
-                 aggregate, or for a DP grant (epsilon)",
+                "answering this exact aggregate would leave a group of rows smaller than the grant's \
+                 min_rows that the exact answers already given to this identity on this dataset tell apart \
+                 from the other rows (linear audit of exact answers: atoms of at least min_rows rows); ask for a larger or \
+                 coarser aggregate, for the same groups as before, or for a DP grant (epsilon)",
             )),
             Err(Refusal::Limit(msg)) => Err(ApiError::refused(reason::AUDIT_LIMIT, msg)),
         }
     }
 
-    /// Decide on several exact sums revealed together (the entries of one Gram matrix): all
-    /// are accepted and remembered, or none is (the state is left as it was).
-    pub fn check_many(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, qs: &[Query]) -> ApiResult<()> {
-        let before = self.load(tx, (identity_id, dataset_id))?.state.clone();
-        for q in qs {
-            if let Err(e) = self.check(tx, identity_id, dataset_id, q) {
-                self.load(tx, (identity_id, dataset_id))?.state = before;
-                return Err(e);
-            }
-        }
-        Ok(())
+    /// Decide on one exact sum (see [`Batch::check_many`]).
+    pub fn check(&mut self, tx: &Connection, identity_id: i64, dataset_id: i64, q: &Query) -> ApiResult<Verdict> {
+        self.check_many(tx, identity_id, dataset_id, std::slice::from_ref(q))
     }
 
     /// Write the changed states (inside the record transaction).

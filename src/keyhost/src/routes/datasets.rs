@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller};
 use crate::identities;
 use crate::policy;
+use crate::populations;
 use crate::state::AppState;
 use ghostpii_core::{Facet, LogicalType, OreParams};
 
@@ -24,6 +25,10 @@ pub struct CreateDataset {
     name: String,
     #[serde(default)]
     exist_ok: bool,
+    /// The owner's declaration of who the rows are (`populations.rs`): datasets with different
+    /// labels hold different people. Set at creation only.
+    #[serde(default)]
+    population: Option<String>,
 }
 
 /// `POST /v1/datasets` (owner or admin; the caller becomes the owner)
@@ -36,9 +41,23 @@ pub async fn create(
         let entry = NewEntry::new(&who, "dataset.create").dataset(&req.name);
         guard(conn, &entry, policy::require_create_dataset(&who))?;
         identities::validate_name("dataset", &req.name)?;
+        if let Some(p) = &req.population {
+            populations::validate(p)?;
+        }
         let tx = conn.transaction()?;
         let ds = match datasets::find_by_name(&tx, &req.name)? {
-            Some(existing) if req.exist_ok && policy::can_manage(&who, &existing) => existing,
+            Some(existing) if req.exist_ok && policy::can_manage(&who, &existing) => {
+                let have = populations::of(&tx, existing.id)?;
+                if req.population.is_some() && req.population != have {
+                    return Err(ApiError::conflict(format!(
+                        "dataset '{}' exists with population {}; a population is set when a dataset is created \
+                         and cannot change",
+                        existing.name,
+                        have.map_or("(none)".to_owned(), |p| format!("'{p}'"))
+                    )));
+                }
+                existing
+            }
             Some(existing) => {
                 return Err(ApiError::conflict(format!(
                     "dataset '{}' already exists (owner '{}')",
@@ -47,12 +66,21 @@ pub async fn create(
             }
             None => {
                 let ds = datasets::insert(&tx, &req.name, &who)?;
-                audit::append(&tx, entry.params(json!({"dataset_id": ds.id})))?;
+                if let Some(p) = &req.population {
+                    populations::set(&tx, ds.id, p)?;
+                }
+                audit::append(
+                    &tx,
+                    entry.params(json!({"dataset_id": ds.id, "population": req.population})),
+                )?;
                 ds
             }
         };
+        let population = populations::of(&tx, ds.id)?;
         tx.commit()?;
-        Ok(Json(json!({"id": ds.id, "name": ds.name, "owner": ds.owner})))
+        Ok(Json(
+            json!({"id": ds.id, "name": ds.name, "owner": ds.owner, "population": population}),
+        ))
     })
     .await
 }

@@ -8,6 +8,7 @@ mod checkpoint;
 mod client;
 mod compare;
 mod console_pages;
+mod disclosure;
 mod lifecycle;
 mod limits;
 mod openapi;
