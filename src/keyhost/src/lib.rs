@@ -41,6 +41,7 @@ pub mod logical;
 pub mod master_key;
 pub mod match_constants;
 pub mod merkle;
+pub mod orgs;
 pub mod moments;
 pub mod policy;
 pub mod rate_limit;

@@ -12,6 +12,7 @@ use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
 use crate::identities;
+use super::identities::manageable;
 use crate::policy;
 use crate::state::AppState;
 use crate::tokens::{self, DEFAULT_TTL_SECONDS};
@@ -26,7 +27,7 @@ pub struct CreateToken {
     ttl_seconds: Option<i64>,
 }
 
-/// `POST /v1/tokens` (admin). The secret is in this response only.
+/// `POST /v1/tokens` (admin, or the owner that manages the identity). The secret is in this response only.
 pub async fn create(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -34,20 +35,21 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-        let entry = NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
-        guard(conn, &entry, policy::require_admin(&who, "issue tokens"))?;
+        let mut entry = NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
+        if who.role == identities::Role::Owner {
+            entry.add_reader(who.id);
+        }
+        guard(conn, &entry, may_manage_tokens(&who, "issue tokens"))?;
+        let ident = super::guard_found(conn, &entry, manageable(conn, &who, &req.identity))?;
         if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
             return Err(ApiError::invalid(format!(
                 "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
             )));
         }
         let tx = conn.transaction()?;
-        let ident = identities::require(&tx, &req.identity)?;
         let (info, secret) = tokens::issue(&tx, &ident, Some(ttl))?;
         let mut entry = entry;
-        if let Value::Object(m) = &mut entry.params {
-            m.insert("token_id".into(), json!(info.token_id));
-        }
+        entry.params = json!({"identity": ident.name, "ttl_seconds": ttl, "token_id": info.token_id});
         audit::append(&tx, entry)?;
         tx.commit()?;
         Ok(Json(issued_json(&info, &secret)))
@@ -60,7 +62,7 @@ pub struct TokenFilter {
     identity: Option<String>,
 }
 
-/// `GET /v1/tokens?identity=NAME` (admin). Never returns secrets.
+/// `GET /v1/tokens?identity=NAME` (admin: all; an owner: its identities'). Never returns secrets.
 pub async fn list(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -68,13 +70,30 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let entry = NewEntry::new(&who, "token.list");
-        guard(conn, &entry, policy::require_admin(&who, "list tokens"))?;
-        Ok(Json(json!({"tokens": tokens::list(conn, q.identity.as_deref())?})))
+        guard(conn, &entry, may_manage_tokens(&who, "list tokens"))?;
+        if policy::is_admin(&who) {
+            return Ok(Json(json!({"tokens": tokens::list(conn, q.identity.as_deref())?})));
+        }
+        // an owner: the tokens of the identities it manages
+        let managed = identities::list_for_owner(conn, who.id)?
+            .into_iter()
+            .filter(|i| identities::manages(&who, i))
+            .map(|i| i.name)
+            .collect::<Vec<_>>();
+        let wanted = match q.identity.as_deref() {
+            Some(n) => Some(manageable(conn, &who, n).map(|i| i.name)?),
+            None => None,
+        };
+        let list = tokens::list(conn, wanted.as_deref())?
+            .into_iter()
+            .filter(|t| managed.contains(&t.identity))
+            .collect::<Vec<_>>();
+        Ok(Json(json!({"tokens": list})))
     })
     .await
 }
 
-/// `DELETE /v1/tokens/{token_id}` (admin). Effective immediately.
+/// `DELETE /v1/tokens/{token_id}` (admin, or the owner that manages its identity). Effective immediately.
 pub async fn revoke(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -82,13 +101,22 @@ pub async fn revoke(
 ) -> ApiResult<Json<Value>> {
     let token_id = path_id("token_id", &token_id)?;
     st.db(move |conn, _| {
-        let entry = NewEntry::new(&who, "token.revoke").params(json!({"token_id": token_id}));
-        guard(conn, &entry, policy::require_admin(&who, "revoke tokens"))?;
+        let mut entry = NewEntry::new(&who, "token.revoke").params(json!({"token_id": token_id}));
+        if who.role == identities::Role::Owner {
+            entry.add_reader(who.id);
+        }
+        guard(conn, &entry, may_manage_tokens(&who, "revoke tokens"))?;
+        // another organisation's token is refused as an unknown one (token ids are sequential)
+        let unknown = || ApiError::not_found(format!("token {token_id} does not exist on this keyhost"));
+        let holder = match tokens::find(conn, token_id)? {
+            Some(info) => identities::find_by_name(conn, &info.identity)?,
+            None => None,
+        };
+        let mine = holder.as_ref().is_some_and(|h| identities::manages(&who, h));
+        super::guard_found(conn, &entry, if mine { Ok(()) } else { Err(unknown()) })?;
         let tx = conn.transaction()?;
         let Some(info) = tokens::find(&tx, token_id)? else {
-            return Err(ApiError::not_found(format!(
-                "token {token_id} does not exist on this keyhost"
-            )));
+            return Err(unknown());
         };
         tokens::revoke(&tx, token_id)?;
         let mut entry = entry;
@@ -161,6 +189,14 @@ pub async fn rotate(
         Ok(Json(body))
     })
     .await
+}
+
+/// Admins manage every token; owners the tokens of the identities they created.
+fn may_manage_tokens(who: &identities::Identity, action: &str) -> ApiResult<()> {
+    if matches!(who.role, identities::Role::Admin | identities::Role::Owner) {
+        return Ok(());
+    }
+    policy::require_admin(who, &format!("{action} (owners manage their own identities' tokens)"))
 }
 
 /// The response of a newly issued token: its secret, shown once.
