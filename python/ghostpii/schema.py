@@ -164,7 +164,15 @@ def integer(
     link with this one (ids, zip codes).
     """
     facets, jd = _keyed(_facets(compare), match, group, fuzzy, join_domain)
-    return ColumnSpec("integer", 0, _check_bounds(bounds), clip, facets, join_domain=jd, join_domain_owner=_domain_owner(jd, join_domain_owner))
+    return ColumnSpec(
+        "integer",
+        0,
+        _check_bounds(bounds),
+        clip,
+        facets,
+        join_domain=jd,
+        join_domain_owner=_domain_owner(jd, join_domain_owner),
+    )
 
 
 def number(
@@ -241,7 +249,13 @@ def text(
     ):
         raise EncryptionError(f"max_length must be an integer between 1 and 2**31 (bytes), got {max_length!r}")
     facets, jd = _keyed(("val",), match, group, fuzzy, join_domain)
-    return ColumnSpec("text", facets=facets, max_length=max_length, join_domain=jd, join_domain_owner=_domain_owner(jd, join_domain_owner))
+    return ColumnSpec(
+        "text",
+        facets=facets,
+        max_length=max_length,
+        join_domain=jd,
+        join_domain_owner=_domain_owner(jd, join_domain_owner),
+    )
 
 
 def precheck_length(s: pl.Series, spec: ColumnSpec) -> None:

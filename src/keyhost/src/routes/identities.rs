@@ -76,6 +76,16 @@ pub async fn create(
         identities::validate_name("identity", &req.name)?;
         let role = Role::parse(role_s)
             .ok_or_else(|| ApiError::invalid(format!("role must be 'member', 'owner' or 'admin', not '{role_s}'")))?;
+        if by_owner && req.name.contains('/') && !req.name.starts_with(&format!("{}/", who.name)) {
+            // a name in another namespace: usable only once shared (resolve says so), never a
+            // new `owner/other/name`
+            let found = identities::resolve(conn, &who, &req.name);
+            let existing = super::guard_found(conn, &entry, found)?;
+            if !req.exist_ok {
+                return Err(ApiError::conflict(format!("identity '{}' already exists", existing.name)));
+            }
+            return Ok(Json(created_json(conn, &existing)?));
+        }
         let (name, manager) = if by_owner {
             let q = orgs::qualified(&who, &req.name);
             identities::validate_name("identity", &q)?;

@@ -11,6 +11,7 @@ mod console_pages;
 mod lifecycle;
 mod limits;
 mod openapi;
+mod orgs;
 mod privacy;
 mod request_frames;
 mod tokens;
