@@ -74,7 +74,11 @@ pub fn resolve(conn: &Connection, who: &Identity, name: &str, owner: Option<&str
             "several datasets named '{name}' are visible to identity '{}' (owners {}); name the owner \
              (\"owner\": NAME in the request, ?owner=NAME in a URL)",
             who.name,
-            found.iter().map(|d| format!("'{}'", d.owner)).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .map(|d| format!("'{}'", d.owner))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

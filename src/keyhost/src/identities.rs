@@ -81,21 +81,13 @@ pub fn validate_name(kind: &str, name: &str) -> ApiResult<()> {
 }
 
 pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<Identity>> {
-    conn.query_row(
-        &format!("{SELECT} WHERE name = ?1"),
-        [name],
-        from_row,
-    )
-    .optional()
+    conn.query_row(&format!("{SELECT} WHERE name = ?1"), [name], from_row)
+        .optional()
 }
 
 pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Identity>> {
-    conn.query_row(
-        &format!("{SELECT} WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()
+    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], from_row)
+        .optional()
 }
 
 /// The identity called `name`, or `not_found`.

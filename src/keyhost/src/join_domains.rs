@@ -112,7 +112,12 @@ pub fn retire(conn: &Connection, id: i64) -> crate::db::Result<()> {
 }
 
 /// Create a join domain with a fresh root key (sealed under the master key).
-pub fn insert(conn: &Connection, master: &MasterKey, name: &str, creator: &crate::identities::Identity) -> ApiResult<JoinDomain> {
+pub fn insert(
+    conn: &Connection,
+    master: &MasterKey,
+    name: &str,
+    creator: &crate::identities::Identity,
+) -> ApiResult<JoinDomain> {
     let id: i64 = conn.query_row(
         "INSERT INTO join_domains (name, key_sealed, created_by, created_at, owner_id) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         params![name, Vec::<u8>::new(), creator.name, clock::now_micros(), creator.id],

@@ -44,7 +44,10 @@ fn load(conn: &Connection, who: &Identity, name: &str) -> ApiResult<GrantsPage> 
     let identities = if policy::is_admin(who) {
         identities::list(conn)?.into_iter().map(|i| i.name).collect()
     } else {
-        identities::list_for_owner(conn, who.id)?.into_iter().map(|i| i.name).collect()
+        identities::list_for_owner(conn, who.id)?
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
     };
     // dataset names are unique per owner only: the grants of this dataset
     let grants = grants::list(conn, Some(&ds.name), None, None)?

@@ -180,9 +180,9 @@ pub async fn register_column(
         );
         let domain = match domain {
             Err(e) if e.reason == crate::error::reason::NOT_FOUND => {
-                let mut refused = entry.clone().params(
-                    json!({"join_domain": req.join_domain, "join_domain_owner": req.join_domain_owner}),
-                );
+                let mut refused = entry
+                    .clone()
+                    .params(json!({"join_domain": req.join_domain, "join_domain_owner": req.join_domain_owner}));
                 for o in crate::join_domains::owners_named(conn, req.join_domain.as_deref().unwrap_or_default())? {
                     refused.add_reader(o);
                 }

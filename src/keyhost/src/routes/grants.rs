@@ -40,10 +40,12 @@ pub async fn create(
             .dataset(&req.dataset)
             .column(&req.column)
             .params(json!({"identity": req.identity, "operation": req.operation, "params": req.params}));
-        let ds = super::guard_found(conn, &entry, datasets::resolve(conn, &who, &req.dataset, req.owner.as_deref()))?;
+        let found = datasets::resolve(conn, &who, &req.dataset, req.owner.as_deref());
+        let ds = super::guard_found(conn, &entry, found)?;
         entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
-        let grantee = super::guard_found(conn, &entry, identities::resolve(conn, &who, &req.identity))?;
+        let found = identities::resolve(conn, &who, &req.identity);
+        let grantee = super::guard_found(conn, &entry, found)?;
         if let Some(org) = crate::orgs::org_of(&grantee) {
             entry.add_reader(org);
         }
@@ -91,7 +93,11 @@ pub async fn list(
         let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
         // an owner names its own identities by their short name (`worker` for `clinic/worker`)
         let identity = match q.identity.as_deref() {
-            Some(n) => Some(identities::resolve(conn, &who, n).map(|i| i.name).unwrap_or_else(|_| n.to_owned())),
+            Some(n) => Some(
+                identities::resolve(conn, &who, n)
+                    .map(|i| i.name)
+                    .unwrap_or_else(|_| n.to_owned()),
+            ),
             None => None,
         };
         let list = grants::list(conn, q.dataset.as_deref(), identity.as_deref(), visible_to)?;
@@ -131,7 +137,11 @@ pub async fn revoke(
         guard(
             conn,
             &entry,
-            if visible { policy::require_manage(&who, &ds, "manage grants") } else { Err(unknown()) },
+            if visible {
+                policy::require_manage(&who, &ds, "manage grants")
+            } else {
+                Err(unknown())
+            },
         )?;
         let tx = conn.transaction()?;
         grants::revoke(&tx, grant_id)?;

@@ -82,7 +82,10 @@ pub async fn create(
             let found = identities::resolve(conn, &who, &req.name);
             let existing = super::guard_found(conn, &entry, found)?;
             if !req.exist_ok {
-                return Err(ApiError::conflict(format!("identity '{}' already exists", existing.name)));
+                return Err(ApiError::conflict(format!(
+                    "identity '{}' already exists",
+                    existing.name
+                )));
             }
             return Ok(Json(created_json(conn, &existing)?));
         }
@@ -176,19 +179,17 @@ pub async fn share(
         let mut entry = NewEntry::new(&who, "identity.share")
             .params(json!({"identity": req.identity, "with": req.with, "shared": req.shared}));
         entry.add_reader(who.id);
-        let target = super::guard_found(conn, &entry, manageable(conn, &who, &req.identity))?;
-        let with = super::guard_found(
-            conn,
-            &entry,
-            identities::find_by_name(conn, &req.with)?
-                .filter(|o| o.role == Role::Owner && o.id != who.id)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "'{}' is not another owner on this keyhost; identities are shared with owners",
-                        req.with
-                    ))
-                }),
-        )?;
+        let found = manageable(conn, &who, &req.identity);
+        let target = super::guard_found(conn, &entry, found)?;
+        let found = identities::find_by_name(conn, &req.with)?
+            .filter(|o| o.role == Role::Owner && o.id != who.id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "'{}' is not another owner on this keyhost; identities are shared with owners",
+                    req.with
+                ))
+            });
+        let with = super::guard_found(conn, &entry, found)?;
         entry.add_reader(with.id);
         if let Some(m) = target.manager_id {
             entry.add_reader(m);
@@ -198,7 +199,9 @@ pub async fn share(
         entry.params = json!({"identity": target.name, "with": with.name, "shared": req.shared, "changed": changed});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({"identity": target.name, "with": with.name, "shared": req.shared})))
+        Ok(Json(
+            json!({"identity": target.name, "with": with.name, "shared": req.shared}),
+        ))
     })
     .await
 }

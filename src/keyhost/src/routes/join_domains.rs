@@ -75,10 +75,9 @@ pub async fn list(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<
              ORDER BY d.id",
         )?;
         let rows = st
-            .query_map(
-                crate::params![who.id, i64::from(policy::is_admin(&who))],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
-            )?
+            .query_map(crate::params![who.id, i64::from(policy::is_admin(&who))], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?
             .collect::<crate::db::Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, name, owner) in rows {
@@ -130,27 +129,28 @@ pub async fn add_member(
         let mut entry =
             NewEntry::new(&who, "join_domain.member.add").params(json!({"join_domain": name, "member": req.owner}));
         entry.add_reader(who.id);
-        let d = super::guard_found(conn, &entry, own_domain(conn, &who, &name, oq.owner.as_deref()))?;
+        let found = own_domain(conn, &who, &name, oq.owner.as_deref());
+        let d = super::guard_found(conn, &entry, found)?;
         entry.add_reader(d.owner_id);
-        let member = super::guard_found(
-            conn,
-            &entry,
-            identities::find_by_name(conn, &req.owner)?
-                .filter(|o| o.role == Role::Owner && o.id != d.owner_id)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "'{}' is not another owner on this keyhost; members of a join domain are owners",
-                        req.owner
-                    ))
-                }),
-        )?;
+        let found = identities::find_by_name(conn, &req.owner)?
+            .filter(|o| o.role == Role::Owner && o.id != d.owner_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "'{}' is not another owner on this keyhost; members of a join domain are owners",
+                    req.owner
+                ))
+            });
+        let member = super::guard_found(conn, &entry, found)?;
         entry.add_reader(member.id);
         let tx = conn.transaction()?;
         let changed = orgs::set_member(&tx, d.id, member.id, true)?;
-        entry.params = json!({"join_domain": d.name, "join_domain_id": d.id, "member": member.name, "changed": changed});
+        entry.params =
+            json!({"join_domain": d.name, "join_domain_id": d.id, "member": member.name, "changed": changed});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({"join_domain": d.name, "member": member.name, "members": orgs::members(conn, d.id)?})))
+        Ok(Json(
+            json!({"join_domain": d.name, "member": member.name, "members": orgs::members(conn, d.id)?}),
+        ))
     })
     .await
 }
@@ -195,15 +195,17 @@ pub async fn remove_member(
             };
             super::guard_found(conn, &entry, one)?
         } else {
-            super::guard_found(conn, &entry, own_domain(conn, &who, &name, oq.owner.as_deref()))?
+            let found = own_domain(conn, &who, &name, oq.owner.as_deref());
+            super::guard_found(conn, &entry, found)?
         };
         entry.add_reader(d.owner_id);
-        let m = identities::find_by_name(conn, &member)?.filter(|m| orgs::is_member(conn, d.id, m.id).unwrap_or(false));
-        let m = super::guard_found(
-            conn,
-            &entry,
-            m.ok_or_else(|| ApiError::not_found(format!("'{member}' is not a member of join domain '{name}'"))),
-        )?;
+        let m = match identities::find_by_name(conn, &member)? {
+            Some(m) if orgs::is_member(conn, d.id, m.id)? => Ok(m),
+            _ => Err(ApiError::not_found(format!(
+                "'{member}' is not a member of join domain '{name}'"
+            ))),
+        };
+        let m = super::guard_found(conn, &entry, m)?;
         entry.add_reader(m.id);
         let tx = conn.transaction()?;
         orgs::set_member(&tx, d.id, m.id, false)?;
@@ -231,7 +233,8 @@ pub async fn rotate(
     st.db(move |conn, st| {
         let mut entry = NewEntry::new(&who, "join_domain.rotate").params(json!({"join_domain": name}));
         entry.add_reader(who.id);
-        let old = super::guard_found(conn, &entry, own_domain(conn, &who, &name, oq.owner.as_deref()))?;
+        let found = own_domain(conn, &who, &name, oq.owner.as_deref());
+        let old = super::guard_found(conn, &entry, found)?;
         let members = orgs::members(conn, old.id)?;
         let owner = identities::find_by_id(conn, old.owner_id)?
             .ok_or_else(|| ApiError::internal("join domain", &"domain without owner"))?;
@@ -248,7 +251,9 @@ pub async fn rotate(
         entry.params = json!({"join_domain": old.name, "previous_id": old.id, "join_domain_id": new.id});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({"join_domain": new.name, "id": new.id, "previous_id": old.id})))
+        Ok(Json(
+            json!({"join_domain": new.name, "id": new.id, "previous_id": old.id}),
+        ))
     })
     .await
 }

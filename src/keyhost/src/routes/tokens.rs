@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::guard;
+use super::identities::manageable;
 use crate::audit::{self, NewEntry};
 use crate::clock;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
 use crate::identities;
-use super::identities::manageable;
 use crate::policy;
 use crate::state::AppState;
 use crate::tokens::{self, DEFAULT_TTL_SECONDS};
@@ -35,12 +35,14 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-        let mut entry = NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
+        let mut entry =
+            NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
         if who.role == identities::Role::Owner {
             entry.add_reader(who.id);
         }
         guard(conn, &entry, may_manage_tokens(&who, "issue tokens"))?;
-        let ident = super::guard_found(conn, &entry, manageable(conn, &who, &req.identity))?;
+        let found = manageable(conn, &who, &req.identity);
+        let ident = super::guard_found(conn, &entry, found)?;
         if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
             return Err(ApiError::invalid(format!(
                 "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"

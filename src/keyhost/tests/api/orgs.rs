@@ -49,7 +49,8 @@ fn dataset_and_domain_names_are_scoped_per_owner() {
     assert_eq!((again.status, again.reason()), (409, "conflict"));
     assert!(!again.body.to_string().contains("clinic"), "{}", again.body);
     assert_eq!(
-        kh.post(&insurer, "/v1/datasets", json!({"name": "crm", "exist_ok": true})).ok()["id"],
+        kh.post(&insurer, "/v1/datasets", json!({"name": "crm", "exist_ok": true}))
+            .ok()["id"],
         crm_i["id"]
     );
     // join domains likewise
@@ -108,7 +109,10 @@ fn owners_manage_their_own_identities_and_tokens() {
     kh.post(&clinic, "/v1/datasets", json!({"name": "visits"})).ok();
 
     let w = kh.post(&clinic, "/v1/identities", json!({"name": "worker"})).ok();
-    assert_eq!((w["name"].as_str(), w["manager"].as_str()), (Some("clinic/worker"), Some("clinic")));
+    assert_eq!(
+        (w["name"].as_str(), w["manager"].as_str()),
+        (Some("clinic/worker"), Some("clinic"))
+    );
     // an owner creates analysts only, not owners or admins
     let r = kh.post(&clinic, "/v1/identities", json!({"name": "boss", "role": "owner"}));
     assert_eq!((r.status, r.reason()), (403, "permission_denied"));
@@ -161,11 +165,22 @@ fn owners_manage_their_own_identities_and_tokens() {
     let r = kh.post(&insurer, "/v1/grants", grant_worker.clone());
     assert_eq!((r.status, r.reason()), (404, "not_found"));
     // ... until the clinic shares the worker with the insurer: an explicit act, in both logs
-    let r = kh.post(&insurer, "/v1/identities/share", json!({"identity": "clinic/worker", "with": "insurer"}));
+    let r = kh.post(
+        &insurer,
+        "/v1/identities/share",
+        json!({"identity": "clinic/worker", "with": "insurer"}),
+    );
     assert_eq!((r.status, r.reason()), (404, "not_found"), "only its manager shares it");
-    kh.post(&clinic, "/v1/identities/share", json!({"identity": "worker", "with": "insurer"}))
-        .ok();
-    assert_eq!(kh.post(&insurer, "/v1/grants", grant_worker).ok()["identity"], "clinic/worker");
+    kh.post(
+        &clinic,
+        "/v1/identities/share",
+        json!({"identity": "worker", "with": "insurer"}),
+    )
+    .ok();
+    assert_eq!(
+        kh.post(&insurer, "/v1/grants", grant_worker).ok()["identity"],
+        "clinic/worker"
+    );
     let shared = kh.get(&insurer, "/v1/identities").ok();
     assert_eq!(shared["identities"][0]["name"], "clinic/worker");
     assert_eq!(shared["identities"][0]["manager"], "clinic");
@@ -231,8 +246,12 @@ fn join_domains_need_the_owners_consent() {
     assert_eq!((r.status, r.reason()), (404, "not_found"), "{}", r.body);
     assert!(r.body.get("keys").is_none());
     assert!(!r.body.to_string().contains("clinic"));
-    let r2 = kh.post(&insurer, "/v1/datasets/dict/columns", json!({"name": "surname", "dtype": "string",
-        "facets": ["val", "group"], "join_domain": "persons", "join_domain_owner": "clinic"}));
+    let r2 = kh.post(
+        &insurer,
+        "/v1/datasets/dict/columns",
+        json!({"name": "surname", "dtype": "string",
+        "facets": ["val", "group"], "join_domain": "persons", "join_domain_owner": "clinic"}),
+    );
     assert_eq!((r2.status, r2.reason()), (404, "not_found"));
     assert!(has(&mine(&kh, &insurer), "insurer", "column.register", "refused"));
     // the clinic sees the attempt on its domain's name
@@ -246,11 +265,18 @@ fn join_domains_need_the_owners_consent() {
     assert!(has(&mine(&kh, &clinic), "clinic", "join_domain.member.add", "issued"));
     assert!(has(&mine(&kh, &insurer), "clinic", "join_domain.member.add", "issued"));
     // only the domain's owner adds members
-    let r = kh.post(&insurer, "/v1/join-domains/persons/members", json!({"owner": "insurer"}));
+    let r = kh.post(
+        &insurer,
+        "/v1/join-domains/persons/members",
+        json!({"owner": "insurer"}),
+    );
     assert_eq!((r.status, r.reason()), (404, "not_found"));
     let listed = kh.get(&insurer, "/v1/join-domains").ok();
     assert_eq!(listed["join_domains"][0]["owner"], "clinic");
-    assert!(listed["join_domains"][0].get("members").is_none(), "members are the owner's business");
+    assert!(
+        listed["join_domains"][0].get("members").is_none(),
+        "members are the owner's business"
+    );
 
     let ins = kh
         .post(&insurer, "/v1/datasets/dict/columns", text_column("surname", "persons"))
@@ -265,17 +291,28 @@ fn join_domains_need_the_owners_consent() {
 
     // pads of the clinic's rows for the insurer (a key holder) only by explicit choice
     let alloc = kh
-        .post(&clinic, "/v1/datasets/crm/rids", json!({"count": 10, "columns": [c["column_id"]]}))
+        .post(
+            &clinic,
+            "/v1/datasets/crm/rids",
+            json!({"count": 10, "columns": [c["column_id"]]}),
+        )
         .ok();
     let start = alloc["start"].as_u64().unwrap();
-    kh.post(&clinic, "/v1/grants", json!({"identity": "insurer", "dataset": "crm", "column": "surname",
-        "operation": "group"}))
-        .ok();
+    kh.post(
+        &clinic,
+        "/v1/grants",
+        json!({"identity": "insurer", "dataset": "crm", "column": "surname",
+        "operation": "group"}),
+    )
+    .ok();
     let rids = RidSet::from_sorted(&(start..start + 10).collect::<Vec<_>>());
     let pads = json!({"op": "pads", "dataset_id": c["dataset_id"], "column_id": c["column_id"],
                       "epoch": c["epoch"], "facet": "group", "rids": rids.to_base64()});
     let res = kh.answer(&insurer, json!([pads.clone()]));
-    assert_eq!((res[0]["ok"].as_bool(), res[0]["reason"].as_str()), (Some(false), Some("permission_denied")));
+    assert_eq!(
+        (res[0]["ok"].as_bool(), res[0]["reason"].as_str()),
+        (Some(false), Some("permission_denied"))
+    );
     assert!(res[0]["message"].as_str().unwrap().contains("domain_key_holder=True"));
     let log = kh.get(&clinic, "/v1/audit?dataset=crm").ok();
     assert!(log["entries"]
@@ -283,17 +320,31 @@ fn join_domains_need_the_owners_consent() {
         .unwrap()
         .iter()
         .any(|e| e["identity"] == "insurer" && e["operation"] == "pads" && e["decision"] == "refused"));
-    kh.post(&clinic, "/v1/grants", json!({"identity": "insurer", "dataset": "crm", "column": "surname",
-        "operation": "group", "params": {"domain_key_holder": true}}))
-        .ok();
+    kh.post(
+        &clinic,
+        "/v1/grants",
+        json!({"identity": "insurer", "dataset": "crm", "column": "surname",
+        "operation": "group", "params": {"domain_key_holder": true}}),
+    )
+    .ok();
     assert_eq!(kh.answer(&insurer, json!([pads]))[0]["ok"], true);
 
     // leaving: the insurer registers no new column in the domain; both logs record it
     kh.delete(&insurer, "/v1/join-domains/persons/members/insurer").ok();
     let r = kh.post(&insurer, "/v1/datasets/dict/columns", text_column("given", "persons"));
     assert_eq!((r.status, r.reason()), (404, "not_found"));
-    assert!(has(&mine(&kh, &clinic), "insurer", "join_domain.member.remove", "issued"));
-    assert!(has(&mine(&kh, &insurer), "insurer", "join_domain.member.remove", "issued"));
+    assert!(has(
+        &mine(&kh, &clinic),
+        "insurer",
+        "join_domain.member.remove",
+        "issued"
+    ));
+    assert!(has(
+        &mine(&kh, &insurer),
+        "insurer",
+        "join_domain.member.remove",
+        "issued"
+    ));
 
     // rotation: new columns get a new key; the old column keeps its key (its ciphertext stays
     // readable and joinable with ciphertext under that key)
