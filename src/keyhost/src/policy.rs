@@ -41,6 +41,19 @@ pub fn require_create_dataset(who: &Identity) -> ApiResult<()> {
     )))
 }
 
+/// Owners and admins manage datasets; a member is refused before any dataset is looked up, so
+/// the refusal says nothing about which names exist.
+pub fn require_owner_role(who: &Identity, action: &str) -> ApiResult<()> {
+    if matches!(who.role, Role::Admin | Role::Owner) {
+        return Ok(());
+    }
+    Err(ApiError::denied(format!(
+        "identity '{}' (role {}) may not {action}: only the dataset's owner or an admin may",
+        who.name,
+        who.role.as_str()
+    )))
+}
+
 pub fn require_manage(who: &Identity, ds: &Dataset, action: &str) -> ApiResult<()> {
     if can_manage(who, ds) {
         return Ok(());

@@ -164,7 +164,10 @@ pub async fn register_column(
     ApiJson(req): ApiJson<RegisterColumn>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
-        let ds = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref())?;
+        let pre = NewEntry::new(&who, "column.register").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "register columns"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
         let entry = NewEntry::new(&who, "column.register").on(&ds).column(&req.name);
         guard(conn, &entry, policy::require_manage(&who, &ds, "register columns"))?;
         identities::validate_name("column", &req.name)?;
@@ -302,7 +305,10 @@ pub async fn rotate_column(
     ApiQuery(oq): ApiQuery<OwnerQuery>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
-        let ds = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref())?;
+        let pre = NewEntry::new(&who, "column.rotate").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "rotate column keys"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
         let entry = NewEntry::new(&who, "column.rotate").on(&ds).column(&column);
         guard(conn, &entry, policy::require_manage(&who, &ds, "rotate column keys"))?;
         let tx = conn.transaction()?;
@@ -342,7 +348,10 @@ pub async fn allocate_rids(
     ApiJson(req): ApiJson<AllocateRids>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref())?;
+        let pre = NewEntry::new(&who, "rids.allocate").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "allocate row ids"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
         let entry = NewEntry::new(&who, "rids.allocate").on(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "allocate row ids"))?;
         if req.count == 0 || req.count > MAX_RID_COUNT {

@@ -40,6 +40,7 @@ pub async fn create(
             .dataset(&req.dataset)
             .column(&req.column)
             .params(json!({"identity": req.identity, "operation": req.operation, "params": req.params}));
+        guard(conn, &entry, policy::require_owner_role(&who, "manage grants"))?;
         let found = datasets::resolve(conn, &who, &req.dataset, req.owner.as_deref());
         let ds = super::guard_found(conn, &entry, found)?;
         entry.set_dataset(&ds);

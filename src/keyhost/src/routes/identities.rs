@@ -206,15 +206,20 @@ pub async fn share(
     .await
 }
 
-/// The identity `name` if `who` manages it (an admin: any; an owner: the ones it created, by
-/// short or full name). Anything else is refused as unknown, so owners cannot probe names.
+/// The identity `name` if `who` manages it (an admin: any, else `not_found`; an owner: the ones it
+/// created, by short or full name). An owner gets one `permission_denied` for identities of others
+/// and names that do not exist alike, so owners cannot probe names.
 pub fn manageable(conn: &crate::db::Connection, who: &Identity, name: &str) -> ApiResult<Identity> {
+    if who.role == Role::Admin {
+        return identities::require(conn, name);
+    }
     let found = identities::resolve(conn, who, name).ok();
     match found {
         Some(i) if identities::manages(who, &i) => Ok(i),
-        _ => Err(ApiError::not_found(format!(
-            "identity '{name}' does not exist on this keyhost or is not one you manage (owners manage the \
-             identities they created, named '{}/NAME')",
+        // the same refusal whether the identity exists or not: no probing other organisations
+        _ => Err(ApiError::denied(format!(
+            "identity '{name}' is not one you manage: owners manage the identities they created, named \
+             '{}/NAME' (an identity that does not exist is refused the same way)",
             who.name
         ))),
     }

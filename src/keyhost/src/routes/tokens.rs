@@ -108,14 +108,21 @@ pub async fn revoke(
             entry.add_reader(who.id);
         }
         guard(conn, &entry, may_manage_tokens(&who, "revoke tokens"))?;
-        // another organisation's token is refused as an unknown one (token ids are sequential)
         let unknown = || ApiError::not_found(format!("token {token_id} does not exist on this keyhost"));
         let holder = match tokens::find(conn, token_id)? {
             Some(info) => identities::find_by_name(conn, &info.identity)?,
             None => None,
         };
-        let mine = holder.as_ref().is_some_and(|h| identities::manages(&who, h));
-        super::guard_found(conn, &entry, if mine { Ok(()) } else { Err(unknown()) })?;
+        let check = match &holder {
+            Some(h) if identities::manages(&who, h) => Ok(()),
+            None if policy::is_admin(&who) => Err(unknown()),
+            // an owner: one refusal for other organisations' tokens and unknown ids alike (token
+            // ids are sequential)
+            _ => Err(ApiError::denied(format!(
+                "token {token_id} is not a token of an identity you manage (an unknown id is refused the same way)"
+            ))),
+        };
+        super::guard_found(conn, &entry, check)?;
         let tx = conn.transaction()?;
         let Some(info) = tokens::find(&tx, token_id)? else {
             return Err(unknown());

@@ -149,15 +149,18 @@ fn owners_manage_their_own_identities_and_tokens() {
     assert_eq!(toks["tokens"].as_array().unwrap().len(), 1);
     assert_eq!(kh.get(&insurer, "/v1/tokens").ok()["tokens"], json!([]));
 
-    // another owner can neither issue nor revoke the clinic's tokens, nor grant to its worker
+    // another owner can neither issue nor revoke the clinic's tokens, nor grant to its worker;
+    // each refused exactly as an identity or a token id that does not exist
     let r = kh.post(&insurer, "/v1/tokens", json!({"identity": "clinic/worker"}));
-    assert_eq!((r.status, r.reason()), (404, "not_found"));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    let none = kh.post(&insurer, "/v1/tokens", json!({"identity": "nobody/none"}));
+    let msg = |b: &Value, n: &str| b["error"]["message"].as_str().unwrap().replace(n, "N");
+    assert_eq!(msg(&r.body, "clinic/worker"), msg(&none.body, "nobody/none"));
     let tid = t["token_id"].as_i64().unwrap();
     let r = kh.delete(&insurer, &format!("/v1/tokens/{tid}"));
-    assert_eq!((r.status, r.reason()), (404, "not_found"));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
     // ... refused exactly as a token id that does not exist
     let unknown = kh.delete(&insurer, "/v1/tokens/999999");
-    let msg = |b: &Value, id: &str| b["error"]["message"].as_str().unwrap().replace(id, "N");
     assert_eq!(msg(&r.body, &tid.to_string()), msg(&unknown.body, "999999"));
     kh.post(&insurer, "/v1/datasets", json!({"name": "claims"})).ok();
     let grant_worker = json!({"identity": "clinic/worker", "dataset": "claims", "column": "amount",
@@ -170,7 +173,11 @@ fn owners_manage_their_own_identities_and_tokens() {
         "/v1/identities/share",
         json!({"identity": "clinic/worker", "with": "insurer"}),
     );
-    assert_eq!((r.status, r.reason()), (404, "not_found"), "only its manager shares it");
+    assert_eq!(
+        (r.status, r.reason()),
+        (403, "permission_denied"),
+        "only its manager shares it"
+    );
     kh.post(
         &clinic,
         "/v1/identities/share",
@@ -186,7 +193,7 @@ fn owners_manage_their_own_identities_and_tokens() {
     assert_eq!(shared["identities"][0]["manager"], "clinic");
     // still only the clinic issues its tokens
     let r = kh.post(&insurer, "/v1/tokens", json!({"identity": "clinic/worker"}));
-    assert_eq!((r.status, r.reason()), (404, "not_found"));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
 
     // the clinic revokes its worker's token; the token stops working
     kh.delete(&clinic, &format!("/v1/tokens/{tid}")).ok();
