@@ -60,7 +60,6 @@ pub async fn create(
         let gp = grant_params::build(conn, &ds, &req.column, op, req.params.clone())?;
         let tx = conn.transaction()?;
         let grant_id = grants::insert(&tx, grantee.id, ds.id, &req.column, op, &gp)?;
-        let mut entry = entry;
         entry.params = json!({"grant_id": grant_id, "identity": grantee.name, "operation": op, "params": gp});
         audit::append(&tx, entry)?;
         tx.commit()?;
@@ -93,14 +92,11 @@ pub async fn list(
     st.db(move |conn, _| {
         let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
         // an owner names its own identities by their short name (`worker` for `clinic/worker`)
-        let identity = match q.identity.as_deref() {
-            Some(n) => Some(
-                identities::resolve(conn, &who, n)
-                    .map(|i| i.name)
-                    .unwrap_or_else(|_| n.to_owned()),
-            ),
-            None => None,
-        };
+        let identity = q.identity.as_deref().map(|n| {
+            identities::resolve(conn, &who, n)
+                .map(|i| i.name)
+                .unwrap_or_else(|_| n.to_owned())
+        });
         let list = grants::list(conn, q.dataset.as_deref(), identity.as_deref(), visible_to)?;
         let mut out = Vec::with_capacity(list.len());
         for g in &list {

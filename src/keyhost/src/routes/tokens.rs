@@ -50,7 +50,6 @@ pub async fn create(
         }
         let tx = conn.transaction()?;
         let (info, secret) = tokens::issue(&tx, &ident, Some(ttl))?;
-        let mut entry = entry;
         entry.params = json!({"identity": ident.name, "ttl_seconds": ttl, "token_id": info.token_id});
         audit::append(&tx, entry)?;
         tx.commit()?;
@@ -128,7 +127,6 @@ pub async fn revoke(
             return Err(unknown());
         };
         tokens::revoke(&tx, token_id)?;
-        let mut entry = entry;
         entry.params = json!({"token_id": token_id, "identity": info.identity});
         audit::append(&tx, entry)?;
         tx.commit()?;
