@@ -53,9 +53,13 @@ def _refused(session: gp.Session, operation: str, *, identity: str | None = None
 
 
 def _surnames(n: int) -> list[str]:
-    names = pl.read_csv(DATA / "rldata500.csv")["lname_c1"].unique(maintain_order=True).to_list()
-    assert len(names) >= n
-    return [str(s) for s in names[:n]]
+    """The surnames of the first ``n`` people of the sample data (with repeats)."""
+    return [str(s) for s in pl.read_csv(DATA / "rldata500.csv")["lname_c1"].head(n)]
+
+
+def _dictionary() -> pl.DataFrame:
+    """An attacker's dictionary: every distinct surname of the sample data."""
+    return pl.DataFrame({"surname": sorted(set(_surnames(500)))})
 
 
 # -- fault 3: names ----------------------------------------------------------------------------
@@ -184,22 +188,28 @@ def _keys(enc: pl.DataFrame, session: gp.Session) -> set[int]:
 
 def test_attack_without_consent_gets_nothing(keyhost: KeyhostProcess, admin: gp.Session) -> None:
     clinic, insurer, persons, crm, _ = _two_orgs(keyhost, admin, 300)
-    words = pl.DataFrame({"surname": _surnames(300)})  # the insurer's dictionary: every surname
+    words = _dictionary()  # the insurer's dictionary: every surname
     dictionary = insurer.create_dataset(_unique("dict"))
+
     # registering a column in the clinic's domain without its consent: refused, typed, audited
-    for owner in (None, _name(clinic)):
+    def refusal(owner: str | None) -> str:
         spec = gp.text(group=True, join_domain=persons, join_domain_owner=owner)
         with pytest.raises(gp.KeyhostError, match="has not made your organisation a member") as e:
             gp.encrypt(words, dictionary, {"surname": spec})
-        assert e.value.reason == "not_found" and _name(clinic) not in str(e.value)
-    assert len(_refused(insurer, "column.register", identity=_name(insurer))) == 2
-    assert len(_refused(clinic, "column.register", identity=_name(insurer))) == 2, "the clinic sees the attempts"
+        assert e.value.reason == "not_found"
+        return str(e.value).replace(owner or "", "OWNER")
+
+    assert _name(clinic) not in refusal(None)
+    # naming the clinic gets the refusal a made-up owner gets: nothing confirms the domain exists
+    assert refusal(_name(clinic)) == refusal("nobody-at-all")
+    assert len(_refused(insurer, "column.register", identity=_name(insurer))) == 3
+    assert len(_refused(clinic, "column.register", identity=_name(insurer))) == 3, "the clinic sees the attempts"
     # the insurer's own domain of the same name: its dictionary's pseudonyms
     insurer.create_join_domain(persons)
     mine = gp.encrypt(words, dictionary, {"surname": gp.text(group=True, join_domain=persons)})
     # with the pads of all 300 clinic rows (its group grant), it matches none of them
     theirs = _keys(crm, insurer)
-    assert len(theirs) == 300
+    assert len(theirs) == len(set(_surnames(300))) > 50
     assert theirs.isdisjoint(_keys(mine, insurer))
     with pytest.raises(gp.UnsupportedOperation, match="join domain"):
         crm.lazy().join(mine.lazy(), left_on=pl.col("surname").ghost.key(),
@@ -210,7 +220,7 @@ def test_attack_without_consent_gets_nothing(keyhost: KeyhostProcess, admin: gp.
 
 def test_key_holder_pads_are_an_explicit_choice(keyhost: KeyhostProcess, admin: gp.Session) -> None:
     clinic, insurer, persons, crm, crm_ds = _two_orgs(keyhost, admin, 300)
-    words = pl.DataFrame({"surname": _surnames(300)})
+    words = _dictionary()
     # consent: the clinic makes the insurer a member; both logs record it
     members = clinic.add_join_domain_member(persons, _name(insurer))
     assert [m["owner"] for m in members] == [_name(insurer)]
@@ -220,6 +230,7 @@ def test_key_holder_pads_are_an_explicit_choice(keyhost: KeyhostProcess, admin: 
     assert [(d["name"], d["owner"]) for d in insurer.join_domains()] == [(persons, _name(clinic))]
     dictionary = insurer.create_dataset(_unique("dict"))
     mine = gp.encrypt(words, dictionary, {"surname": gp.text(group=True, join_domain=persons)})
+    mine = mine.with_columns(words["surname"].alias("plain"))  # the attacker knows its dictionary
     # the insurer now holds the domain's key: pads of the clinic's rows are refused ...
     with pytest.raises(gp.PermissionDenied, match="domain_key_holder=True") as e:
         _keys(crm, insurer)
@@ -233,6 +244,7 @@ def test_key_holder_pads_are_an_explicit_choice(keyhost: KeyhostProcess, admin: 
     pairs = crm.lazy().join(mine.lazy(), left_on=pl.col("surname").ghost.key(),
                             right_on=pl.col("surname").ghost.key()).ghost.collect(insurer)  # fmt: skip
     assert pairs.height == 300
+    assert sorted(pairs["plain"].to_list()) == sorted(_surnames(300)), "the 300 surnames, recovered"
 
     # leaving: no new column in the domain; both logs record it
     insurer.leave_join_domain(persons, owner=_name(clinic))
@@ -325,7 +337,7 @@ def test_two_organisations_through_the_cli(keyhost: KeyhostProcess, admin: gp.Se
     tokens = json.loads(cli(c_tok, "token", "list", "--json"))
     assert {t["identity"] for t in tokens} == {f"{clinic}/worker"}
     listed = cli(c_tok, "identity", "list")
-    assert listed.splitlines()[0].split()[:3] == ["id", "name", "role"] and f"{clinic}/worker" in listed
+    assert {"id", "name", "role", "manager"} <= set(listed.splitlines()[0].split()) and f"{clinic}/worker" in listed
     # the insurer may not issue the clinic's worker a token (typed error, exit 2)
     err = cli(i_tok, "token", "create", f"{clinic}/worker", ok=False)
     assert "error: PermissionDenied" in err and "not one you manage" in err
@@ -338,7 +350,9 @@ def test_two_organisations_through_the_cli(keyhost: KeyhostProcess, admin: gp.Se
     assert [(d["name"], d["owner"]) for d in joined] == [(domain, clinic)]
     cli(i_tok, "join-domain", "leave", domain)
     assert json.loads(cli(i_tok, "join-domain", "list", "--json")) == []
-    mine = cli(c_tok, "audit", "list", "--mine", "--limit", "100")
-    for op in ("identity.create", "grant.create", "token.create", "identity.share", "join_domain.member.add",
-               "join_domain.member.remove"):  # fmt: skip
-        assert op in mine, op
+    assert "showing 8 of 8 entries" in cli(c_tok, "audit", "list", "--mine", "--limit", "100")
+    mine = json.loads(cli(c_tok, "audit", "list", "--mine", "--limit", "100", "--json"))["entries"]
+    ops = {e["operation"] for e in mine}
+    assert ops == {"dataset.create", "identity.create", "grant.create", "token.create", "identity.share",
+                   "join_domain.create", "join_domain.member.add", "join_domain.member.remove"}  # fmt: skip
+    assert {e["identity"] for e in mine} == {clinic, insurer}, "the insurer's leaving is in the clinic's log"
