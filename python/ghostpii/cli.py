@@ -215,7 +215,9 @@ def _grant(args: argparse.Namespace) -> int:
     allows = _allows(args)
     if args.action == "add":
         if not allows:
-            sys.exit("error: grant add needs at least one of --aggregate, --compare, --decrypt or --group COLUMN")
+            sys.exit(
+                "error: grant add needs at least one of --aggregate, --compare or --decrypt COLUMN (or --group COLUMN)"
+            )
         # an owner's "worker" is its own "<owner>/worker" (created if needed)
         identity = str(s.create_identity(args.identity, exist_ok=True)["name"])
         token = s.grant(identity, args.dataset, allows, issue_token=args.issue_token)
