@@ -71,7 +71,9 @@ pub async fn list(
                 ),
             )?,
             (Some(name), _) => {
-                let ds = datasets::resolve(conn, &who, name, q.owner.as_deref())?;
+                entry = entry.dataset(name);
+                let found = datasets::resolve(conn, &who, name, q.owner.as_deref());
+                let ds = super::guard_found(conn, &entry, found)?;
                 entry = entry.on(&ds);
                 guard(conn, &entry, policy::require_manage(&who, &ds, "read the audit log"))?;
                 reader = Some(ds.owner_id);
