@@ -164,6 +164,31 @@ def test_owner_grants_without_the_admin(keyhost: KeyhostProcess, admin: gp.Sessi
         again.audit(mine=True)
 
 
+def test_a_lead_issues_tokens_within_the_owners_limits(keyhost: KeyhostProcess, admin: gp.Session) -> None:
+    clinic = _owner(keyhost, admin, "clinic")
+    ds = clinic.create_dataset(_unique("visits"))
+    enc = gp.encrypt(pl.DataFrame({"cost": [10, 20, 30, 40]}), ds, {"cost": gp.integer(bounds=(0, 100))})
+    lead = gp.connect(keyhost.url, clinic.grant("lead", ds, []))
+    clinic.grant("worker", ds, [gp.allow.aggregate("cost", min_rows=2)], issue_token=False)
+    with pytest.raises(gp.PermissionDenied):
+        lead.create_token("worker", ttl_seconds=600)
+    d = clinic.delegate_tokens("lead", max_ttl_seconds=600, ttl_seconds=3600)
+    assert d["identity"] == f"{_name(clinic)}/lead" and d["max_ttl_seconds"] == 600
+    worker = gp.connect(keyhost.url, lead.create_token("worker", ttl_seconds=600))
+    assert enc.lazy().select(pl.col("cost").ghost.sum()).ghost.collect(worker)["cost"][0] == 100
+    with pytest.raises(gp.PermissionDenied, match="beyond the delegation"):
+        lead.create_token("worker", ttl_seconds=601)
+    with pytest.raises(gp.PermissionDenied):
+        lead.create_token("lead", ttl_seconds=60)  # never for itself
+    with pytest.raises(gp.PermissionDenied):
+        lead.grant("worker", ds, [gp.allow.decrypt("cost")], issue_token=False)
+    clinic.delegate_tokens("lead", revoke=True)
+    with pytest.raises(gp.PermissionDenied):
+        lead.create_token("worker", ttl_seconds=60)
+    log = clinic.audit(mine=True)
+    assert log.filter((pl.col("identity") == f"{_name(clinic)}/lead") & (pl.col("decision") == "refused")).height >= 4
+
+
 # -- fault 2 and the attack: join domains ------------------------------------------------------
 
 

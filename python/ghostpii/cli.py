@@ -120,6 +120,9 @@ def _identity(args: argparse.Namespace) -> int:
     s = _session(args)
     if args.action == "create":
         _print(s.create_identity(args.name, args.role), args.json)
+    elif args.action == "delegate":
+        r = s.delegate_tokens(args.identity, max_ttl_seconds=args.max_ttl, ttl_seconds=args.ttl, revoke=args.end)
+        _print(r, args.json)
     elif args.action == "share":
         s.share_identity(args.identity, args.owner, shared=not args.unshare)
         _print({"identity": args.identity, "owner": args.owner, "shared": not args.unshare}, args.json)
@@ -348,6 +351,12 @@ def _parser() -> argparse.ArgumentParser:
     ish.add_argument("owner")
     ish.add_argument("--unshare", action="store_true", help="take the share back")
     conn(ish)
+    idl = ident.add_parser("delegate", help="let one of your analysts issue your identities' tokens for a time")
+    idl.add_argument("identity")
+    idl.add_argument("--max-ttl", type=int, default=None, help="longest life of a token the lead issues (seconds)")
+    idl.add_argument("--ttl", type=int, default=None, help="how long the delegation lasts (seconds)")
+    idl.add_argument("--end", action="store_true", help="end the delegation now")
+    conn(idl)
     for sp in ident.choices.values():
         sp.set_defaults(func=_identity)
 

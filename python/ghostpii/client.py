@@ -258,6 +258,21 @@ class Session:
         which this owner issues. Audited in both owners' logs."""
         self._request("POST", "/v1/identities/share", json={"identity": identity, "with": owner, "shared": shared})
 
+    def delegate_tokens(
+        self, identity: str, *, max_ttl_seconds: int | None = None, ttl_seconds: int | None = None, revoke: bool = False
+    ) -> dict[str, Any]:
+        """Make ``identity``, an analyst this owner manages, the lead of its identities for
+        ``ttl_seconds``: the lead then issues, lists and revokes the tokens of the owner's other
+        identities (:meth:`create_token`, :meth:`tokens`, :meth:`revoke_token`), each living at most
+        ``max_ttl_seconds`` and never beyond the delegation; it cannot create identities, grant,
+        or issue tokens for itself. ``revoke=True`` ends the delegation. Audited in the owner's log."""
+        body: dict[str, Any] = {"identity": identity, "revoke": revoke}
+        if max_ttl_seconds is not None:
+            body["max_ttl_seconds"] = max_ttl_seconds
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        return self._request("POST", "/v1/identities/delegate", json=body)  # type: ignore[no-any-return]
+
     def create_token(self, identity: str, *, ttl_seconds: int | None = 30 * 86400) -> str:
         """Issue a new token for ``identity``; the secret is returned once, stored hashed."""
         return str(

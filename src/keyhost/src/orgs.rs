@@ -30,6 +30,14 @@ CREATE TABLE IF NOT EXISTS join_domain_members (
     removed_at INTEGER,
     PRIMARY KEY (domain_id, owner_id)
 );
+-- an analyst an owner made the lead of its identities: it issues and revokes their tokens, each
+-- living at most max_ttl_seconds and not beyond expires_at (the delegation's own end)
+CREATE TABLE IF NOT EXISTS token_delegations (
+    identity_id     INTEGER PRIMARY KEY REFERENCES identities(id),
+    max_ttl_seconds INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_readers (
     idx      INTEGER NOT NULL,
     owner_id INTEGER NOT NULL,
@@ -169,6 +177,46 @@ pub fn members(conn: &Connection, domain_id: i64) -> crate::db::Result<Vec<Membe
         })
     })?;
     rows.collect()
+}
+
+/// A delegation of token management to an analyst: the most seconds a token it issues may live,
+/// and when the delegation ends (microseconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delegation {
+    pub max_ttl_seconds: i64,
+    pub expires_at: i64,
+}
+
+/// The analyst's delegation, if it has one that has not ended.
+pub fn delegation(conn: &Connection, identity_id: i64) -> crate::db::Result<Option<Delegation>> {
+    let d = conn
+        .query_row(
+            "SELECT max_ttl_seconds, expires_at FROM token_delegations WHERE identity_id = ?1",
+            [identity_id],
+            |r| {
+                Ok(Delegation {
+                    max_ttl_seconds: r.get(0)?,
+                    expires_at: r.get(1)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(d.filter(|d| d.expires_at > clock::now_micros()))
+}
+
+/// Set (`Some`) or end (`None`) an analyst's delegation.
+pub fn set_delegation(conn: &Connection, identity_id: i64, d: Option<Delegation>) -> crate::db::Result<()> {
+    match d {
+        Some(d) => conn.execute(
+            "INSERT INTO token_delegations (identity_id, max_ttl_seconds, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (identity_id) DO UPDATE SET max_ttl_seconds = excluded.max_ttl_seconds,
+             expires_at = excluded.expires_at, created_at = excluded.created_at",
+            params![identity_id, d.max_ttl_seconds, d.expires_at, clock::now_micros()],
+        )?,
+        None => conn.execute("DELETE FROM token_delegations WHERE identity_id = ?1", [identity_id])?,
+    };
+    Ok(())
 }
 
 /// Record that the owners `readers` may read audit entry `idx` (inside the entry's transaction).

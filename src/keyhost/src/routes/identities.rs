@@ -206,6 +206,89 @@ pub async fn share(
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delegate {
+    identity: String,
+    /// The longest life of a token the lead issues (seconds).
+    #[serde(default)]
+    max_ttl_seconds: Option<i64>,
+    /// How long the delegation lasts (seconds).
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    /// `true` ends the delegation now.
+    #[serde(default)]
+    revoke: bool,
+}
+
+/// Longest delegation: 90 days.
+const MAX_DELEGATION_SECONDS: i64 = 90 * 24 * 3600;
+
+/// `POST /v1/identities/delegate {"identity", "max_ttl_seconds", "ttl_seconds"}` (the owner that
+/// manages the identity): make one of its analysts the lead of its identities for a time. The
+/// lead issues, lists and revokes the tokens of the owner's other identities, each token living
+/// at most `max_ttl_seconds` and never beyond the delegation's end; it cannot create identities,
+/// grant, or issue tokens for itself. `{"identity", "revoke": true}` ends it at once (tokens
+/// already issued stay until they expire or are revoked). Audited in the owner's log.
+pub async fn delegate(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<Delegate>,
+) -> ApiResult<Json<Value>> {
+    st.db(move |conn, _| {
+        let mut entry = NewEntry::new(&who, "identity.delegate").params(json!({
+            "identity": req.identity, "max_ttl_seconds": req.max_ttl_seconds,
+            "ttl_seconds": req.ttl_seconds, "revoke": req.revoke,
+        }));
+        entry.add_reader(who.id);
+        let owner_only = if who.role == Role::Owner {
+            Ok(())
+        } else {
+            Err(ApiError::denied(format!(
+                "identity '{}' (role {}) may not delegate: an owner delegates the tokens of its own analysts",
+                who.name,
+                who.role.as_str()
+            )))
+        };
+        guard(conn, &entry, owner_only)?;
+        let found = manageable(conn, &who, &req.identity);
+        let lead = super::guard_found(conn, &entry, found)?;
+        let d = if req.revoke {
+            None
+        } else {
+            let (Some(max_ttl), Some(ttl)) = (req.max_ttl_seconds, req.ttl_seconds) else {
+                return Err(ApiError::invalid(
+                    "a delegation needs max_ttl_seconds (longest token life) and ttl_seconds (how long it lasts)",
+                ));
+            };
+            if !(1..=MAX_DELEGATION_SECONDS).contains(&ttl) || !(1..=ttl).contains(&max_ttl) {
+                return Err(ApiError::invalid(format!(
+                    "ttl_seconds must be between 1 and {MAX_DELEGATION_SECONDS}, and max_ttl_seconds between 1 and \
+                     ttl_seconds"
+                )));
+            }
+            Some(orgs::Delegation {
+                max_ttl_seconds: max_ttl,
+                expires_at: crate::clock::now_micros().saturating_add(ttl.saturating_mul(1_000_000)),
+            })
+        };
+        let tx = conn.transaction()?;
+        orgs::set_delegation(&tx, lead.id, d)?;
+        entry.params = json!({
+            "identity": lead.name, "max_ttl_seconds": d.map(|d| d.max_ttl_seconds),
+            "expires_at": d.map(|d| crate::clock::format_rfc3339(d.expires_at)), "revoke": req.revoke,
+        });
+        audit::append(&tx, entry)?;
+        tx.commit()?;
+        Ok(Json(json!({
+            "identity": lead.name,
+            "max_ttl_seconds": d.map(|d| d.max_ttl_seconds),
+            "expires_at": d.map(|d| crate::clock::format_rfc3339(d.expires_at)),
+        })))
+    })
+    .await
+}
+
 /// The identity `name` if `who` manages it (an admin: any, else `not_found`; an owner: the ones it
 /// created, by short or full name). An owner gets one `permission_denied` for identities of others
 /// and names that do not exist alike, so owners cannot probe names.

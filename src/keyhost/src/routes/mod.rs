@@ -42,6 +42,7 @@ api_routes! {
     post "/v1/identities" => identities::create;
     get "/v1/identities" => identities::list;
     post "/v1/identities/share" => identities::share;
+    post "/v1/identities/delegate" => identities::delegate;
     post "/v1/tokens" => tokens::create;
     get "/v1/tokens" => tokens::list;
     post "/v1/tokens/rotate" => tokens::rotate;

@@ -367,3 +367,89 @@ fn join_domains_need_the_owners_consent() {
     assert_eq!(old["keys"]["group_det"], clinic_det);
     assert!(has(&mine(&kh, &clinic), "clinic", "join_domain.rotate", "issued"));
 }
+
+/// Delegation: an owner makes one analyst the lead of its identities for a time; the lead issues
+/// and revokes the tokens of the owner's other identities within the owner's limits, nothing else.
+#[test]
+fn a_lead_issues_tokens_within_the_owners_limits() {
+    let kh = Kh::start();
+    let clinic = kh.identity("clinic", "owner");
+    let insurer = kh.identity("insurer", "owner");
+    kh.post(&insurer, "/v1/identities", json!({"name": "bob"})).ok();
+    kh.post(&clinic, "/v1/identities", json!({"name": "lead"})).ok();
+    kh.post(&clinic, "/v1/identities", json!({"name": "worker"})).ok();
+    let lead = kh.post(&clinic, "/v1/tokens", json!({"identity": "lead"})).ok()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // before the delegation the lead manages nothing
+    let r = kh.post(&lead, "/v1/tokens", json!({"identity": "worker", "ttl_seconds": 60}));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    // only the owner delegates, and only to its own analysts
+    let r = kh.post(
+        &insurer,
+        "/v1/identities/delegate",
+        json!({"identity": "clinic/lead", "max_ttl_seconds": 3600, "ttl_seconds": 86400}),
+    );
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    let d = kh
+        .post(
+            &clinic,
+            "/v1/identities/delegate",
+            json!({"identity": "lead", "max_ttl_seconds": 3600, "ttl_seconds": 86400}),
+        )
+        .ok();
+    assert_eq!(d["identity"], "clinic/lead");
+    // within the limits: a token for the clinic's worker
+    let t = kh
+        .post(&lead, "/v1/tokens", json!({"identity": "worker", "ttl_seconds": 3600}))
+        .ok();
+    assert_eq!(t["identity"], "clinic/worker");
+    assert_eq!(
+        kh.get(t["token"].as_str().unwrap(), "/v1/whoami").ok()["identity"],
+        "clinic/worker"
+    );
+    // beyond them, for itself, for another organisation, or anything else: refused, audited
+    let r = kh.post(&lead, "/v1/tokens", json!({"identity": "worker", "ttl_seconds": 7200}));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("beyond the delegation"));
+    for name in ["lead", "clinic/lead", "insurer/bob", "nobody"] {
+        let r = kh.post(&lead, "/v1/tokens", json!({"identity": name, "ttl_seconds": 60}));
+        assert_eq!((r.status, r.reason()), (403, "permission_denied"), "{name}");
+    }
+    let r = kh.post(&lead, "/v1/identities", json!({"name": "x"}));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    let r = kh.post(
+        &lead,
+        "/v1/identities/delegate",
+        json!({"identity": "worker", "max_ttl_seconds": 60, "ttl_seconds": 60}),
+    );
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    let listed = kh.get(&lead, "/v1/tokens").ok();
+    let names: Vec<&str> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["clinic/worker"]);
+    // the lead revokes the worker's token; the owner ends the delegation
+    kh.delete(&lead, &format!("/v1/tokens/{}", t["token_id"])).ok();
+    assert_eq!(kh.get(t["token"].as_str().unwrap(), "/v1/whoami").status, 401);
+    kh.post(
+        &clinic,
+        "/v1/identities/delegate",
+        json!({"identity": "lead", "revoke": true}),
+    )
+    .ok();
+    let r = kh.post(&lead, "/v1/tokens", json!({"identity": "worker", "ttl_seconds": 60}));
+    assert_eq!((r.status, r.reason()), (403, "permission_denied"));
+    let c = mine(&kh, &clinic);
+    assert!(has(&c, "clinic", "identity.delegate", "issued"));
+    assert!(has(&c, "clinic/lead", "token.create", "issued"));
+    assert!(has(&c, "clinic/lead", "token.create", "refused"));
+    assert!(has(&c, "clinic/lead", "token.revoke", "issued"));
+}
