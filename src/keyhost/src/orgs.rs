@@ -4,6 +4,7 @@
 //! columns into its join domains only by granting them membership.
 //!
 //! Tables: `identity_shares` (an identity an owner manages, made grantable by another owner),
+//! `token_delegations` (an analyst an owner made the lead of its identities' tokens, for a time),
 //! `join_domain_members` (owners whose columns may register in a domain, by the domain owner's
 //! consent) and `audit_readers` (which owners may read an audit entry besides admins: the owner
 //! of the dataset it is about, both owners of a membership change, the manager of an identity;
@@ -33,10 +34,11 @@ CREATE TABLE IF NOT EXISTS join_domain_members (
 -- an analyst an owner made the lead of its identities: it issues and revokes their tokens, each
 -- living at most max_ttl_seconds and not beyond expires_at (the delegation's own end)
 CREATE TABLE IF NOT EXISTS token_delegations (
-    identity_id     INTEGER PRIMARY KEY REFERENCES identities(id),
+    identity_id     INTEGER NOT NULL REFERENCES identities(id),
     max_ttl_seconds INTEGER NOT NULL,
     expires_at      INTEGER NOT NULL,
-    created_at      INTEGER NOT NULL
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (identity_id)
 );
 CREATE TABLE IF NOT EXISTS audit_readers (
     idx      INTEGER NOT NULL,
