@@ -257,16 +257,22 @@ def test_owner_sees_and_manages_only_its_datasets(console: Console, keyhost: Key
     console.sign_in(token)
     text = console.text()
     assert mine.name in text and theirs.name not in text
+    # (issue 20) another owner's dataset is refused exactly as a name nobody uses
     resp = console.go(f"/console/datasets/{theirs.name}/grants")
-    assert resp.status == 403
-    assert f"may not open the console pages of dataset '{theirs.name}'" in console.text()
+    assert resp.status == 404
+    refusal = console.text().replace(theirs.name, "NAME")
+    console.go("/console/datasets/no-such-dataset/grants")
+    assert console.text().replace("no-such-dataset", "NAME") == refusal
+    assert "does not exist on this keyhost or is not visible" in refusal
     console.go("/console/audit")
     datasets = set(console.page.locator("tbody tr td:nth-child(4)").all_inner_texts())
     assert datasets == {mine.name}
     console.go(f"/console/audit?dataset={theirs.name}")
-    assert "only its owner" in console.text()
+    assert "does not exist on this keyhost or is not visible" in console.text()
     console.go("/console/identities")
-    assert "Only an admin lists identities" in console.text()
+    # (issue 20) an owner manages its own analysts: the page lists only them
+    assert console.page.locator("#identities-scope").count() == 1
+    assert "No identities." in console.text()
     # Rotating the owner's own token: shown once, the old one is revoked, the session goes on.
     console.page.click("#rotate")
     console.shot("rotated")
@@ -276,6 +282,70 @@ def test_owner_sees_and_manages_only_its_datasets(console: Console, keyhost: Key
         gp.connect(keyhost.url, token)
     console.go("/console/datasets")
     assert console.page.inner_text("#whoami") == owner
+
+
+def test_two_organisations_owner_manages_its_analysts(
+    console: Console, keyhost: KeyhostProcess, admin: gp.Session
+) -> None:
+    """Issue 20: an owner creates an analyst, issues its token, grants to it and revokes the token in
+    the console, without the admin; another owner sees none of it."""
+    clinic, insurer = _unique("clinic"), _unique("insurer")
+    admin.create_identity(clinic, role="owner")
+    admin.create_identity(insurer, role="owner")
+    c_tok, i_tok = admin.create_token(clinic), admin.create_token(insurer)
+    owner = gp.connect(keyhost.url, c_tok)
+    ds = owner.create_dataset("visits")  # a name another owner may use too
+    gp.connect(keyhost.url, i_tok).create_dataset("visits")
+    enc = _encrypted(ds)
+    c = console
+    c.sign_in(c_tok)
+    c.go("/console/identities")
+    assert c.page.locator("#identity-role option").all_inner_texts() == ["member (analyst)"]
+    c.page.fill("#identity-name", "worker")
+    c.page.click("#identity-create")
+    c.shot("owner created its worker")
+    assert f"identity '{clinic}/worker' created (role member)" in c.text()
+    assert [i["name"] for i in owner.identities()] == [f"{clinic}/worker"]
+    c.page.select_option("#token-identity", f"{clinic}/worker")
+    c.page.click("#token-issue")
+    c.shot("owner issued its worker a token")
+    token = c.page.inner_text("#new-token").strip()
+    worker = gp.connect(keyhost.url, token)
+    assert worker.whoami()["identity"] == f"{clinic}/worker"
+    with pytest.raises(gp.PermissionDenied):
+        _sum(enc, worker)
+    # the grant names the analyst by its short name
+    c.go(f"/console/datasets/{ds.name}/grants")
+    c.page.fill("#grant-identity", "worker")
+    c.page.select_option("#grant-column", "x")
+    c.page.select_option("#grant-operation", "aggregate")
+    c.page.fill("#grant-min_rows", "5")
+    c.page.click("#grant-add")
+    c.shot("owner granted its worker")
+    assert re.search(rf"grant \d+ added: '{clinic}/worker' may aggregate column 'x'", c.text())
+    assert _sum(enc, worker) == sum(range(40))
+    # revoke the worker's token in the console
+    c.go("/console/identities")
+    (t,) = owner.tokens()
+    c.page.click(f"form[action='/console/tokens/{t['token_id']}/revoke'] button")
+    c.shot("owner revoked its worker's token")
+    assert f"token {t['token_id']} revoked" in c.text()
+    with pytest.raises(gp.AuthenticationError, match="revoked"):
+        gp.connect(keyhost.url, token)
+    # the audit page of the owner shows its own "visits" only, with the identity actions
+    c.go("/console/audit")
+    ops = set(c.page.locator("tbody tr td:nth-child(6)").all_inner_texts())
+    assert {"identity.create", "token.create", "token.revoke", "grant.create"} <= ops
+    assert insurer not in c.page.inner_text("tbody")
+    # the other owner's console shows none of it
+    c.page.click("#logout")
+    c.sign_in(i_tok)
+    assert c.page.inner_text("#whoami") == insurer
+    c.go("/console/identities")
+    assert f"{clinic}/worker" not in c.text() and "No identities." in c.text()
+    c.go("/console/audit")
+    assert clinic not in c.page.inner_text("main")
+    assert c.dialogs == []
 
 
 def test_hostile_names_are_escaped(console: Console, keyhost: KeyhostProcess, admin: gp.Session) -> None:

@@ -205,13 +205,20 @@ def match(column: str, *, constants: Sequence[Any] | None = None, max_constants:
     return Allow("match", column, params)
 
 
-def group(column: str) -> Allow:
+def group(column: str, *, domain_key_holder: bool = False) -> Allow:
     """Allow ``ghost.key()`` pseudonyms of ``column`` (encrypted with ``group=True``): group_by,
-    joins and n_unique. Reveals the equality pattern of the rows a query keys."""
-    return Allow("group", column)
+    joins and n_unique. Reveals the equality pattern of the rows a query keys.
+
+    ``domain_key_holder=True`` is the owner's explicit choice to hand these pads to an identity of
+    an organisation that holds the column's join-domain key (the domain's owner or a member):
+    that organisation can compute the pseudonym of any value it guesses, so it learns the values
+    of the rows whose pads it obtains (a dictionary attack). Without it the keyhost refuses such
+    pads (see ``docs/privacy.md``)."""
+    return Allow("group", column, {"domain_key_holder": True} if domain_key_holder else {})
 
 
-def link(column: str) -> Allow:
+def link(column: str, *, domain_key_holder: bool = False) -> Allow:
     """Allow ``gp.link`` on ``column`` (encrypted with ``fuzzy=True``): the keyhost hands out the
-    seeds that unseal the rows' Bloom-filter encodings, hence their approximate similarity."""
-    return Allow("link", column)
+    seeds that unseal the rows' Bloom-filter encodings, hence their approximate similarity.
+    ``domain_key_holder`` as for :func:`group`."""
+    return Allow("link", column, {"domain_key_holder": True} if domain_key_holder else {})

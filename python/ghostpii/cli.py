@@ -9,6 +9,9 @@ Examples::
     export GHOSTPII_URL=http://127.0.0.1:8750 GHOSTPII_TOKEN=$(cat ./kh/admin.token)
     ghostpii dataset create patrons
     ghostpii grant add analyst patrons --aggregate income --min-rows 10
+    ghostpii identity create worker                 # as owner clinic: clinic/worker, managed by clinic
+    ghostpii token create worker                    # the owner issues its analysts' tokens
+    ghostpii join-domain add-member persons insurer # consent: insurer's columns may join clinic's domain
     ghostpii audit list --dataset patrons --limit 20
     ghostpii audit checkpoint > cp.json
     ghostpii audit verify --data ./kh --checkpoint cp.json --public-key KEY
@@ -117,8 +120,33 @@ def _identity(args: argparse.Namespace) -> int:
     s = _session(args)
     if args.action == "create":
         _print(s.create_identity(args.name, args.role), args.json)
+    elif args.action == "delegate":
+        r = s.delegate_tokens(args.identity, max_ttl_seconds=args.max_ttl, ttl_seconds=args.ttl, revoke=args.end)
+        _print(r, args.json)
+    elif args.action == "share":
+        s.share_identity(args.identity, args.owner, shared=not args.unshare)
+        _print({"identity": args.identity, "owner": args.owner, "shared": not args.unshare}, args.json)
     else:
         _print(s.identities(), args.json)
+    return 0
+
+
+def _join_domain(args: argparse.Namespace) -> int:
+    s = _session(args)
+    if args.action == "create":
+        _print({"join_domain": s.create_join_domain(args.name)}, args.json)
+    elif args.action == "add-member":
+        _print(s.add_join_domain_member(args.name, args.owner), args.json)
+    elif args.action == "remove-member":
+        s.remove_join_domain_member(args.name, args.member)
+        _print({"join_domain": args.name, "removed": args.member}, args.json)
+    elif args.action == "leave":
+        s.leave_join_domain(args.name, owner=args.owner)
+        _print({"join_domain": args.name, "left": True}, args.json)
+    elif args.action == "rotate":
+        _print(s.rotate_join_domain(args.name), args.json)
+    else:
+        _print(s.join_domains(), args.json)
     return 0
 
 
@@ -176,6 +204,9 @@ def _allows(args: argparse.Namespace) -> list[Any]:
     allows += [
         allow.compare(c, constants=constants, range=rng, max_constants=args.max_constants) for c in args.compare or []
     ]
+    if args.domain_key_holder and not args.group:
+        sys.exit("error: --domain-key-holder applies to --group COLUMN")
+    allows += [allow.group(c, domain_key_holder=args.domain_key_holder) for c in args.group or []]
     return allows
 
 
@@ -187,10 +218,14 @@ def _grant(args: argparse.Namespace) -> int:
     allows = _allows(args)
     if args.action == "add":
         if not allows:
-            sys.exit("error: grant add needs at least one of --aggregate, --compare or --decrypt COLUMN")
-        token = s.grant(args.identity, args.dataset, allows, issue_token=args.issue_token)
+            sys.exit(
+                "error: grant add needs at least one of --aggregate, --compare or --decrypt COLUMN (or --group COLUMN)"
+            )
+        # an owner's "worker" is its own "<owner>/worker" (created if needed)
+        identity = str(s.create_identity(args.identity, exist_ok=True)["name"])
+        token = s.grant(identity, args.dataset, allows, issue_token=args.issue_token)
         done = [
-            {"identity": args.identity, "dataset": args.dataset, "column": a.column, "operation": a.operation,
+            {"identity": identity, "dataset": args.dataset, "column": a.column, "operation": a.operation,
              "params": {k: v for k, v in a.params.items() if v is not None}}
             for a in allows
         ]  # fmt: skip
@@ -245,7 +280,7 @@ def _audit(args: argparse.Namespace) -> int:
         print(_internal.checkpoint_public_key(Path(args.data)))
         return 0
     page = _session(args).audit_page(
-        args.dataset, identity=args.identity, since=args.since, limit=args.limit, before=args.before
+        args.dataset, identity=args.identity, since=args.since, limit=args.limit, before=args.before, mine=args.mine
     )
     if args.json:
         _print({"entries": page.entries.to_dicts(), "total": page.total, "next": page.next}, True)
@@ -306,11 +341,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     ident = sub.add_parser("identity", help="create or list identities").add_subparsers(dest="action", required=True)
-    ic = ident.add_parser("create", help="create an identity")
+    ic = ident.add_parser("create", help="create an identity (an owner's NAME becomes OWNER/NAME, managed by it)")
     ic.add_argument("name")
     ic.add_argument("--role", default="member", choices=["member", "owner", "admin"])
     conn(ic)
-    conn(ident.add_parser("list", help="list identities"))
+    conn(ident.add_parser("list", help="list identities (owners: the ones they manage or were shared)"))
+    ish = ident.add_parser("share", help="let another owner grant to an identity you manage (an explicit act)")
+    ish.add_argument("identity")
+    ish.add_argument("owner")
+    ish.add_argument("--unshare", action="store_true", help="take the share back")
+    conn(ish)
+    idl = ident.add_parser("delegate", help="let one of your analysts issue your identities' tokens for a time")
+    idl.add_argument("identity")
+    idl.add_argument("--max-ttl", type=int, default=None, help="longest life of a token the lead issues (seconds)")
+    idl.add_argument("--ttl", type=int, default=None, help="how long the delegation lasts (seconds)")
+    idl.add_argument("--end", action="store_true", help="end the delegation now")
+    conn(idl)
     for sp in ident.choices.values():
         sp.set_defaults(func=_identity)
 
@@ -357,6 +403,12 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--max-constants", type=int, default=None, help="compare: most distinct constants")
         g.add_argument("--constants", help="compare: the only constants allowed, e.g. 18,21,65 or 2000-01-01")
         g.add_argument("--range", help="compare: constants allowed in LOW,HIGH (inclusive), e.g. 0,100")
+        g.add_argument("--group", action="append", metavar="COLUMN", help="ghost.key() pseudonyms of COLUMN")
+        g.add_argument(
+            "--domain-key-holder",
+            action="store_true",
+            help="group: also for an identity whose organisation holds the column's join-domain key (see docs)",
+        )
         g.add_argument("--issue-token", action="store_true", help="add: also print a new token for the identity")
         conn(g)
     gl = gr.add_parser("list", help="list grants")
@@ -366,6 +418,31 @@ def _parser() -> argparse.ArgumentParser:
     for sp in gr.choices.values():
         sp.set_defaults(func=_grant)
 
+    jd = sub.add_parser("join-domain", help="create join domains and manage their members").add_subparsers(
+        dest="action", required=True
+    )
+    jc = jd.add_parser("create", help="create a join domain owned by the calling identity")
+    jc.add_argument("name")
+    conn(jc)
+    conn(jd.add_parser("list", help="your join domains (with members) and those you are a member of"))
+    ja = jd.add_parser("add-member", help="consent to another owner's columns joining your domain")
+    ja.add_argument("name")
+    ja.add_argument("owner")
+    conn(ja)
+    jr = jd.add_parser("remove-member", help="remove a member from your domain (rotate to re-key new columns)")
+    jr.add_argument("name")
+    jr.add_argument("member")
+    conn(jr)
+    jl = jd.add_parser("leave", help="leave another owner's domain")
+    jl.add_argument("name")
+    jl.add_argument("--owner", help="the domain's owner, if you are a member of several of that name")
+    conn(jl)
+    jo = jd.add_parser("rotate", help="a new key for your domain's new columns")
+    jo.add_argument("name")
+    conn(jo)
+    for sp in jd.choices.values():
+        sp.set_defaults(func=_join_domain)
+
     au = sub.add_parser("audit", help="list or verify the audit log").add_subparsers(dest="action", required=True)
     al = au.add_parser("list", help="list audit entries")
     al.add_argument("--dataset")
@@ -373,6 +450,7 @@ def _parser() -> argparse.ArgumentParser:
     al.add_argument("--since", help="RFC 3339 time")
     al.add_argument("--limit", type=int, default=50, help="most entries shown, newest first (default 50)")
     al.add_argument("--before", type=int, metavar="INDEX", help="only entries older than INDEX (the next page)")
+    al.add_argument("--mine", action="store_true", help="owners: every entry filed under you, not one dataset's")
     conn(al)
     av = au.add_parser("verify", help="recompute the hash chain (offline with --data, or on a running keyhost)")
     av.add_argument("--data", help="keyhost data directory (offline check)")

@@ -205,9 +205,39 @@ class Session:
     def create_join_domain(self, name: str, *, exist_ok: bool = True) -> str:
         """Create a join domain (owner or admin role): columns encrypted with
         ``join_domain=name`` share its keys, so their ``ghost.key()`` pseudonyms join and their
-        ``fuzzy`` encodings link across datasets. Returns the name."""
+        ``fuzzy`` encodings link across datasets. The domain belongs to this identity (names are
+        scoped per owner); other owners' columns join it only once this owner adds them
+        (:meth:`add_join_domain_member`). Returns the name."""
         d = self._request("POST", "/v1/join-domains", json={"name": name, "exist_ok": exist_ok})
         return str(d["name"])
+
+    def join_domains(self) -> list[dict[str, Any]]:
+        """This owner's join domains (with their ``members``) and those of other owners that made
+        it a member: ``{"id", "name", "owner", "members"?}``."""
+        return self._request("GET", "/v1/join-domains")["join_domains"]  # type: ignore[no-any-return]
+
+    def add_join_domain_member(self, domain: str, owner: str) -> list[dict[str, Any]]:
+        """Consent to ``owner``'s columns joining this owner's join domain ``domain``: they then
+        register in it and receive its keys (so that owner can compute the pseudonym of any value
+        it guesses, see ``docs/privacy.md``). Audited in both owners' logs. Returns the members."""
+        r = self._request("POST", f"/v1/join-domains/{_seg(domain)}/members", json={"owner": owner})
+        return r["members"]  # type: ignore[no-any-return]
+
+    def remove_join_domain_member(self, domain: str, member: str, *, owner: str | None = None) -> None:
+        """Remove ``member`` from this owner's join domain ``domain``, or, with ``member`` this
+        identity, leave another owner's domain (``owner`` names it if several share the name).
+        Registered columns keep their keys; :meth:`rotate_join_domain` gives new columns a new key."""
+        params = {"owner": owner} if owner is not None else None
+        self._request("DELETE", f"/v1/join-domains/{_seg(domain)}/members/{_seg(member)}", params=params)
+
+    def leave_join_domain(self, domain: str, *, owner: str | None = None) -> None:
+        """Leave another owner's join domain ``domain`` (audited in both owners' logs)."""
+        self.remove_join_domain_member(domain, str(self.whoami()["identity"]), owner=owner)
+
+    def rotate_join_domain(self, domain: str) -> dict[str, Any]:
+        """A new key for this owner's join domain ``domain``: columns registered from now on use it
+        and do not join ciphertext under the old key; columns registered before keep theirs."""
+        return self._request("POST", f"/v1/join-domains/{_seg(domain)}/rotate")  # type: ignore[no-any-return]
 
     def register_column(self, dataset: str, spec: dict[str, Any]) -> dict[str, Any]:
         """Register an encrypted column; returns its ids and the keys for encryption only."""
@@ -220,10 +250,38 @@ class Session:
 
     # -- identities, tokens, grants ----------------------------------------------------------
     def create_identity(self, name: str, role: str = "member", *, exist_ok: bool = False) -> dict[str, Any]:
+        """Create an identity. An admin creates keyhost-wide identities of any role; an owner
+        creates analysts in its own namespace: ``name="worker"`` by owner ``clinic`` is
+        ``clinic/worker`` (the returned ``name``), which only ``clinic`` grants to and issues
+        tokens for. With ``exist_ok`` an existing identity of that name is returned."""
         return self._request("POST", "/v1/identities", json={"name": name, "role": role, "exist_ok": exist_ok})  # type: ignore[no-any-return]
 
     def identities(self) -> list[dict[str, Any]]:
+        """Admin: every identity. Owner: the identities it manages and those shared with it
+        (``manager``, ``shared_with``)."""
         return self._request("GET", "/v1/identities")["identities"]  # type: ignore[no-any-return]
+
+    def share_identity(self, identity: str, owner: str, *, shared: bool = True) -> None:
+        """Let another ``owner`` grant on its datasets to ``identity``, an analyst this owner
+        manages (``shared=False`` takes it back). The one act by which a worker serves two
+        organisations: the other owner's grants then reach whoever holds the identity's tokens,
+        which this owner issues. Audited in both owners' logs."""
+        self._request("POST", "/v1/identities/share", json={"identity": identity, "with": owner, "shared": shared})
+
+    def delegate_tokens(
+        self, identity: str, *, max_ttl_seconds: int | None = None, ttl_seconds: int | None = None, revoke: bool = False
+    ) -> dict[str, Any]:
+        """Make ``identity``, an analyst this owner manages, the lead of its identities for
+        ``ttl_seconds``: the lead then issues, lists and revokes the tokens of the owner's other
+        identities (:meth:`create_token`, :meth:`tokens`, :meth:`revoke_token`), each living at most
+        ``max_ttl_seconds`` and never beyond the delegation; it cannot create identities, grant,
+        or issue tokens for itself. ``revoke=True`` ends the delegation. Audited in the owner's log."""
+        body: dict[str, Any] = {"identity": identity, "revoke": revoke}
+        if max_ttl_seconds is not None:
+            body["max_ttl_seconds"] = max_ttl_seconds
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        return self._request("POST", "/v1/identities/delegate", json=body)  # type: ignore[no-any-return]
 
     def create_token(self, identity: str, *, ttl_seconds: int | None = 30 * 86400) -> str:
         """Issue a new token for ``identity``; the secret is returned once, stored hashed."""
@@ -293,9 +351,23 @@ class Session:
         ttl_seconds: int | None = 30 * 86400,
         issue_token: bool = True,
     ) -> str | None:
-        """Grant ``allows`` on ``dataset`` to ``identity`` (created if needed); return a new token for it."""
+        """Grant ``allows`` on ``dataset`` to ``identity`` (created if needed); return a new token for it.
+
+        For an owner, ``identity`` is one of its own analysts (``"worker"`` is ``"<owner>/worker"``,
+        created in its namespace if needed), one another owner shared with it (full name), or a
+        keyhost-wide identity; tokens are issued only for identities this owner manages."""
         ds = dataset.name if isinstance(dataset, Dataset) else dataset
-        self.create_identity(identity, exist_ok=True)
+        me = self.whoami()
+        target = self.create_identity(identity, exist_ok=True)
+        identity = str(target["name"])
+        if issue_token and me.get("role") != "admin" and target.get("manager") != me.get("identity"):
+            raise error_for(
+                "permission_denied",
+                f"identity {identity!r} is not managed by {me.get('identity')!r}, which may not issue its tokens; "
+                "grant with issue_token=False (its manager or an admin issues them)",
+                status=403,
+            )
+        owner = dataset.owner if isinstance(dataset, Dataset) else None
         for a in flatten(allows):
             for column in a.columns():
                 self._request(
@@ -304,6 +376,7 @@ class Session:
                     json={
                         "identity": identity,
                         "dataset": ds,
+                        "owner": owner,
                         "column": column,
                         "operation": a.operation,
                         "params": a.params,
@@ -383,14 +456,21 @@ class Session:
         limit: int = AUDIT_PAGE,
         before: int | None = None,
         oldest_first: bool = False,
+        mine: bool = False,
     ) -> AuditPage:
         """One page of audit entries, newest first (``oldest_first=True``: oldest first).
 
         ``before`` (or, oldest first, the entries after it) is the ``next`` of the previous page.
+        ``mine=True`` (owners): every entry filed under this owner (its datasets, its join
+        domains' membership changes, the identities it manages) instead of one dataset's.
         """
         params: dict[str, str] = {"limit": str(int(limit))}
         if dataset is not None:
             params["dataset"] = dataset.name if isinstance(dataset, Dataset) else dataset
+            if isinstance(dataset, Dataset):
+                params["owner"] = dataset.owner
+        if mine:
+            params["scope"] = "mine"
         if identity:
             params["identity"] = identity
         if since is not None:
@@ -414,8 +494,10 @@ class Session:
         since: datetime | str | None = None,
         limit: int | None = None,
         oldest_first: bool = False,
+        mine: bool = False,
     ) -> pl.DataFrame:
-        """Audit entries visible to this identity (owners: their datasets) as a DataFrame, newest
+        """Audit entries visible to this identity (owners: their datasets; ``mine=True``: everything
+        filed under the owner, see :meth:`audit_page`) as a DataFrame, newest
         first: all of them (fetched page by page), or the newest ``limit``. For one page with its
         total count, use :meth:`audit_page`."""
         pages: list[pl.DataFrame] = []
@@ -424,7 +506,13 @@ class Session:
         while remaining is None or remaining > 0:
             size = AUDIT_PAGE if remaining is None else min(remaining, AUDIT_PAGE)
             page = self.audit_page(
-                dataset, identity=identity, since=since, limit=size, before=cursor, oldest_first=oldest_first
+                dataset,
+                identity=identity,
+                since=since,
+                limit=size,
+                before=cursor,
+                oldest_first=oldest_first,
+                mine=mine,
             )
             pages.append(page.entries)
             if remaining is not None:

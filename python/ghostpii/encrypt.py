@@ -52,6 +52,8 @@ def _column_request(name: str, spec: ColumnSpec, dtype: pl.DataType) -> dict[str
         req["ord"] = spec.order_domain(logical)
     if spec.join_domain is not None:
         req["join_domain"] = spec.join_domain
+    if spec.join_domain_owner is not None:
+        req["join_domain_owner"] = spec.join_domain_owner
     return req
 
 
@@ -122,7 +124,10 @@ def encrypt(
             if "ord" in req:
                 meta["ord"] = req["ord"]
             if spec.join_domain is not None:
-                meta["join_domain"] = spec.join_domain
+                # the key space, unique on the keyhost: domain names are scoped per owner, and
+                # a rotated domain's new key is a new domain id
+                jd = reg.get("join_domain") or {}
+                meta["join_domain"] = f"{jd.get('owner')}/{jd.get('name')}#{jd.get('id')}" if jd else spec.join_domain
             if "meta" in req:
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:

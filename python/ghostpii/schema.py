@@ -49,6 +49,9 @@ class ColumnSpec:
     max_length: int | None = None
     #: join domain of the ``group`` and ``fuzzy`` facets (``session.create_join_domain``)
     join_domain: str | None = None
+    #: owner of that join domain, when the dataset's owner may use several of that name (its own
+    #: and another owner's that made it a member)
+    join_domain_owner: str | None = None
 
     def logical_dtype(self, name: str, dtype: pl.DataType) -> str:
         """The logical type name for a column of ``dtype``, or an error naming the mismatch."""
@@ -128,6 +131,17 @@ def _keyed(
     return base + extra, join_domain
 
 
+def _domain_owner(join_domain: str | None, owner: str | None) -> str | None:
+    """``join_domain_owner`` checked: a non-empty owner name, and only with a join domain."""
+    if owner is None:
+        return None
+    if not isinstance(owner, str) or not owner:
+        raise EncryptionError(f"join_domain_owner must be a non-empty owner name, got {owner!r}")
+    if join_domain is None:
+        raise EncryptionError("join_domain_owner needs join_domain (it names the owner of that domain)")
+    return owner
+
+
 def integer(
     *,
     bounds: tuple[int, int] | None = None,
@@ -137,6 +151,7 @@ def integer(
     group: bool = False,
     fuzzy: bool = False,
     join_domain: str | None = None,
+    join_domain_owner: str | None = None,
 ) -> ColumnSpec:
     """An integer column (Int8–Int64, UInt8–UInt32). Sums are exact.
 
@@ -149,7 +164,15 @@ def integer(
     link with this one (ids, zip codes).
     """
     facets, jd = _keyed(_facets(compare), match, group, fuzzy, join_domain)
-    return ColumnSpec("integer", 0, _check_bounds(bounds), clip, facets, join_domain=jd)
+    return ColumnSpec(
+        "integer",
+        0,
+        _check_bounds(bounds),
+        clip,
+        facets,
+        join_domain=jd,
+        join_domain_owner=_domain_owner(jd, join_domain_owner),
+    )
 
 
 def number(
@@ -178,6 +201,7 @@ def date(
     group: bool = False,
     fuzzy: bool = False,
     join_domain: str | None = None,
+    join_domain_owner: str | None = None,
 ) -> ColumnSpec:
     """A date column (days since 1970-01-01); means and per-row decryption.
 
@@ -186,7 +210,7 @@ def date(
     linkage compares the ISO form ``YYYY-MM-DD``).
     """
     facets, jd = _keyed(_facets(compare), match, group, fuzzy, join_domain)
-    return ColumnSpec("date", facets=facets, join_domain=jd)
+    return ColumnSpec("date", facets=facets, join_domain=jd, join_domain_owner=_domain_owner(jd, join_domain_owner))
 
 
 def datetime(*, compare: bool = False) -> ColumnSpec:
@@ -201,6 +225,7 @@ def text(
     group: bool = False,
     fuzzy: bool = False,
     join_domain: str | None = None,
+    join_domain_owner: str | None = None,
 ) -> ColumnSpec:
     """A text column, sealed per row (``val`` facet): decryptable where a grant allows.
 
@@ -208,8 +233,11 @@ def text(
     (exact UTF-8 equality, no normalisation); ``group=True`` pseudonymous keys
     (``pl.col(c).ghost.key()``) for group_by, joins and n_unique; ``fuzzy=True`` sealed Bloom-filter
     encodings for record linkage (``gp.link``). Columns that should join or link across datasets
-    share a ``join_domain`` (created with ``session.create_join_domain(name)``). At rest none of
-    these facets shows which rows are equal (see docs/threat-model.md).
+    share a ``join_domain`` (created with ``session.create_join_domain(name)``). Domain names are
+    scoped per owner: ``join_domain`` names the dataset owner's own domain, or one of another owner
+    that made it a member (``session.add_join_domain_member``); ``join_domain_owner`` names that
+    owner when both exist. At rest none of these facets shows which rows are equal (see
+    docs/threat-model.md).
 
     Ciphertext lengths reveal only a length class: by default each value (its UTF-8 bytes plus a
     4-byte length) is padded to the next power of two of at least 16 bytes. ``max_length=M``
@@ -221,7 +249,13 @@ def text(
     ):
         raise EncryptionError(f"max_length must be an integer between 1 and 2**31 (bytes), got {max_length!r}")
     facets, jd = _keyed(("val",), match, group, fuzzy, join_domain)
-    return ColumnSpec("text", facets=facets, max_length=max_length, join_domain=jd)
+    return ColumnSpec(
+        "text",
+        facets=facets,
+        max_length=max_length,
+        join_domain=jd,
+        join_domain_owner=_domain_owner(jd, join_domain_owner),
+    )
 
 
 def precheck_length(s: pl.Series, spec: ColumnSpec) -> None:

@@ -43,6 +43,9 @@ pub struct NewEntry {
     pub rid_digest: Option<String>,
     pub decision: &'static str,
     pub reason: Option<String>,
+    /// Owners who may read this entry besides admins (`orgs::add_readers`): not part of the
+    /// entry's hashed contents, an index of who sees it.
+    pub readers: Vec<i64>,
 }
 
 impl NewEntry {
@@ -58,6 +61,22 @@ impl NewEntry {
     pub fn dataset(mut self, d: &str) -> Self {
         self.dataset = Some(d.into());
         self
+    }
+    /// The entry is about dataset `ds`: names it and lets its owner read the entry.
+    pub fn on(mut self, ds: &crate::datasets::Dataset) -> Self {
+        self.set_dataset(ds);
+        self
+    }
+    /// [`NewEntry::on`] in place.
+    pub fn set_dataset(&mut self, ds: &crate::datasets::Dataset) {
+        self.dataset = Some(ds.name.clone());
+        self.add_reader(ds.owner_id);
+    }
+    /// Let the owner `owner_id` read the entry.
+    pub fn add_reader(&mut self, owner_id: i64) {
+        if !self.readers.contains(&owner_id) {
+            self.readers.push(owner_id);
+        }
     }
     pub fn column(mut self, c: &str) -> Self {
         self.column = Some(c.into());
@@ -261,6 +280,7 @@ fn append_after(
     prev_hash: String,
     salt: String,
 ) -> crate::db::Result<Entry> {
+    let readers = new.readers;
     let mut e = Entry {
         index: prev_index + 1,
         time: clock::now_micros(),
@@ -299,6 +319,7 @@ fn append_after(
         e.hash,
         e.salt
     ])?;
+    crate::orgs::add_readers(conn, e.index, &readers)?;
     Ok(e)
 }
 
@@ -350,6 +371,8 @@ pub fn all(conn: &Connection) -> crate::db::Result<Vec<Entry>> {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub dataset: Option<String>,
+    /// Only entries this owner may read (`audit_readers`).
+    pub reader: Option<i64>,
     pub identity: Option<String>,
     pub since: Option<i64>,
     pub limit: u32,
@@ -371,17 +394,18 @@ pub struct Page {
 }
 
 const MATCHES: &str = "(CAST(?1 AS TEXT) IS NULL OR dataset = ?1) AND (CAST(?2 AS TEXT) IS NULL OR identity = ?2) \
-     AND (CAST(?3 AS BIGINT) IS NULL OR time >= ?3)";
+     AND (CAST(?3 AS BIGINT) IS NULL OR time >= ?3) \
+     AND (CAST(?4 AS BIGINT) IS NULL OR idx IN (SELECT idx FROM audit_readers WHERE owner_id = ?4))";
 
 pub fn list(conn: &Connection, f: &Filter) -> crate::db::Result<Page> {
     let order = if f.oldest_first { "ASC" } else { "DESC" };
     let mut st = conn.prepare(&format!(
-        "{SELECT} WHERE {MATCHES} AND (CAST(?5 AS BIGINT) IS NULL OR idx < ?5) AND (CAST(?6 AS BIGINT) IS NULL OR idx > ?6)
-         ORDER BY idx {order} LIMIT ?4"
+        "{SELECT} WHERE {MATCHES} AND (CAST(?6 AS BIGINT) IS NULL OR idx < ?6) AND (CAST(?7 AS BIGINT) IS NULL OR idx > ?7)
+         ORDER BY idx {order} LIMIT ?5"
     ))?;
     let fetch = i64::from(f.limit) + 1;
     let rows = st.query_map(
-        params![f.dataset, f.identity, f.since, fetch, f.before, f.after],
+        params![f.dataset, f.identity, f.since, f.reader, fetch, f.before, f.after],
         from_row,
     )?;
     let mut entries = rows.collect::<crate::db::Result<Vec<_>>>()?;
@@ -390,7 +414,7 @@ pub fn list(conn: &Connection, f: &Filter) -> crate::db::Result<Page> {
     let next = if more { entries.last().map(|e| e.index) } else { None };
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM audit WHERE {MATCHES}"),
-        params![f.dataset, f.identity, f.since],
+        params![f.dataset, f.identity, f.since, f.reader],
         |r| r.get(0),
     )?;
     Ok(Page {

@@ -29,9 +29,14 @@ fn from_row(r: &crate::db::Row) -> crate::db::Result<Dataset> {
     })
 }
 
-pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<Dataset>> {
-    conn.query_row(&format!("{SELECT} WHERE d.name = ?1"), [name], from_row)
-        .optional()
+/// The dataset `name` of the owner `owner_id` (names are unique per owner).
+pub fn find_owned(conn: &Connection, owner_id: i64, name: &str) -> crate::db::Result<Option<Dataset>> {
+    conn.query_row(
+        &format!("{SELECT} WHERE d.owner_id = ?1 AND d.name = ?2"),
+        params![owner_id, name],
+        from_row,
+    )
+    .optional()
 }
 
 pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Dataset>> {
@@ -39,10 +44,43 @@ pub fn find_by_id(conn: &Connection, id: i64) -> crate::db::Result<Option<Datase
         .optional()
 }
 
-/// The dataset called `name`, or `not_found`.
-pub fn require(conn: &Connection, name: &str) -> ApiResult<Dataset> {
-    find_by_name(conn, name)?
-        .ok_or_else(|| ApiError::not_found(format!("dataset '{name}' does not exist on this keyhost")))
+/// The dataset `name` as `who` addresses it. Names are unique per owner: the caller's own
+/// dataset of that name, else the one dataset of that name it may see (an admin sees every
+/// dataset, others those they hold an active grant on); `owner` picks the owner when several
+/// visible datasets share the name. A dataset the caller may not see is refused exactly as an
+/// unknown one, so no answer confirms that another owner uses a name.
+pub fn resolve(conn: &Connection, who: &Identity, name: &str, owner: Option<&str>) -> ApiResult<Dataset> {
+    let admin = who.role == crate::identities::Role::Admin;
+    let mut st = conn.prepare(&format!(
+        "{SELECT} WHERE d.name = ?1 AND (CAST(?2 AS TEXT) IS NULL OR i.name = ?2)
+         AND (?3 = 1 OR d.owner_id = ?4 OR EXISTS (
+             SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.identity_id = ?4 AND g.revoked_at IS NULL))
+         ORDER BY d.id"
+    ))?;
+    let found = st
+        .query_map(params![name, owner, i64::from(admin), who.id], from_row)?
+        .collect::<crate::db::Result<Vec<_>>>()?;
+    if let Some(own) = found.iter().find(|d| d.owner_id == who.id) {
+        return Ok(own.clone());
+    }
+    match found.len() {
+        1 => Ok(found.into_iter().next().expect("one dataset")),
+        0 => Err(ApiError::not_found(format!(
+            "dataset '{name}'{} does not exist on this keyhost or is not visible to identity '{}'",
+            owner.map(|o| format!(" of owner '{o}'")).unwrap_or_default(),
+            who.name
+        ))),
+        _ => Err(ApiError::invalid(format!(
+            "several datasets named '{name}' are visible to identity '{}' (owners {}); name the owner \
+             (\"owner\": NAME in the request, ?owner=NAME in a URL)",
+            who.name,
+            found
+                .iter()
+                .map(|d| format!("'{}'", d.owner))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 pub fn insert(conn: &Connection, name: &str, owner: &Identity) -> crate::db::Result<Dataset> {

@@ -147,8 +147,11 @@ pub fn open_sqlite(path: &Path) -> Result<Connection> {
 
 /// Version 2 added the `score`, `moments`, `match`, `group` and `link` grant operations and their
 /// tables. A version-1 database is refused at start (there is no upgrade path yet: its grants
-/// table's CHECK constraint would refuse the new operations).
-pub const SCHEMA_VERSION: i64 = 2;
+/// table's CHECK constraint would refuse the new operations). Version 3 scoped dataset and join
+/// domain names per owner (`UNIQUE (owner_id, name)`), added owner-managed identities
+/// (`identities.manager_id`, `identity_shares`), join-domain membership and the audit readers
+/// index (`orgs.rs`); older databases are refused the same way.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -159,7 +162,9 @@ CREATE TABLE IF NOT EXISTS identities (
     id         INTEGER PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
     role       TEXT NOT NULL CHECK (role IN ('admin', 'owner', 'member')),
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- the owner that created and manages this identity (NULL: created by an admin, keyhost-wide)
+    manager_id INTEGER REFERENCES identities(id)
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id          INTEGER PRIMARY KEY,
@@ -172,10 +177,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_identity ON tokens(identity_id);
 CREATE TABLE IF NOT EXISTS datasets (
     id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
     owner_id   INTEGER NOT NULL REFERENCES identities(id),
     next_rid   INTEGER NOT NULL DEFAULT 1,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    UNIQUE (owner_id, name)
 );
 CREATE TABLE IF NOT EXISTS columns (
     id            INTEGER PRIMARY KEY,
@@ -311,6 +317,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     crate::idempotency::migrate(&tx)?;
     crate::join_domains::migrate(&tx)?;
     crate::populations::migrate(&tx)?;
+    crate::orgs::migrate(&tx)?;
     if let Some(v) = meta_get(&tx, "schema_version")? {
         if v != SCHEMA_VERSION.to_string() {
             return Err(Error::Schema(format!(

@@ -2,6 +2,8 @@
 //! comparison constants from the column's logical domain to stored integers.
 //!
 //! - decrypt: no parameters.
+//! - group, link: `domain_key_holder` (pads for an identity whose organisation holds the
+//!   column's join-domain key, an explicit choice: see `policy::check_key_holder`).
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
 //! - score: `max_vectors`.
@@ -40,6 +42,8 @@ struct Raw {
     max_vectors: Option<u64>,
     #[serde(default)]
     columns: Option<Vec<String>>,
+    #[serde(default)]
+    domain_key_holder: Option<bool>,
 }
 
 fn unsupported(op: Operation, names: &[&str]) -> ApiError {
@@ -74,10 +78,12 @@ pub fn build(
         ("max_constants", raw.max_constants.is_some()),
         ("max_vectors", raw.max_vectors.is_some()),
         ("columns", raw.columns.is_some()),
+        ("domain_key_holder", raw.domain_key_holder.is_some()),
     ];
     const PRIVACY: [&str; 4] = ["min_rows", "epsilon", "delta", "budget"];
     let takes: &[&str] = match op {
-        Operation::Decrypt | Operation::Group | Operation::Link => &[],
+        Operation::Decrypt => &[],
+        Operation::Group | Operation::Link => &["domain_key_holder"],
         Operation::Aggregate => &PRIVACY,
         Operation::Moments => &["min_rows", "epsilon", "delta", "budget", "columns"],
         Operation::Compare => &["constants", "range", "max_constants"],
@@ -93,7 +99,11 @@ pub fn build(
         return Err(unsupported(op, &refused));
     }
     match op {
-        Operation::Decrypt | Operation::Group | Operation::Link => Ok(GrantParams::default()),
+        Operation::Decrypt => Ok(GrantParams::default()),
+        Operation::Group | Operation::Link => Ok(GrantParams {
+            domain_key_holder: raw.domain_key_holder.filter(|&b| b),
+            ..Default::default()
+        }),
         Operation::Score => {
             if raw.max_vectors == Some(0) {
                 return Err(ApiError::invalid("max_vectors must be at least 1"));

@@ -113,6 +113,11 @@ pub struct GrantParams {
     /// these columns only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
+    /// group, link: the owner's explicit choice to hand pads to an identity of an organisation
+    /// that holds the column's join-domain key (the domain's owner or a member), which can then
+    /// dictionary-attack the pseudonyms of the rows whose pads it obtains (`docs/privacy.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_key_holder: Option<bool>,
 }
 
 impl GrantParams {

@@ -21,10 +21,14 @@ use crate::master_key::MasterKey;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS join_domains (
     id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
     key_sealed BLOB NOT NULL,
     created_by TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- the owner whose domain it is; (owner_id, name) is unique among domains not retired
+    owner_id   INTEGER NOT NULL REFERENCES identities(id),
+    -- set when the domain's key was rotated: columns registered before keep this key
+    retired_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS column_join_domains (
     column_id INTEGER PRIMARY KEY REFERENCES columns(id),
@@ -47,31 +51,76 @@ pub fn migrate(conn: &Connection) -> crate::db::Result<()> {
 pub struct JoinDomain {
     pub id: i64,
     pub name: String,
+    /// The owner whose domain it is.
+    #[serde(skip)]
+    pub owner_id: i64,
+}
+
+const SELECT: &str = "SELECT id, name, owner_id FROM join_domains";
+
+fn from_row(r: &crate::db::Row) -> crate::db::Result<JoinDomain> {
+    Ok(JoinDomain {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        owner_id: r.get(2)?,
+    })
 }
 
 fn context(id: i64, name: &str) -> String {
     format!("join-domain/{id}/{name}")
 }
 
-pub fn find_by_name(conn: &Connection, name: &str) -> crate::db::Result<Option<JoinDomain>> {
+/// The current (not retired) domain `name` of the owner `owner_id`.
+pub fn find_owned(conn: &Connection, owner_id: i64, name: &str) -> crate::db::Result<Option<JoinDomain>> {
     conn.query_row(
-        "SELECT id, name FROM join_domains WHERE name = ?1",
-        params![name],
-        |r| {
-            Ok(JoinDomain {
-                id: r.get(0)?,
-                name: r.get(1)?,
-            })
-        },
+        &format!("{SELECT} WHERE owner_id = ?1 AND name = ?2 AND retired_at IS NULL"),
+        params![owner_id, name],
+        from_row,
     )
     .optional()
 }
 
+/// The current domains named `name` whose keys the organisation `org` may use: its own, and
+/// those whose owner made it a member; `owner` narrows to one domain owner.
+pub fn usable_by(conn: &Connection, org: i64, name: &str, owner: Option<&str>) -> crate::db::Result<Vec<JoinDomain>> {
+    let mut st = conn.prepare(
+        "SELECT d.id, d.name, d.owner_id FROM join_domains d JOIN identities o ON o.id = d.owner_id
+         WHERE d.name = ?1 AND d.retired_at IS NULL AND (CAST(?3 AS TEXT) IS NULL OR o.name = ?3)
+         AND (d.owner_id = ?2 OR EXISTS (SELECT 1 FROM join_domain_members m WHERE m.domain_id = d.id AND m.owner_id = ?2
+              AND m.removed_at IS NULL))
+         ORDER BY d.id",
+    )?;
+    let rows = st.query_map(params![name, org, owner], from_row)?;
+    rows.collect()
+}
+
+/// Owners of current domains named `name` (to file a refused registration under them).
+pub fn owners_named(conn: &Connection, name: &str) -> crate::db::Result<Vec<i64>> {
+    let mut st = conn.prepare("SELECT owner_id FROM join_domains WHERE name = ?1 AND retired_at IS NULL")?;
+    let rows = st.query_map(params![name], crate::db::get0)?;
+    rows.collect()
+}
+
+/// Retire a domain (its key stays for the columns registered under it; new ones use the
+/// domain that replaces it).
+pub fn retire(conn: &Connection, id: i64) -> crate::db::Result<()> {
+    conn.execute(
+        "UPDATE join_domains SET retired_at = ?2 WHERE id = ?1",
+        params![id, clock::now_micros()],
+    )?;
+    Ok(())
+}
+
 /// Create a join domain with a fresh root key (sealed under the master key).
-pub fn insert(conn: &Connection, master: &MasterKey, name: &str, creator: &str) -> ApiResult<JoinDomain> {
+pub fn insert(
+    conn: &Connection,
+    master: &MasterKey,
+    name: &str,
+    creator: &crate::identities::Identity,
+) -> ApiResult<JoinDomain> {
     let id: i64 = conn.query_row(
-        "INSERT INTO join_domains (name, key_sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-        params![name, Vec::<u8>::new(), creator, clock::now_micros()],
+        "INSERT INTO join_domains (name, key_sealed, created_by, created_at, owner_id) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        params![name, Vec::<u8>::new(), creator.name, clock::now_micros(), creator.id],
         |r| r.get(0),
     )?;
     let root = RootKey::generate();
@@ -82,21 +131,20 @@ pub fn insert(conn: &Connection, master: &MasterKey, name: &str, creator: &str) 
         "UPDATE join_domains SET key_sealed = ?2 WHERE id = ?1",
         params![id, sealed],
     )?;
-    Ok(JoinDomain { id, name: name.into() })
+    Ok(JoinDomain {
+        id,
+        name: name.into(),
+        owner_id: creator.id,
+    })
 }
 
 /// The join domain of a column, if it has one.
 pub fn of_column(conn: &Connection, column_id: i64) -> crate::db::Result<Option<JoinDomain>> {
     conn.query_row(
-        "SELECT d.id, d.name FROM column_join_domains c JOIN join_domains d ON d.id = c.domain_id
+        "SELECT d.id, d.name, d.owner_id FROM column_join_domains c JOIN join_domains d ON d.id = c.domain_id
          WHERE c.column_id = ?1",
         [column_id],
-        |r| {
-            Ok(JoinDomain {
-                id: r.get(0)?,
-                name: r.get(1)?,
-            })
-        },
+        from_row,
     )
     .optional()
 }
@@ -206,8 +254,16 @@ pub fn insert_keys(
     Ok(())
 }
 
-/// Check the join domain a registration names against the column's facets, and find it.
-pub fn requested(conn: &Connection, name: Option<&str>, spec: &columns::ColumnSpec) -> ApiResult<Option<JoinDomain>> {
+/// Check the join domain a registration names against the column's facets, and find it for
+/// the dataset's owner `org`: its own domain of that name, or one whose owner made it a member
+/// (`owner` picks the domain owner). Anything else is refused as unknown, naming no owner.
+pub fn requested(
+    conn: &Connection,
+    org: i64,
+    name: Option<&str>,
+    owner: Option<&str>,
+    spec: &columns::ColumnSpec,
+) -> ApiResult<Option<JoinDomain>> {
     use ghostpii_core::Facet;
     let Some(name) = name else { return Ok(None) };
     if !spec.has(Facet::Group) && !spec.has(Facet::Fuzzy) {
@@ -216,12 +272,23 @@ pub fn requested(conn: &Connection, name: Option<&str>, spec: &columns::ColumnSp
              (only those use a join domain)"
         )));
     }
-    find_by_name(conn, name)?.map(Some).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "join domain '{name}' does not exist on this keyhost; an admin or owner creates it with \
-             session.create_join_domain('{name}')"
-        ))
-    })
+    let found = usable_by(conn, org, name, owner)?;
+    if let Some(own) = found.iter().find(|d| d.owner_id == org) {
+        return Ok(Some(own.clone()));
+    }
+    match found.len() {
+        1 => Ok(found.into_iter().next()),
+        0 => Err(ApiError::not_found(format!(
+            "join domain '{name}'{} does not exist on this keyhost or its owner has not made your organisation \
+             a member: an owner creates its own with session.create_join_domain('{name}'); another owner's \
+             domain is usable only after that owner adds you (session.add_join_domain_member)",
+            owner.map(|o| format!(" of owner '{o}'")).unwrap_or_default()
+        ))),
+        _ => Err(ApiError::invalid(format!(
+            "several join domains named '{name}' are usable by your organisation; name the domain's owner \
+             (\"join_domain_owner\")"
+        ))),
+    }
 }
 
 /// The match/group/fuzzy facets exist for text, integers and dates (ids, zip codes, birth

@@ -42,6 +42,7 @@ pub mod master_key;
 pub mod match_constants;
 pub mod merkle;
 pub mod moments;
+pub mod orgs;
 pub mod policy;
 pub mod populations;
 pub mod rate_limit;

@@ -41,6 +41,19 @@ pub fn require_create_dataset(who: &Identity) -> ApiResult<()> {
     )))
 }
 
+/// Owners and admins manage datasets; a member is refused before any dataset is looked up, so
+/// the refusal says nothing about which names exist.
+pub fn require_owner_role(who: &Identity, action: &str) -> ApiResult<()> {
+    if matches!(who.role, Role::Admin | Role::Owner) {
+        return Ok(());
+    }
+    Err(ApiError::denied(format!(
+        "identity '{}' (role {}) may not {action}: only the dataset's owner or an admin may",
+        who.name,
+        who.role.as_str()
+    )))
+}
+
 pub fn require_manage(who: &Identity, ds: &Dataset, action: &str) -> ApiResult<()> {
     if can_manage(who, ds) {
         return Ok(());
@@ -166,4 +179,37 @@ pub fn authorize(conn: &Connection, who: &Identity, ds: &Dataset, column: &str, 
         ));
     }
     Ok(Authority::Grant { grants: active })
+}
+
+/// `group`/`link` pads of a column in a join domain for an identity whose organisation holds
+/// that domain's key (the domain's owner or a member, present or past) other than the dataset's
+/// owner: such an organisation can compute the domain's tags of any value, so the pads let it
+/// dictionary-attack the pseudonyms of the rows they cover. Allowed only where the dataset's
+/// owner said so in the grant (`domain_key_holder`), whenever the membership began.
+pub fn check_key_holder(
+    conn: &Connection,
+    who: &Identity,
+    ds: &Dataset,
+    column: &str,
+    domain: Option<&crate::join_domains::JoinDomain>,
+    auth: &Authority,
+) -> ApiResult<()> {
+    let (Some(d), Authority::Grant { grants }) = (domain, auth) else {
+        return Ok(());
+    };
+    let Some(org) = crate::orgs::org_of(who) else {
+        return Ok(());
+    };
+    if org == ds.owner_id || !crate::orgs::holds_domain_key(conn, d.id, d.owner_id, org)? {
+        return Ok(());
+    }
+    if grants.iter().any(|g| g.params.domain_key_holder == Some(true)) {
+        return Ok(());
+    }
+    Err(ApiError::denied(format!(
+        "identity '{}' belongs to an organisation that holds the key of join domain '{}', so pads of \
+         column '{column}' of dataset '{}' would let it recover the values behind the pseudonyms; its owner \
+         must grant them explicitly (gp.allow.group('{column}', domain_key_holder=True))",
+        who.name, d.name, ds.name
+    )))
 }

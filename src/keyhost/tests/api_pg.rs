@@ -22,6 +22,8 @@ mod lifecycle;
 mod limits;
 #[path = "api/openapi.rs"]
 mod openapi;
+#[path = "api/orgs.rs"]
+mod orgs;
 #[path = "api/pg_cluster.rs"]
 mod pg_cluster;
 #[path = "api/privacy.rs"]

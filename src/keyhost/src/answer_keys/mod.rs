@@ -251,6 +251,8 @@ struct Ctx<'a> {
     rid_refusal: Option<ApiError>,
     /// The name of the dataset the descriptor addressed, for its audit entry (`visibility.rs`).
     seen_dataset: Option<String>,
+    /// The owner of that dataset (who may read the entry, `orgs::add_readers`).
+    seen_owner: Option<i64>,
 }
 
 impl<'a> Ctx<'a> {
@@ -278,6 +280,7 @@ impl<'a> Ctx<'a> {
             op,
             rid_refusal: None,
             seen_dataset: None,
+            seen_owner: None,
         }
     }
 }
@@ -384,6 +387,10 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
         // the owner's audit shows attempts on their dataset, even where the refusal names none
         if entry.dataset.is_none() {
             entry.dataset = cx.seen_dataset.take();
+        }
+        // dataset names are unique per owner: the entry is filed under its dataset's owner
+        if let Some(owner) = cx.seen_owner.take() {
+            entry.add_reader(owner);
         }
         work
     });

@@ -65,6 +65,8 @@ pub(super) fn plan(
     }
     let auth = super::authorize(cx, &ds, &col.name, operation(facet))?;
     set_authority(entry, std::slice::from_ref(&auth));
+    let domain = join_domains::of_column(cx.conn, col.id)?;
+    crate::policy::check_key_holder(cx.conn, cx.caller, &ds, &col.name, domain.as_ref(), &auth)?;
     check_rids(cx, &col, &rids)?;
     let (local, _) = join_domains::key_facet_keys(cx.conn, cx.st.master(), cx.st.keyhost_id(), &col, epoch)?;
     let key = match kind {

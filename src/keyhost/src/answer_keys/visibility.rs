@@ -22,6 +22,7 @@ pub(super) fn dataset(cx: &mut Ctx<'_>, dataset_id: i64) -> ApiResult<Dataset> {
         }
     };
     cx.seen_dataset = found.as_ref().map(|ds| ds.name.clone());
+    cx.seen_owner = found.as_ref().map(|ds| ds.owner_id);
     match found {
         Some(ds) if policy::can_manage(cx.caller, &ds) || holds_grant(cx, ds.id)? => Ok(ds),
         None if policy::is_admin(cx.caller) => Err(ApiError::not_found(format!(

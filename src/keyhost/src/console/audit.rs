@@ -1,7 +1,8 @@
 //! The audit log, newest first, with filters (identity, column, operation, decision, time
 //! span) and paging; refusals highlighted; each entry's receipt (index and Merkle leaf
 //! hash, as answer keys carry it) and chain hashes. Admins read everything; an owner reads
-//! the entries of the datasets it owns.
+//! the entries filed under it (`audit_readers`): its datasets, its join domains' membership
+//! changes, the identities it manages.
 
 use crate::db::Connection;
 use crate::db::Value as Sql;
@@ -70,11 +71,15 @@ pub fn query(conn: &Connection, who: &Identity, f: &AuditFilter) -> ApiResult<(V
     let mut clauses: Vec<&str> = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
     if !f.dataset.is_empty() {
+        // dataset names are unique per owner only: the entries filed under the dataset's owner
         let ds = managed(conn, who, &f.dataset)?;
         clauses.push("dataset = ?");
         args.push(Sql::Text(ds.name));
+        clauses.push("idx IN (SELECT idx FROM audit_readers WHERE owner_id = ?)");
+        args.push(Sql::Integer(ds.owner_id));
     } else if !policy::is_admin(who) {
-        clauses.push("dataset IN (SELECT name FROM datasets WHERE owner_id = ?)");
+        // an owner's whole log: its datasets, its join domains' memberships, its identities
+        clauses.push("idx IN (SELECT idx FROM audit_readers WHERE owner_id = ?)");
         args.push(Sql::Integer(who.id));
     }
     for (col, v) in [

@@ -26,7 +26,7 @@ const BUCKETS: i64 = 24;
 
 /// The dataset called `name`, if `who` may manage it (admin or its owner).
 pub fn managed(conn: &Connection, who: &Identity, name: &str) -> ApiResult<Dataset> {
-    let ds = datasets::require(conn, name)?;
+    let ds = datasets::resolve(conn, who, name, None)?;
     policy::require_manage(who, &ds, "open the console pages")?;
     Ok(ds)
 }
@@ -123,10 +123,16 @@ struct DatasetPage {
 
 /// Answer keys issued and refused on the dataset in [`BUCKETS`] equal spans of time from
 /// its first to its last answer-key entry (one grouped query).
-fn activity(conn: &Connection, dataset: &str) -> ApiResult<Vec<Bucket>> {
+fn activity(conn: &Connection, ds: &Dataset) -> ApiResult<Vec<Bucket>> {
+    // dataset names are unique per owner only: entries filed under this dataset's owner
+    let owned = |n: u8| format!("idx IN (SELECT idx FROM audit_readers WHERE owner_id = ?{n})");
+    let dataset = ds.name.as_str();
     let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
-        &format!("SELECT MIN(time), MAX(time) FROM audit WHERE dataset = ?1 AND operation IN {ANSWER_OPS}"),
-        [dataset],
+        &format!(
+            "SELECT MIN(time), MAX(time) FROM audit WHERE dataset = ?1 AND operation IN {ANSWER_OPS} AND {}",
+            owned(2)
+        ),
+        params![dataset, ds.owner_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let (Some(lo), Some(hi)) = (lo, hi) else {
@@ -143,9 +149,10 @@ fn activity(conn: &Connection, dataset: &str) -> ApiResult<Vec<Bucket>> {
         .collect();
     let mut st = conn.prepare(&format!(
         "SELECT (time - ?2) / ?3, decision = 'refused', COUNT(*) FROM audit
-         WHERE dataset = ?1 AND operation IN {ANSWER_OPS} GROUP BY 1, 2"
+         WHERE dataset = ?1 AND operation IN {ANSWER_OPS} AND {} GROUP BY 1, 2",
+        owned(4)
     ))?;
-    let rows = st.query_map(params![dataset, lo, width], |r| {
+    let rows = st.query_map(params![dataset, lo, width, ds.owner_id], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?, r.get::<_, u64>(2)?))
     })?;
     for r in rows {
@@ -165,7 +172,7 @@ fn load(conn: &Connection, who: &Identity, name: &str) -> ApiResult<DatasetPage>
     let ds = managed(conn, who, name)?;
     Ok(DatasetPage {
         columns: columns_of(conn, ds.id)?,
-        activity: activity(conn, &ds.name)?,
+        activity: activity(conn, &ds)?,
         budgets: budgets::rows(conn, &ds)?,
         ds,
     })

@@ -35,7 +35,7 @@ struct GrantsPage {
     ds: Dataset,
     grants: Vec<Grant>,
     columns: Vec<String>,
-    /// Identity names to offer (admins only: owners may not list identities).
+    /// Identity names to offer (admins: all; owners: those they manage or were shared).
     identities: Vec<String>,
 }
 
@@ -44,10 +44,18 @@ fn load(conn: &Connection, who: &Identity, name: &str) -> ApiResult<GrantsPage> 
     let identities = if policy::is_admin(who) {
         identities::list(conn)?.into_iter().map(|i| i.name).collect()
     } else {
-        Vec::new()
+        identities::list_for_owner(conn, who.id)?
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
     };
+    // dataset names are unique per owner only: the grants of this dataset
+    let grants = grants::list(conn, Some(&ds.name), None, None)?
+        .into_iter()
+        .filter(|g| g.dataset_id == ds.id)
+        .collect();
     Ok(GrantsPage {
-        grants: grants::list(conn, Some(&ds.name), None, None)?,
+        grants,
         columns: columns_of(conn, ds.id)?.into_iter().map(|(c, _)| c.name).collect(),
         identities,
         ds,
@@ -269,7 +277,7 @@ pub async fn create(State(st): State<AppState>, Path(name): Path<String>, p: Con
                 format!(
                     "grant {} added: '{}' may {} column '{}'",
                     v["grant_id"],
-                    p.field("identity"),
+                    v["identity"].as_str().unwrap_or_default(),
                     p.field("operation"),
                     p.field("column")
                 ),

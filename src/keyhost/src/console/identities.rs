@@ -1,5 +1,6 @@
-//! Identities and tokens: list (admins), create an identity, issue a token (shown once, on
-//! the next page only), revoke a token, rotate the signed-in token. Each action calls the
+//! Identities and tokens: list (admins: all; owners: the analysts they manage, `OWNER/NAME`),
+//! create an identity, issue a token (shown once, on the next page only), revoke a token,
+//! rotate the signed-in token. Each action calls the
 //! API's handler (`POST /v1/identities`, `POST /v1/tokens`, `DELETE /v1/tokens/{id}`,
 //! `POST /v1/tokens/rotate`).
 
@@ -70,6 +71,8 @@ fn token_rows(c: &Console, list: &[TokenInfo], mine: Option<i64>) -> Vec<String>
 /// `GET /console/identities`
 pub async fn page(State(st): State<AppState>, c: Console) -> Response {
     let admin = c.is_admin();
+    let owner = c.who.role == identities::Role::Owner;
+    let owner_id = c.who.id;
     let token = c.token();
     let loaded = st
         .db(move |conn, _| {
@@ -79,6 +82,17 @@ pub async fn page(State(st): State<AppState>, c: Console) -> Response {
             };
             let (ids, toks): (Vec<Identity>, Vec<TokenInfo>) = if admin {
                 (identities::list(conn)?, tokens::list(conn, None)?)
+            } else if owner {
+                // the analysts this owner manages, and their tokens
+                let ids: Vec<Identity> = identities::list_for_owner(conn, owner_id)?
+                    .into_iter()
+                    .filter(|i| i.manager_id == Some(owner_id))
+                    .collect();
+                let toks = tokens::list(conn, None)?
+                    .into_iter()
+                    .filter(|t| ids.iter().any(|i| i.name == t.identity))
+                    .collect();
+                (ids, toks)
             } else {
                 (Vec::new(), Vec::new())
             };
@@ -97,9 +111,9 @@ pub async fn page(State(st): State<AppState>, c: Console) -> Response {
         csrf_field(&c.csrf),
         esc(&c.who.name)
     );
-    if !admin {
+    if !admin && !owner {
         let body = format!(
-            "<p class=\"hint\">Only an admin lists identities and issues or revokes other identities' tokens.</p>{rotate}"
+            "<p class=\"hint\">Only admins and owners list identities and issue or revoke other identities' tokens.</p>{rotate}"
         );
         return layout::page(&c, "Identities and tokens", "identities", &body);
     }
@@ -118,8 +132,21 @@ pub async fn page(State(st): State<AppState>, c: Console) -> Response {
         })
         .collect();
     let names: Vec<(&str, &str)> = ids.iter().map(|i| (i.name.as_str(), i.name.as_str())).collect();
+    let roles: &[(&str, &str)] = if admin { ROLES } else { &ROLES[..1] };
+    let scope = if admin {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"hint\" id=\"identities-scope\">The analysts {} manages: a new one named NAME is created as \
+             <code>{}/NAME</code>; only {} grants to it and issues its tokens (share one with another owner from the \
+             API or CLI: <code>ghostpii identity share</code>).</p>",
+            esc(&c.who.name),
+            esc(&c.who.name),
+            esc(&c.who.name)
+        )
+    };
     let body = format!(
-        "<h2>Identities</h2>{}\
+        "<h2>Identities</h2>{scope}{}\
          <form method=\"post\" action=\"/console/identities\" class=\"card\">{}\
          <label>name <input name=\"name\" id=\"identity-name\" required maxlength=\"128\"></label>\
          <label>role <select name=\"role\" id=\"identity-role\">{}</select></label>\
@@ -131,7 +158,7 @@ pub async fn page(State(st): State<AppState>, c: Console) -> Response {
          <button type=\"submit\" id=\"token-issue\">issue token</button></form>{rotate}",
         table(&["id", "name", "role", "created (UTC)"], &id_rows, "No identities."),
         csrf_field(&c.csrf),
-        options(ROLES, "member"),
+        options(roles, "member"),
         table(
             &["id", "identity", "created (UTC)", "expires (UTC)", "status", ""],
             &token_rows(&c, &toks, mine),

@@ -18,6 +18,11 @@ const MAX_LIMIT: u32 = 100_000;
 #[derive(Deserialize)]
 pub struct AuditQuery {
     dataset: Option<String>,
+    /// The owner of `dataset`, when several visible datasets share its name.
+    owner: Option<String>,
+    /// `mine`: every entry the caller may read as an owner (its datasets, its join domains'
+    /// membership changes, the identities it manages), instead of one dataset's.
+    scope: Option<String>,
     identity: Option<String>,
     since: Option<String>,
     limit: Option<u32>,
@@ -37,16 +42,41 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let mut entry = NewEntry::new(&who, "audit.read");
-        match &q.dataset {
-            None => guard(
+        // entries of one owner's dataset: dataset names are unique per owner only
+        let mut reader = None;
+        match (&q.dataset, q.scope.as_deref()) {
+            (_, Some(s)) if s != "mine" => {
+                return Err(ApiError::invalid(format!("scope must be 'mine', not '{s}'")));
+            }
+            (None, Some(_)) => {
+                guard(
+                    conn,
+                    &entry,
+                    policy::require_create_dataset(&who).map_err(|_| {
+                        ApiError::denied(format!(
+                            "identity '{}' (role {}) has no audit log of its own: only owners and admins read one",
+                            who.name,
+                            who.role.as_str()
+                        ))
+                    }),
+                )?;
+                reader = Some(who.id);
+            }
+            (None, None) => guard(
                 conn,
                 &entry,
-                policy::require_admin(&who, "read the whole audit log (owners: pass ?dataset=NAME)"),
+                policy::require_admin(
+                    &who,
+                    "read the whole audit log (owners: pass ?dataset=NAME, or ?scope=mine for every entry they may read)",
+                ),
             )?,
-            Some(name) => {
-                let ds = datasets::require(conn, name)?;
-                entry = entry.dataset(&ds.name);
+            (Some(name), _) => {
+                entry = entry.dataset(name);
+                let found = datasets::resolve(conn, &who, name, q.owner.as_deref());
+                let ds = super::guard_found(conn, &entry, found)?;
+                entry = entry.on(&ds);
                 guard(conn, &entry, policy::require_manage(&who, &ds, "read the audit log"))?;
+                reader = Some(ds.owner_id);
             }
         }
         let since = match &q.since {
@@ -67,6 +97,7 @@ pub async fn list(
         };
         let filter = Filter {
             dataset: q.dataset,
+            reader,
             identity: q.identity,
             since,
             limit: q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),

@@ -28,16 +28,16 @@ pub async fn show(
     ApiQuery(q): ApiQuery<BudgetQuery>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::require(conn, &q.dataset)?;
+        let ds = datasets::resolve(conn, &who, &q.dataset, None)?;
         let target = match q.identity.as_deref() {
             Some(name) if name != who.name => {
-                let entry = NewEntry::new(&who, "budget.read").dataset(&ds.name);
+                let entry = NewEntry::new(&who, "budget.read").on(&ds);
                 guard(
                     conn,
                     &entry,
                     policy::require_manage(&who, &ds, "read other identities' budgets"),
                 )?;
-                identities::require(conn, name)?
+                identities::resolve(conn, &who, name)?
             }
             _ => who.clone(),
         };
@@ -71,10 +71,13 @@ pub async fn set(
     ApiJson(req): ApiJson<SetBudget>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::require(conn, &req.dataset)?;
-        let entry = NewEntry::new(&who, "budget.set")
-            .dataset(&ds.name)
+        let mut entry = NewEntry::new(&who, "budget.set")
+            .dataset(&req.dataset)
             .params(json!({"identity": req.identity, "total": req.total, "delta": req.delta}));
+        guard(conn, &entry, policy::require_owner_role(&who, "set budgets"))?;
+        let found = datasets::resolve(conn, &who, &req.dataset, None);
+        let ds = super::guard_found(conn, &entry, found)?;
+        entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "set budgets"))?;
         if !(req.total.is_finite() && req.total >= 0.0) {
             return Err(ApiError::invalid(format!(
@@ -87,7 +90,7 @@ pub async fn set(
                 return Err(ApiError::invalid(format!("delta must be in (0, 1), not {d}")));
             }
         }
-        let target = identities::require(conn, &req.identity)?;
+        let target = identities::resolve(conn, &who, &req.identity)?;
         let tx = conn.transaction()?;
         budget::set_total(&tx, target.id, ds.id, req.total, req.delta)?;
         audit::append(&tx, entry)?;
@@ -111,16 +114,18 @@ pub async fn reset(
     ApiJson(req): ApiJson<ResetBudget>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::require(conn, &req.dataset)?;
-        let entry = NewEntry::new(&who, "budget.reset")
-            .dataset(&ds.name)
+        let mut entry = NewEntry::new(&who, "budget.reset")
+            .dataset(&req.dataset)
             .params(json!({"identity": req.identity}));
+        guard(conn, &entry, policy::require_owner_role(&who, "reset budgets"))?;
+        let found = datasets::resolve(conn, &who, &req.dataset, None);
+        let ds = super::guard_found(conn, &entry, found)?;
+        entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "reset budgets"))?;
-        let target = identities::require(conn, &req.identity)?;
+        let target = identities::resolve(conn, &who, &req.identity)?;
         let tx = conn.transaction()?;
         let before = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
         budget::reset(&tx, target.id, ds.id)?;
-        let mut entry = entry;
         entry.params = json!({"identity": target.name, "before": before});
         audit::append(&tx, entry)?;
         let state = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;

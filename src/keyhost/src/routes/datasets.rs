@@ -10,7 +10,7 @@ use crate::audit::{self, NewEntry};
 use crate::columns::{self, ColumnSpec};
 use crate::datasets;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::identities;
 use crate::policy;
 use crate::populations;
@@ -19,6 +19,14 @@ use ghostpii_core::{Facet, LogicalType, OreParams};
 
 /// Most row ids one allocation may reserve.
 const MAX_RID_COUNT: u64 = 1 << 40;
+
+/// `?owner=NAME`: the owner of the dataset a path names, when several visible datasets share
+/// the name (dataset names are unique per owner).
+#[derive(Deserialize, Default)]
+pub struct OwnerQuery {
+    #[serde(default)]
+    owner: Option<String>,
+}
 
 #[derive(Deserialize)]
 pub struct CreateDataset {
@@ -38,15 +46,17 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateDataset>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let entry = NewEntry::new(&who, "dataset.create").dataset(&req.name);
+        let mut entry = NewEntry::new(&who, "dataset.create").dataset(&req.name);
+        entry.add_reader(who.id);
         guard(conn, &entry, policy::require_create_dataset(&who))?;
         identities::validate_name("dataset", &req.name)?;
         if let Some(p) = &req.population {
             populations::validate(p)?;
         }
         let tx = conn.transaction()?;
-        let ds = match datasets::find_by_name(&tx, &req.name)? {
-            Some(existing) if req.exist_ok && policy::can_manage(&who, &existing) => {
+        // names are unique per owner: only the caller's own datasets can be in the way
+        let ds = match datasets::find_owned(&tx, who.id, &req.name)? {
+            Some(existing) if req.exist_ok => {
                 let have = populations::of(&tx, existing.id)?;
                 if req.population.is_some() && req.population != have {
                     return Err(ApiError::conflict(format!(
@@ -60,8 +70,8 @@ pub async fn create(
             }
             Some(existing) => {
                 return Err(ApiError::conflict(format!(
-                    "dataset '{}' already exists (owner '{}')",
-                    existing.name, existing.owner
+                    "you already own a dataset named '{}' (pass exist_ok to use it)",
+                    existing.name
                 )))
             }
             None => {
@@ -111,6 +121,10 @@ pub struct RegisterColumn {
     /// Join domain of the `group`/`fuzzy` facets (created with `POST /v1/join-domains`).
     #[serde(default)]
     join_domain: Option<String>,
+    /// The owner of that join domain, when the dataset's owner may use several of that name
+    /// (its own and ones it was made a member of).
+    #[serde(default)]
+    join_domain_owner: Option<String>,
 }
 
 fn column_spec(req: &RegisterColumn) -> ApiResult<ColumnSpec> {
@@ -174,18 +188,40 @@ pub async fn register_column(
     State(st): State<AppState>,
     Caller(who): Caller,
     Path(dataset): Path<String>,
+    ApiQuery(oq): ApiQuery<OwnerQuery>,
     ApiJson(req): ApiJson<RegisterColumn>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
-        let ds = datasets::require(conn, &dataset)?;
-        let entry = NewEntry::new(&who, "column.register")
-            .dataset(&ds.name)
-            .column(&req.name);
+        let pre = NewEntry::new(&who, "column.register").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "register columns"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
+        let entry = NewEntry::new(&who, "column.register").on(&ds).column(&req.name);
         guard(conn, &entry, policy::require_manage(&who, &ds, "register columns"))?;
         identities::validate_name("column", &req.name)?;
         let spec = column_spec(&req)?;
+        // a domain of another owner only with that owner's consent (membership); refused and
+        // audited otherwise, also in the log of the owners of domains of that name
+        let domain = crate::join_domains::requested(
+            conn,
+            ds.owner_id,
+            req.join_domain.as_deref(),
+            req.join_domain_owner.as_deref(),
+            &spec,
+        );
+        let domain = match domain {
+            Err(e) if e.reason == crate::error::reason::NOT_FOUND => {
+                let mut refused = entry
+                    .clone()
+                    .params(json!({"join_domain": req.join_domain, "join_domain_owner": req.join_domain_owner}));
+                for o in crate::join_domains::owners_named(conn, req.join_domain.as_deref().unwrap_or_default())? {
+                    refused.add_reader(o);
+                }
+                return Err(crate::audit::refuse(conn, refused, e));
+            }
+            other => other?,
+        };
         let tx = conn.transaction()?;
-        let domain = crate::join_domains::requested(&tx, req.join_domain.as_deref(), &spec)?;
         let (col, entry) = match columns::find_by_name(&tx, ds.id, &req.name)? {
             Some(existing) => {
                 if let Some(diff) = existing.spec.difference(&spec) {
@@ -194,13 +230,20 @@ pub async fn register_column(
                         req.name, ds.name
                     )));
                 }
-                let had = crate::join_domains::of_column(&tx, existing.id)?.map(|d| d.name);
-                if had != domain.as_ref().map(|d| d.name.clone()) {
+                // same domain, or the domain it was registered under was rotated since (the
+                // column keeps the key it was registered with)
+                let had = crate::join_domains::of_column(&tx, existing.id)?;
+                let same = match (&had, &domain) {
+                    (None, None) => true,
+                    (Some(h), Some(d)) => h.id == d.id || (h.owner_id == d.owner_id && h.name == d.name),
+                    _ => false,
+                };
+                if !same {
                     return Err(ApiError::conflict(format!(
                         "column '{}' of dataset '{}' already exists with join domain {:?}, the request says {:?}",
                         req.name,
                         ds.name,
-                        had,
+                        had.as_ref().map(|d| &d.name),
                         domain.as_ref().map(|d| &d.name)
                     )));
                 }
@@ -239,6 +282,19 @@ pub async fn register_column(
             key_map.insert(f.as_str().into(), Value::String(b));
         }
         crate::join_domains::insert_keys(&tx, st.master(), st.keyhost_id(), &col, &mut key_map)?;
+        // the domain whose key the column uses (registered before a rotation: the retired one)
+        let col_domain = match crate::join_domains::of_column(&tx, col.id)? {
+            Some(d) => {
+                let owner = identities::find_by_id(&tx, d.owner_id)?.map(|o| o.name);
+                Some(json!({"id": d.id, "name": d.name, "owner": owner}))
+            }
+            None => None,
+        };
+        let mut entry = entry;
+        if let Some(d) = &domain {
+            // the domain's owner sees who received its domain's keys
+            entry.add_reader(d.owner_id);
+        }
         audit::append(
             &tx,
             entry.params(json!({
@@ -262,6 +318,7 @@ pub async fn register_column(
             "epoch": col.current_epoch,
             "keys": key_map,
             "ord": col.spec.ord,
+            "join_domain": col_domain,
         })))
     })
     .await
@@ -273,10 +330,14 @@ pub async fn rotate_column(
     State(st): State<AppState>,
     Caller(who): Caller,
     Path((dataset, column)): Path<(String, String)>,
+    ApiQuery(oq): ApiQuery<OwnerQuery>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
-        let ds = datasets::require(conn, &dataset)?;
-        let entry = NewEntry::new(&who, "column.rotate").dataset(&ds.name).column(&column);
+        let pre = NewEntry::new(&who, "column.rotate").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "rotate column keys"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
+        let entry = NewEntry::new(&who, "column.rotate").on(&ds).column(&column);
         guard(conn, &entry, policy::require_manage(&who, &ds, "rotate column keys"))?;
         let tx = conn.transaction()?;
         let col = columns::find_by_name(&tx, ds.id, &column)?.ok_or_else(|| {
@@ -311,11 +372,15 @@ pub async fn allocate_rids(
     State(st): State<AppState>,
     Caller(who): Caller,
     Path(dataset): Path<String>,
+    ApiQuery(oq): ApiQuery<OwnerQuery>,
     ApiJson(req): ApiJson<AllocateRids>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::require(conn, &dataset)?;
-        let entry = NewEntry::new(&who, "rids.allocate").dataset(&ds.name);
+        let pre = NewEntry::new(&who, "rids.allocate").dataset(&dataset);
+        guard(conn, &pre, policy::require_owner_role(&who, "allocate row ids"))?;
+        let found = datasets::resolve(conn, &who, &dataset, oq.owner.as_deref());
+        let ds = super::guard_found(conn, &pre, found)?;
+        let entry = NewEntry::new(&who, "rids.allocate").on(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "allocate row ids"))?;
         if req.count == 0 || req.count > MAX_RID_COUNT {
             return Err(ApiError::invalid(format!(

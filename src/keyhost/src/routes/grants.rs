@@ -20,6 +20,9 @@ use crate::state::AppState;
 pub struct CreateGrant {
     identity: String,
     dataset: String,
+    /// The dataset's owner, when several visible datasets share the name.
+    #[serde(default)]
+    owner: Option<String>,
     column: String,
     operation: String,
     #[serde(default)]
@@ -33,13 +36,20 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateGrant>,
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
-        let ds = datasets::require(conn, &req.dataset)?;
-        let entry = NewEntry::new(&who, "grant.create")
-            .dataset(&ds.name)
+        let mut entry = NewEntry::new(&who, "grant.create")
+            .dataset(&req.dataset)
             .column(&req.column)
             .params(json!({"identity": req.identity, "operation": req.operation, "params": req.params}));
+        guard(conn, &entry, policy::require_owner_role(&who, "manage grants"))?;
+        let found = datasets::resolve(conn, &who, &req.dataset, req.owner.as_deref());
+        let ds = super::guard_found(conn, &entry, found)?;
+        entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
-        let grantee = identities::require(conn, &req.identity)?;
+        let found = identities::resolve(conn, &who, &req.identity);
+        let grantee = super::guard_found(conn, &entry, found)?;
+        if let Some(org) = crate::orgs::org_of(&grantee) {
+            entry.add_reader(org);
+        }
         let op = Operation::parse(&req.operation).ok_or_else(|| {
             ApiError::invalid(format!(
                 "operation must be one of {}, not '{}'",
@@ -51,7 +61,6 @@ pub async fn create(
         let gp = grant_params::build(conn, &ds, &req.column, op, req.params.clone())?;
         let tx = conn.transaction()?;
         let grant_id = grants::insert(&tx, grantee.id, ds.id, &req.column, op, &gp)?;
-        let mut entry = entry;
         entry.params = json!({"grant_id": grant_id, "identity": grantee.name, "operation": op, "params": gp});
         audit::append(&tx, entry)?;
         tx.commit()?;
@@ -83,7 +92,13 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
-        let list = grants::list(conn, q.dataset.as_deref(), q.identity.as_deref(), visible_to)?;
+        // an owner names its own identities by their short name (`worker` for `clinic/worker`)
+        let identity = q.identity.as_deref().map(|n| {
+            identities::resolve(conn, &who, n)
+                .map(|i| i.name)
+                .unwrap_or_else(|_| n.to_owned())
+        });
+        let list = grants::list(conn, q.dataset.as_deref(), identity.as_deref(), visible_to)?;
         let mut out = Vec::with_capacity(list.len());
         for g in &list {
             let mut v = json!(g);
@@ -107,15 +122,25 @@ pub async fn revoke(
 ) -> ApiResult<Json<Value>> {
     let grant_id = path_id("grant_id", &grant_id)?;
     st.db(move |conn, _| {
-        let grant = grants::find(conn, grant_id)?
-            .ok_or_else(|| ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)")))?;
+        let unknown = || ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)"));
+        let grant = grants::find(conn, grant_id)?.ok_or_else(unknown)?;
         let ds = datasets::find_by_id(conn, grant.dataset_id)?
             .ok_or_else(|| ApiError::internal("grant", &"grant without dataset"))?;
         let entry = NewEntry::new(&who, "grant.revoke")
-            .dataset(&ds.name)
+            .on(&ds)
             .column(&grant.column)
             .params(json!({"grant_id": grant_id, "identity": grant.identity, "operation": grant.operation}));
-        guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
+        // a grant on another owner's dataset is refused as an unknown one (grant ids are sequential)
+        let visible = policy::can_manage(&who, &ds) || grant.identity == who.name;
+        guard(
+            conn,
+            &entry,
+            if visible {
+                policy::require_manage(&who, &ds, "manage grants")
+            } else {
+                Err(unknown())
+            },
+        )?;
         let tx = conn.transaction()?;
         grants::revoke(&tx, grant_id)?;
         audit::append(&tx, entry)?;

@@ -41,6 +41,8 @@ api_routes! {
     get "/v1/whoami" => info::whoami;
     post "/v1/identities" => identities::create;
     get "/v1/identities" => identities::list;
+    post "/v1/identities/share" => identities::share;
+    post "/v1/identities/delegate" => identities::delegate;
     post "/v1/tokens" => tokens::create;
     get "/v1/tokens" => tokens::list;
     post "/v1/tokens/rotate" => tokens::rotate;
@@ -51,6 +53,10 @@ api_routes! {
     post "/v1/datasets/{dataset}/columns/{column}/rotate" => datasets::rotate_column;
     post "/v1/datasets/{dataset}/rids" => datasets::allocate_rids;
     post "/v1/join-domains" => join_domains::create;
+    get "/v1/join-domains" => join_domains::list;
+    post "/v1/join-domains/{name}/members" => join_domains::add_member;
+    delete "/v1/join-domains/{name}/members/{member}" => join_domains::remove_member;
+    post "/v1/join-domains/{name}/rotate" => join_domains::rotate;
     post "/v1/grants" => grants::create;
     get "/v1/grants" => grants::list;
     delete "/v1/grants/{grant_id}" => grants::revoke;
@@ -95,4 +101,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// Apply a permission check; a refusal is written to the audit log before it is returned.
 fn guard(conn: &mut Connection, entry: &NewEntry, check: ApiResult<()>) -> ApiResult<()> {
     check.map_err(|e| crate::audit::refuse(conn, entry.clone(), e))
+}
+
+/// The result of looking something up by name for the caller; a refusal (not found, not
+/// visible, ambiguous) is written to the audit log before it is returned.
+fn guard_found<T>(conn: &mut Connection, entry: &NewEntry, found: ApiResult<T>) -> ApiResult<T> {
+    found.map_err(|e| crate::audit::refuse(conn, entry.clone(), e))
 }

@@ -7,11 +7,14 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::guard;
+use super::identities::manageable;
 use crate::audit::{self, NewEntry};
 use crate::clock;
+use crate::db::Connection;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, ApiJson, ApiQuery, Caller};
 use crate::identities;
+use crate::orgs;
 use crate::policy;
 use crate::state::AppState;
 use crate::tokens::{self, DEFAULT_TTL_SECONDS};
@@ -26,7 +29,7 @@ pub struct CreateToken {
     ttl_seconds: Option<i64>,
 }
 
-/// `POST /v1/tokens` (admin). The secret is in this response only.
+/// `POST /v1/tokens` (admin, or the owner that manages the identity). The secret is in this response only.
 pub async fn create(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -34,20 +37,37 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-        let entry = NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
-        guard(conn, &entry, policy::require_admin(&who, "issue tokens"))?;
+        let mut entry =
+            NewEntry::new(&who, "token.create").params(json!({"identity": req.identity, "ttl_seconds": ttl}));
+        if let Some(o) = org_reader(&who) {
+            entry.add_reader(o);
+        }
+        let lead = orgs::delegation(conn, who.id)?;
+        guard(conn, &entry, may_manage_tokens(&who, lead.is_some(), "issue tokens"))?;
+        let found = token_target(conn, &who, lead.is_some(), &req.identity);
+        let ident = super::guard_found(conn, &entry, found)?;
         if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
             return Err(ApiError::invalid(format!(
                 "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
             )));
         }
-        let tx = conn.transaction()?;
-        let ident = identities::require(&tx, &req.identity)?;
-        let (info, secret) = tokens::issue(&tx, &ident, Some(ttl))?;
-        let mut entry = entry;
-        if let Value::Object(m) = &mut entry.params {
-            m.insert("token_id".into(), json!(info.token_id));
+        if let Some(d) = lead {
+            // a lead's tokens live at most max_ttl_seconds and never beyond the delegation
+            let end = clock::now_micros().saturating_add(ttl.saturating_mul(1_000_000));
+            if ttl > d.max_ttl_seconds || end > d.expires_at {
+                let refused = ApiError::denied(format!(
+                    "ttl_seconds {ttl} is beyond the delegation of identity '{}': at most {} seconds, and not \
+                     after {}",
+                    who.name,
+                    d.max_ttl_seconds,
+                    clock::format_rfc3339(d.expires_at)
+                ));
+                return Err(crate::audit::refuse(conn, entry, refused));
+            }
         }
+        let tx = conn.transaction()?;
+        let (info, secret) = tokens::issue(&tx, &ident, Some(ttl))?;
+        entry.params = json!({"identity": ident.name, "ttl_seconds": ttl, "token_id": info.token_id});
         audit::append(&tx, entry)?;
         tx.commit()?;
         Ok(Json(issued_json(&info, &secret)))
@@ -60,7 +80,7 @@ pub struct TokenFilter {
     identity: Option<String>,
 }
 
-/// `GET /v1/tokens?identity=NAME` (admin). Never returns secrets.
+/// `GET /v1/tokens?identity=NAME` (admin: all; an owner: its identities'). Never returns secrets.
 pub async fn list(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -68,13 +88,32 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     st.db(move |conn, _| {
         let entry = NewEntry::new(&who, "token.list");
-        guard(conn, &entry, policy::require_admin(&who, "list tokens"))?;
-        Ok(Json(json!({"tokens": tokens::list(conn, q.identity.as_deref())?})))
+        let lead = orgs::delegation(conn, who.id)?.is_some();
+        guard(conn, &entry, may_manage_tokens(&who, lead, "list tokens"))?;
+        if policy::is_admin(&who) {
+            return Ok(Json(json!({"tokens": tokens::list(conn, q.identity.as_deref())?})));
+        }
+        // an owner: the tokens of the identities it manages; a lead: those of its owner's others
+        let org = if lead { who.manager_id.unwrap_or(who.id) } else { who.id };
+        let managed = identities::list_for_owner(conn, org)?
+            .into_iter()
+            .filter(|i| i.manager_id == Some(org) && i.id != who.id)
+            .map(|i| i.name)
+            .collect::<Vec<_>>();
+        let wanted = match q.identity.as_deref() {
+            Some(n) => Some(token_target(conn, &who, lead, n).map(|i| i.name)?),
+            None => None,
+        };
+        let list = tokens::list(conn, wanted.as_deref())?
+            .into_iter()
+            .filter(|t| managed.contains(&t.identity))
+            .collect::<Vec<_>>();
+        Ok(Json(json!({"tokens": list})))
     })
     .await
 }
 
-/// `DELETE /v1/tokens/{token_id}` (admin). Effective immediately.
+/// `DELETE /v1/tokens/{token_id}` (admin, or the owner that manages its identity). Effective immediately.
 pub async fn revoke(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -82,16 +121,35 @@ pub async fn revoke(
 ) -> ApiResult<Json<Value>> {
     let token_id = path_id("token_id", &token_id)?;
     st.db(move |conn, _| {
-        let entry = NewEntry::new(&who, "token.revoke").params(json!({"token_id": token_id}));
-        guard(conn, &entry, policy::require_admin(&who, "revoke tokens"))?;
+        let mut entry = NewEntry::new(&who, "token.revoke").params(json!({"token_id": token_id}));
+        if let Some(o) = org_reader(&who) {
+            entry.add_reader(o);
+        }
+        let lead = orgs::delegation(conn, who.id)?.is_some();
+        guard(conn, &entry, may_manage_tokens(&who, lead, "revoke tokens"))?;
+        let unknown = || ApiError::not_found(format!("token {token_id} does not exist on this keyhost"));
+        let holder = match tokens::find(conn, token_id)? {
+            Some(info) => identities::find_by_name(conn, &info.identity)?,
+            None => None,
+        };
+        let by_lead = |h: &identities::Identity| {
+            lead && h.manager_id.is_some() && h.manager_id == who.manager_id && h.id != who.id
+        };
+        let check = match &holder {
+            Some(h) if identities::manages(&who, h) || by_lead(h) => Ok(()),
+            None if policy::is_admin(&who) => Err(unknown()),
+            // an owner: one refusal for other organisations' tokens and unknown ids alike (token
+            // ids are sequential)
+            _ => Err(ApiError::denied(format!(
+                "token {token_id} is not a token of an identity you manage (an unknown id is refused the same way)"
+            ))),
+        };
+        super::guard_found(conn, &entry, check)?;
         let tx = conn.transaction()?;
         let Some(info) = tokens::find(&tx, token_id)? else {
-            return Err(ApiError::not_found(format!(
-                "token {token_id} does not exist on this keyhost"
-            )));
+            return Err(unknown());
         };
         tokens::revoke(&tx, token_id)?;
-        let mut entry = entry;
         entry.params = json!({"token_id": token_id, "identity": info.identity});
         audit::append(&tx, entry)?;
         tx.commit()?;
@@ -161,6 +219,54 @@ pub async fn rotate(
         Ok(Json(body))
     })
     .await
+}
+
+/// Admins manage every token; owners the tokens of the identities they created; a lead (an
+/// analyst its owner delegated to, `POST /v1/identities/delegate`) those of its owner's others.
+fn may_manage_tokens(who: &identities::Identity, lead: bool, action: &str) -> ApiResult<()> {
+    if lead || matches!(who.role, identities::Role::Admin | identities::Role::Owner) {
+        return Ok(());
+    }
+    policy::require_admin(who, &format!("{action} (owners manage their own identities' tokens)"))
+}
+
+/// The owner whose log a token action is filed under: the caller if an owner, its manager if a lead.
+fn org_reader(who: &identities::Identity) -> Option<i64> {
+    match who.role {
+        identities::Role::Owner => Some(who.id),
+        identities::Role::Member => who.manager_id,
+        identities::Role::Admin => None,
+    }
+}
+
+/// The identity whose tokens `who` asks to manage: for a lead, another identity of its owner
+/// (by short or full name; never itself), refused alike whether it exists or not.
+fn token_target(
+    conn: &Connection,
+    who: &identities::Identity,
+    lead: bool,
+    name: &str,
+) -> ApiResult<identities::Identity> {
+    let Some(org) = who.manager_id.filter(|_| lead) else {
+        return manageable(conn, who, name);
+    };
+    let owner = identities::find_by_id(conn, org)?;
+    let mut candidates = vec![name.to_owned()];
+    if let Some(o) = &owner {
+        candidates.insert(0, orgs::qualified(o, name));
+    }
+    for c in candidates {
+        if let Some(i) = identities::find_by_name(conn, &c)? {
+            if i.manager_id == Some(org) && i.id != who.id {
+                return Ok(i);
+            }
+        }
+    }
+    Err(ApiError::denied(format!(
+        "identity '{name}' is not one identity '{}' may issue tokens for as its owner's lead (an identity that \
+         does not exist is refused the same way)",
+        who.name
+    )))
 }
 
 /// The response of a newly issued token: its secret, shown once.

@@ -12,6 +12,7 @@ mod disclosure;
 mod lifecycle;
 mod limits;
 mod openapi;
+mod orgs;
 mod privacy;
 mod request_frames;
 mod tokens;

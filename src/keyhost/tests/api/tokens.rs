@@ -58,8 +58,10 @@ fn only_admins_manage_identities_and_tokens() {
         assert_eq!((r.status, r.reason()), (403, "permission_denied"));
         let r = kh.post(t, "/v1/tokens", json!({"identity": "admin"}));
         assert_eq!((r.status, r.reason()), (403, "permission_denied"));
-        assert_eq!(kh.get(t, "/v1/identities").status, 403);
     }
+    // (issue 20) an owner lists the identities it manages (none yet); a member lists none
+    assert_eq!(kh.get(&m, "/v1/identities").status, 403);
+    assert_eq!(kh.get(&o, "/v1/identities").ok()["identities"], json!([]));
     let r = kh.post(&kh.admin, "/v1/identities", json!({"name": "mallory"}));
     assert_eq!((r.status, r.reason()), (409, "conflict"));
     let r = kh
