@@ -167,7 +167,11 @@ def test_legitimate_work_is_answered(keyhost: KeyhostProcess, admin: gp.Session,
         .ghost.collect(an)
         .sort("g")
     )
-    plain = df.group_by("g").agg(pl.col("x").var().alias("v"), pl.cov("x", "y").alias("c"), pl.corr("x", "z").alias("r")).sort("g")
+    plain = (
+        df.group_by("g")
+        .agg(pl.col("x").var().alias("v"), pl.cov("x", "y").alias("c"), pl.corr("x", "z").alias("r"))
+        .sort("g")
+    )
     for col in ("v", "c", "r"):
         assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(stats[col], plain[col], strict=True))
     # a regression fit over all rows
