@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "analyst",
         ds,
         [
-            gp.allow.moments(["age", "bmi", "children", "charges"], min_rows=50),
+            # exact moments: every group of rows the answers tell apart keeps >= 20 rows; the fit's
+            # plaintext features (smoker, obese, age band) cut the rows into 12 groups of 23+ rows
+            gp.allow.moments(["age", "bmi", "children", "charges"], min_rows=20),
             gp.allow.compare("age", constants=[30, 50]),
             gp.allow.compare("bmi", constants=[30]),
         ],
@@ -125,12 +127,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     an2 = gp.connect(kh.url, token2)
     c = gp.ml.LogisticRegression(alpha=1.0).fit(
         enc2,
-        features=["Age", "Fare", "female", "Pclass", pl.col("Age").ghost.lt(16).cast(pl.Int8).alias("child")],
+        # plaintext features cut the rows into groups (female × Pclass: 6 groups of 23+ rows) that
+        # the exact answers tell apart; a "child" flag (Age < 16) would leave groups of 3 rows,
+        # below min_rows=20, and the fit would be refused (docs/privacy.md, the disclosure rule)
+        features=["Age", "Fare", "female", "Pclass"],
         target="Survived",
         session=an2,
     )
     print(f"titanic: fitted on {c.n_rows_} rows, {c.n_rows_dropped_} dropped for missing Age/Fare")
-    tt = t_test.drop_nulls(["Age", "Fare"]).with_columns((pl.col("Age") < 16).cast(pl.Int8).alias("child"))
+    tt = t_test.drop_nulls(["Age", "Fare"])
     acc = float((c.predict(tt) == tt["Survived"]).mean())  # type: ignore[arg-type]
     print(f"held-out accuracy {acc:.3f}")
     results["titanic_accuracy"] = acc

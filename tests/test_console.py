@@ -88,6 +88,13 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{int(time.time() * 1e6)}"
 
 
+def _dataset(admin: gp.Session, prefix: str) -> gp.Dataset:
+    """A fresh dataset declared to hold its own population (exact answers on its columns are not
+    tied to the admin's other datasets with the same column names; docs/privacy.md)."""
+    name = _unique(prefix)
+    return admin.create_dataset(name, population=name)
+
+
 def _encrypted(ds: gp.Dataset) -> pl.DataFrame:
     df = pl.DataFrame({"x": list(range(40))})
     return gp.encrypt(df, ds, {"x": gp.integer(bounds=(0, 100))})
@@ -100,7 +107,7 @@ def _sum(enc: pl.DataFrame, session: gp.Session) -> Any:
 def test_admin_walks_every_page_and_manages_grants_tokens_and_budgets(
     console: Console, keyhost: KeyhostProcess, admin: gp.Session
 ) -> None:
-    ds = admin.create_dataset(_unique("console"))
+    ds = _dataset(admin, "console")
     enc = _encrypted(ds)
     analyst = _unique("an")
     c = console
@@ -217,7 +224,7 @@ def test_admin_walks_every_page_and_manages_grants_tokens_and_budgets(
 
 
 def test_paging_walks_the_whole_log(console: Console, keyhost: KeyhostProcess, admin: gp.Session) -> None:
-    ds = admin.create_dataset(_unique("paging"))
+    ds = _dataset(admin, "paging")
     admin.grant(_unique("pg"), ds, [gp.allow.aggregate("x")] * 55, issue_token=False)
     console.sign_in(keyhost.admin_token)
     console.go(f"/console/audit?dataset={ds.name}")
@@ -235,7 +242,7 @@ def test_paging_walks_the_whole_log(console: Console, keyhost: KeyhostProcess, a
 
 
 def test_analyst_token_gets_a_clear_refusal(console: Console, keyhost: KeyhostProcess, admin: gp.Session) -> None:
-    ds = admin.create_dataset(_unique("refuse"))
+    ds = _dataset(admin, "refuse")
     token = admin.grant(_unique("analyst"), ds, [gp.allow.aggregate("x")])
     assert token is not None
     console.sign_in(token)
@@ -383,7 +390,7 @@ def _requests_session(url: str, token: str) -> tuple[requests.Session, str, str]
 
 
 def test_forms_without_the_sessions_csrf_token_are_refused(keyhost: KeyhostProcess, admin: gp.Session) -> None:
-    ds = admin.create_dataset(_unique("csrf"))
+    ds = _dataset(admin, "csrf")
     _encrypted(ds)
     who = _unique("victim")
     admin.create_identity(who)

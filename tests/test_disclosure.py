@@ -167,10 +167,26 @@ def test_legitimate_work_is_answered(keyhost: KeyhostProcess, admin: gp.Session,
         .ghost.collect(an)
         .sort("g")
     )
-    plain = df.group_by("g").agg(pl.col("x").var().alias("v"), pl.cov("x", "y").alias("c"), pl.corr("x", "z").alias("r")).sort("g")
+    plain = (
+        df.group_by("g")
+        .agg(pl.col("x").var().alias("v"), pl.cov("x", "y").alias("c"), pl.corr("x", "z").alias("r"))
+        .sort("g")
+    )
     for col in ("v", "c", "r"):
         assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(stats[col], plain[col], strict=True))
     # a regression fit over all rows
     m = gp.ml.LinearRegression().fit(enc.lazy(), features=["x", "y"], target="z", session=an)
     assert all(math.isfinite(c) for c in m.coef_)
     assert _refusals(admin, dataset, an, "audit_disclosure") == 0
+
+
+def test_grouped_dp_moments_compose_in_parallel(
+    keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset
+) -> None:
+    """Grouped DP moments over 19 singleton groups cost ε once (parallel composition), not 19ε."""
+    df = pl.DataFrame({"age": AGES[:19], "g": list(range(19))})
+    enc = gp.encrypt(df, dataset, {"age": gp.integer(bounds=(0, 120))}, products=[("age",)])
+    an = _connect(keyhost, admin, dataset, [gp.allow.moments(["age"], epsilon=0.5, budget=5.0)])
+    got = enc.lazy().group_by("g").agg(pl.col("age").ghost.norm().alias("n")).ghost.collect(an)
+    assert got.height == 19
+    assert an.budget(dataset)["epsilon_spent"] == pytest.approx(0.5)

@@ -133,7 +133,9 @@ def test_missing_products_and_grants_are_named(keyhost: KeyhostProcess, admin: g
         enc.lazy().select(pl.col("children").ghost.var()).ghost.collect(an)
     assert enc.lazy().select(pl.col("charges").ghost.var()).ghost.collect(an)["charges"][0] is not None
     # products granted only within one moments grant
-    enc2 = gp.encrypt(df, admin.create_dataset(f"{dataset.name}_b", population=f"{dataset.name}_b"), SCHEMA, products=[GROUP])
+    enc2 = gp.encrypt(
+        df, admin.create_dataset(f"{dataset.name}_b", population=f"{dataset.name}_b"), SCHEMA, products=[GROUP]
+    )
     ds2 = admin.dataset(f"{dataset.name}_b")
     token = admin.grant(f"g2_{dataset.name}", ds2, [gp.allow.moments(["age", "bmi"]), gp.allow.moments(["charges"])])
     an2 = gp.connect(keyhost.url, token)

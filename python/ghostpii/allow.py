@@ -168,7 +168,8 @@ def moments(
     ``min_rows``, ``epsilon``, ``delta`` and ``budget`` mean what they mean for
     :func:`aggregate`; with ``epsilon`` the keyhost perturbs the whole Gram matrix once per
     query (each entry with its share of ε, or of ρ with ``delta``) and charges the budget once.
-    Without ``epsilon`` every entry is an exact sum under the linear audit.
+    Without ``epsilon`` every entry is an exact sum under the disclosure rule (all entries of a
+    query together; a plaintext feature's distinct values count as groups of rows).
     """
     if isinstance(columns, str) or not columns:
         raise ValueError("moments takes a non-empty list of column names")

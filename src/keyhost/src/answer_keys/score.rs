@@ -116,7 +116,11 @@ pub(super) fn plan(
     if auths.iter().all(|a| matches!(a, Authority::Grant { .. })) {
         let ranges: Vec<Option<u128>> = resolved
             .iter()
-            .map(|(c, _, _)| c.spec.bounds.map(|(lo, hi)| (i128::from(hi) - i128::from(lo)).unsigned_abs()))
+            .map(|(c, _, _)| {
+                c.spec
+                    .bounds
+                    .map(|(lo, hi)| (i128::from(hi) - i128::from(lo)).unsigned_abs())
+            })
             .collect();
         let weights: Vec<i64> = resolved.iter().map(|(_, _, w)| *w).collect();
         if let Some(j) = separated_digit(&weights, &ranges) {
@@ -182,7 +186,9 @@ pub(super) fn separated_digit(weights: &[i64], ranges: &[Option<u128>]) -> Optio
             }
             g = gcd(g, u128::from(w.unsigned_abs()));
             others = match (others, r) {
-                (Some(s), Some(r)) => u128::from(w.unsigned_abs()).checked_mul(*r).and_then(|x| s.checked_add(x)),
+                (Some(s), Some(r)) => u128::from(w.unsigned_abs())
+                    .checked_mul(*r)
+                    .and_then(|x| s.checked_add(x)),
                 _ => None,
             };
         }
@@ -223,7 +229,10 @@ mod tests {
         assert_eq!(separated_digit(&[1, 1000, 1000], &r(&[120, 10, 10])), Some(0));
         // comparable weights over the ranges: no digit
         assert_eq!(separated_digit(&[1, 1], &r(&[120, 100])), None);
-        assert_eq!(separated_digit(&[25, -150, 1, 300], &r(&[120, 10_000, 10_000_000, 10])), None);
+        assert_eq!(
+            separated_digit(&[25, -150, 1, 300], &r(&[120, 10_000, 10_000_000, 10])),
+            None
+        );
         // unbounded columns never make another a leading digit
         assert_eq!(separated_digit(&[1000, 1], &[None, None]), None);
         assert_eq!(separated_digit(&[7], &r(&[10])), None);

@@ -17,8 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use super::intmap::IntMap;
-
 /// Atom id: an index into [`Atoms::sizes`].
 pub type AtomId = u32;
 
@@ -211,25 +209,36 @@ impl Atoms {
     /// Refine the partition so that the rows of `runs` (sorted, disjoint, inclusive) are a
     /// union of atoms; rows not in any atom yet form one new atom.
     pub fn refine(&mut self, runs: &[(u64, u64)]) -> Refined {
-        // pass 1: how much of each atom (and of untouched rows) the runs cover
-        let mut covered: IntMap<AtomId, u64> = IntMap::default();
+        // pass 1: how much of each atom (and of untouched rows) the runs cover, as (atom,
+        // count) runs, then sorted and merged (no hashing: a group of 10 rows costs a sort of 10)
+        let mut runs_of: Vec<(AtomId, u64)> = Vec::new();
+        let mut push = |a: AtomId, n: u64| match runs_of.last_mut() {
+            Some((last, m)) if *last == a => *m += n,
+            _ => runs_of.push((a, n)),
+        };
         for (c, lo, hi) in pieces(runs) {
             match self.chunks.get(&c) {
-                None => *covered.entry(NONE).or_default() += (hi - lo + 1) as u64,
-                Some(Chunk::Uniform(a)) => *covered.entry(*a).or_default() += (hi - lo + 1) as u64,
-                Some(Chunk::Dense(ids)) => for_runs(&ids[lo..=hi], |a, n| *covered.entry(a).or_default() += n),
+                None => push(NONE, (hi - lo + 1) as u64),
+                Some(Chunk::Uniform(a)) => push(*a, (hi - lo + 1) as u64),
+                Some(Chunk::Dense(ids)) => for_runs(&ids[lo..=hi], &mut push),
+            }
+        }
+        runs_of.sort_unstable_by_key(|&(a, _)| a);
+        let mut touched: Vec<(AtomId, u64)> = Vec::with_capacity(runs_of.len());
+        for (a, n) in runs_of {
+            match touched.last_mut() {
+                Some((last, m)) if *last == a => *m += n,
+                _ => touched.push((a, n)),
             }
         }
         // pass 2: new ids for the covered part of atoms covered only in part, and for the
-        // untouched rows
+        // untouched rows; `relabel` is sorted by old id
         let mut out = Refined::default();
-        let mut relabel: IntMap<AtomId, AtomId> = IntMap::default();
-        let mut touched: Vec<(AtomId, u64)> = covered.into_iter().collect();
-        touched.sort_unstable();
+        let mut relabel: Vec<(AtomId, AtomId)> = Vec::new();
         for (atom, n) in touched {
             if atom == NONE {
                 let fresh = self.new_atom(n);
-                relabel.insert(NONE, fresh);
+                relabel.push((NONE, fresh));
                 out.inside.push(fresh);
             } else if n == self.size(atom) {
                 out.inside.push(atom);
@@ -237,7 +246,7 @@ impl Atoms {
                 let new = self.new_atom(n);
                 self.log(|s| Undo::Atom(atom, s.sizes[atom as usize], s.needs[atom as usize]));
                 self.sizes[atom as usize] -= n;
-                relabel.insert(atom, new);
+                relabel.push((atom, new));
                 out.inside.push(new);
                 out.splits.push((atom, new));
             }
@@ -246,7 +255,10 @@ impl Atoms {
             return out;
         }
         // pass 3: relabel the covered rows
-        let map = |a: AtomId| relabel.get(&a).copied().unwrap_or(a);
+        let map = |a: AtomId| match relabel.binary_search_by_key(&a, |&(old, _)| old) {
+            Ok(i) => relabel[i].1,
+            Err(_) => a,
+        };
         for (c, lo, hi) in pieces(runs) {
             let whole = lo == 0 && hi == CHUNK as usize - 1;
             let journal = self.journal.as_mut().map(|j| &mut j.undo);

@@ -29,7 +29,6 @@
 
 mod atoms;
 mod codec;
-mod intmap;
 mod store;
 
 use ghostpii_core::RidSet;

@@ -610,9 +610,18 @@ fn one_hundred_thousand_disjoint_groups_are_cheap() {
         Ok(Verdict::Unchanged)
     );
     let took = t.elapsed();
+    let t = std::time::Instant::now();
+    let bytes = codec::encode(&s);
+    let encoded = t.elapsed();
+    let t = std::time::Instant::now();
+    let back = codec::decode(&bytes).unwrap();
+    let decoded = t.elapsed();
+    assert_eq!(back.atoms(), s.atoms());
     eprintln!(
-        "100k disjoint groups + total: {took:?} (groups {groups:?}), {} entries",
-        s.entries()
+        "100k disjoint groups + total: {took:?} (groups {groups:?}), {} entries; encode {encoded:?}, \
+         decode {decoded:?}, {} bytes",
+        s.entries(),
+        bytes.len()
     );
     assert_eq!(s.atoms(), 100_000);
 }
