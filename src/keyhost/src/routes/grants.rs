@@ -52,7 +52,8 @@ pub async fn create(
         }
         let op = Operation::parse(&req.operation).ok_or_else(|| {
             ApiError::invalid(format!(
-                "operation must be 'decrypt', 'aggregate' or 'compare', not '{}'",
+                "operation must be one of {}, not '{}'",
+                Operation::names(),
                 req.operation
             ))
         })?;
