@@ -16,6 +16,9 @@ use crate::error::{CoreError, Result};
 use crate::rids::RidSet;
 use crate::varint::{get_varint, put_varint};
 
+/// Runs shorter than this are decoded rid by rid (appended in order), longer ones as ranges.
+const SHORT_RUN: u64 = 64;
+
 /// Roaring's cookie for bitmaps without run containers (the only kind `RidSet` writes).
 const COOKIE_NO_RUNS: u32 = 12346;
 /// Roaring's cookie (low 16 bits) for bitmaps that may hold run containers.
@@ -317,5 +320,3 @@ mod tests {
     }
 }
 
-/// Runs shorter than this are decoded rid by rid (appended in order), longer ones as ranges.
-const SHORT_RUN: u64 = 64;
