@@ -166,6 +166,7 @@ pub async fn answer(state: &AppState, caller: Identity, batch: Batch, key: Optio
             // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
             let received = batch.requests.iter().map(|v| decode(v, &batch.blobs)).collect();
             let decoded = intake::admit(&st, &caller, received)?;
+            let locks = record_locks(&caller, &decoded, idem.as_ref());
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -182,7 +183,7 @@ pub async fn answer(state: &AppState, caller: Identity, batch: Batch, key: Optio
                     effects: p.effects,
                 })
                 .collect();
-            let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))?;
+            let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref(), &locks))?;
             // a concurrent retry recorded first: its record, completed
             recompute_pending(&st, &caller, &batch, answered)
         })
@@ -267,7 +268,37 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
     (entry, parsed)
 }
 
+/// The locks of the record transaction (`db::Connection::transaction_scoped`): the caller on
+/// every dataset the batch names (its ledgers, linear audit, score span and distinct constants
+/// live under those keys), and the idempotency key if there is one.
+fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent<'_>>) -> Vec<i64> {
+    use crate::db::{idempotency_lock_key, lock_key, LockScope};
+    let mut keys: Vec<i64> = decoded
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, d.dataset_id()))
+        .chain(idem.map(|i| idempotency_lock_key(i.identity_id, &i.key)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 impl Descriptor {
+    /// The dataset the descriptor is about.
+    fn dataset_id(&self) -> i64 {
+        match self {
+            Descriptor::Sum { dataset_id, .. }
+            | Descriptor::Decrypt { dataset_id, .. }
+            | Descriptor::Compare { dataset_id, .. }
+            | Descriptor::Score { dataset_id, .. }
+            | Descriptor::Sums { dataset_id, .. }
+            | Descriptor::Gram { dataset_id, .. }
+            | Descriptor::Match { dataset_id, .. }
+            | Descriptor::Pads { dataset_id, .. } => *dataset_id,
+        }
+    }
+
     /// Every rid set the descriptor carries.
     fn rid_sets_mut(&mut self) -> Vec<&mut WireRids> {
         match self {
@@ -597,14 +628,16 @@ fn record(
     st: &AppState,
     outcomes: Vec<Outcome>,
     idem: Option<&Idempotent<'_>>,
+    locks: &[i64],
 ) -> ApiResult<Answered> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_scoped(locks)?;
     if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
         return Ok(prior); // a concurrent retry of this request was recorded first
     }
     let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
     let mut results = Answered::default();
     let mut chain = audit::Chain::start(&tx)?;
+    let max_delay = st.sequencing().max_delay_micros();
     for o in outcomes {
         let checked = o
             .result
@@ -622,7 +655,7 @@ fn record(
                 )?;
                 effects::apply_all(&tx, &o.effects, receipt.index)?;
                 m.insert("ok".into(), Value::Bool(true));
-                m.insert("receipt".into(), receipt.to_json());
+                m.insert("receipt".into(), receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay));
                 results.push(Value::Object(m), blob);
             }
             Err(err) => {
@@ -633,7 +666,7 @@ fn record(
                         "reason": err.reason,
                         "message": err.message,
                         "missing_grant": err.missing_grant,
-                        "receipt": receipt.to_json(),
+                        "receipt": receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay),
                     }),
                     None,
                 );
