@@ -13,6 +13,7 @@ fn world_with_history() -> World {
         json!([w.sum(&rids, &[(&w.income, 1)]), w.sum(&w.rids(2), &[(&w.income, 1)])]),
     );
     w.kh.answer(&w.analyst, json!([w.decrypt(&rids, &w.income, "val")]));
+    w.kh.verify(); // integrates the queue (a read of the log does)
     w
 }
 
