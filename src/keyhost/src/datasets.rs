@@ -79,9 +79,9 @@ pub fn reserve_rids(conn: &Connection, dataset_id: i64, count: u64) -> ApiResult
     let count_i = i64::try_from(count).map_err(|_| ApiError::invalid("rid count is too large"))?;
     let next: Option<i64> = conn
         .query_row(
-            "UPDATE datasets SET next_rid = next_rid + ?2 WHERE id = ?1 AND next_rid <= ?3 - ?2
-             RETURNING next_rid - ?2",
-            params![dataset_id, count_i, i64::MAX],
+            "UPDATE datasets SET next_rid = next_rid + ?2 WHERE id = ?1 AND next_rid <= ?3
+             RETURNING next_rid - CAST(?2 AS BIGINT)",
+            params![dataset_id, count_i, i64::MAX - count_i],
             |r| r.get(0),
         )
         .optional()?;
