@@ -381,7 +381,9 @@ CREATE TABLE IF NOT EXISTS audit_integrated (
 pub fn migrate(conn: &Connection) -> crate::db::Result<()> {
     let queue = match conn.backend() {
         db::Backend::Sqlite => QUEUE_SQLITE.to_owned(),
-        db::Backend::Postgres => db::postgres::ddl(&QUEUE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY")),
+        db::Backend::Postgres => {
+            db::postgres::ddl(&QUEUE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY"))
+        }
     };
     conn.execute_batch(&queue)?;
     db::create_tables(conn, INTEGRATED)

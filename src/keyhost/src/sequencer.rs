@@ -237,7 +237,11 @@ pub fn integrate(conn: &mut Connection, keyhost_id: &str, signer: &SigningKey, m
     audit::set_last_index(&tx, prev_index)?;
     let size = u64::try_from(prev_index).unwrap_or(0);
     let frontier = Frontier::from_decoded(size, &nodes);
-    db::meta_set(&tx, FRONTIER_KEY, &serde_json::to_string(&frontier).map_err(json_error)?)?;
+    db::meta_set(
+        &tx,
+        FRONTIER_KEY,
+        &serde_json::to_string(&frontier).map_err(json_error)?,
+    )?;
     let cp = checkpoint::sign(keyhost_id, signer, size, &frontier_root(&nodes));
     db::meta_set(&tx, CHECKPOINT_KEY, &serde_json::to_string(&cp).map_err(json_error)?)?;
     tx.commit()?;
@@ -356,13 +360,18 @@ pub fn verify_receipt(
     let Some(entry) = entry else {
         return Ok(check(
             "missing",
-            vec![format!("entry {index} (queue id {}) was deleted from the log", p.queue_id)],
+            vec![format!(
+                "entry {index} (queue id {}) was deleted from the log",
+                p.queue_id
+            )],
         ));
     };
     let mut out = if B64.encode(audit::queued_hash(p.queue_id, &entry)) != p.entry_hash {
         check(
             "mismatch",
-            vec![format!("entry {index} of the log is not the entry the receipt promised (edited)")],
+            vec![format!(
+                "entry {index} of the log is not the entry the receipt promised (edited)"
+            )],
         )
     } else if at > deadline {
         check(

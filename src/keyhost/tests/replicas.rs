@@ -570,8 +570,16 @@ fn writers_of_two_datasets_do_not_wait_for_each_other() {
         );
         assert_eq!(owner["results"][0]["ok"], true, "{owner}");
         // the overlap: all of that completed while the patrons answer was still waiting
-        assert_eq!(finished.load(Ordering::SeqCst), 0, "the held lock did not hold the patrons answer");
-        assert_eq!(waiting(), 1, "the patrons answer stopped waiting before the lock was released");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "the held lock did not hold the patrons answer"
+        );
+        assert_eq!(
+            waiting(),
+            1,
+            "the patrons answer stopped waiting before the lock was released"
+        );
         tx.rollback().unwrap();
         let v = blocked.join().unwrap();
         assert_eq!(v["ok"], true, "{v}");

@@ -71,7 +71,10 @@ fn call(url: &str, token: &str, method: &str, path: &str, body: Value) -> Value 
 }
 
 fn admin_token(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned()
+    std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// A dataset with one column and 100 rows; `n` sums answered to the admin in one request (so
@@ -111,8 +114,8 @@ fn answered(kh: &Keyhost, admin: &str, n: usize) -> Vec<Value> {
 }
 
 fn counts(dir: &Path) -> (i64, i64) {
-    let conn = ghostpii_keyhost::db::open_read_only(&ghostpii_keyhost::db::Database::Sqlite(dir.join("keyhost.db")))
-        .unwrap();
+    let conn =
+        ghostpii_keyhost::db::open_read_only(&ghostpii_keyhost::db::Database::Sqlite(dir.join("keyhost.db"))).unwrap();
     let log: i64 = conn.query_row("SELECT COUNT(*) FROM audit", (), |r| r.get(0)).unwrap();
     let queued: i64 = conn
         .query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
@@ -145,7 +148,11 @@ fn a_sequencer_killed_mid_batch_loses_nothing_and_integrates_on_restart() {
     let mut indices = Vec::new();
     for r in &receipts {
         let c = call(&again.url, &admin, "POST", "/v1/audit/receipt", r.clone());
-        assert_eq!((c["ok"].clone(), c["status"].clone()), (json!(true), json!("included")), "{c}");
+        assert_eq!(
+            (c["ok"].clone(), c["status"].clone()),
+            (json!(true), json!("included")),
+            "{c}"
+        );
         indices.push(c["audit_index"].as_i64().unwrap());
     }
     indices.sort_unstable();
@@ -173,20 +180,31 @@ fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
     // broken or dishonest keyhost: its answer left with a promise it does not keep).
     let lost = receipts[1]["queue_id"].as_i64().unwrap();
     let conn = ghostpii_keyhost::db::open_sqlite(&dir.join("keyhost.db")).unwrap();
-    assert_eq!(conn.execute("DELETE FROM audit_queue WHERE id = ?1", [lost]).unwrap(), 1);
+    assert_eq!(
+        conn.execute("DELETE FROM audit_queue WHERE id = ?1", [lost]).unwrap(),
+        1
+    );
     drop(conn);
     let check = |r: &Value| call(&kh.url, &admin, "POST", "/v1/audit/receipt", r.clone());
     // the others are kept (integrated by this read, within their delay)
     for r in [&receipts[0], &receipts[2]] {
         let c = check(r);
-        assert_eq!((c["ok"].clone(), c["status"].clone()), (json!(true), json!("included")), "{c}");
+        assert_eq!(
+            (c["ok"].clone(), c["status"].clone()),
+            (json!(true), json!("included")),
+            "{c}"
+        );
     }
     let include_by = ghostpii_keyhost::clock::parse_rfc3339(receipts[1]["include_by"].as_str().unwrap()).unwrap();
     while ghostpii_keyhost::clock::now_micros() <= include_by {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let c = check(&receipts[1]);
-    assert_eq!((c["ok"].clone(), c["status"].clone()), (json!(false), json!("missing")), "{c}");
+    assert_eq!(
+        (c["ok"].clone(), c["status"].clone()),
+        (json!(false), json!("missing")),
+        "{c}"
+    );
     for r in [&receipts[0], &receipts[2]] {
         assert_eq!(check(r)["status"], "included");
     }
@@ -194,7 +212,11 @@ fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
     let mut forged = receipts[0].clone();
     forged["queue_id"] = receipts[2]["queue_id"].clone();
     let c = check(&forged);
-    assert_eq!((c["ok"].clone(), c["status"].clone()), (json!(false), json!("invalid")), "{c}");
+    assert_eq!(
+        (c["ok"].clone(), c["status"].clone()),
+        (json!(false), json!("invalid")),
+        "{c}"
+    );
     // An entry edited in the log after integration no longer matches its receipt.
     let index = check(&receipts[2])["audit_index"].as_i64().unwrap();
     let conn = ghostpii_keyhost::db::open_sqlite(&dir.join("keyhost.db")).unwrap();
@@ -202,5 +224,9 @@ fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
         .unwrap();
     drop(conn);
     let c = check(&receipts[2]);
-    assert_eq!((c["ok"].clone(), c["status"].clone()), (json!(false), json!("mismatch")), "{c}");
+    assert_eq!(
+        (c["ok"].clone(), c["status"].clone()),
+        (json!(false), json!("mismatch")),
+        "{c}"
+    );
 }

@@ -655,7 +655,10 @@ fn record(
                 )?;
                 effects::apply_all(&tx, &o.effects, receipt.index)?;
                 m.insert("ok".into(), Value::Bool(true));
-                m.insert("receipt".into(), receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay));
+                m.insert(
+                    "receipt".into(),
+                    receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay),
+                );
                 results.push(Value::Object(m), blob);
             }
             Err(err) => {

@@ -354,10 +354,7 @@ fn wrong_epoch_column_facet_and_dataset_are_refused() {
         "{msg}"
     );
     // Every result has its own receipt.
-    let idx: Vec<i64> = res
-        .iter()
-        .map(|r| w.kh.audit_index(&w.analyst, r))
-        .collect();
+    let idx: Vec<i64> = res.iter().map(|r| w.kh.audit_index(&w.analyst, r)).collect();
     assert!(idx.windows(2).all(|p| p[1] == p[0] + 1));
 }
 

@@ -35,11 +35,7 @@ fn issuances_and_refusals_are_in_the_log() {
     assert_eq!(entries.len(), 3);
     let by_index = |i: &serde_json::Value| {
         let index = w.kh.audit_index(&w.analyst, i);
-        entries
-            .iter()
-            .find(|e| e["index"] == index)
-            .unwrap()
-            .clone()
+        entries.iter().find(|e| e["index"] == index).unwrap().clone()
     };
     let e0 = by_index(&res[0]);
     assert_eq!(

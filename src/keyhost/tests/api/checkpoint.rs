@@ -77,7 +77,9 @@ fn receipts_prove_inclusion_in_a_signed_checkpoint() {
     assert_eq!(cp["algorithm"], "ed25519");
     assert_eq!(cp["keyhost_id"], w.kh.id());
     assert!(check(&w, &cp).is_empty(), "{:?}", check(&w, &cp));
-    let checked = w.kh.post(&w.analyst, "/v1/audit/receipt", issued["receipt"].clone()).ok();
+    let checked =
+        w.kh.post(&w.analyst, "/v1/audit/receipt", issued["receipt"].clone())
+            .ok();
     assert_eq!(checked["status"], "included", "{checked}");
     let index = checked["audit_index"].as_u64().unwrap();
     let leaf = b64_32(&checked["leaf_hash"]);
