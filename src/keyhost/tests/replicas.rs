@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ghostpii_core::RidSet;
+use ghostpii_keyhost::db::OptionalExtension;
 use serde_json::{json, Value};
 
 use client::{try_raw, Resp};
@@ -584,6 +585,102 @@ fn writers_of_two_datasets_do_not_wait_for_each_other() {
         let v = blocked.join().unwrap();
         assert_eq!(v["ok"], true, "{v}");
     });
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+}
+
+/// The local TCP ports of a process's sockets (Linux: its `/proc/PID/fd` socket inodes looked
+/// up in `/proc/net/tcp`).
+fn local_ports(pid: u32) -> HashSet<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned)
+        })
+        .collect();
+    let mut out = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                out.insert(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The sequencer leader fails over: the replica that holds the leader lock is killed, another
+/// takes the lock and integrates the queue on its own — no read of the log triggers it —
+/// including the entries the killed leader's clients queued.
+#[test]
+fn the_sequencer_leader_fails_over() {
+    let mut c = Cluster::start();
+    c.grant("income", "aggregate", json!({}));
+    let conn = c.db();
+    let queued = || -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
+            .unwrap()
+    };
+    // the client port of the backend holding the leader lock, if one does
+    let leader_port = || -> Option<i64> {
+        let key = ghostpii_keyhost::db::postgres::SEQUENCER_LEADER;
+        conn.query_row(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+             AND l.classid::bigint = ?1 AND l.objid::bigint = ?2 AND l.objsubid = 1",
+            ghostpii_keyhost::params![key >> 32, key & 0xffff_ffff],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
+    };
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    until("no replica leads the sequencer", &|| leader_port().is_some());
+    let port = leader_port().unwrap();
+    let leader = c
+        .replicas
+        .iter()
+        .position(|r| local_ports(r.child.id()).contains(&(port as u16)))
+        .expect("the leader is one of the replicas");
+    let mut receipts = Vec::new();
+    for r in 0..3 {
+        let v = c.answer(r, c.sum(c.income, &c.rids(0, 100))); // repeats teach the linear audit nothing
+        assert_eq!(v["ok"], true, "{v}");
+        receipts.push(v["receipt"].clone());
+    }
+    let mut killed = c.replicas.remove(leader);
+    killed.kill();
+    for i in 0..6 {
+        let v = c.answer(i, c.sum(c.income, &c.rids(0, 100)));
+        assert_eq!(v["ok"], true, "{v}");
+        receipts.push(v["receipt"].clone());
+    }
+    until("no survivor took the leader lock", &|| {
+        leader_port().is_some_and(|p| p != port)
+    });
+    until("the new leader did not integrate the queue", &|| queued() == 0);
+    // every promise kept, each entry once
+    let mut indices: Vec<i64> = receipts
+        .iter()
+        .map(|r| {
+            let check = ok(c.url(0), &c.analyst, "POST", "/v1/audit/receipt", r.clone());
+            assert_eq!(check["status"], "included", "{check}");
+            check["audit_index"].as_i64().unwrap()
+        })
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), receipts.len());
     let v = c.verify();
     assert!(v.ok, "{:?}", v.problems);
 }
