@@ -78,8 +78,8 @@ fn admin_token(dir: &Path) -> String {
 }
 
 /// A dataset with one column and 100 rows; `n` sums answered to the admin in one request (so
-/// `n` entries are queued in one transaction). Returns the receipts.
-fn answered(kh: &Keyhost, admin: &str, n: usize) -> Vec<Value> {
+/// `n` entries are queued in one transaction). Returns the receipts and the requests.
+fn answered(kh: &Keyhost, admin: &str, n: usize) -> (Vec<Value>, Vec<Value>) {
     let ds = call(&kh.url, admin, "POST", "/v1/datasets", json!({"name": "patrons"}))["id"]
         .as_i64()
         .unwrap();
@@ -110,7 +110,7 @@ fn answered(kh: &Keyhost, admin: &str, n: usize) -> Vec<Value> {
     let r = call(&kh.url, admin, "POST", "/v1/answer-keys", json!({"requests": requests}));
     let results = r["results"].as_array().unwrap();
     assert!(results.iter().all(|v| v["ok"] == true), "{r}");
-    results.iter().map(|v| v["receipt"].clone()).collect()
+    (results.iter().map(|v| v["receipt"].clone()).collect(), requests)
 }
 
 fn counts(dir: &Path) -> (i64, i64) {
@@ -131,7 +131,7 @@ fn a_sequencer_killed_mid_batch_loses_nothing_and_integrates_on_restart() {
     //    keyhost is killed, so it does not integrate them at a clean stop either.
     let mut first = Keyhost::start(&dir, &[("GHOSTPII_AUDIT_BATCH_MS", "0")]);
     let admin = admin_token(&dir);
-    let receipts = answered(&first, &admin, 12);
+    let (receipts, _) = answered(&first, &admin, 12);
     first.kill();
     let (log, queued) = counts(&dir);
     assert_eq!(log, 0, "nothing was integrated yet");
@@ -175,7 +175,7 @@ fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
         &[("GHOSTPII_AUDIT_BATCH_MS", "0"), ("GHOSTPII_AUDIT_MAX_DELAY_MS", "300")],
     );
     let admin = admin_token(&dir);
-    let receipts = answered(&kh, &admin, 3);
+    let (receipts, requests) = answered(&kh, &admin, 3);
     // The entry of the second answer disappears from the queue before it is integrated (a
     // broken or dishonest keyhost: its answer left with a promise it does not keep).
     let lost = receipts[1]["queue_id"].as_i64().unwrap();
@@ -229,4 +229,25 @@ fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
         (json!(false), json!("mismatch")),
         "{c}"
     );
+    // An entry integrated only after its promised time (no sequencer ran, no read came in
+    // time) is reported as late.
+    let again = call(
+        &kh.url,
+        &admin,
+        "POST",
+        "/v1/answer-keys",
+        json!({"requests": [requests[0].clone()]}),
+    );
+    let late = again["results"][0]["receipt"].clone();
+    let include_by = ghostpii_keyhost::clock::parse_rfc3339(late["include_by"].as_str().unwrap()).unwrap();
+    while ghostpii_keyhost::clock::now_micros() <= include_by {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let c = check(&late);
+    assert_eq!(
+        (c["ok"].clone(), c["status"].clone()),
+        (json!(false), json!("late")),
+        "{c}"
+    );
+    assert!(c["audit_index"].as_i64().unwrap() > index);
 }
