@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json as _json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn, overload
@@ -320,7 +320,7 @@ class Session:
         return n
 
     # -- answer keys and audit ----------------------------------------------------------------
-    def answer_keys(self, descriptors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def answer_keys(self, descriptors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Ask for many answer keys in ONE request. Raises the typed error of the first refusal.
 
         Per-row byte fields (``pads``, the ``keys`` of decrypt and score answers) are ``bytes``:

@@ -34,11 +34,11 @@ import polars as pl
 from polars.plugins import register_plugin_function
 
 from ghostpii import _internal
+from ghostpii._plugin import PLUGIN_PATH
 from ghostpii.client import Session
 from ghostpii.dtypes import SealedQuantileType, SealedType, is_sealed, is_sealed_quantile
 from ghostpii.errors import UnsupportedOperation, ghost_errors
 from ghostpii.keyed import pads_descriptor
-from ghostpii.namespace import PLUGIN_PATH
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.tokens import PlannedTokens, plan_tokens
 

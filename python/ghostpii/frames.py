@@ -16,6 +16,7 @@ Frames are read and written by the one codec of the keyhost and the Rust resolve
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ghostpii import _internal
@@ -45,7 +46,7 @@ def read(frame: bytes) -> list[dict[str, Any]]:
     return results
 
 
-def write(requests: list[dict[str, Any]]) -> bytes:
+def write(requests: Sequence[Mapping[str, Any]]) -> bytes:
     """The request frame of ``{"requests": requests}``: every ``bytes`` value (at any depth) becomes
     a blob marker, its bytes appended in marker order."""
     blobs: list[bytes] = []

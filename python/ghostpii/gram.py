@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ghostpii import _protocol
+
 __all__ = ["GramBatch", "GramMatrix", "combine", "decode", "descriptor", "is_gram", "statistic"]
 
 _MOD = 1 << 128
@@ -41,7 +43,7 @@ def _rows_key(p: dict[str, Any]) -> str:
     )
 
 
-def descriptor(payloads: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[int, int, int | None]]]:
+def descriptor(payloads: Sequence[dict[str, Any]]) -> tuple[_protocol.Gram, list[tuple[int, int, int | None]]]:
     """The ONE ``gram`` descriptor of sealed Grams over the same rows (and per-row weights),
     with the entry order of the answer's ``keys``."""
     p0 = payloads[0]
@@ -53,16 +55,13 @@ def descriptor(payloads: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list
             k = _entry_key(e)
             if k not in order:
                 order.append(k)
-    d: dict[str, Any] = {
-        "op": "gram",
-        "dataset_id": p0["dataset_id"],
-        "rids": p0["rids"],
-        "entries": [{"column_id": c, "epoch": ep, "weight": w} for c, ep, w in order],
-    }
-    if p0.get("repeats"):
-        d["repeats"] = [{"k": int(r["k"]), "rids": r["rids"]} for r in p0["repeats"]]
-    if p0.get("weights"):
-        d["weights"] = [{"values": w["values"]} for w in p0["weights"]]
+    d = _protocol.gram(
+        p0["dataset_id"],
+        p0["rids"],
+        [{"column_id": c, "epoch": ep, "weight": w} for c, ep, w in order],
+        repeats=[{"k": int(r["k"]), "rids": r["rids"]} for r in p0.get("repeats") or []],
+        weights=[{"values": w["values"]} for w in p0.get("weights") or []],
+    )
     return d, order
 
 
@@ -233,7 +232,7 @@ class GramBatch:
         self._slots.append((k, p))
         return len(self._slots) - 1
 
-    def register(self, want: Callable[[dict[str, Any]], int]) -> None:
+    def register(self, want: Callable[[_protocol.Gram], int]) -> None:
         """Add the merged descriptors to the request (``want`` returns each one's index)."""
         for k, ps in self._groups.items():
             d, order = descriptor(ps)

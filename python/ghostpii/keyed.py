@@ -15,6 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from ghostpii import _protocol
+
 __all__ = ["fuzzy_text", "key_facet_keys", "match_spec"]
 
 _KEY_NAMES = {"match": ("match",), "group": ("group_det", "group_pad"), "fuzzy": ("clk", "fuzzy_seal")}
@@ -78,23 +80,6 @@ def prefers_in_memory(lf: pl.LazyFrame) -> bool:
     return ":ghost_key()" in plan or _SEALED_GROUPS.search(plan) is not None
 
 
-def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "op": "match",
-        "dataset_id": need["dataset_id"],
-        "column_id": need["column_id"],
-        "epoch": need["epoch"],
-        "constant": need["constant"],
-    }
-
-
-def pads_descriptor(need: dict[str, Any], rids: bytes) -> dict[str, Any]:
+def pads_descriptor(need: dict[str, Any], rids: bytes) -> _protocol.Pads:
     """The ``pads`` descriptor of ``rids`` (wire encoding; sent raw in a request frame)."""
-    return {
-        "op": "pads",
-        "dataset_id": need["dataset_id"],
-        "column_id": need["column_id"],
-        "epoch": need["epoch"],
-        "facet": need["facet"],
-        "rids": bytes(rids),
-    }
+    return _protocol.pads(need["dataset_id"], need["column_id"], need["epoch"], need["facet"], bytes(rids))

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from ghostpii import _internal
+from ghostpii import _internal, _protocol
 from ghostpii.client import Session
 from ghostpii.dtypes import is_encrypted
 from ghostpii.errors import CiphertextError, GhostError, UnsupportedOperation, ghost_errors
@@ -76,7 +76,7 @@ def link(
     if len(set(on)) != len(on):
         raise LinkError(f"on names a column twice: {list(on)}")
     lf, rf = _frame(left, on, "left"), _frame(right, on, "right")
-    descriptors: list[dict[str, Any]] = []
+    descriptors: list[_protocol.Descriptor] = []
     slots: dict[tuple[str, str], int | None] = {}
     for c in on:
         lm, rm = _meta(lf[c]), _meta(rf[c])

@@ -10,17 +10,16 @@ on complete pairs)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 from polars.plugins import register_plugin_function
 
+from ghostpii._plugin import PLUGIN_PATH
 from ghostpii.dtypes import SealedType
 
 __all__ = ["corr", "cosine_similarity", "cov", "gram", "moment_expr"]
 
 IntoExpr = pl.Expr | str
-PLUGIN_PATH = Path(__file__).parent
 
 
 def _expr(e: IntoExpr) -> pl.Expr:

@@ -14,6 +14,7 @@ import polars as pl
 from polars.plugins import register_plugin_function
 
 from ghostpii import moments
+from ghostpii._plugin import PLUGIN_PATH
 from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
@@ -26,8 +27,6 @@ from ghostpii.tokens import prefetch
 ClosedInterval = Literal["both", "left", "right", "none"]
 
 __all__ = ["GhostExpr", "GhostFrame", "GhostLazyFrame", "SealedAggExpr", "linear_sum"]
-
-PLUGIN_PATH = Path(__file__).parent
 
 
 def _aggregate(function_name: str, expr: pl.Expr) -> pl.Expr:

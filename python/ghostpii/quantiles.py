@@ -23,7 +23,8 @@ from typing import Any, Literal
 import polars as pl
 from polars.plugins import register_plugin_function
 
-from ghostpii import _internal
+from ghostpii import _internal, _protocol
+from ghostpii._plugin import PLUGIN_PATH
 from ghostpii.client import Session
 from ghostpii.dtypes import SealedQuantileType, is_sealed, is_sealed_quantile, is_sealed_rows
 from ghostpii.errors import CiphertextError, PermissionDenied
@@ -43,8 +44,6 @@ class SealedQuantileExpr(pl.Expr):
 
     @classmethod
     def _make(cls, expr: pl.Expr, kwargs: dict[str, Any]) -> SealedQuantileExpr:
-        from ghostpii.namespace import PLUGIN_PATH
-
         raw = register_plugin_function(
             plugin_path=PLUGIN_PATH,
             function_name="ghost_quantile",
@@ -112,8 +111,9 @@ def resolve(df: pl.DataFrame, session: Session, *, round_trips_used: int = 0) ->
                 f"session is connected to keyhost {session.keyhost_id!r}"
             )
         try:
-            tokens = session.answer_keys([{k: n[k] for k in ("dataset_id", "column_id", "epoch", "constant")}
-                                          | {"op": "compare"} for n in needs])  # fmt: skip
+            tokens = session.answer_keys(
+                [_protocol.compare(n["dataset_id"], n["column_id"], n["epoch"], n["constant"]) for n in needs]
+            )
         except PermissionDenied as e:
             columns = sorted({str(n["column"]) for n in needs})
             raise type(e)(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
-from ghostpii import _internal
+from ghostpii import _internal, _protocol
 from ghostpii.client import Session
 from ghostpii.dtypes import is_sealed, is_sealed_rows
 from ghostpii.errors import CiphertextError, error_for
@@ -30,23 +30,18 @@ def sum_descriptors(series: pl.Series) -> list[dict[str, Any]]:
     return [json.loads(d) for d in _internal.sealed_descriptors(series)]
 
 
-def _rows_descriptor(name: str, series: pl.Series, session: Session) -> tuple[str, tuple[dict[str, Any], bytes] | None]:
+def _rows_descriptor(
+    name: str, series: pl.Series, session: Session
+) -> tuple[str, tuple[_protocol.Decrypt, bytes] | None]:
     """The facet and ``decrypt`` descriptor (without its rid set) and rid set of a column marked
     by ``ghost.decrypt()``."""
     meta_json, rid_bytes = _internal.pending_rids(series)
     meta = json.loads(meta_json)
     _check_keyhost(meta, session)
-    facet = "num" if "num" in meta["facets"] else "val"
+    facet: Literal["num", "val"] = "num" if "num" in meta["facets"] else "val"
     if series.null_count() == series.len():
         return facet, None
-    desc = {
-        "op": "decrypt",
-        "dataset_id": meta["dataset_id"],
-        "column_id": meta["column_id"],
-        "epoch": meta["epoch"],
-        "facet": facet,
-    }
-    return facet, (desc, rid_bytes)
+    return facet, (_protocol.decrypt(meta["dataset_id"], meta["column_id"], meta["epoch"], facet), rid_bytes)
 
 
 def _gram_payloads(name: str, series: pl.Series) -> list[dict[str, Any] | None] | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from ghostpii import _internal
+from ghostpii import _internal, _protocol
 from ghostpii.client import Session
 from ghostpii.dtypes import is_encrypted, is_sealed, is_sealed_rows
 from ghostpii.errors import CiphertextError, GhostError, UnsupportedOperation
@@ -167,13 +167,12 @@ def _encrypted_part(df: pl.DataFrame, ws: dict[str, float], session: Session) ->
     nulls = df.select(pl.any_horizontal([pl.col(c).is_null() for c in ws])).to_series()
     if rows.rows == 0:
         return pl.Series("score", [None] * df.height, dtype=pl.Float64)
-    descriptor = {
-        "op": "score",
-        "dataset_id": first["dataset_id"],
-        "rids": base64.b64encode(rows.rid_set()).decode(),
-        "terms": [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": a} for _, a, m in used],
-        "scale_bits": bits,
-    }
+    descriptor = _protocol.score(
+        first["dataset_id"],
+        base64.b64encode(rows.rid_set()).decode(),
+        [{"column_id": m["column_id"], "epoch": m["epoch"], "weight": a} for _, a, m in used],
+        bits,
+    )
     keys: bytes = session.answer_keys([descriptor])[0]["keys"]
     out = rows.open("score", keys, bits)
     return pl.select(pl.when(nulls).then(None).otherwise(out)).to_series()

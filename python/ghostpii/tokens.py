@@ -8,8 +8,6 @@ column's keyhost (:func:`activate`).
 
 from __future__ import annotations
 
-import base64
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,29 +16,13 @@ import polars as pl
 from ghostpii import _internal
 from ghostpii import client as _client
 from ghostpii.client import Session
-from ghostpii.keyed import match_descriptor
 
 __all__ = ["activate", "connect", "prefetch"]
-
-_lock = threading.Lock()
-_sessions: dict[str, Session] = {}
 
 
 def activate(session: Session) -> Session:
     """Make ``session`` the one used for token fetches of its keyhost (``gp.connect`` does this)."""
-    kh = session.keyhost_id
-    with _lock:
-        _sessions[kh] = session
-    session._rs.activate(kh)  # kernels of a plain .collect() reach the keyhost through its pool
-    return session
-
-
-def session_for(keyhost: str) -> Session:
-    """The active session of ``keyhost``, or a clear error."""
-    with _lock:
-        session = _sessions.get(keyhost)
-    if session is None:
-        raise LookupError(f"no session is connected to keyhost {keyhost!r}; use gp.connect(url, token) first")
+    session._rs.activate(session.keyhost_id)  # kernels of a plain .collect() reach the keyhost through its pool
     return session
 
 
@@ -56,16 +38,6 @@ def connect(
     pool. Bad, expired or revoked tokens raise :class:`~ghostpii.AuthenticationError`.
     """
     return activate(_client.connect(url, token, timeout=timeout, retries=retries))
-
-
-def _descriptor(need: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "op": "compare",
-        "dataset_id": need["dataset_id"],
-        "column_id": need["column_id"],
-        "epoch": need["epoch"],
-        "constant": need["constant"],
-    }
 
 
 @dataclass(frozen=True)
@@ -88,36 +60,20 @@ class PlannedTokens:
 
 def prefetch(lf: pl.LazyFrame, session: Session) -> None:
     """Resolve every token ``lf`` needs in ONE keyhost request (nothing is sent if none are needed)."""
-    plan_tokens(lf, session).install()
+    plan_tokens(lf, session)
 
 
 def plan_tokens(lf: pl.LazyFrame, session: Session) -> PlannedTokens:
     """The tokens ``lf`` needs and their values, fetched in ONE keyhost request (none if none are
-    needed): what :func:`prefetch` caches here, and what a distributed run ships to its workers."""
+    needed) and cached for the kernels: what :func:`prefetch` does, and what a distributed run
+    ships to its workers. One call into Rust (``token_plan.rs``), which resolves the plan's types
+    through ``lf.explain`` (the plugin's type functions record the tokens; explain re-resolves
+    even when the frame's schema is cached) and fetches through the session's connection pool."""
     activate(session)
-    _internal.begin_plan_scan()
-    _internal.begin_match_scan()
-    try:
-        # resolving the plan's types runs the plugin's type functions, which record the
-        # tokens; explain() re-resolves even when the frame's schema is cached
-        lf.explain(optimized=False)
-    finally:
-        needs = list(_internal.end_plan_scan())
-        match_needs = list(_internal.end_match_scan())
-    foreign = {n["keyhost"] for n in needs + match_needs} - {session.keyhost_id}
-    if foreign:
-        from ghostpii.errors import CiphertextError
-
-        raise CiphertextError(
-            f"the query compares columns encrypted under keyhost(s) {sorted(foreign)}, "
-            f"but the session is connected to keyhost {session.keyhost_id!r}"
-        )
-    if not needs and not match_needs:
-        return PlannedTokens([], [], [], [])
-    # comparison and match tokens together: one request
-    results = session.answer_keys([_descriptor(n) for n in needs] + [match_descriptor(n) for n in match_needs])
-    tokens = [base64.b64decode(r["token"]) for r in results]
-    return PlannedTokens(needs, tokens[: len(needs)], match_needs, tokens[len(needs) :])
+    needs, tokens, match_needs, match_tokens = _internal.plan_tokens(
+        session.keyhost_id, lambda: lf.explain(optimized=False)
+    )
+    return PlannedTokens(needs, tokens, match_needs, match_tokens)
 
 
 def clear() -> None:

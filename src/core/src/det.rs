@@ -222,7 +222,7 @@ pub fn tag_eq(a: &[u8; TAG_LEN], stored: &[u8]) -> bool {
     stored.len() == TAG_LEN && bool::from(a.ct_eq(stored))
 }
 
-crate::keys::facet_key!(
+crate::facet_key::facet_key!(
     /// Key of per-row pads (group pads, fuzzy sealing seeds): `AES_k(domain ‖ rid)`.
     PadKey,
     "pad"

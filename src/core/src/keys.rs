@@ -16,6 +16,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{CoreError, Result};
+use crate::facet_key::facet_key;
 use crate::ore::OreKey;
 
 const DOMAIN_NUM: u64 = 0x6770_6e75_6d00_0001; // "gpnum" v1
@@ -84,56 +85,6 @@ pub struct ColumnKeys {
     pub val: ValKey,
     pub ord: OreKey,
 }
-
-/// An AES-128 facet key: zeroized on drop, never printed.
-macro_rules! facet_key {
-    ($(#[$doc:meta])* $name:ident, $label:literal) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name {
-            cipher: aes::Aes128,
-            raw: [u8; 16],
-        }
-
-        impl Drop for $name {
-            fn drop(&mut self) {
-                zeroize::Zeroize::zeroize(&mut self.raw);
-            }
-        }
-
-        impl std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{}(<redacted>)", stringify!($name))
-            }
-        }
-
-        impl $name {
-            pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-                use aes::cipher::KeyInit;
-                $name {
-                    cipher: aes::Aes128::new(aes::cipher::generic_array::GenericArray::from_slice(bytes)),
-                    raw: *bytes,
-                }
-            }
-
-            pub fn try_from_slice(bytes: &[u8]) -> $crate::error::Result<Self> {
-                let arr: [u8; 16] = bytes.try_into().map_err(|_| {
-                    $crate::error::CoreError::InvalidKey(format!(
-                        concat!($label, " key must be 16 bytes, got {}"),
-                        bytes.len()
-                    ))
-                })?;
-                Ok(Self::from_bytes(&arr))
-            }
-
-            /// The raw key, for handing to the owner who encrypts. Never log it.
-            pub fn expose_bytes(&self) -> &[u8; 16] {
-                &self.raw
-            }
-        }
-    };
-}
-pub(crate) use facet_key;
 
 fn block(domain: u64, rid: u64) -> GenericArray<u8, aes::cipher::consts::U16> {
     let mut b = [0u8; 16];

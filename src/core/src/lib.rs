@@ -8,6 +8,7 @@ pub mod clk;
 pub mod deg2;
 pub mod det;
 pub mod error;
+mod facet_key;
 pub mod frame;
 pub mod keys;
 pub mod mask_blocks;
@@ -23,6 +24,7 @@ pub mod sealed;
 pub mod sealed_format;
 pub mod sealed_gram;
 pub mod val;
+mod varint;
 
 pub use error::CoreError;
 pub use keys::{ColumnKeys, NumKey, RootKey, ValKey};

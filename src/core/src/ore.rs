@@ -123,7 +123,7 @@ fn mod3(b: &Block) -> u8 {
     (u64::from_le_bytes(x) % 3) as u8
 }
 
-crate::keys::facet_key!(
+crate::facet_key::facet_key!(
     /// Key of the `ord` facet.
     OreKey,
     "ord"

@@ -8,7 +8,8 @@
 
 use crate::error::{CoreError, Result};
 use crate::rid_encoding::Reader;
-use crate::rids::{put_varint, RidSet};
+use crate::rids::RidSet;
+use crate::varint::put_varint;
 use rayon::prelude::*;
 
 /// Rids per block (one Roaring container).
@@ -149,6 +150,15 @@ fn walk<'a>(bytes: &'a [u8], f: &mut impl FnMut(u64, u64, Block<'a>)) -> Result<
 }
 
 /// Maximal runs of consecutive rids as inclusive `(start, end)` pairs, from the blocks.
+impl RidSet {
+    /// Maximal runs of consecutive rids, as inclusive (start, end) pairs (from the 2^16-rid
+    /// blocks, not rid by rid: see `rid_blocks`).
+    pub fn runs(&self) -> Vec<(u64, u64)> {
+        runs(self)
+    }
+}
+
+/// Maximal runs of `set`, as inclusive (start, end) pairs.
 pub fn runs(set: &RidSet) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for_each_block(set, |base, _, b| {

@@ -1,4 +1,5 @@
-//! Checking a rid set's wire encoding before it is materialised: [`cardinality`] reads how many
+//! A rid set's wire encoding: writing it (`RidSet::to_bytes`, the smaller of runs and Roaring),
+//! reading it (`RidSet::from_bytes`), and checking it before it is materialised: [`cardinality`] reads how many
 //! rids an encoding names from its runs (`0x01`) or from the descriptive headers of its Roaring
 //! containers (`0x02`), without building a treemap, and refuses malformed or non-canonical
 //! Roaring input (unsorted or repeated keys, empty bitmaps, run containers, trailing bytes) that
@@ -7,8 +8,13 @@
 //! The cost is linear in the encoding's length and allocates nothing, so a receiver can bound a
 //! set (e.g. by the rows it has allocated) before it spends memory or time on it.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use roaring::RoaringTreemap;
+
 use crate::error::{CoreError, Result};
-use crate::rids::{get_varint, RidSet};
+use crate::rids::RidSet;
+use crate::varint::{get_varint, put_varint};
 
 /// Roaring's cookie for bitmaps without run containers (the only kind `RidSet` writes).
 const COOKIE_NO_RUNS: u32 = 12346;
@@ -36,6 +42,84 @@ pub fn cardinality(b: &[u8]) -> Result<u64> {
 }
 
 impl RidSet {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let roaring_size = self.0.serialized_size();
+        let runs = self.runs();
+        // varints: at most 10 bytes each, usually 1–3
+        if runs.len() * 4 < roaring_size {
+            let mut out = Vec::with_capacity(1 + runs.len() * 4);
+            out.push(1u8);
+            let mut prev_end: Option<u64> = None;
+            for (start, end) in runs {
+                let gap = match prev_end {
+                    None => start,
+                    Some(p) => start - p - 1,
+                };
+                put_varint(&mut out, gap);
+                put_varint(&mut out, end - start);
+                prev_end = Some(end);
+            }
+            if out.len() < roaring_size + 1 {
+                return out;
+            }
+        }
+        let mut out = Vec::with_capacity(1 + roaring_size);
+        out.push(2u8);
+        self.0.serialize_into(&mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Decode a wire encoding. Malformed and non-canonical Roaring input is refused first
+    /// (see `rid_encoding::cardinality`, which also counts the rids without building the set).
+    /// Unbounded: for untrusted input use `RidSet::from_bytes_bounded` (`rid_encoding`).
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        cardinality(b)?;
+        match b.split_first() {
+            Some((1, rest)) => {
+                // short runs are gathered and appended in order (one container look-up per
+                // batch, not per rid); long runs are inserted as ranges
+                let mut t = RoaringTreemap::new();
+                let mut short: Vec<u64> = Vec::new();
+                let flush = |t: &mut RoaringTreemap, short: &mut Vec<u64>| -> Result<()> {
+                    t.append(short.drain(..))
+                        .map(|_| ())
+                        .map_err(|_| CoreError::InvalidRidSet("rid runs are not increasing".into()))
+                };
+                for_each_run(rest, |start, end| {
+                    if end - start < SHORT_RUN {
+                        short.extend(start..=end);
+                    } else {
+                        flush(&mut t, &mut short)?;
+                        t.insert_range(start..=end);
+                    }
+                    Ok(())
+                })?;
+                flush(&mut t, &mut short)?;
+                Ok(RidSet(t))
+            }
+            Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
+                .map(RidSet)
+                .map_err(|e| CoreError::InvalidRidSet(format!("cannot decode rid set: {e}"))),
+            Some((v, _)) => Err(CoreError::InvalidRidSet(format!("unknown rid set encoding {v}"))),
+            None => Err(CoreError::InvalidRidSet("empty rid set encoding".into())),
+        }
+    }
+
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.to_bytes())
+    }
+
+    pub fn from_base64(s: &str) -> Result<Self> {
+        let b = B64
+            .decode(s)
+            .map_err(|e| CoreError::InvalidRidSet(format!("rid set is not base64: {e}")))?;
+        Self::from_bytes(&b)
+    }
+
+    /// BLAKE3 digest of the canonical encoding, hex: what the audit log records.
+    pub fn digest_hex(&self) -> String {
+        blake3::hash(&self.to_bytes()).to_hex().to_string()
+    }
     /// [`RidSet::from_bytes`] for untrusted input: refuses an encoding that names more than
     /// `max_rids` rids before building anything (7 bytes can name 2^33 rids, a gigabyte of
     /// treemap).
@@ -232,3 +316,6 @@ mod tests {
         assert!(cardinality(&[1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
     }
 }
+
+/// Runs shorter than this are decoded rid by rid (appended in order), longer ones as ranges.
+const SHORT_RUN: u64 = 64;

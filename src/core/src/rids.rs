@@ -5,11 +5,7 @@
 //! common case after a filter — or `0x02` followed by a serialized Roaring treemap (about one
 //! bit per row for dense, scattered sets).
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use roaring::RoaringTreemap;
-
-use crate::error::{CoreError, Result};
 
 /// A set of row ids.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,117 +53,6 @@ impl RidSet {
     pub fn to_vec(&self) -> Vec<u64> {
         self.0.iter().collect()
     }
-
-    /// Maximal runs of consecutive rids, as inclusive (start, end) pairs (from the 2^16-rid
-    /// blocks, not rid by rid: see `rid_blocks`).
-    pub fn runs(&self) -> Vec<(u64, u64)> {
-        crate::rid_blocks::runs(self)
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let roaring_size = self.0.serialized_size();
-        let runs = self.runs();
-        // varints: at most 10 bytes each, usually 1–3
-        if runs.len() * 4 < roaring_size {
-            let mut out = Vec::with_capacity(1 + runs.len() * 4);
-            out.push(1u8);
-            let mut prev_end: Option<u64> = None;
-            for (start, end) in runs {
-                let gap = match prev_end {
-                    None => start,
-                    Some(p) => start - p - 1,
-                };
-                put_varint(&mut out, gap);
-                put_varint(&mut out, end - start);
-                prev_end = Some(end);
-            }
-            if out.len() < roaring_size + 1 {
-                return out;
-            }
-        }
-        let mut out = Vec::with_capacity(1 + roaring_size);
-        out.push(2u8);
-        self.0.serialize_into(&mut out).expect("writing to a Vec cannot fail");
-        out
-    }
-
-    /// Decode a wire encoding. Malformed and non-canonical Roaring input is refused first
-    /// (see `rid_encoding::cardinality`, which also counts the rids without building the set).
-    /// Unbounded: for untrusted input use `RidSet::from_bytes_bounded` (`rid_encoding`).
-    pub fn from_bytes(b: &[u8]) -> Result<Self> {
-        crate::rid_encoding::cardinality(b)?;
-        match b.split_first() {
-            Some((1, rest)) => {
-                // short runs are gathered and appended in order (one container look-up per
-                // batch, not per rid); long runs are inserted as ranges
-                let mut t = RoaringTreemap::new();
-                let mut short: Vec<u64> = Vec::new();
-                let flush = |t: &mut RoaringTreemap, short: &mut Vec<u64>| -> Result<()> {
-                    t.append(short.drain(..))
-                        .map(|_| ())
-                        .map_err(|_| CoreError::InvalidRidSet("rid runs are not increasing".into()))
-                };
-                crate::rid_encoding::for_each_run(rest, |start, end| {
-                    if end - start < SHORT_RUN {
-                        short.extend(start..=end);
-                    } else {
-                        flush(&mut t, &mut short)?;
-                        t.insert_range(start..=end);
-                    }
-                    Ok(())
-                })?;
-                flush(&mut t, &mut short)?;
-                Ok(RidSet(t))
-            }
-            Some((2, rest)) => RoaringTreemap::deserialize_from(rest)
-                .map(RidSet)
-                .map_err(|e| CoreError::InvalidRidSet(format!("cannot decode rid set: {e}"))),
-            Some((v, _)) => Err(CoreError::InvalidRidSet(format!("unknown rid set encoding {v}"))),
-            None => Err(CoreError::InvalidRidSet("empty rid set encoding".into())),
-        }
-    }
-
-    pub fn to_base64(&self) -> String {
-        B64.encode(self.to_bytes())
-    }
-
-    pub fn from_base64(s: &str) -> Result<Self> {
-        let b = B64
-            .decode(s)
-            .map_err(|e| CoreError::InvalidRidSet(format!("rid set is not base64: {e}")))?;
-        Self::from_bytes(&b)
-    }
-
-    /// BLAKE3 digest of the canonical encoding, hex: what the audit log records.
-    pub fn digest_hex(&self) -> String {
-        blake3::hash(&self.to_bytes()).to_hex().to_string()
-    }
-}
-
-/// Runs shorter than this are decoded rid by rid (appended in order), longer ones as ranges.
-const SHORT_RUN: u64 = 64;
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn get_varint(b: &mut &[u8]) -> Result<u64> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = b
-            .split_first()
-            .ok_or_else(|| CoreError::InvalidRidSet("truncated rid set".into()))?;
-        *b = rest;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(CoreError::InvalidRidSet("varint longer than 64 bits".into()))
 }
 
 #[cfg(test)]

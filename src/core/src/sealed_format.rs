@@ -25,8 +25,9 @@ use serde_json::{json, Value};
 use crate::error::{CoreError, Result};
 use crate::meta::ColumnMeta;
 use crate::multiset::{Repeat, RidMultiset};
-use crate::rids::{get_varint, put_varint, RidSet};
+use crate::rids::RidSet;
 use crate::sealed::{thousands, SealedAggregate, SealedOp};
+use crate::varint::{get_varint, put_varint};
 
 /// The format number written in the `format` field.
 pub const SEALED_FORMAT: u8 = 2;

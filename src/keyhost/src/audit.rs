@@ -432,7 +432,7 @@ pub(crate) fn set_last_index(conn: &Connection, index: i64) -> crate::db::Result
 /// Record a refused management action of an authenticated identity (its own transaction),
 /// then hand back the refusal. If the audit cannot be written the answer is an internal error.
 pub fn refuse(conn: &mut Connection, entry: NewEntry, err: ApiError) -> ApiError {
-    let entry = entry.refused(err.reason);
+    let entry = entry.refused(err.reason.as_str());
     let res = (|| -> crate::db::Result<()> {
         let tx = conn.transaction()?;
         append(&tx, entry)?;

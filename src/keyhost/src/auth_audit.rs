@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::audit::{self, NewEntry};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Reason};
 use crate::state::AppState;
 
 /// Longest path (in characters) an audit row of a refused authentication keeps.
@@ -26,7 +26,7 @@ const OTHER_PATHS: &str = "<other paths>";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    reason: &'static str,
+    reason: Reason,
     token_sha256_prefix: Option<String>,
     path: String,
 }
@@ -66,7 +66,7 @@ fn entry(key: &Key, repeats: Option<u64>) -> NewEntry {
         operation: "auth".into(),
         params,
         decision: audit::REFUSED,
-        reason: Some(key.reason.into()),
+        reason: Some(key.reason.as_str().into()),
         ..Default::default()
     }
 }
@@ -90,13 +90,7 @@ impl Tracked {
 impl Refusals {
     /// Note one refused authentication; returns the audit rows to write now: the refusal itself
     /// if it is the first of its key in the window, and the repeat counts of ended windows.
-    pub fn note(
-        &self,
-        now: Instant,
-        reason: &'static str,
-        token_sha256_prefix: Option<String>,
-        path: &str,
-    ) -> Vec<NewEntry> {
+    pub fn note(&self, now: Instant, reason: Reason, token_sha256_prefix: Option<String>, path: &str) -> Vec<NewEntry> {
         let Ok(mut t) = self.tracked.lock() else {
             // a panic elsewhere poisoned the tracker: audit every refusal rather than none
             let key = Key {
@@ -147,12 +141,7 @@ impl Refusals {
 }
 
 /// Audit one refused authentication (bounded as the module docs say).
-pub async fn record(
-    st: &AppState,
-    why: &'static str,
-    token_sha256_prefix: Option<String>,
-    path: String,
-) -> ApiResult<()> {
+pub async fn record(st: &AppState, why: Reason, token_sha256_prefix: Option<String>, path: String) -> ApiResult<()> {
     let rows = st.auth_refusals().note(Instant::now(), why, token_sha256_prefix, &path);
     if rows.is_empty() {
         return Ok(());
@@ -193,17 +182,20 @@ mod tests {
         let r = Refusals::default();
         let t0 = Instant::now();
         let long = format!("/v1/{}", "x".repeat(60_000));
-        let first = r.note(t0, "unauthenticated", None, &long);
+        let first = r.note(t0, Reason::Unauthenticated, None, &long);
         assert_eq!(repeats(&first), vec![None]);
         let path = first[0].params["path"].as_str().unwrap();
         assert_eq!(path.chars().count(), PATH_CHARS + 1, "truncated, marked with …");
         for i in 1..200 {
             assert!(r
-                .note(t0 + Duration::from_millis(i), "unauthenticated", None, &long)
+                .note(t0 + Duration::from_millis(i), Reason::Unauthenticated, None, &long)
                 .is_empty());
         }
         // another key is its own row
-        assert_eq!(r.note(t0, "token_expired", Some("ab".into()), "/v1/whoami").len(), 1);
+        assert_eq!(
+            r.note(t0, Reason::TokenExpired, Some("ab".into()), "/v1/whoami").len(),
+            1
+        );
         assert!(
             r.flush(t0 + Duration::from_secs(1), false).is_empty(),
             "the window is still open"
@@ -219,7 +211,7 @@ mod tests {
         let t0 = Instant::now();
         let mut rows = 0;
         for i in 0..(MAX_KEYS + 1000) {
-            rows += r.note(t0, "unauthenticated", None, &format!("/p{i}")).len();
+            rows += r.note(t0, Reason::Unauthenticated, None, &format!("/p{i}")).len();
         }
         assert_eq!(rows, MAX_KEYS + 1, "one row per key, then one for '<other paths>'");
         let last = r.flush(t0, true);

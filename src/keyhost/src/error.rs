@@ -55,63 +55,47 @@ pub struct MissingGrant {
     pub column: Option<String>,
 }
 
-/// Refusal reason codes of the HTTP API.
-pub mod reason {
-    pub const UNAUTHENTICATED: &str = "unauthenticated";
-    pub const TOKEN_EXPIRED: &str = "token_expired";
-    pub const TOKEN_REVOKED: &str = "token_revoked";
-    pub const PERMISSION_DENIED: &str = "permission_denied";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const INVALID_REQUEST: &str = "invalid_request";
-    pub const CONFLICT: &str = "conflict";
-    pub const INTERNAL: &str = "internal";
-    pub const MIN_ROWS: &str = "min_rows";
-    pub const UNKNOWN_RIDS: &str = "unknown_rids";
-    pub const CONSTANT_NOT_ALLOWED: &str = "constant_not_allowed";
-    pub const MAX_CONSTANTS: &str = "max_constants";
-    pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
-    pub const AUDIT_DISCLOSURE: &str = "audit_disclosure";
-    pub const AUDIT_LIMIT: &str = "audit_limit";
-    pub const REQUEST_TOO_LARGE: &str = "request_too_large";
-    pub const RATE_LIMITED: &str = "rate_limited";
-    pub const SCORE_SPAN: &str = "score_span";
-    pub const MAX_VECTORS: &str = "max_vectors";
+pub use ghostpii_proto::Reason;
 
-    /// Every reason code above (the `Reason` enum of `openapi.json`).
-    pub const ALL: &[&str] = &[
-        UNAUTHENTICATED,
-        TOKEN_EXPIRED,
-        TOKEN_REVOKED,
-        PERMISSION_DENIED,
-        NOT_FOUND,
-        INVALID_REQUEST,
-        CONFLICT,
-        INTERNAL,
-        MIN_ROWS,
-        UNKNOWN_RIDS,
-        CONSTANT_NOT_ALLOWED,
-        MAX_CONSTANTS,
-        BUDGET_EXHAUSTED,
-        AUDIT_DISCLOSURE,
-        AUDIT_LIMIT,
-        REQUEST_TOO_LARGE,
-        RATE_LIMITED,
-        SCORE_SPAN,
-        MAX_VECTORS,
-    ];
+/// Refusal reason codes of the HTTP API: short names of the protocol's [`Reason`] variants.
+pub mod reason {
+    use ghostpii_proto::Reason;
+
+    pub const UNAUTHENTICATED: Reason = Reason::Unauthenticated;
+    pub const TOKEN_EXPIRED: Reason = Reason::TokenExpired;
+    pub const TOKEN_REVOKED: Reason = Reason::TokenRevoked;
+    pub const PERMISSION_DENIED: Reason = Reason::PermissionDenied;
+    pub const NOT_FOUND: Reason = Reason::NotFound;
+    pub const INVALID_REQUEST: Reason = Reason::InvalidRequest;
+    pub const CONFLICT: Reason = Reason::Conflict;
+    pub const INTERNAL: Reason = Reason::Internal;
+    pub const MIN_ROWS: Reason = Reason::MinRows;
+    pub const UNKNOWN_RIDS: Reason = Reason::UnknownRids;
+    pub const CONSTANT_NOT_ALLOWED: Reason = Reason::ConstantNotAllowed;
+    pub const MAX_CONSTANTS: Reason = Reason::MaxConstants;
+    pub const BUDGET_EXHAUSTED: Reason = Reason::BudgetExhausted;
+    pub const AUDIT_DISCLOSURE: Reason = Reason::AuditDisclosure;
+    pub const AUDIT_LIMIT: Reason = Reason::AuditLimit;
+    pub const REQUEST_TOO_LARGE: Reason = Reason::RequestTooLarge;
+    pub const RATE_LIMITED: Reason = Reason::RateLimited;
+    pub const SCORE_SPAN: Reason = Reason::ScoreSpan;
+    pub const MAX_VECTORS: Reason = Reason::MaxVectors;
+
+    /// Every reason (the `Reason` enum of `openapi.json`).
+    pub const ALL: &[Reason] = &Reason::ALL;
 }
 
 /// A typed API error: HTTP status, reason code, human message, and the missing grant if any.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub missing_grant: Option<MissingGrant>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
         ApiError {
             status,
             reason,
@@ -131,7 +115,7 @@ impl ApiError {
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, reason::PERMISSION_DENIED, message)
     }
-    pub fn refused(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, reason, message)
     }
     pub fn missing_grant(identity: &str, grant: MissingGrant) -> Self {
@@ -174,7 +158,7 @@ struct ErrorBody<'a> {
 
 #[derive(Serialize)]
 struct ErrorInner<'a> {
-    reason: &'a str,
+    reason: Reason,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_grant: Option<&'a MissingGrant>,

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use crate::error::{reason, ApiError};
+use crate::error::{reason, ApiError, Reason};
 use crate::identities::Identity;
 use crate::state::AppState;
 use crate::tokens::{self, TokenCheck};
@@ -140,7 +140,7 @@ async fn audit_auth_refusal(
     state: &AppState,
     path: String,
     token_sha256: Option<String>,
-    why: &'static str,
+    why: Reason,
 ) -> Result<(), ApiError> {
     crate::auth_audit::record(state, why, token_sha256, path).await
 }

@@ -30,6 +30,18 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in the order of the enum.
+    pub const ALL: [Operation; 8] = [
+        Operation::Decrypt,
+        Operation::Aggregate,
+        Operation::Compare,
+        Operation::Score,
+        Operation::Moments,
+        Operation::Match,
+        Operation::Group,
+        Operation::Link,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Decrypt => "decrypt",
@@ -44,17 +56,16 @@ impl Operation {
     }
 
     pub fn parse(s: &str) -> Option<Operation> {
-        match s {
-            "decrypt" => Some(Operation::Decrypt),
-            "aggregate" => Some(Operation::Aggregate),
-            "compare" => Some(Operation::Compare),
-            "score" => Some(Operation::Score),
-            "moments" => Some(Operation::Moments),
-            "match" => Some(Operation::Match),
-            "group" => Some(Operation::Group),
-            "link" => Some(Operation::Link),
-            _ => None,
-        }
+        Operation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
+    /// The operations as a readable list: `'decrypt', 'aggregate', …`.
+    pub fn names() -> String {
+        Operation::ALL
+            .iter()
+            .map(|op| format!("'{}'", op.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ghostpii_core::det::{MatchToken, TAG_LEN};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
+use ghostpii_proto::descriptor::{Descriptor, MatchConstant, Rids};
 use polars::prelude::*;
 use polars_arrow::array::BooleanArray;
 use polars_arrow::bitmap::Bitmap;
@@ -263,60 +264,67 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
     })
 }
 
-/// The keyhost's JSON of a stored constant (`{"text": s}` or `{"int": i}`).
-fn constant_json(c: &Stored) -> serde_json::Value {
-    match c {
-        Stored::Text(t) => serde_json::json!({ "text": t }),
-        Stored::Int(i) => serde_json::json!({ "int": i }),
-    }
-}
-
 /// Match tokens through the keyhosts' active sessions (Rust resolver): one request per keyhost.
 fn fetch(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
-    crate::resolver::fetch_tokens(
-        needs,
-        |n| &n.keyhost,
-        |n| {
-            serde_json::json!({"op": "match", "dataset_id": n.dataset_id, "column_id": n.column_id,
-                               "epoch": n.epoch, "constant": constant_json(&n.constant)})
-        },
-    )
+    crate::resolver::fetch_tokens(needs, |n| &n.keyhost, descriptor)
 }
 
 /// Start recording the match tokens a plan needs.
-#[pyfunction]
-pub fn begin_match_scan() {
+pub fn begin_scan() {
     if let Ok(mut s) = scan().lock() {
         *s = Some(Vec::new());
     }
 }
 
-/// Stop recording; the needs not already cached (deduplicated).
-#[pyfunction]
-pub fn end_match_scan<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+/// Stop recording; the needs not already cached (deduplicated, in order).
+pub fn end_scan() -> Vec<MatchNeed> {
     let needs = scan().lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
-    let c = cache()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
+    let Ok(c) = cache().lock() else {
+        return needs;
+    };
     let mut seen = std::collections::HashSet::new();
-    let out = PyList::empty(py);
-    for n in needs {
-        if !c.contains_key(&n) && seen.insert(n.clone()) {
-            out.append(need_to_py(py, &n)?)?;
+    needs
+        .into_iter()
+        .filter(|n| !c.contains_key(n) && seen.insert(n.clone()))
+        .collect()
+}
+
+/// Cache fetched match tokens (same order as the needs).
+pub fn insert(needs: &[MatchNeed], tokens: Vec<Vec<u8>>) {
+    if let Ok(mut c) = cache().lock() {
+        for (n, t) in needs.iter().zip(tokens) {
+            c.insert(n.clone(), t);
         }
     }
+}
+
+/// The needs as Python dicts (what `PlannedTokens` ships to distributed workers).
+pub fn needs_to_py<'py>(py: Python<'py>, needs: &[MatchNeed]) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for n in needs {
+        out.append(need_to_py(py, n)?)?;
+    }
     Ok(out)
+}
+
+/// The match descriptor of a need.
+pub fn descriptor(n: &MatchNeed) -> Descriptor<Rids> {
+    Descriptor::Match {
+        dataset_id: n.dataset_id,
+        column_id: n.column_id,
+        epoch: n.epoch,
+        constant: match &n.constant {
+            Stored::Text(t) => MatchConstant::Text(t.clone()),
+            Stored::Int(i) => MatchConstant::Int(*i),
+        },
+    }
 }
 
 /// Insert fetched match tokens (same order as the needs).
 #[pyfunction]
 pub fn insert_match_tokens(needs: Vec<Bound<'_, PyAny>>, tokens: Vec<Vec<u8>>) -> PyResult<()> {
-    let mut c = cache()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
-    for (d, t) in needs.iter().zip(tokens) {
-        c.insert(need_from_py(d)?, t);
-    }
+    let needs = needs.iter().map(need_from_py).collect::<PyResult<Vec<_>>>()?;
+    insert(&needs, tokens);
     Ok(())
 }
 

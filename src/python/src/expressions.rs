@@ -1,13 +1,12 @@
 //! Thin `#[polars_expr]` wrappers: validate dtypes when the plan is built, call the kernels.
 
 use ghostpii_core::meta::SEALED_ROWS_EXT_NAME;
-use ghostpii_core::sealed::SealedOp;
 use polars::prelude::*;
 use polars_core::datatypes::extension::get_extension_type_or_generic;
 use polars_core::datatypes::ExtensionTypeInstance;
 use pyo3_polars::derive::polars_expr;
 
-use crate::aggregate::{self, check_aggregable, sealed_storage_dtype};
+use crate::aggregate;
 use crate::columns::meta_of;
 use crate::compare::{self, CompareKwargs};
 
@@ -15,31 +14,6 @@ fn first<'a, T>(inputs: &'a [T], what: &str) -> PolarsResult<&'a T> {
     inputs
         .first()
         .ok_or_else(|| polars_err!(ComputeError: "ghostpii: {what} takes one column"))
-}
-
-fn sealed_field(inputs: &[Field], op: SealedOp) -> PolarsResult<Field> {
-    let f = first(inputs, op.as_str())?;
-    let meta = meta_of(f.name(), f.dtype(), &format!("ghost.{}()", op.as_str()))?;
-    check_aggregable(&meta, op)?;
-    Ok(Field::new(f.name().clone(), sealed_storage_dtype()))
-}
-
-fn sum_field(inputs: &[Field]) -> PolarsResult<Field> {
-    sealed_field(inputs, SealedOp::Sum)
-}
-
-fn mean_field(inputs: &[Field]) -> PolarsResult<Field> {
-    sealed_field(inputs, SealedOp::Mean)
-}
-
-#[polars_expr(output_type_func=sum_field)]
-fn ghost_sum(inputs: &[Series]) -> PolarsResult<Series> {
-    aggregate::seal(first(inputs, "sum")?, SealedOp::Sum)
-}
-
-#[polars_expr(output_type_func=mean_field)]
-fn ghost_mean(inputs: &[Series]) -> PolarsResult<Series> {
-    aggregate::seal(first(inputs, "mean")?, SealedOp::Mean)
 }
 
 fn count_field(inputs: &[Field]) -> PolarsResult<Field> {
@@ -86,27 +60,6 @@ fn compare_field(inputs: &[Field], kwargs: CompareKwargs) -> PolarsResult<Field>
 #[polars_expr(output_type_func_with_kwargs=compare_field)]
 fn ghost_compare(inputs: &[Series], kwargs: CompareKwargs) -> PolarsResult<Series> {
     compare::kernel(first(inputs, "comparison")?, &kwargs)
-}
-
-#[derive(serde::Deserialize)]
-struct LinearKwargs {
-    weights: Vec<i64>,
-}
-
-fn linear_field(inputs: &[Field], kwargs: LinearKwargs) -> PolarsResult<Field> {
-    let metas = inputs
-        .iter()
-        .map(|f| meta_of(f.name(), f.dtype(), "gp.linear_sum()"))
-        .collect::<PolarsResult<Vec<_>>>()?;
-    aggregate::check_linear(&metas.iter().collect::<Vec<_>>(), &kwargs.weights)?;
-    let f = first(inputs, "linear_sum")?;
-    Ok(Field::new(f.name().clone(), sealed_storage_dtype()))
-}
-
-/// Sealed `Σ w·column` over several encrypted columns with public integer weights.
-#[polars_expr(output_type_func_with_kwargs=linear_field)]
-fn ghost_linear_sum(inputs: &[Series], kwargs: LinearKwargs) -> PolarsResult<Series> {
-    aggregate::seal_linear(inputs, &kwargs.weights)
 }
 
 fn match_field(inputs: &[Field], kwargs: crate::equality::MatchKwargs) -> PolarsResult<Field> {

@@ -14,7 +14,7 @@ use polars_arrow::bitmap::Bitmap;
 use pyo3_polars::derive::polars_expr;
 use rayon::prelude::*;
 
-use crate::aggregate::{check_aggregable, check_linear, sealed_storage_dtype};
+use crate::aggregate::{check_aggregable, check_linear, check_no_wrap, sealed_storage_dtype};
 use crate::columns::{meta_of, values, EncryptedCells};
 
 /// The encrypted element type of a list column, with its metadata JSON.
@@ -261,17 +261,11 @@ fn ghost_linear_sum_groups(inputs: &[Series], kwargs: LinearKwargs) -> PolarsRes
     check_linear(&parts.iter().map(|(g, _)| &g.cells.meta).collect::<Vec<_>>(), weights)?;
     let first = &parts[0].0;
     let rows = first.cells.len() as u64;
-    let terms_bounds: Vec<_> = weights
-        .iter()
-        .zip(&parts)
-        .map(|(&w, (g, _))| (w, g.cells.meta.bounds))
-        .collect();
-    if !ghostpii_core::num::linear_sum_fits(&terms_bounds, rows) {
-        polars_bail!(InvalidOperation:
-            "ghostpii: gp.linear_sum(): weights {weights:?} times the columns' bounds over {rows} rows could \
-             exceed the 128-bit sum (Σ|w|·max(|lo|,|hi|)·rows ≥ 2^127), so the sum could wrap; use smaller \
-             weights or encrypt with tighter bounds");
-    }
+    check_no_wrap(
+        &parts.iter().map(|(g, _)| &g.cells.meta).collect::<Vec<_>>(),
+        weights,
+        rows,
+    )?;
     let rid0 = values(&first.cells.rid);
     for (g, _) in &parts[1..] {
         if g.offsets != first.offsets || values(&g.cells.rid) != rid0 {

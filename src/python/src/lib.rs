@@ -28,6 +28,7 @@ mod resolver;
 mod reveal;
 mod score;
 mod sealed_column;
+mod token_plan;
 mod tokens;
 
 use pyo3::prelude::*;
@@ -43,14 +44,11 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::verify_audit_db_with_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(keyhost::checkpoint_public_key, m)?)?;
-    m.add_function(wrap_pyfunction!(tokens::begin_plan_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(tokens::end_plan_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(token_plan::plan_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::insert_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::clear_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(deg2::encrypt_products, m)?)?;
     linalg::register(m)?;
-    m.add_function(wrap_pyfunction!(equality::begin_match_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(equality::end_match_scan, m)?)?;
     m.add_function(wrap_pyfunction!(equality::insert_match_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(equality::clear_match_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(pseudonyms::install_shipped_pads, m)?)?;

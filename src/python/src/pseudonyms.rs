@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ghostpii_core::det::{PseudonymKey, GROUP_LEN};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
 use ghostpii_core::RidSet;
+use ghostpii_proto::Descriptor;
 use polars::prelude::*;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -141,12 +142,15 @@ pub fn key_rids<'py>(py: Python<'py>, series: PySeries) -> PyResult<(String, Bou
 
 /// Pads (or seeds) of `facet` for the sorted unique `rids` of the column, in one request
 /// through the Rust resolver; the rid set travels raw, in a request frame.
-pub fn fetch_pads(meta: &ColumnMeta, facet: &str, rids: &RidSet) -> Result<Vec<u8>, String> {
+pub fn fetch_pads(meta: &ColumnMeta, facet: Facet, rids: &RidSet) -> Result<Vec<u8>, String> {
     let wire = rids.to_bytes();
-    let d = serde_json::json!({
-        "op": "pads", "dataset_id": meta.dataset_id, "column_id": meta.column_id, "epoch": meta.epoch,
-        "facet": facet, "rids": crate::resolver::blob_marker(0, &wire),
-    });
+    let d = Descriptor::Pads {
+        dataset_id: meta.dataset_id,
+        column_id: meta.column_id,
+        epoch: meta.epoch,
+        facet,
+        rids: crate::resolver::blob_marker(0, &wire),
+    };
     let mut answers =
         crate::resolver::answer_keys(&meta.keyhost, vec![d], &[wire.as_slice()]).map_err(|r| r.to_string())?;
     let a = answers.pop().ok_or("the keyhost returned no pads")?;
@@ -221,7 +225,7 @@ pub fn kernel(s: &Series) -> PolarsResult<Series> {
     if !wanted.is_empty() {
         let pads = match shipped_pads(&meta, &wanted) {
             Some(p) => p,
-            None => fetch_pads(&meta, "group", &RidSet::from_sorted(&wanted)),
+            None => fetch_pads(&meta, Facet::Group, &RidSet::from_sorted(&wanted)),
         }
         .map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?;
         if pads.len() != wanted.len() * GROUP_LEN {

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use ghostpii_core::frame;
 use ghostpii_core::meta::{ColumnMeta, LogicalType};
 use ghostpii_core::sealed::SealedOp;
-use ghostpii_core::sealed_format::pack_terms;
+use ghostpii_core::sealed_format::{pack_terms, SealedTerm};
+use ghostpii_proto::descriptor::{Descriptor, Repeat, Requests, Rids, Term};
 use polars::prelude::*;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -37,20 +38,15 @@ struct Pending {
 /// The groups of one `sums` descriptor: one linear combination over many row sets.
 struct Batch {
     dataset_id: i64,
-    terms: Vec<ghostpii_core::sealed_format::SealedTerm>,
+    terms: Vec<SealedTerm>,
     /// Each distinct rid set (wire encoding) once, in first-seen order.
     groups: PlIndexSet<Vec<u8>>,
 }
 
-/// A descriptor of the request: JSON built already, JSON around one rid set (written raw in the
+/// A descriptor of the request: typed, its rid sets as wire encodings (written raw in the
 /// request frame when large, see [`Body`]), or a `sums` batch (built last).
 enum Desc {
-    Json(String),
-    Rows {
-        before: String,
-        rids: Vec<u8>,
-        after: String,
-    },
+    One(Descriptor<Vec<u8>>),
     Batch(Batch),
 }
 
@@ -58,38 +54,39 @@ enum Desc {
 /// few bytes cost less than a blob marker.
 const BLOB_MIN: usize = 256;
 
-/// A request body being written: the JSON, and the blobs its markers name.
+/// The blobs of a request body being written: the raw rid sets its markers name.
 #[derive(Default)]
 struct Body {
-    json: String,
     blobs: Vec<Vec<u8>>,
 }
 
 impl Body {
-    /// A rid set: a blob marker (large) or a base64 string (small).
-    fn rids(&mut self, rids: &[u8]) {
+    /// How a rid set travels: a blob marker (large) or a base64 string (small).
+    fn rids(&mut self, rids: &[u8]) -> Rids {
         if rids.len() >= BLOB_MIN {
-            self.json
-                .push_str(&format!("{{\"$blob\":{},\"len\":{}}}", self.blobs.len(), rids.len()));
             self.blobs.push(rids.to_vec());
+            Rids::Blob {
+                blob: self.blobs.len() - 1,
+                len: rids.len(),
+            }
         } else {
-            self.json.push('"');
-            B64.encode_string(rids, &mut self.json);
-            self.json.push('"');
+            Rids::Base64(B64.encode(rids))
         }
     }
 
-    /// JSON (no blobs) or the binary request frame, with its content type.
-    fn finish(self) -> PyResult<(Vec<u8>, &'static str)> {
+    /// The body of `requests`: JSON (no blobs) or the binary request frame, with its content type.
+    fn finish(self, requests: Vec<Descriptor<Rids>>) -> PyResult<(Vec<u8>, &'static str)> {
+        let json = serde_json::to_vec(&Requests { requests })
+            .map_err(|e| GhostError::new_err(format!("cannot encode the answer-key request: {e}")))?;
         if self.blobs.is_empty() {
-            return Ok((self.json.into_bytes(), "application/json"));
+            return Ok((json, "application/json"));
         }
-        let len = u32::try_from(self.json.len())
+        let len = u32::try_from(json.len())
             .map_err(|_| GhostError::new_err("the answer-key request is too large (JSON over 4 GiB)"))?;
         let total: usize = self.blobs.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(frame::HEADER_LEN + self.json.len() + total);
+        let mut out = Vec::with_capacity(frame::HEADER_LEN + json.len() + total);
         out.extend_from_slice(&frame::header(len));
-        out.extend_from_slice(self.json.as_bytes());
+        out.extend_from_slice(&json);
         for b in &self.blobs {
             out.extend_from_slice(b);
         }
@@ -128,46 +125,28 @@ struct Answer {
     missing_grant: Option<serde_json::Value>,
 }
 
-/// The JSON of a value's `sum` descriptor around its rid set: (before, after).
-fn sum_parts(meta: &ColumnMeta, row: &Row) -> (String, String) {
-    let before = format!("{{\"op\":\"sum\",\"dataset_id\":{},\"rids\":", meta.dataset_id);
-    let mut after = String::from(",\"terms\":");
-    terms_json(&mut after, &row.terms);
-    if !row.repeats.is_empty() {
-        after.push_str(",\"repeats\":[");
-        for (i, (k, r)) in row.repeats.iter().enumerate() {
-            if i > 0 {
-                after.push(',');
-            }
-            after.push_str(&format!("{{\"k\":{k},\"rids\":\""));
-            B64.encode_string(r, &mut after);
-            after.push_str("\"}");
-        }
-        after.push(']');
-    }
-    after.push('}');
-    (before, after)
+fn terms(terms: &[SealedTerm]) -> Vec<Term> {
+    terms
+        .iter()
+        .map(|t| Term {
+            column_id: t.column_id,
+            epoch: t.epoch,
+            weight: t.weight,
+        })
+        .collect()
 }
 
-/// A value's `sum` descriptor as JSON (rid sets in base64).
-fn descriptor_json(meta: &ColumnMeta, row: &Row) -> String {
-    let (before, after) = sum_parts(meta, row);
-    let mut d = String::with_capacity(before.len() + after.len() + row.rids.len() * 4 / 3 + 4);
-    d.push_str(&before);
-    d.push('"');
-    B64.encode_string(&row.rids, &mut d);
-    d.push('"');
-    d.push_str(&after);
-    d
-}
-
-/// The `sum` descriptor of a value, its rid set kept aside for the request body.
-fn sum_rows(meta: &ColumnMeta, row: &Row) -> Desc {
-    let (before, after) = sum_parts(meta, row);
-    Desc::Rows {
-        before,
+/// The `sum` descriptor of a value, its rid sets as wire encodings.
+fn sum_descriptor(meta: &ColumnMeta, row: &Row) -> Descriptor<Vec<u8>> {
+    Descriptor::Sum {
+        dataset_id: meta.dataset_id,
         rids: row.rids.clone(),
-        after,
+        terms: terms(&row.terms),
+        repeats: row
+            .repeats
+            .iter()
+            .map(|(k, r)| Repeat { k: *k, rids: r.clone() })
+            .collect(),
     }
 }
 
@@ -220,35 +199,6 @@ impl RevealPlan {
         self.index.insert(key, i);
         i
     }
-}
-
-fn terms_json(d: &mut String, terms: &[ghostpii_core::sealed_format::SealedTerm]) {
-    d.push('[');
-    for (i, t) in terms.iter().enumerate() {
-        if i > 0 {
-            d.push(',');
-        }
-        d.push_str(&format!(
-            "{{\"column_id\":{},\"epoch\":{},\"weight\":{}}}",
-            t.column_id, t.epoch, t.weight
-        ));
-    }
-    d.push(']');
-}
-
-fn batch_json(b: &Batch, out: &mut Body) {
-    out.json.push_str("{\"op\":\"sums\",\"dataset_id\":");
-    out.json.push_str(&b.dataset_id.to_string());
-    out.json.push_str(",\"terms\":");
-    terms_json(&mut out.json, &b.terms);
-    out.json.push_str(",\"groups\":[");
-    for (i, g) in b.groups.iter().enumerate() {
-        if i > 0 {
-            out.json.push(',');
-        }
-        out.rids(g);
-    }
-    out.json.push_str("]}");
 }
 
 /// The bytes of a byte field of an answer: base64 (JSON answers) or a blob of the answer frame.
@@ -398,7 +348,7 @@ impl RevealPlan {
                         key.extend_from_slice(rr);
                     }
                     Some(Slot {
-                        descriptor: self.want(key, || sum_rows(meta, r)),
+                        descriptor: self.want(key, || Desc::One(sum_descriptor(meta, r))),
                         group: None,
                     })
                 }
@@ -413,28 +363,39 @@ impl RevealPlan {
         Ok(())
     }
 
-    /// Add a descriptor given as JSON (e.g. a `decrypt`); returns its index in the answers.
-    /// With `rids` (a rid set's wire encoding), the descriptor's `rids` field is that set, written
-    /// raw in the request frame when large; `json` must then be an object without `rids`.
+    /// Add a descriptor given as JSON (built by `ghostpii._protocol`, e.g. a `decrypt` or a
+    /// `gram`); returns its index in the answers. With `rids` (a rid set's wire encoding), the
+    /// descriptor's main rid set is that set, written raw in the request frame when large; `json`
+    /// must then hold no `rids`. The JSON is read as a typed descriptor, so a malformed one is
+    /// refused here, before anything is sent.
     #[pyo3(signature = (json, rids=None))]
     fn add_descriptor(&mut self, json: String, rids: Option<Vec<u8>>) -> PyResult<usize> {
+        let bad = |e: &dyn std::fmt::Display| GhostError::new_err(format!("add_descriptor: {e}"));
+        let mut v: serde_json::Value = serde_json::from_str(&json).map_err(|e| bad(&e))?;
+        if rids.is_some() {
+            let obj = v
+                .as_object_mut()
+                .ok_or_else(|| bad(&"the descriptor is not a JSON object"))?;
+            if obj
+                .insert("rids".into(), serde_json::Value::String(String::new()))
+                .is_some()
+            {
+                return Err(bad(&"json must hold no 'rids' when they are given as bytes"));
+            }
+        }
+        let wire: Descriptor<Rids> = serde_json::from_value(v).map_err(|e| bad(&e))?;
+        let mut d = wire.map_rids(|r| match r {
+            Rids::Base64(b) => B64.decode(b).map_err(|e| bad(&format!("a rid set is not base64: {e}"))),
+            Rids::Blob { .. } => Err(bad(&"blob markers are written by the plan, not given")),
+        })?;
         let mut key = [b"json:".as_slice(), json.as_bytes()].concat();
-        let Some(rids) = rids else {
-            return Ok(self.want(key, || Desc::Json(json)));
-        };
-        let body = json
-            .trim_end()
-            .strip_suffix('}')
-            .filter(|b| b.trim_start().starts_with('{') && !b.contains("\"rids\""))
-            .ok_or_else(|| GhostError::new_err("add_descriptor(json, rids): json must be an object without 'rids'"))?;
-        let sep = if body.trim_end().ends_with('{') { "" } else { "," };
-        let before = format!("{body}{sep}\"rids\":");
-        key.extend_from_slice(&rids);
-        Ok(self.want(key, || Desc::Rows {
-            before,
-            rids,
-            after: "}".into(),
-        }))
+        if let Some(rids) = rids {
+            key.extend_from_slice(&rids);
+            let op = d.op();
+            *d.main_rids_mut()
+                .ok_or_else(|| bad(&format!("a '{op}' descriptor has no rid set")))? = rids;
+        }
+        Ok(self.want(key, || Desc::One(d)))
     }
 
     /// Number of distinct descriptors.
@@ -447,23 +408,20 @@ impl RevealPlan {
     /// request frame when some rid set is large enough to travel raw.
     fn body<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, &'static str)> {
         let mut b = Body::default();
-        b.json.push_str("{\"requests\":[");
-        for (i, d) in self.descriptors.iter().enumerate() {
-            if i > 0 {
-                b.json.push(',');
-            }
-            match d {
-                Desc::Json(j) => b.json.push_str(j),
-                Desc::Rows { before, rids, after } => {
-                    b.json.push_str(before);
-                    b.rids(rids);
-                    b.json.push_str(after);
-                }
-                Desc::Batch(batch) => batch_json(batch, &mut b),
-            }
-        }
-        b.json.push_str("]}");
-        let (bytes, content_type) = b.finish()?;
+        let requests = self
+            .descriptors
+            .iter()
+            .map(|d| match d {
+                Desc::One(d) => d.map_rids(|r| Ok::<_, std::convert::Infallible>(b.rids(r))),
+                Desc::Batch(batch) => Ok(Descriptor::Sums {
+                    dataset_id: batch.dataset_id,
+                    terms: terms(&batch.terms),
+                    groups: batch.groups.iter().map(|g| b.rids(g)).collect(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|never| match never {});
+        let (bytes, content_type) = b.finish(requests)?;
         Ok((PyBytes::new(py, &bytes), content_type))
     }
 
@@ -595,6 +553,11 @@ pub fn sealed_descriptors(series: PySeries) -> PyResult<Vec<String>> {
         .iter()
         .flatten()
         .filter(|r| r.n > 0)
-        .map(|r| descriptor_json(&column.metas[r.meta], r))
-        .collect())
+        .map(|r| {
+            let d = sum_descriptor(&column.metas[r.meta], r)
+                .map_rids(|rids| Ok::<_, std::convert::Infallible>(Rids::Base64(B64.encode(rids))))
+                .unwrap_or_else(|never| match never {});
+            serde_json::to_string(&d).map_err(|e| GhostError::new_err(format!("cannot encode a descriptor: {e}")))
+        })
+        .collect::<PyResult<Vec<String>>>()?)
 }

@@ -2,8 +2,6 @@
 //! from sealed values, and reading one back (format 1, `{label, payload}` with a JSON payload,
 //! is still read).
 
-use std::cell::RefCell;
-
 use ghostpii_core::meta::ColumnMeta;
 use ghostpii_core::sealed::{SealedAggregate, SealedOp};
 use ghostpii_core::sealed_format::{
@@ -38,23 +36,6 @@ pub struct NewSealed<'a> {
     pub rids: Vec<u8>,
     pub repeats: Vec<u8>,
     pub params: Vec<u8>,
-}
-
-/// A one-row sealed column (what an aggregation kernel returns for one group).
-pub fn one_row(name: PlSmallStr, v: NewSealed<'_>) -> PolarsResult<Series> {
-    let fields = [
-        Series::new("label".into(), [v.label]),
-        Series::new("format".into(), [SEALED_FORMAT]),
-        Series::new("op".into(), [v.op.as_str()]),
-        Series::new("meta".into(), [v.meta_json]),
-        Series::new("terms".into(), [v.terms]),
-        Series::new("masked".into(), [v.masked]),
-        Series::new("n".into(), [v.n]),
-        Series::new("rids".into(), [v.rids]),
-        Series::new("repeats".into(), [v.repeats]),
-        Series::new("params".into(), [v.params]),
-    ];
-    Ok(StructChunked::from_series(name, 1, fields.iter())?.into_series())
 }
 
 /// A sealed column of many values (`None`: a null value), written column-wise.
@@ -278,37 +259,4 @@ impl SealedColumn {
             expression,
         }
     }
-}
-
-thread_local! {
-    /// The last column metadata decoded on this thread: a group-by calls a kernel once per
-    /// group with the same column, so the JSON is parsed once, not once per group.
-    static LAST_META: RefCell<Option<(String, ColumnMeta)>> = const { RefCell::new(None) };
-}
-
-/// The metadata of an encrypted series (JSON and decoded), cached per thread.
-pub fn cached_meta(s: &Series, what: &str) -> PolarsResult<(String, ColumnMeta)> {
-    if let DataType::Extension(typ, _) = s.dtype() {
-        if let Some(md) = typ.serialize_metadata() {
-            let hit = LAST_META.with(|c| {
-                c.borrow()
-                    .as_ref()
-                    .filter(|(j, _)| j.as_str() == &*md)
-                    .map(|(_, m)| m.clone())
-            });
-            if let Some(m) = hit {
-                return Ok((md.into_owned(), m));
-            }
-        }
-    }
-    let meta = crate::columns::meta_of(s.name(), s.dtype(), what)?;
-    let json = match s.dtype() {
-        DataType::Extension(typ, _) => typ
-            .serialize_metadata()
-            .map(|m| m.into_owned())
-            .unwrap_or_else(|| meta.to_json()),
-        _ => meta.to_json(),
-    };
-    LAST_META.with(|c| *c.borrow_mut() = Some((json.clone(), meta.clone())));
-    Ok((json, meta))
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use ghostpii_proto::descriptor::{Descriptor, Rids};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -56,14 +57,7 @@ fn need_to_py<'py>(py: Python<'py>, n: &Need) -> PyResult<Bound<'py, PyDict>> {
 /// Ask the keyhosts for tokens through their active sessions (Rust resolver): one request
 /// per keyhost for all missing needs.
 fn fetch(needs: &[Need]) -> Result<Vec<Vec<u8>>, String> {
-    crate::resolver::fetch_tokens(
-        needs,
-        |n| &n.keyhost,
-        |n| {
-            serde_json::json!({"op": "compare", "dataset_id": n.dataset_id, "column_id": n.column_id,
-                               "epoch": n.epoch, "constant": n.constant})
-        },
-    )
+    crate::resolver::fetch_tokens(needs, |n| &n.keyhost, descriptor)
 }
 
 /// Tokens for all needs, fetching the missing ones (once each, coalesced across threads).
@@ -114,42 +108,63 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<Need> {
 }
 
 /// Start recording the tokens a plan needs.
-#[pyfunction]
-pub fn begin_plan_scan() {
+pub fn begin_scan() {
     if let Ok(mut s) = scan().lock() {
         *s = Some(Vec::new());
     }
 }
 
-/// Stop recording; returns the needs not already cached (deduplicated).
-#[pyfunction]
-pub fn end_plan_scan<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+/// Stop recording; the needs not already cached (deduplicated, in order).
+pub fn end_scan() -> Vec<Need> {
     let needs = scan().lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
-    let cached = cache()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
+    let Ok(cached) = cache().lock() else {
+        return needs;
+    };
     let mut seen = std::collections::HashSet::new();
-    let out = PyList::empty(py);
-    for n in needs {
-        let have = cached.get(&n).map(|c| matches!(c.get(), Some(Ok(_)))).unwrap_or(false);
-        if !have && seen.insert(n.clone()) {
-            out.append(need_to_py(py, &n)?)?;
+    needs
+        .into_iter()
+        .filter(|n| {
+            let have = cached.get(n).map(|c| matches!(c.get(), Some(Ok(_)))).unwrap_or(false);
+            !have && seen.insert(n.clone())
+        })
+        .collect()
+}
+
+/// Cache fetched tokens (same order as the needs).
+pub fn insert(needs: &[Need], tokens: Vec<Vec<u8>>) {
+    if let Ok(mut c) = cache().lock() {
+        for (n, t) in needs.iter().zip(tokens) {
+            let cell: Cell = Arc::new(OnceLock::new());
+            let _ = cell.set(Ok(t));
+            c.insert(n.clone(), cell);
         }
     }
+}
+
+/// The needs as Python dicts (what `PlannedTokens` ships to distributed workers).
+pub fn needs_to_py<'py>(py: Python<'py>, needs: &[Need]) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for n in needs {
+        out.append(need_to_py(py, n)?)?;
+    }
     Ok(out)
+}
+
+/// The compare descriptor of a need.
+pub fn descriptor(n: &Need) -> Descriptor<Rids> {
+    Descriptor::Compare {
+        dataset_id: n.dataset_id,
+        column_id: n.column_id,
+        epoch: n.epoch,
+        constant: n.constant,
+    }
 }
 
 /// Insert fetched tokens (same order as the needs).
 #[pyfunction]
 pub fn insert_tokens(needs: Vec<Bound<'_, PyAny>>, tokens: Vec<Vec<u8>>) -> PyResult<()> {
-    let mut c = cache()
-        .lock()
-        .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("lock poisoned"))?;
-    for (d, t) in needs.iter().zip(tokens) {
-        let cell: Cell = Arc::new(OnceLock::new());
-        let _ = cell.set(Ok(t));
-        c.insert(need_from_py(d)?, cell);
-    }
+    let needs = needs.iter().map(need_from_py).collect::<PyResult<Vec<_>>>()?;
+    insert(&needs, tokens);
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use ghostpii_core::sealed_gram::decode_weights;
 use ghostpii_core::{ColumnKeys, Facet, RidSet};
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -34,25 +33,10 @@ use crate::policy::Authority;
 /// Most entries in one Gram descriptor (d = 30 features and a target with intercept).
 pub const MAX_ENTRIES: usize = 528;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct EntrySpec {
-    column_id: i64,
-    epoch: u32,
-    /// Index into the descriptor's `weights`.
-    #[serde(default)]
-    weight: Option<usize>,
-}
-
-impl EntrySpec {
-    pub(super) fn column_id(&self) -> i64 {
-        self.column_id
-    }
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct WeightSpec {
-    values: String,
-}
+/// One entry: a column and the index of its per-row weights in the descriptor's `weights`.
+pub(super) type EntrySpec = ghostpii_proto::descriptor::GramEntry;
+/// Per-row weights, base64 of little-endian i64.
+pub(super) type WeightSpec = ghostpii_proto::descriptor::Weights;
 
 /// One entry a column answers: its index and the per-row weights it uses, if any.
 type Answers = (usize, Option<usize>);

@@ -149,7 +149,7 @@ fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> Gate {
         }
         Descriptor::Gram {
             dataset_id, entries, ..
-        } => (*dataset_id, entries.iter().map(|e| e.column_id()).collect()),
+        } => (*dataset_id, entries.iter().map(|e| e.column_id).collect()),
     };
     let key = (dataset_id, column_ids);
     if let Some(g) = cx.cache.gates.get(&key) {

@@ -56,72 +56,9 @@ use visibility::{column_of, dataset};
 pub use wire::Batch;
 use wire::WireRids;
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Descriptor {
-    Sum {
-        dataset_id: i64,
-        rids: WireRids,
-        terms: Vec<sum::Term>,
-        /// Rows counted more than once (joins, concats, samples): multiplicity and rid set.
-        #[serde(default)]
-        repeats: Vec<sum::RepeatSpec>,
-    },
-    Decrypt {
-        dataset_id: i64,
-        column_id: i64,
-        epoch: u32,
-        facet: String,
-        rids: WireRids,
-    },
-    Compare {
-        dataset_id: i64,
-        column_id: i64,
-        epoch: u32,
-        constant: i64,
-    },
-    Score {
-        dataset_id: i64,
-        rids: WireRids,
-        terms: Vec<score::Term>,
-        /// The client's fixed-point exponent (weights = terms' weights · 10^decimals / 2^scale_bits),
-        /// recorded in the audit entry so owners read the real weights.
-        #[serde(default)]
-        scale_bits: Option<i32>,
-    },
-    /// One linear combination over many groups of rows, one key per group (`sums.rs`).
-    Sums {
-        dataset_id: i64,
-        terms: Vec<sum::Term>,
-        /// Each group's rid set.
-        groups: Vec<WireRids>,
-    },
-    /// Every entry of a Gram matrix over one row multiset (`gram.rs`).
-    Gram {
-        dataset_id: i64,
-        rids: WireRids,
-        #[serde(default)]
-        repeats: Vec<sum::RepeatSpec>,
-        #[serde(default)]
-        weights: Vec<gram::WeightSpec>,
-        entries: Vec<gram::EntrySpec>,
-    },
-    /// Match token of one constant (`match_tokens.rs`).
-    Match {
-        dataset_id: i64,
-        column_id: i64,
-        epoch: u32,
-        constant: Value,
-    },
-    /// Per-row pads of the group or fuzzy facet (`pseudonyms.rs`).
-    Pads {
-        dataset_id: i64,
-        column_id: i64,
-        epoch: u32,
-        facet: String,
-        rids: WireRids,
-    },
-}
+/// A descriptor as the keyhost reads it: the protocol's type (`ghostpii_proto::descriptor`)
+/// with rid sets as they travel (`wire.rs`).
+type Descriptor = ghostpii_proto::Descriptor<WireRids>;
 
 /// What to compute for one granted descriptor.
 enum Work {
@@ -255,14 +192,7 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
         .map_err(|e| ApiError::invalid(format!("malformed answer-key descriptor: {e}")))
         .and_then(|mut d| {
             d.rid_sets_mut().into_iter().try_for_each(|r| r.resolve(blobs))?;
-            let rids = match &d {
-                Descriptor::Sum { rids, .. }
-                | Descriptor::Decrypt { rids, .. }
-                | Descriptor::Score { rids, .. }
-                | Descriptor::Gram { rids, .. }
-                | Descriptor::Pads { rids, .. } => Some(intake::Incoming::decode(rids)?),
-                Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => None,
-            };
+            let rids = d.main_rids().map(intake::Incoming::decode).transpose()?;
             Ok((d, rids))
         });
     (entry, parsed)
@@ -276,7 +206,7 @@ fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent
     let mut keys: Vec<i64> = decoded
         .iter()
         .filter_map(|(_, d)| d.as_ref().ok())
-        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, d.dataset_id()))
+        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, dataset_of(d)))
         .chain(idem.map(|i| idempotency_lock_key(i.identity_id, &i.key)))
         .collect();
     keys.sort_unstable();
@@ -284,33 +214,17 @@ fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent
     keys
 }
 
-impl Descriptor {
-    /// The dataset the descriptor is about.
-    fn dataset_id(&self) -> i64 {
-        match self {
-            Descriptor::Sum { dataset_id, .. }
-            | Descriptor::Decrypt { dataset_id, .. }
-            | Descriptor::Compare { dataset_id, .. }
-            | Descriptor::Score { dataset_id, .. }
-            | Descriptor::Sums { dataset_id, .. }
-            | Descriptor::Gram { dataset_id, .. }
-            | Descriptor::Match { dataset_id, .. }
-            | Descriptor::Pads { dataset_id, .. } => *dataset_id,
-        }
-    }
-
-    /// Every rid set the descriptor carries.
-    fn rid_sets_mut(&mut self) -> Vec<&mut WireRids> {
-        match self {
-            Descriptor::Sum { rids, repeats, .. } | Descriptor::Gram { rids, repeats, .. } => std::iter::once(rids)
-                .chain(repeats.iter_mut().map(sum::RepeatSpec::rids_mut))
-                .collect(),
-            Descriptor::Decrypt { rids, .. } | Descriptor::Score { rids, .. } | Descriptor::Pads { rids, .. } => {
-                vec![rids]
-            }
-            Descriptor::Sums { groups, .. } => groups.iter_mut().collect(),
-            Descriptor::Compare { .. } | Descriptor::Match { .. } => Vec::new(),
-        }
+/// The dataset a descriptor is about.
+fn dataset_of(d: &Descriptor) -> i64 {
+    match d {
+        Descriptor::Sum { dataset_id, .. }
+        | Descriptor::Decrypt { dataset_id, .. }
+        | Descriptor::Compare { dataset_id, .. }
+        | Descriptor::Score { dataset_id, .. }
+        | Descriptor::Sums { dataset_id, .. }
+        | Descriptor::Gram { dataset_id, .. }
+        | Descriptor::Match { dataset_id, .. }
+        | Descriptor::Pads { dataset_id, .. } => *dataset_id,
     }
 }
 
@@ -385,7 +299,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Score { .. } => Operation::Score,
             Descriptor::Gram { .. } => Operation::Moments,
             Descriptor::Match { .. } => Operation::Match,
-            Descriptor::Pads { facet, .. } => pseudonyms::operation(facet),
+            Descriptor::Pads { facet, .. } => pseudonyms::operation(facet.as_str()),
         };
         Ctx {
             conn,
@@ -434,7 +348,8 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 facet,
                 ..
-            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids).map(Work::Decrypt),
+            } => decrypt::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, facet.as_str(), rids)
+                .map(Work::Decrypt),
             Descriptor::Compare {
                 dataset_id,
                 column_id,
@@ -485,7 +400,7 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 dataset_id,
                 column_id,
                 epoch,
-                &constant,
+                &constant.to_json(),
             )
             .map(|w| Work::Match(Box::new(w))),
             Descriptor::Pads {
@@ -494,7 +409,7 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 epoch,
                 facet,
                 ..
-            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, &facet, rids)
+            } => pseudonyms::plan(&mut cx, &mut entry, dataset_id, column_id, epoch, facet.as_str(), rids)
                 .map(|w| Work::Pads(Box::new(w))),
         };
         // the owner's audit shows attempts on their dataset, even where the refusal names none
@@ -662,7 +577,7 @@ fn record(
                 results.push(Value::Object(m), blob);
             }
             Err(err) => {
-                let receipt = chain.append(&tx, o.entry.refused(err.reason))?;
+                let receipt = chain.append(&tx, o.entry.refused(err.reason.as_str()))?;
                 results.push(
                     json!({
                         "ok": false,

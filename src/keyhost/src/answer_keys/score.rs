@@ -9,7 +9,6 @@
 //! on the dataset never span a unit vector (which would let it decrypt a column row by row).
 
 use ghostpii_core::{ColumnKeys, Facet, RidSet};
-use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -21,12 +20,7 @@ use crate::grants::Operation;
 use crate::policy::Authority;
 
 /// One weighted column of a score.
-#[derive(Debug, Deserialize)]
-pub(super) struct Term {
-    pub(super) column_id: i64,
-    epoch: u32,
-    weight: i64,
-}
+pub(super) use ghostpii_proto::descriptor::Term;
 
 pub(super) struct ScoreWork {
     rids: RidSet,

@@ -8,7 +8,6 @@ use ghostpii_core::mask_blocks::MaskBlocks;
 use ghostpii_core::{ColumnKeys, Facet, Repeat, RidMultiset, RidSet};
 use num_bigint::BigUint;
 use num_traits::ToPrimitive;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::wire::WireRids;
@@ -21,25 +20,10 @@ use crate::error::{reason, ApiError, ApiResult};
 use crate::grants::Operation;
 use crate::policy::Authority;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct Term {
-    pub(super) column_id: i64,
-    epoch: u32,
-    weight: i64,
-}
+pub(super) use ghostpii_proto::descriptor::Term;
 
 /// A class of rows counted more than once: `k` times each.
-#[derive(Debug, Deserialize)]
-pub(super) struct RepeatSpec {
-    k: u64,
-    rids: WireRids,
-}
-
-impl RepeatSpec {
-    pub(super) fn rids_mut(&mut self) -> &mut WireRids {
-        &mut self.rids
-    }
-}
+pub(super) type RepeatSpec = ghostpii_proto::descriptor::Repeat<WireRids>;
 
 /// The rows of a sum descriptor with their multiplicities, checked. Each repeat class is a
 /// subset of the support, so it is decoded only if it names at most as many rids.

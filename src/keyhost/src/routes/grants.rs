@@ -42,7 +42,8 @@ pub async fn create(
         let grantee = identities::require(conn, &req.identity)?;
         let op = Operation::parse(&req.operation).ok_or_else(|| {
             ApiError::invalid(format!(
-                "operation must be 'decrypt', 'aggregate' or 'compare', not '{}'",
+                "operation must be one of {}, not '{}'",
+                Operation::names(),
                 req.operation
             ))
         })?;

@@ -37,6 +37,8 @@ pub struct Refusal {
     /// The keyhost's stable reason code (`min_rows`, `timeout`, ...).
     pub reason: String,
     pub message: String,
+    /// The grant a `permission_denied` refusal names (its JSON), if any.
+    pub missing_grant: Option<Value>,
 }
 
 impl Refusal {
@@ -45,6 +47,7 @@ impl Refusal {
             class: "KeyhostError",
             reason: "internal".into(),
             message,
+            missing_grant: None,
         }
     }
 
@@ -62,6 +65,7 @@ impl Refusal {
                 .unwrap_or("refused")
                 .to_string(),
             reason,
+            missing_grant: e.get("missing_grant").filter(|g| !g.is_null()).cloned(),
         }
     }
 }
@@ -85,19 +89,11 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// The Python error class of a keyhost reason: the one table of it (`ghostpii.errors.error_for`
-/// asks here too, through `_internal.error_class`).
+/// The Python error class of a keyhost reason: the protocol's one table of it
+/// (`ghostpii_proto::Reason::error_class`; `ghostpii.errors.error_for` asks here too, through
+/// `_internal.error_class`). An unknown reason is classed by its HTTP status.
 pub fn class_for(reason: &str, status: Option<u16>) -> &'static str {
-    match reason {
-        "unauthenticated" | "token_expired" | "token_revoked" => "AuthenticationError",
-        "budget_exhausted" => "BudgetExhausted",
-        "permission_denied" | "min_rows" | "unknown_rids" | "audit_disclosure" | "audit_limit" => "PermissionDenied",
-        _ => match status {
-            Some(401) => "AuthenticationError",
-            Some(403) => "PermissionDenied",
-            _ => "KeyhostError",
-        },
-    }
+    ghostpii_proto::Reason::class_of(reason, status).name()
 }
 
 /// Every result of an answer-key response, or the first refusal among them.

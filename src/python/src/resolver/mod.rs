@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde_json::{json, Value};
+use ghostpii_proto::descriptor::{Descriptor, Requests, Rids};
 
 pub use answers::{Answer, Refusal};
-pub use py::{error_class, KeyhostClient};
+pub use py::{error_class, refusal_err, KeyhostClient};
 
 fn active() -> &'static Mutex<HashMap<String, Arc<http::Client>>> {
     static ACTIVE: OnceLock<Mutex<HashMap<String, Arc<http::Client>>>> = OnceLock::new();
@@ -45,6 +45,7 @@ fn client_for(keyhost_id: &str) -> Result<Arc<http::Client>, Refusal> {
                 "no session is connected to keyhost {keyhost_id:?}; use gp.connect(url, token) first, or run \
                  the query with lf.ghost.collect(session)"
             ),
+            missing_grant: None,
         })
 }
 
@@ -57,11 +58,16 @@ pub fn idempotency_key() -> String {
 
 /// Ask the keyhost `keyhost_id` for the answer keys of `descriptors`, in ONE request through
 /// its active session; the first refusal is the error. Rid sets given as `blobs` (the
-/// descriptors hold `{"$blob": i, "len": n}` markers for them) travel raw, in a request frame.
-pub fn answer_keys(keyhost_id: &str, descriptors: Vec<Value>, blobs: &[&[u8]]) -> Result<Vec<Answer>, Refusal> {
+/// descriptors hold [`Rids::Blob`] markers for them) travel raw, in a request frame.
+pub fn answer_keys(
+    keyhost_id: &str,
+    descriptors: Vec<Descriptor<Rids>>,
+    blobs: &[&[u8]],
+) -> Result<Vec<Answer>, Refusal> {
     let client = client_for(keyhost_id)?;
     let n = descriptors.len();
-    let doc = json!({ "requests": descriptors });
+    let doc = serde_json::to_value(Requests { requests: descriptors })
+        .map_err(|e| Refusal::internal(format!("cannot encode the request: {e}")))?;
     let (body, content_type) = if blobs.is_empty() {
         let b = serde_json::to_vec(&doc).map_err(|e| Refusal::internal(format!("cannot encode the request: {e}")))?;
         (b, "application/json")
@@ -85,6 +91,7 @@ pub fn answer_keys(keyhost_id: &str, descriptors: Vec<Value>, blobs: &[&[u8]]) -
         class: "KeyhostError",
         reason: t.reason().into(),
         message: t.message().to_string(),
+        missing_grant: None,
     })?;
     let out = answers::read(resp)?;
     if out.len() != n {
@@ -97,8 +104,11 @@ pub fn answer_keys(keyhost_id: &str, descriptors: Vec<Value>, blobs: &[&[u8]]) -
 }
 
 /// A blob marker for the `index`-th of a request's raw fields.
-pub fn blob_marker(index: usize, bytes: &[u8]) -> Value {
-    json!({ "$blob": index, "len": bytes.len() })
+pub fn blob_marker(index: usize, bytes: &[u8]) -> Rids {
+    Rids::Blob {
+        blob: index,
+        len: bytes.len(),
+    }
 }
 
 /// The base64 `token` of the answer to each item's descriptor, in item order: one request per
@@ -106,7 +116,7 @@ pub fn blob_marker(index: usize, bytes: &[u8]) -> Value {
 pub fn fetch_tokens<T>(
     items: &[T],
     keyhost: impl Fn(&T) -> &str,
-    descriptor: impl Fn(&T) -> Value,
+    descriptor: impl Fn(&T) -> Descriptor<Rids>,
 ) -> Result<Vec<Vec<u8>>, String> {
     let mut out: Vec<Option<Vec<u8>>> = vec![None; items.len()];
     let mut keyhosts: Vec<&str> = items.iter().map(&keyhost).collect();

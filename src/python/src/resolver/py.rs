@@ -19,6 +19,21 @@ fn transport_err(py: Python<'_>, t: Transport) -> PyErr {
     made.unwrap_or_else(|e| e)
 }
 
+/// The typed `ghostpii.errors` exception of a refusal (its class, reason and missing grant).
+pub fn refusal_err(py: Python<'_>, r: &super::Refusal) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let cls = py.import("ghostpii.errors")?.getattr(r.class)?;
+        let kw = PyDict::new(py);
+        kw.set_item("reason", &r.reason)?;
+        if let Some(g) = &r.missing_grant {
+            let json = py.import("json")?;
+            kw.set_item("missing_grant", json.call_method1("loads", (g.to_string(),))?)?;
+        }
+        Ok(PyErr::from_value(cls.call((r.message.as_str(),), Some(&kw))?))
+    })();
+    made.unwrap_or_else(|e| e)
+}
+
 /// One connection pool to a keyhost (keep-alive, timeouts, retries), shared by the Python
 /// session and, once activated, by kernels that fetch tokens or pads under a plain `.collect()`.
 #[pyclass(module = "ghostpii._internal", frozen)]
