@@ -1,14 +1,18 @@
-"""Keyhost under concurrent load: answer-key requests/s and latency percentiles (writes keyhost_load.md).
+"""Keyhost under concurrent load: answer-key requests/s and latency percentiles (writes
+keyhost_load.md and keyhost_load.png).
 
-    python benchmarks/keyhost_load.py [--clients 4] [--requests 200] [--postgres-replicas 1,2,3] [--no-sqlite]
+    python benchmarks/keyhost_load.py [--clients 4] [--requests 200] [--datasets 1,4]
+                                      [--postgres-replicas 1,2,3] [--no-sqlite]
 
 For each configuration — one keyhost on SQLite, and 1, 2, 3 replicas on one PostgreSQL database
-(a throwaway cluster: ``initdb`` in a temp dir, 127.0.0.1, default durability settings) — it starts
-``ghostpii keyhost serve`` processes on 127.0.0.1:0, encrypts a small dataset, then runs N client
-*processes* (separate interpreters, no shared GIL; client i talks to replica i mod R), each sending
-M answer-key requests (one sum descriptor over 1,000 rids) in a loop. Every answer is audited in its
-own transaction; the script checks the audit holds exactly one issued row per answer and that the
-chain verifies. Loopback only; the loops are bounded.
+(a throwaway cluster: ``initdb`` in a temp dir, 127.0.0.1, default durability settings: fsync and
+synchronous commit on) — and each number of datasets D, it starts ``ghostpii keyhost serve``
+processes on 127.0.0.1:0, encrypts D small datasets and grants one identity a sum on each, then runs
+N client *processes* (separate interpreters, no shared GIL; client i talks to replica i mod R about
+dataset i mod D), each sending M answer-key requests (one sum descriptor over 1,000 rids) in a loop.
+Every answer is recorded in its own transaction (its audit entry queued in it, integrated by the
+sequencer in batches); the script checks the audit holds exactly one issued row per answer, that
+every entry was integrated and that the chain verifies. Loopback only; the loops are bounded.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ OUT = Path(__file__).parent / "keyhost_load.md"
 def _client(url: str, token: str, desc_file: str, requests: int, start_at: float) -> None:
     """One client process: wait for the common start, send the requests, print latencies (JSON)."""
     desc = json.loads(Path(desc_file).read_text())
+    receipt: dict[str, object] = {}
     s = gp.connect(url, token)
     s.answer_keys([desc])  # connection warm-up, not timed
     while time.time() < start_at:
@@ -45,9 +50,12 @@ def _client(url: str, token: str, desc_file: str, requests: int, start_at: float
     lat = []
     for _ in range(requests):
         t = time.perf_counter()
-        s.answer_keys([desc])
+        (r,) = s.answer_keys([desc])
         lat.append(time.perf_counter() - t)
-    print(json.dumps({"latencies": lat, "end": time.time()}))
+        receipt = r["receipt"]
+    end = time.time()
+    last = s.check_receipt(receipt)  # after the timed loop: the last answer's promise is kept
+    print(json.dumps({"latencies": lat, "end": end, "last_receipt": last["status"]}))
 
 
 def _serve(data: Path, database: str | None) -> tuple[subprocess.Popen[str], str]:
@@ -63,7 +71,9 @@ def _serve(data: Path, database: str | None) -> tuple[subprocess.Popen[str], str
     return proc, line.rsplit(" ", 1)[-1]
 
 
-def run(label: str, database: str | None, replicas: int, clients: int, requests: int) -> dict[str, object]:
+def run(
+    label: str, database: str | None, replicas: int, clients: int, requests: int, datasets: int
+) -> dict[str, object]:
     data = Path(tempfile.mkdtemp(prefix="ghostpii-load-"))
     procs: list[subprocess.Popen[str]] = []
     urls: list[str] = []
@@ -73,12 +83,19 @@ def run(label: str, database: str | None, replicas: int, clients: int, requests:
             procs.append(p)
             urls.append(url)
         admin = gp.connect(urls[0], (data / "admin.token").read_text().strip())
-        ds = admin.create_dataset("load")
-        enc = gp.encrypt(pl.DataFrame({"x": list(range(1000))}), ds, {"x": gp.integer(bounds=(0, 1000))})
-        desc = sum_descriptors(enc.select(pl.col("x").ghost.sum())["x"])[0]
-        desc_file = data / "desc.json"
-        desc_file.write_text(json.dumps(desc))
-        token = admin.grant("loader", ds, [gp.allow.aggregate("x")])
+        desc_files = []
+        names = []
+        token = None
+        for d in range(datasets):
+            ds = admin.create_dataset(f"load{d}")
+            names.append(ds)
+            enc = gp.encrypt(pl.DataFrame({"x": list(range(1000))}), ds, {"x": gp.integer(bounds=(0, 1000))})
+            desc = sum_descriptors(enc.select(pl.col("x").ghost.sum())["x"])[0]
+            desc_file = data / f"desc{d}.json"
+            desc_file.write_text(json.dumps(desc))
+            desc_files.append(desc_file)
+            t = admin.grant("loader", ds, [gp.allow.aggregate("x")])
+            token = token or t
         assert token is not None
         start_at = time.time() + 1.5 + 0.3 * clients
         workers = [
@@ -89,7 +106,7 @@ def run(label: str, database: str | None, replicas: int, clients: int, requests:
                     "--client",
                     urls[i % replicas],
                     token,
-                    str(desc_file),
+                    str(desc_files[i % datasets]),
                     str(requests),
                     repr(start_at),
                 ],
@@ -106,16 +123,21 @@ def run(label: str, database: str | None, replicas: int, clients: int, requests:
             outs.append(json.loads(out.strip().splitlines()[-1]))
         wall = max(o["end"] for o in outs) - start_at
         lat = sorted(x for o in outs for x in o["latencies"])
-        audit = admin.audit(ds, limit=1_000_000)
-        issued = audit.filter((pl.col("operation") == "sum") & (pl.col("decision") == "issued")).height
+        kept = all(o["last_receipt"] == "included" for o in outs)
+        issued = 0
+        for ds in names:
+            audit = admin.audit(ds, limit=1_000_000)
+            issued += audit.filter((pl.col("operation") == "sum") & (pl.col("decision") == "issued")).height
         expected = clients * (requests + 1)  # + one warm-up request per client
         assert issued == expected, f"{issued} issued audit rows for {expected} answers"
-        verified = admin.verify_audit()["ok"]
-        assert verified
+        v = admin.verify_audit()
+        verified = bool(v["ok"])
+        assert verified, v
         q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1e3  # noqa: E731
         return {
             "label": label,
             "replicas": replicas,
+            "datasets": datasets,
             "clients": clients,
             "requests": requests,
             "wall": wall,
@@ -125,6 +147,7 @@ def run(label: str, database: str | None, replicas: int, clients: int, requests:
             "max": lat[-1] * 1e3,
             "issued": issued,
             "verified": verified,
+            "kept": kept,
         }
     finally:
         for p in procs:
@@ -132,6 +155,34 @@ def run(label: str, database: str | None, replicas: int, clients: int, requests:
         for p in procs:
             p.wait(timeout=10)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> Path:
+    """Requests/s per configuration, one line per backend and number of datasets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        key = f"{r['label']}, {r['datasets']} dataset(s)"
+        series.setdefault(key, []).append((int(str(r["replicas"])), float(str(r["rps"]))))
+    for key, pts in series.items():
+        pts.sort()
+        marker = "s" if key.startswith("SQLite") else "o"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=key)
+    ax.set_xlabel("keyhost processes (replicas)")
+    ax.set_ylabel("requests/s")
+    ax.set_xticks(sorted({int(str(r["replicas"])) for r in rows}))
+    ax.set_title("keyhost answer-key throughput (1,000-rid sums)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -143,39 +194,48 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="requests per client")
     ap.add_argument("--postgres-replicas", default="1,2,3", help="replica counts on PostgreSQL ('' for none)")
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--datasets", default="1,4", help="numbers of datasets the clients spread over")
     args = ap.parse_args()
+    spreads = [int(x) for x in args.datasets.split(",") if x.strip()]
     rows = []
     if not args.no_sqlite:
-        rows.append(run("SQLite", None, 1, args.clients, args.requests))
+        for d in spreads:
+            rows.append(run("SQLite", None, 1, args.clients, args.requests, d))
     counts = [int(x) for x in args.postgres_replicas.split(",") if x.strip()]
     if counts:
         with postgres_cluster(durable=True) as cluster:
-            for n in counts:
-                rows.append(run("PostgreSQL", cluster.new_database(), n, args.clients, args.requests))
+            for d in spreads:
+                for n in counts:
+                    rows.append(run("PostgreSQL", cluster.new_database(), n, args.clients, args.requests, d))
     lines = [
         "# keyhost load",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other "
         f"sessions (figures are indicative), Python {platform.python_version()}. Clients are separate "
-        "processes (client i on replica i mod R); keyhosts are their own processes; the PostgreSQL cluster "
-        "is local with default durability (fsync and synchronous commit on), SQLite runs WAL with "
-        "synchronous=NORMAL (no fsync per commit).",
+        "processes (client i on replica i mod R, about dataset i mod D) on the same cores as the keyhosts "
+        "and the database; the PostgreSQL cluster is local with default durability (fsync and synchronous "
+        "commit on), SQLite runs WAL with synchronous=NORMAL (no fsync per commit).",
         "",
-        "| backend | replicas | clients × requests | wall | requests/s | p50 | p99 | max | audit rows issued "
-        "| chain verifies |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | replicas | datasets | clients × requests | wall | requests/s | p50 | p99 | max "
+        "| audit rows issued | chain verifies | last receipts kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['replicas']} | {r['clients']} × {r['requests']} | {r['wall']:.2f} s "
-            f"| {r['rps']:,.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['max']:.1f} ms | {r['issued']:,} "
-            f"| {r['verified']} |"
+            f"| {r['label']} | {r['replicas']} | {r['datasets']} | {r['clients']} × {r['requests']} "
+            f"| {r['wall']:.2f} s | {r['rps']:,.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['max']:.1f} ms "
+            f"| {r['issued']:,} | {r['verified']} | {r['kept']} |"
         )
+    png = plot(rows, OUT.with_suffix(".png"))
     lines += [
         "",
-        "Each request: one sum descriptor over 1,000 rids, answered and audited in its own transaction "
-        "(on PostgreSQL under the keyhost-wide write lock, see docs/keyhost.md). 'audit rows issued' "
-        "includes one untimed warm-up request per client.",
+        "Each request: one sum descriptor over 1,000 rids, recorded in its own transaction: on PostgreSQL "
+        "under the lock of its identity × dataset (and the keyhost-wide write lock taken shared), its audit "
+        "entry queued and integrated into the chain by the sequencer in batches (docs/keyhost.md). "
+        "'audit rows issued' includes one untimed warm-up request per client; 'last receipts kept': each "
+        "client's last receipt checked with POST /v1/audit/receipt after its loop says `included`.",
+        "",
+        f"![requests/s]({png.name})",
         "",
     ]
     OUT.write_text("\n".join(lines))

@@ -226,7 +226,9 @@ def test_proofs_do_not_reveal_other_identities_comparison_constants(
     secret = 47
     d = {"op": "compare", "dataset_id": meta["dataset_id"], "column_id": meta["column_id"], "epoch": meta["epoch"]}
     (r,) = alice.answer_keys([{**d, "constant": secret}])
-    index = r["receipt"]["audit_index"]
+    checked = alice.check_receipt(r["receipt"])
+    assert checked["status"] == "included", checked
+    index = checked["audit_index"]
     # Mallory, another identity with no grant here, fetches proofs around Alice's entry.
     mallory = gp.connect(keyhost.url, admin.create_token(admin.create_identity(f"m_{dataset.name}")["name"]))
     admin.create_dataset(dataset.name + "_pad")  # at least one entry after Alice's
@@ -249,7 +251,7 @@ def test_proofs_do_not_reveal_other_identities_comparison_constants(
     salt = bytes.fromhex(e["salt"])
     assert r["receipt"]["salt"] == e["salt"]
     assert hashlib.sha256(b"\x00" + salt + _canonical(e, e["params"])).digest() == target
-    assert base64.b64decode(r["receipt"]["leaf_hash"]) == target
+    assert base64.b64decode(checked["leaf_hash"]) == target
 
 
 def test_offline_verification_pins_the_checkpoint_key(tmp_path: Path) -> None:

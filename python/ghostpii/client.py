@@ -530,6 +530,12 @@ class Session:
         """The keyhost's current signed audit checkpoint (Merkle root of the whole log, Ed25519)."""
         return self._request("GET", "/v1/audit/checkpoint")  # type: ignore[no-any-return]
 
+    def check_receipt(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """Check an answer's ``receipt`` (a signed promise that its audit entry is in the log by
+        ``include_by``): ``{"ok", "status", "audit_index", "leaf_hash", "problems"}``, ``status``
+        one of ``included``, ``pending``, ``missing``, ``late``, ``mismatch``, ``invalid``."""
+        return self._request("POST", "/v1/audit/receipt", json=receipt)  # type: ignore[no-any-return]
+
     # -- privacy budgets -------------------------------------------------------------------------
     def budget(self, dataset: Dataset | str, identity: str | None = None) -> dict[str, Any]:
         """Privacy budget of this identity (or, for owners/admins, ``identity``) on ``dataset``.

@@ -5,8 +5,16 @@
 //! operation, params, rid_count, rid_digest, decision, reason))`, each field length-prefixed
 //! (absent fields encoded as a distinct tag), genesis `prev_hash` = 64 zeros. The index of
 //! the last row is also kept in the `meta` table, so that cutting rows off the end is
-//! reported too. Rows are appended inside the caller's transaction: the entry and the action
-//! it records commit together, before any answer leaves the keyhost.
+//! reported too.
+//!
+//! Entries are written in two steps, as a Certificate Transparency log does. The action's own
+//! transaction writes its entry to the durable queue `audit_queue` ([`append`], [`Chain`]): the
+//! entry and the action it records commit together, before any answer leaves the keyhost, and
+//! writers of the queue take no common lock. The answer carries a receipt that promises, signed
+//! with the checkpoint key, inclusion in the log by `include_by` ([`Receipt`], [`Promise`]). The
+//! sequencer (`sequencer.rs`) then moves queued entries into the hash chain and the Merkle tree,
+//! in batches, each batch in one transaction; `audit_integrated` maps each queue id to its
+//! index in the log.
 //!
 //! Each entry also gets a random 32-byte `salt` (OS randomness), the secret of its Merkle leaf
 //! `SHA-256(0x00 || salt || canonical entry bytes)`: a leaf hash, an inclusion proof or a
@@ -14,7 +22,7 @@
 //! are. The salt is shown only with the entry itself (to those who may read it) and in the
 //! receipt of the identity whose request the entry records.
 
-use crate::db::{params, Connection, OptionalExtension};
+use crate::db::{params, Connection};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Serialize;
@@ -179,19 +187,86 @@ fn new_salt(rng: &mut rand_chacha::ChaCha20Rng) -> String {
     hex::encode(b.as_ref())
 }
 
-/// Where an appended entry sits in the log: handed to the caller as a receipt.
+/// A queued entry: its queue id, the hash of its queued contents and its leaf secret; turned
+/// into a signed [`Promise`] (the receipt handed to the caller) with [`Receipt::promise`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
+    /// The entry's id in `audit_queue` (not its index in the log, which the sequencer assigns).
     pub index: i64,
+    /// [`queued_hash`] of the entry.
     pub leaf_hash: [u8; 32],
-    /// The entry's leaf secret (hex): with the entry's contents it recomputes `leaf_hash`.
+    /// The entry's leaf secret (hex): with the entry's contents it recomputes its hashes.
     pub salt: String,
+    /// When it was queued (µs since the epoch): the entry's `time` in the log.
+    pub time: i64,
+}
+
+/// A receipt as handed out: a signed promise that the queued entry `entry_hash` (queue id
+/// `queue_id`) is in the log by `include_by` (`POST /v1/audit/receipt` checks it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Promise {
+    pub queue_id: i64,
+    /// Base64 [`queued_hash`] of the entry.
+    pub entry_hash: String,
+    /// The entry's leaf secret (hex).
+    pub salt: String,
+    /// RFC 3339: the entry is integrated into the log no later than this.
+    pub include_by: String,
+    pub keyhost_id: String,
+    /// Base64 Ed25519 public key of the checkpoint key.
+    pub public_key: String,
+    /// Base64 signature of [`promise_message`].
+    pub signature: String,
+}
+
+/// The bytes a promise signs.
+pub fn promise_message(keyhost_id: &str, queue_id: i64, entry_hash_b64: &str, include_by: &str) -> Vec<u8> {
+    format!("ghostpii/v1/audit-promise\n{keyhost_id}\n{queue_id}\n{entry_hash_b64}\n{include_by}\n").into_bytes()
 }
 
 impl Receipt {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"audit_index": self.index, "leaf_hash": B64.encode(self.leaf_hash), "salt": self.salt})
+    /// The signed promise to include this entry within `max_delay_micros` of its queueing.
+    pub fn promise(&self, keyhost_id: &str, signer: &ed25519_dalek::SigningKey, max_delay_micros: i64) -> Promise {
+        use ed25519_dalek::Signer;
+        let entry_hash = B64.encode(self.leaf_hash);
+        let include_by = clock::format_rfc3339(self.time.saturating_add(max_delay_micros));
+        let sig = signer.sign(&promise_message(keyhost_id, self.index, &entry_hash, &include_by));
+        Promise {
+            queue_id: self.index,
+            entry_hash,
+            salt: self.salt.clone(),
+            include_by,
+            keyhost_id: keyhost_id.to_owned(),
+            public_key: B64.encode(signer.verifying_key().to_bytes()),
+            signature: B64.encode(sig.to_bytes()),
+        }
     }
+
+    /// The promise as JSON (the `receipt` of an answer).
+    pub fn to_json_signed(
+        &self,
+        keyhost_id: &str,
+        signer: &ed25519_dalek::SigningKey,
+        max_delay_micros: i64,
+    ) -> serde_json::Value {
+        serde_json::to_value(self.promise(keyhost_id, signer, max_delay_micros)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The hash a promise commits to: `SHA-256("ghostpii/v1/audit-queued" || queue id || salt ||
+/// the entry's contents)`, each field length-prefixed as in [`canonical_bytes`] (the log index,
+/// unknown when queued, is replaced by the queue id).
+pub fn queued_hash(queue_id: i64, e: &Entry) -> [u8; 32] {
+    let mut pre = Vec::with_capacity(300 + e.params.len());
+    pre.extend_from_slice(b"ghostpii/v1/audit-queued\0");
+    pre.extend_from_slice(&queue_id.to_le_bytes());
+    pre.extend_from_slice(&hex::decode(&e.salt).unwrap_or_else(|_| e.salt.as_bytes().to_vec()));
+    let q = Entry {
+        index: queue_id,
+        ..e.clone()
+    };
+    pre.extend_from_slice(&canonical_bytes(&q));
+    Sha256::digest(&pre).into()
 }
 
 /// The chain hash of a row.
@@ -213,12 +288,12 @@ pub fn entry_hash(e: &Entry) -> String {
     hex::encode(h.finalize())
 }
 
-/// Append an entry; call inside the transaction of the action it records. Returns its index.
+/// Queue an entry; call inside the transaction of the action it records. Returns its queue id.
 pub fn append(conn: &Connection, new: NewEntry) -> crate::db::Result<i64> {
     append_receipt(conn, new).map(|r| r.index)
 }
 
-/// Append an entry (inside the caller's transaction); returns its index and leaf hash.
+/// Queue an entry (inside the caller's transaction); returns its receipt.
 pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
     let mut chain = Chain::start(conn)?;
     let receipt = chain.append(conn, new)?;
@@ -226,77 +301,143 @@ pub fn append_receipt(conn: &Connection, new: NewEntry) -> crate::db::Result<Rec
     Ok(receipt)
 }
 
-/// Appending many entries in one transaction: the chain's head is read once, and the last index
-/// is written to `meta` once, by [`Chain::finish`] (which must run before the commit).
+/// Queueing many entries in one transaction, with one leaf-secret generator seeded once.
 pub struct Chain {
-    prev_index: i64,
-    prev_hash: String,
     rng: rand_chacha::ChaCha20Rng,
 }
 
 impl Chain {
-    /// The chain's head, inside the caller's transaction.
-    pub fn start(conn: &Connection) -> crate::db::Result<Chain> {
-        let last: Option<(i64, String)> = conn
-            .prepare_cached("SELECT idx, hash FROM audit ORDER BY idx DESC LIMIT 1")?
-            .query_row((), |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (prev_index, prev_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+    /// Ready to queue entries inside the caller's transaction (reads nothing: queue writers
+    /// share no state).
+    pub fn start(_conn: &Connection) -> crate::db::Result<Chain> {
         let rng =
             rand::SeedableRng::from_rng(rand::rngs::OsRng).map_err(|e| crate::db::Error::Randomness(e.to_string()))?;
-        Ok(Chain {
-            prev_index,
-            prev_hash,
-            rng,
-        })
+        Ok(Chain { rng })
     }
 
-    /// Append an entry after the previous one; returns its index and leaf hash.
+    /// Queue an entry; returns its receipt (queue id, queued hash, salt, time).
     pub fn append(&mut self, conn: &Connection, new: NewEntry) -> crate::db::Result<Receipt> {
         let salt = new_salt(&mut self.rng);
-        let e = append_after(conn, new, self.prev_index, std::mem::take(&mut self.prev_hash), salt)?;
-        self.prev_index = e.index;
-        self.prev_hash = e.hash.clone();
+        let readers = encode_readers(&new.readers);
+        let mut e = Entry {
+            index: 0,
+            time: clock::now_micros(),
+            identity: new.identity,
+            dataset: new.dataset,
+            column: new.column,
+            operation: new.operation,
+            params: new.params.to_string(),
+            rid_count: new.rid_count.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+            rid_digest: new.rid_digest,
+            decision: new.decision.to_owned(),
+            reason: new.reason,
+            prev_hash: String::new(),
+            hash: String::new(),
+            salt,
+        };
+        e.index = conn
+            .prepare_cached(
+                "INSERT INTO audit_queue (time, identity, dataset, \"column\", operation, params, rid_count,
+                                          rid_digest, decision, reason, salt, readers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+            )?
+            .query_row(
+                params![
+                    e.time,
+                    e.identity,
+                    e.dataset,
+                    e.column,
+                    e.operation,
+                    e.params,
+                    e.rid_count,
+                    e.rid_digest,
+                    e.decision,
+                    e.reason,
+                    e.salt,
+                    readers
+                ],
+                |r| r.get(0),
+            )?;
         Ok(Receipt {
             index: e.index,
-            leaf_hash: leaf_hash(&e),
+            leaf_hash: queued_hash(e.index, &e),
             salt: e.salt,
+            time: e.time,
         })
     }
 
-    /// Record the last index (detects rows cut off the end).
-    pub fn finish(self, conn: &Connection) -> crate::db::Result<()> {
-        if self.prev_index > 0 {
-            db::meta_set(conn, LAST_INDEX_KEY, &self.prev_index.to_string())?;
-        }
+    /// Kept for callers that queue many entries; nothing to write.
+    pub fn finish(self, _conn: &Connection) -> crate::db::Result<()> {
         Ok(())
     }
 }
 
-fn append_after(
+/// The owners who may read a queued entry (`NewEntry::readers`), as the queue stores them until
+/// the sequencer files them in `audit_readers`: decimal ids, comma-separated.
+fn encode_readers(readers: &[i64]) -> String {
+    readers.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// [`encode_readers`] read back (a malformed id is a database error, never skipped).
+pub(crate) fn decode_readers(s: &str) -> crate::db::Result<Vec<i64>> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|_| crate::db::Error::Schema(format!("audit_queue.readers holds {s:?}, not ids")))
+        })
+        .collect()
+}
+
+/// The queue and the map from queue ids to log indices (`db::migrate` creates them). SQLite
+/// ids are `AUTOINCREMENT` so that an id is never reused once its row is integrated.
+const QUEUE_SQLITE: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_queue (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    time       INTEGER NOT NULL,
+    identity   TEXT,
+    dataset    TEXT,
+    "column"   TEXT,
+    operation  TEXT NOT NULL,
+    params     TEXT NOT NULL,
+    rid_count  INTEGER,
+    rid_digest TEXT,
+    decision   TEXT NOT NULL,
+    reason     TEXT,
+    salt       TEXT NOT NULL,
+    readers    TEXT NOT NULL DEFAULT ''
+);
+"#;
+
+const INTEGRATED: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_integrated (
+    queue_id      INTEGER PRIMARY KEY,
+    idx           INTEGER NOT NULL UNIQUE,
+    integrated_at INTEGER NOT NULL
+);
+"#;
+
+pub fn migrate(conn: &Connection) -> crate::db::Result<()> {
+    let queue = match conn.backend() {
+        db::Backend::Sqlite => QUEUE_SQLITE.to_owned(),
+        db::Backend::Postgres => {
+            db::postgres::ddl(&QUEUE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY"))
+        }
+    };
+    conn.execute_batch(&queue)?;
+    db::create_tables(conn, INTEGRATED)
+}
+
+/// Write a queued entry into the chain after the entry `prev_index` (hash `prev_hash`), with
+/// its queue time and salt (the sequencer's step). Returns the stored entry.
+pub(crate) fn append_after(
     conn: &Connection,
-    new: NewEntry,
+    mut e: Entry,
     prev_index: i64,
     prev_hash: String,
-    salt: String,
 ) -> crate::db::Result<Entry> {
-    let readers = new.readers;
-    let mut e = Entry {
-        index: prev_index + 1,
-        time: clock::now_micros(),
-        identity: new.identity,
-        dataset: new.dataset,
-        column: new.column,
-        operation: new.operation,
-        params: new.params.to_string(),
-        rid_count: new.rid_count.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
-        rid_digest: new.rid_digest,
-        decision: new.decision.to_owned(),
-        reason: new.reason,
-        prev_hash,
-        hash: String::new(),
-        salt,
-    };
+    e.index = prev_index + 1;
+    e.prev_hash = prev_hash;
     e.hash = entry_hash(&e);
     conn.prepare_cached(
         "INSERT INTO audit (idx, time, identity, dataset, \"column\", operation, params, rid_count,
@@ -319,8 +460,12 @@ fn append_after(
         e.hash,
         e.salt
     ])?;
-    crate::orgs::add_readers(conn, e.index, &readers)?;
     Ok(e)
+}
+
+/// Record the index of the log's last entry (detects rows cut off the end).
+pub(crate) fn set_last_index(conn: &Connection, index: i64) -> crate::db::Result<()> {
+    db::meta_set(conn, LAST_INDEX_KEY, &index.to_string())
 }
 
 /// Record a refused management action of an authenticated identity (its own transaction),
@@ -432,6 +577,10 @@ pub struct AuditVerification {
     /// Hash of the last row (genesis hash for an empty log).
     pub head: String,
     pub problems: Vec<AuditProblem>,
+    /// Entries queued but not yet integrated into the chain (`sequencer.rs`); not checked here
+    /// (`POST /v1/audit/receipt` checks each receipt's promise).
+    #[serde(default)]
+    pub pending: u64,
     /// The checkpoint checked against, if one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
@@ -493,11 +642,16 @@ pub fn verify(conn: &Connection) -> crate::db::Result<AuditVerification> {
             });
         }
     }
+    // (a database written before the queue existed has no queue table: nothing is pending)
+    let pending: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
+        .unwrap_or(0);
     Ok(AuditVerification {
         ok: problems.is_empty(),
         entries,
         head: prev,
         problems,
+        pending: u64::try_from(pending).unwrap_or(0),
         checkpoint: None,
     })
 }

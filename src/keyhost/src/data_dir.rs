@@ -117,14 +117,53 @@ pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<
         !shared && cp_created,
     )?;
     let signer = ed25519_dalek::SigningKey::from_bytes(&seed);
-    Ok(AppState::new(
+    let sequencing = crate::sequencer::Settings::from_env()?;
+    if !shared {
+        conn.set_group_commit(sqlite_group_commit()?);
+    }
+    let mut more = Vec::new();
+    if shared {
+        for _ in 1..db_connections()? {
+            more.push(db::open(&database)?);
+        }
+    }
+    AppState::new(
         conn,
         master,
         keyhost_id,
         dir.to_path_buf(),
         Secrets { noise_key, signer },
         lock,
-    ))
+    )
+    .with_database(more, shared.then_some(database), sequencing)
+}
+
+/// Group commit on SQLite (`GHOSTPII_SQLITE_GROUP_COMMIT`, `1` by default, `0` turns it off):
+/// the transactions of concurrent requests commit together (`db::sqlite`, `state.rs`).
+pub const GROUP_COMMIT_ENV: &str = "GHOSTPII_SQLITE_GROUP_COMMIT";
+
+fn sqlite_group_commit() -> Result<bool, KeyhostError> {
+    match std::env::var(GROUP_COMMIT_ENV).as_deref().map(str::trim) {
+        Err(_) | Ok("1") => Ok(true),
+        Ok("0") => Ok(false),
+        Ok(v) => Err(KeyhostError::Config(format!("{GROUP_COMMIT_ENV}={v}: 0 or 1"))),
+    }
+}
+
+/// Connections of a keyhost on PostgreSQL (`GHOSTPII_DB_CONNECTIONS`, default 4): requests
+/// of different identities × datasets run on them side by side. One on SQLite.
+pub const DB_CONNECTIONS_ENV: &str = "GHOSTPII_DB_CONNECTIONS";
+
+fn db_connections() -> Result<usize, KeyhostError> {
+    match std::env::var(DB_CONNECTIONS_ENV) {
+        Err(_) => Ok(4),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=256).contains(&n) => Ok(n),
+            _ => Err(KeyhostError::Config(format!(
+                "{DB_CONNECTIONS_ENV}={v} is not a number of connections from 1 to 256"
+            ))),
+        },
+    }
 }
 
 /// `noise.key`, created on first start. A missing key is not silently replaced once DP answers

@@ -11,8 +11,11 @@
 //! integer when it has no fraction), and quote the audit table's `"column"`. A module
 //! that needs a new table appends its `CREATE TABLE IF NOT EXISTS` to [`SCHEMA`] below (or
 //! keeps it in its own constant and calls [`create_tables`] from [`migrate`]). Every write
-//! that must see a consistent state runs in `conn.transaction()`: on PostgreSQL that takes
-//! the keyhost-wide write lock, so replicas never interleave writers.
+//! that must see a consistent state runs in a transaction: `conn.transaction()` for
+//! administrative and schema writes (on PostgreSQL it takes the keyhost-wide write lock
+//! exclusively), `conn.transaction_scoped(&[lock_key(..)])` for answers and rid allocations
+//! (on PostgreSQL the write lock shared plus one advisory lock per identity × dataset or per
+//! dataset, so writers of different keys do not wait for each other).
 
 mod connection;
 pub mod postgres;
@@ -138,6 +141,42 @@ pub fn startup_lock(db: &Database) -> Result<StartupLock> {
             Ok(StartupLock { _conn: Some(conn) })
         }
     }
+}
+
+/// What a scoped lock protects (see [`lock_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockScope {
+    /// The state of one identity on one dataset: its budget ledger and charges, the linear
+    /// audit, answered score vectors, distinct constants of the dataset's columns.
+    IdentityDataset,
+    /// The row-id counter of one dataset.
+    DatasetRids,
+    /// One idempotency key of one identity.
+    Idempotency,
+}
+
+/// The advisory lock key of `(scope, a, b)`: the first 8 bytes of SHA-256 over a tag, the scope
+/// and both numbers (two scopes or pairs that collide only wait for each other needlessly).
+pub fn lock_key(scope: LockScope, a: i64, b: i64) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"ghostpii/v1/lock\0");
+    h.update([scope as u8]);
+    h.update(a.to_le_bytes());
+    h.update(b.to_le_bytes());
+    let d = h.finalize();
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// The lock key of an idempotency key of an identity.
+pub fn idempotency_lock_key(identity_id: i64, key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    lock_key(
+        LockScope::Idempotency,
+        identity_id,
+        i64::from_be_bytes(d[..8].try_into().expect("8 bytes")),
+    )
 }
 
 /// Open an SQLite file (the embedded default).
@@ -315,6 +354,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     create_tables(&tx, SCHEMA)?;
     crate::idempotency::migrate(&tx)?;
+    crate::audit::migrate(&tx)?;
     crate::join_domains::migrate(&tx)?;
     crate::populations::migrate(&tx)?;
     crate::orgs::migrate(&tx)?;

@@ -49,6 +49,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod score_span;
 pub mod secret_file;
+pub mod sequencer;
 pub mod server;
 pub mod state;
 pub mod tokens;

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::error::KeyhostError;
 use crate::routes::router;
 use crate::state::AppState;
-use crate::{auth_audit, data_dir};
+use crate::{auth_audit, data_dir, sequencer};
 
 /// A keyhost running on its own tokio runtime in a background thread.
 pub struct RunningKeyhost {
@@ -105,13 +105,21 @@ async fn serve(
             }
         })
     };
+    let (stop_sequencer, stopped) = tokio::sync::watch::channel(false);
+    let sequencer = tokio::spawn(sequencer::run(state.clone(), state.database().cloned(), stopped));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     flusher.abort();
     let st = state.clone();
     let flushed = state.blocking(move || auth_audit::flush(&st, true)).await;
+    let _ = stop_sequencer.send(true);
+    let _ = sequencer.await;
+    // a clean stop integrates what is queued (a killed keyhost leaves it to the next sequencer)
+    let st = state.clone();
+    let integrated = state.blocking(move || st.with_db(|c| st.integrate_audit(c))).await;
     served.map_err(|e| KeyhostError::Runtime(format!("server error: {e}")))?;
-    flushed.map_err(|e| KeyhostError::Runtime(format!("writing refused authentications: {}", e.message)))
+    flushed.map_err(|e| KeyhostError::Runtime(format!("writing refused authentications: {}", e.message)))?;
+    integrated.map_err(|e| KeyhostError::Runtime(format!("integrating the audit queue: {}", e.message)))
 }
 
 /// Open (or bootstrap) the data dir, bind, and serve in a background thread. Returns once

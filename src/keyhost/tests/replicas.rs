@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ghostpii_core::RidSet;
+use ghostpii_keyhost::db::OptionalExtension;
 use serde_json::{json, Value};
 
 use client::{try_raw, Resp};
@@ -209,8 +210,16 @@ impl Cluster {
         r["results"][0].clone()
     }
 
+    /// Offline verification of the chain, after a live replica integrated the queue (a read of
+    /// the log does).
     fn verify(&self) -> ghostpii_keyhost::AuditVerification {
+        ok(self.url(0), &self.owner, "GET", "/v1/audit/checkpoint", json!({}));
         ghostpii_keyhost::verify_audit(&self.dir.path().join("kh"), Some(&self.database)).unwrap()
+    }
+
+    /// A direct connection to the database.
+    fn db(&self) -> ghostpii_keyhost::db::Connection {
+        ghostpii_keyhost::db::open(&ghostpii_keyhost::db::Database::postgres(self.database.clone())).unwrap()
     }
 }
 
@@ -342,7 +351,7 @@ fn a_killed_replica_loses_no_audited_answer() {
     let per = 30;
     let done = AtomicUsize::new(0);
     let killed = AtomicUsize::new(0);
-    let receipts: Mutex<Vec<(usize, i64)>> = Mutex::new(Vec::new());
+    let receipts: Mutex<Vec<(usize, Value)>> = Mutex::new(Vec::new());
     let victim = 2usize;
     let urls: Vec<String> = c.replicas.iter().map(|r| r.url.clone()).collect();
     let mut doomed = c.replicas.pop().unwrap();
@@ -369,8 +378,7 @@ fn a_killed_replica_loses_no_audited_answer() {
                     };
                     let result = &res["results"][0];
                     assert_eq!(result["ok"], true, "{result}");
-                    let index = result["receipt"]["audit_index"].as_i64().unwrap();
-                    receipts.lock().unwrap().push((i, index));
+                    receipts.lock().unwrap().push((i, result["receipt"].clone()));
                     if killed.load(Ordering::SeqCst) == 1 && target != victim {
                         killed.store(2, Ordering::SeqCst); // a survivor answered after the kill
                     }
@@ -398,11 +406,20 @@ fn a_killed_replica_loses_no_audited_answer() {
     );
     let receipts = receipts.into_inner().unwrap();
     assert_eq!(receipts.len(), 3 * per, "every request was answered");
-    let received: BTreeSet<i64> = receipts.iter().map(|&(_, i)| i).collect();
+    // Every receipt's promise holds (the survivors' sequencer integrated what the victim queued,
+    // whether or not the victim led): each names its own entry of the log.
+    let received: BTreeSet<i64> = receipts
+        .iter()
+        .map(|(_, receipt)| {
+            let check = ok(c.url(0), &c.analyst, "POST", "/v1/audit/receipt", receipt.clone());
+            assert_eq!(check["status"], "included", "{check}");
+            check["audit_index"].as_i64().unwrap()
+        })
+        .collect();
     assert_eq!(received.len(), receipts.len(), "two answers share an audit entry");
     // Exactly the received answers are audited as issued sums of the analyst: none is lost,
     // none is recorded twice (a retried request got the recorded answer, not a new one).
-    let conn = ghostpii_keyhost::db::open(&ghostpii_keyhost::db::Database::postgres(c.database.clone())).unwrap();
+    let conn = c.db();
     let audited: BTreeSet<i64> = conn
         .query_map(
             "SELECT idx FROM audit WHERE identity = 'analyst' AND operation = 'sum' AND decision = 'issued'",
@@ -413,6 +430,10 @@ fn a_killed_replica_loses_no_audited_answer() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(audited, received);
+    let queued: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 0, "entries left in the queue");
     let v = c.verify();
     assert!(v.ok, "{:?}", v.problems);
     // The survivors keep answering.
@@ -447,6 +468,219 @@ fn a_lost_database_connection_is_reestablished() {
         assert!(first.status == 200 || first.status == 500, "{}", first.body);
         assert_eq!(c.answer(r, request.clone())["ok"], true);
     }
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+}
+
+/// Two datasets written at once do not wait for each other: while a transaction of the test
+/// holds the analyst's lock on `patrons` (as a long answer on it would), an answer on `patrons`
+/// waits for it, and meanwhile an answer on a second dataset, a rid allocation of each dataset
+/// and an answer of another identity on `patrons` complete — on the same replica. Shown by
+/// overlap: the waiting request is still waiting (its lock not granted) after the others
+/// completed.
+#[test]
+fn writers_of_two_datasets_do_not_wait_for_each_other() {
+    use ghostpii_keyhost::db::{lock_key, LockScope};
+    let c = Cluster::start();
+    c.grant("income", "aggregate", json!({}));
+    // A second dataset of the same owner, with one column, rows and the same grant.
+    let visits = ok(c.url(0), &c.owner, "POST", "/v1/datasets", json!({"name": "visits"}))["id"]
+        .as_i64()
+        .unwrap();
+    let r = ok(
+        c.url(0),
+        &c.owner,
+        "POST",
+        "/v1/datasets/visits/columns",
+        json!({"name": "cost", "dtype": "int64", "scale": 0, "bounds": [0, 1000], "facets": ["num"]}),
+    );
+    let cost = (r["column_id"].as_i64().unwrap(), r["epoch"].as_u64().unwrap() as u32);
+    let alloc = ok(
+        c.url(0),
+        &c.owner,
+        "POST",
+        "/v1/datasets/visits/rids",
+        json!({"count": 100, "columns": [cost.0]}),
+    );
+    let vstart = alloc["start"].as_u64().unwrap();
+    ok(
+        c.url(0),
+        &c.owner,
+        "POST",
+        "/v1/grants",
+        json!({"identity": "analyst", "dataset": "visits", "column": "cost", "operation": "aggregate",
+               "params": {}}),
+    );
+    let on_visits = json!({"op": "sum", "dataset_id": visits,
+        "rids": RidSet::from_sorted(&(vstart..vstart + 50).collect::<Vec<_>>()).to_base64(),
+        "terms": [{"column_id": cost.0, "epoch": cost.1, "weight": 1}]});
+    let on_patrons = c.sum(c.income, &c.rids(0, 50));
+    // Both answer without contention.
+    assert_eq!(c.answer(0, on_patrons.clone())["ok"], true);
+    assert_eq!(c.answer(0, on_visits.clone())["ok"], true);
+
+    let mut holder = c.db();
+    let analyst_id: i64 = holder
+        .query_row("SELECT id FROM identities WHERE name = 'analyst'", (), |r| r.get(0))
+        .unwrap();
+    let watcher = c.db();
+    let waiting = || -> i64 {
+        watcher
+            .query_row(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                (),
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let tx = holder
+        .transaction_scoped(&[lock_key(LockScope::IdentityDataset, analyst_id, c.dataset_id)])
+        .unwrap();
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let blocked = s.spawn(|| {
+            let v = c.answer(0, on_patrons.clone());
+            finished.store(1, Ordering::SeqCst);
+            v
+        });
+        // wait until the patrons answer is queued behind the held lock
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while waiting() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the patrons answer never waited");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // meanwhile, on the same replica: the other dataset, rid allocations, the owner
+        let other = c.answer(0, on_visits.clone());
+        assert_eq!(other["ok"], true, "{other}");
+        for ds in ["visits", "patrons"] {
+            let a = ok(
+                c.url(0),
+                &c.owner,
+                "POST",
+                &format!("/v1/datasets/{ds}/rids"),
+                json!({"count": 5, "columns": []}),
+            );
+            assert_eq!(a["count"], 5);
+        }
+        let owner = ok(
+            c.url(0),
+            &c.owner,
+            "POST",
+            "/v1/answer-keys",
+            json!({"requests": [on_patrons.clone()]}),
+        );
+        assert_eq!(owner["results"][0]["ok"], true, "{owner}");
+        // the overlap: all of that completed while the patrons answer was still waiting
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "the held lock did not hold the patrons answer"
+        );
+        assert_eq!(
+            waiting(),
+            1,
+            "the patrons answer stopped waiting before the lock was released"
+        );
+        tx.rollback().unwrap();
+        let v = blocked.join().unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+    });
+    let v = c.verify();
+    assert!(v.ok, "{:?}", v.problems);
+}
+
+/// The local TCP ports of a process's sockets (Linux: its `/proc/PID/fd` socket inodes looked
+/// up in `/proc/net/tcp`).
+fn local_ports(pid: u32) -> HashSet<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned)
+        })
+        .collect();
+    let mut out = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                out.insert(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The sequencer leader fails over: the replica that holds the leader lock is killed, another
+/// takes the lock and integrates the queue on its own — no read of the log triggers it —
+/// including the entries the killed leader's clients queued.
+#[test]
+fn the_sequencer_leader_fails_over() {
+    let mut c = Cluster::start();
+    c.grant("income", "aggregate", json!({}));
+    let conn = c.db();
+    let queued = || -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
+            .unwrap()
+    };
+    // the client port of the backend holding the leader lock, if one does
+    let leader_port = || -> Option<i64> {
+        let key = ghostpii_keyhost::db::postgres::SEQUENCER_LEADER;
+        conn.query_row(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+             AND l.classid::bigint = ?1 AND l.objid::bigint = ?2 AND l.objsubid = 1",
+            ghostpii_keyhost::params![key >> 32, key & 0xffff_ffff],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap()
+    };
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    until("no replica leads the sequencer", &|| leader_port().is_some());
+    let port = leader_port().unwrap();
+    let leader = c
+        .replicas
+        .iter()
+        .position(|r| local_ports(r.child.id()).contains(&(port as u16)))
+        .expect("the leader is one of the replicas");
+    let mut receipts = Vec::new();
+    for r in 0..3 {
+        let v = c.answer(r, c.sum(c.income, &c.rids(0, 100))); // repeats teach the linear audit nothing
+        assert_eq!(v["ok"], true, "{v}");
+        receipts.push(v["receipt"].clone());
+    }
+    let mut killed = c.replicas.remove(leader);
+    killed.kill();
+    for i in 0..6 {
+        let v = c.answer(i, c.sum(c.income, &c.rids(0, 100)));
+        assert_eq!(v["ok"], true, "{v}");
+        receipts.push(v["receipt"].clone());
+    }
+    until("no survivor took the leader lock", &|| {
+        leader_port().is_some_and(|p| p != port)
+    });
+    until("the new leader did not integrate the queue", &|| queued() == 0);
+    // every promise kept, each entry once
+    let mut indices: Vec<i64> = receipts
+        .iter()
+        .map(|r| {
+            let check = ok(c.url(0), &c.analyst, "POST", "/v1/audit/receipt", r.clone());
+            assert_eq!(check["status"], "included", "{check}");
+            check["audit_index"].as_i64().unwrap()
+        })
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), receipts.len());
     let v = c.verify();
     assert!(v.ok, "{:?}", v.problems);
 }

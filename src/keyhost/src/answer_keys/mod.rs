@@ -103,6 +103,7 @@ pub async fn answer(state: &AppState, caller: Identity, batch: Batch, key: Optio
             // Decode light, authorize, bound and only then materialise rid sets (intake.rs).
             let received = batch.requests.iter().map(|v| decode(v, &batch.blobs)).collect();
             let decoded = intake::admit(&st, &caller, received)?;
+            let locks = record_locks(&caller, &decoded, idem.as_ref());
             let planned = st.with_db(|conn| {
                 let mut cache = Cache::default();
                 Ok(decoded
@@ -119,7 +120,7 @@ pub async fn answer(state: &AppState, caller: Identity, batch: Batch, key: Optio
                     effects: p.effects,
                 })
                 .collect();
-            let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref()))?;
+            let answered = st.with_db(|conn| record(conn, &st, outcomes, idem.as_ref(), &locks))?;
             // a concurrent retry recorded first: its record, completed
             recompute_pending(&st, &caller, &batch, answered)
         })
@@ -195,6 +196,36 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
             Ok((d, rids))
         });
     (entry, parsed)
+}
+
+/// The locks of the record transaction (`db::Connection::transaction_scoped`): the caller on
+/// every dataset the batch names (its ledgers, linear audit, score span and distinct constants
+/// live under those keys), and the idempotency key if there is one.
+fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent<'_>>) -> Vec<i64> {
+    use crate::db::{idempotency_lock_key, lock_key, LockScope};
+    let mut keys: Vec<i64> = decoded
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, dataset_of(d)))
+        .chain(idem.map(|i| idempotency_lock_key(i.identity_id, &i.key)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The dataset a descriptor is about.
+fn dataset_of(d: &Descriptor) -> i64 {
+    match d {
+        Descriptor::Sum { dataset_id, .. }
+        | Descriptor::Decrypt { dataset_id, .. }
+        | Descriptor::Compare { dataset_id, .. }
+        | Descriptor::Score { dataset_id, .. }
+        | Descriptor::Sums { dataset_id, .. }
+        | Descriptor::Gram { dataset_id, .. }
+        | Descriptor::Match { dataset_id, .. }
+        | Descriptor::Pads { dataset_id, .. } => *dataset_id,
+    }
 }
 
 /// Per-batch cache of the allocated rid sets of columns, of what the caller may see, and of
@@ -519,14 +550,16 @@ fn record(
     st: &AppState,
     outcomes: Vec<Outcome>,
     idem: Option<&Idempotent<'_>>,
+    locks: &[i64],
 ) -> ApiResult<Answered> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_scoped(locks)?;
     if let Some(prior) = idem.map(|i| i.lookup(&tx)).transpose()?.flatten() {
         return Ok(prior); // a concurrent retry of this request was recorded first
     }
     let mut audits = linear_audit::Batch::new(st.audit_cache(), st.limits().audit_max_entries);
     let mut results = Answered::default();
     let mut chain = audit::Chain::start(&tx)?;
+    let max_delay = st.sequencing().max_delay_micros();
     // DP charges of the batch: all or nothing, parallel over disjoint rows
     let mut outcomes = outcomes;
     let refusals = {
@@ -560,7 +593,10 @@ fn record(
                 effects::carry_parallel_total(&mut o.effects, &mut pending);
                 effects::apply_all(&tx, &o.effects, receipt.index)?;
                 m.insert("ok".into(), Value::Bool(true));
-                m.insert("receipt".into(), receipt.to_json());
+                m.insert(
+                    "receipt".into(),
+                    receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay),
+                );
                 results.push(Value::Object(m), blob);
             }
             Err(err) => {
@@ -571,7 +607,7 @@ fn record(
                         "reason": err.reason,
                         "message": err.message,
                         "missing_grant": err.missing_grant,
-                        "receipt": receipt.to_json(),
+                        "receipt": receipt.to_json_signed(st.keyhost_id(), st.signer(), max_delay),
                     }),
                     None,
                 );

@@ -205,7 +205,13 @@ fn page_link(f: &AuditFilter, page: u32, label: &str, id: &str) -> String {
 pub async fn page(State(st): State<AppState>, c: Console, ApiQuery(f): ApiQuery<AuditFilter>) -> Response {
     let who = c.who.clone();
     let q = f.clone();
-    let (entries, total) = match st.db(move |conn, _| query(conn, &who, &q)).await {
+    let (entries, total) = match st
+        .db(move |conn, st| {
+            st.integrate_audit(conn)?;
+            query(conn, &who, &q)
+        })
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             let body = filter_form(&f);

@@ -217,7 +217,13 @@ fn columns_table(columns: &[(Column, i64)]) -> String {
 /// `GET /console/datasets/{dataset}`
 pub async fn show(State(st): State<AppState>, c: Console, Path(name): Path<String>) -> Response {
     let who = c.who.clone();
-    let p = match st.db(move |conn, _| load(conn, &who, &name)).await {
+    let p = match st
+        .db(move |conn, st| {
+            st.integrate_audit(conn)?; // the activity chart reads the log
+            load(conn, &who, &name)
+        })
+        .await
+    {
         Ok(p) => p,
         Err(e) => return api::failed(&c, &e),
     };

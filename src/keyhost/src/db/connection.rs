@@ -109,12 +109,43 @@ impl Connection {
     }
 
     /// Begin a transaction, rolled back unless committed. On PostgreSQL it first takes the
-    /// keyhost's write lock (`postgres::WRITE_LOCK`), so transactions of all replicas run one
-    /// at a time, each seeing everything committed before it.
+    /// keyhost's write lock (`postgres::WRITE_LOCK`) exclusively, so it runs alone among the
+    /// writers of all replicas and sees everything committed before it. For administrative and
+    /// schema writes; answers and rid allocations use [`Connection::transaction_scoped`].
     pub fn transaction(&mut self) -> Result<Transaction<'_>> {
         match &self.engine {
-            Engine::Sqlite(s) => s.batch("BEGIN DEFERRED")?,
+            Engine::Sqlite(s) => s.begin("BEGIN DEFERRED")?,
             Engine::Postgres(p) => p.begin()?,
+        }
+        Ok(Transaction {
+            conn: self,
+            done: false,
+        })
+    }
+
+    /// Begin a transaction that writes only state under `keys` (see [`super::lock_key`]): on
+    /// PostgreSQL it takes the write lock shared and each key's advisory lock exclusively, so
+    /// transactions of other keys (other identities × datasets, other datasets' rids) run at the
+    /// same time, and an administrative transaction waits for all of them. Audit entries it
+    /// writes go to the queue (`audit`), which needs no lock. On SQLite, the same as
+    /// [`Connection::transaction`] (one writer at a time).
+    pub fn transaction_scoped(&mut self, keys: &[i64]) -> Result<Transaction<'_>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.begin("BEGIN DEFERRED")?,
+            Engine::Postgres(p) => p.begin_scoped(keys)?,
+        }
+        Ok(Transaction {
+            conn: self,
+            done: false,
+        })
+    }
+
+    /// Begin the transaction of a sequencer batch (`sequencer`): on PostgreSQL it takes
+    /// `postgres::SEQUENCER_LOCK`, so one batch integrates the audit queue at a time.
+    pub fn transaction_sequencer(&mut self) -> Result<Transaction<'_>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.begin("BEGIN IMMEDIATE")?,
+            Engine::Postgres(p) => p.begin_sequencer()?,
         }
         Ok(Transaction {
             conn: self,
@@ -124,8 +155,33 @@ impl Connection {
 
     fn end(&self, commit: bool) -> Result<()> {
         match &self.engine {
-            Engine::Sqlite(s) => s.batch(if commit { "COMMIT" } else { "ROLLBACK" }),
+            Engine::Sqlite(s) => s.end(commit),
             Engine::Postgres(p) => p.end(commit),
+        }
+    }
+
+    /// Group commit (SQLite only; see `db::sqlite`): transactions become savepoints of an
+    /// outer transaction that [`Connection::group_commit`] commits. Nothing on PostgreSQL, whose
+    /// concurrent commits share WAL flushes by themselves.
+    pub fn set_group_commit(&self, on: bool) {
+        if let Engine::Sqlite(s) = &self.engine {
+            s.set_group_commit(on);
+        }
+    }
+
+    /// Transactions ran since the last group commit and are not committed yet.
+    pub fn group_pending(&self) -> bool {
+        match &self.engine {
+            Engine::Sqlite(s) => s.group_pending(),
+            Engine::Postgres(_) => false,
+        }
+    }
+
+    /// Commit the transactions of a group at once (nothing if none is pending).
+    pub fn group_commit(&self) -> Result<()> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.group_commit(),
+            Engine::Postgres(_) => Ok(()),
         }
     }
 }

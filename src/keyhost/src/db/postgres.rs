@@ -2,10 +2,12 @@
 //! process (re-established when it drops outside a transaction), prepared statements cached
 //! per SQL text, SQLite-style SQL translated on the way in (`?N` placeholders, DDL types).
 //!
-//! Every transaction takes one advisory lock ([`WRITE_LOCK`]) right after `BEGIN`: writers of
-//! all replicas on the database are serialised as SQLite serialises them, so the audit chain,
-//! rid allocation, budgets and the linear audit see each other's commits (see
-//! `docs/keyhost.md`, "Replicas on PostgreSQL").
+//! An administrative transaction ([`Postgres::begin`]) takes the advisory lock [`WRITE_LOCK`]
+//! exclusively right after `BEGIN`: it runs alone among the writers of all replicas. An answer
+//! or a rid allocation ([`Postgres::begin_scoped`]) takes [`WRITE_LOCK`] shared and then the
+//! exclusive advisory locks of the keys it writes (identity × dataset, dataset rids; see
+//! `db::lock_key`), in ascending order, so writers of different keys run side by side and writers
+//! of one key see each other's commits (see `docs/keyhost.md`, "Replicas on PostgreSQL").
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,11 +22,19 @@ use postgres::{Client, NoTls, Statement};
 use super::value::{Row, Value};
 use super::{Error, Result};
 
-/// The advisory lock key every transaction takes (`b"ghostpii"` as a big-endian integer).
+/// The advisory lock key every transaction takes, exclusively (administrative writes) or shared
+/// (scoped writes) (`b"ghostpii"` as a big-endian integer).
 pub const WRITE_LOCK: i64 = 0x6768_6f73_7470_6969;
 
 /// The session advisory lock a starting keyhost holds (`b"ghostpiS"`).
 pub const STARTUP_LOCK: i64 = 0x6768_6f73_7470_6953;
+
+/// The transaction-level advisory lock of whoever integrates the audit queue into the log
+/// (`b"ghostpiQ"`).
+pub const SEQUENCER_LOCK: i64 = 0x6768_6f73_7470_6951;
+
+/// The session advisory lock of the sequencer leader among replicas (`b"ghostpiL"`).
+pub const SEQUENCER_LEADER: i64 = 0x6768_6f73_7470_694c;
 
 /// Cached statements beyond this are dropped (dynamic SQL such as listing filters).
 const MAX_STATEMENTS: usize = 512;
@@ -326,6 +336,30 @@ impl Postgres {
 
     pub(super) fn begin(&self) -> Result<()> {
         self.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
+    /// Begin a transaction that writes only under `keys`: [`WRITE_LOCK`] shared, then each key's
+    /// exclusive advisory lock (ascending, without repeats, so two such transactions never
+    /// deadlock on them).
+    pub(super) fn begin_scoped(&self, keys: &[i64]) -> Result<()> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})");
+        for k in keys {
+            sql.push_str(&format!("; SELECT pg_advisory_xact_lock({k})"));
+        }
+        self.batch(&sql)?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
+    /// Begin a transaction that integrates the audit queue: [`SEQUENCER_LOCK`] only (answers
+    /// keep writing to the queue meanwhile).
+    pub(super) fn begin_sequencer(&self) -> Result<()> {
+        self.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
         self.in_transaction.set(true);
         Ok(())
     }

@@ -40,7 +40,7 @@ pub async fn list(
     Caller(who): Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
-    st.db(move |conn, _| {
+    st.db(move |conn, st| {
         let mut entry = NewEntry::new(&who, "audit.read");
         // entries of one owner's dataset: dataset names are unique per owner only
         let mut reader = None;
@@ -105,6 +105,7 @@ pub async fn list(
             after: q.after,
             oldest_first,
         };
+        st.integrate_audit(conn)?;
         let page = audit::list(conn, &filter)?;
         Ok(Json(
             json!({"entries": page.entries, "total": page.total, "next": page.next}),
@@ -115,9 +116,10 @@ pub async fn list(
 
 /// `GET /v1/audit/verify` (admin): recompute the hash chain.
 pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
-    st.db(move |conn, _| {
+    st.db(move |conn, st| {
         let entry = NewEntry::new(&who, "audit.verify");
         guard(conn, &entry, policy::require_admin(&who, "verify the audit log"))?;
+        st.integrate_audit(conn)?;
         Ok(Json(json!(audit::verify(conn)?)))
     })
     .await
@@ -127,6 +129,7 @@ pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResul
 /// whole log, to keep and later check the log against (`ghostpii audit verify --checkpoint`).
 pub async fn checkpoint(State(st): State<AppState>, Caller(_who): Caller) -> ApiResult<Json<Value>> {
     st.db(move |conn, st| {
+        st.integrate_audit(conn)?;
         let cp = crate::checkpoint::create(conn, st.keyhost_id(), st.signer())?;
         Ok(Json(json!(cp)))
     })
@@ -140,14 +143,15 @@ pub struct ProofQuery {
 }
 
 /// `GET /v1/audit/proof?index=N&tree_size=M` (any authenticated identity): the RFC 6962
-/// inclusion proof of entry N (its receipt's `audit_index`) in the tree of a checkpoint of
+/// inclusion proof of entry N (the `audit_index` `POST /v1/audit/receipt` gives for a receipt) in the tree of a checkpoint of
 /// size M. Hashes only; reveals no entry contents.
 pub async fn proof(
     State(st): State<AppState>,
     Caller(_who): Caller,
     ApiQuery(q): ApiQuery<ProofQuery>,
 ) -> ApiResult<Json<Value>> {
-    st.db(move |conn, _| {
+    st.db(move |conn, st| {
+        st.integrate_audit(conn)?;
         let proof = crate::checkpoint::inclusion_proof(conn, q.index, q.tree_size)?.ok_or_else(|| {
             ApiError::invalid(format!(
                 "no entry {} in a tree of {} entries (or the log is shorter than that)",
@@ -157,6 +161,25 @@ pub async fn proof(
         Ok(Json(
             json!({"index": q.index, "tree_size": q.tree_size, "proof": proof}),
         ))
+    })
+    .await
+}
+
+/// `POST /v1/audit/receipt` (any authenticated identity), body: the `receipt` of an answer.
+/// Checks its promise: signed by this keyhost's checkpoint key, and the entry it promised is in
+/// the log, unchanged, integrated no later than `include_by` (or, before then, still queued).
+/// Queued entries are integrated first. Gives the entry's `audit_index` and Merkle `leaf_hash`
+/// (for `GET /v1/audit/proof`); reveals nothing about the entry the receipt does not hold.
+pub async fn receipt(
+    State(st): State<AppState>,
+    Caller(_who): Caller,
+    crate::extract::ApiJson(p): crate::extract::ApiJson<audit::Promise>,
+) -> ApiResult<Json<crate::sequencer::ReceiptCheck>> {
+    st.db(move |conn, st| {
+        st.integrate_audit(conn)?;
+        let key = st.signer().verifying_key();
+        let checked = crate::sequencer::verify_receipt(conn, st.keyhost_id(), &key, &p, clock::now_micros())?;
+        Ok(Json(checked))
     })
     .await
 }

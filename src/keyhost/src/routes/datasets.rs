@@ -390,7 +390,8 @@ pub async fn allocate_rids(
         let mut column_ids = req.columns.clone();
         column_ids.sort_unstable();
         column_ids.dedup();
-        let tx = conn.transaction()?;
+        // per dataset: allocations of other datasets do not wait for this one
+        let tx = conn.transaction_scoped(&[crate::db::lock_key(crate::db::LockScope::DatasetRids, ds.id, 0)])?;
         for &c in &column_ids {
             if columns::find_by_id(&tx, c)?.is_none_or(|col| col.dataset_id != ds.id) {
                 return Err(ApiError::not_found(format!(

@@ -65,6 +65,7 @@ api_routes! {
     get "/v1/audit/verify" => audit::verify;
     get "/v1/audit/checkpoint" => audit::checkpoint;
     get "/v1/audit/proof" => audit::proof;
+    post "/v1/audit/receipt" => audit::receipt;
     get "/v1/budget" => budget::show;
     put "/v1/budget" => budget::set;
     post "/v1/budget/reset" => budget::reset;

@@ -178,8 +178,12 @@ impl Kh {
         self.database.is_none()
     }
 
-    /// Offline verification of the audit chain.
+    /// Offline verification of the audit chain (after the running keyhost, if any, integrated
+    /// its queue: a read of the log does).
     pub fn verify(&self) -> ghostpii_keyhost::AuditVerification {
+        if self.kh.is_some() {
+            self.get(&self.admin, "/v1/audit/verify").ok();
+        }
         ghostpii_keyhost::verify_audit(&self.data_dir(), self.database.as_deref()).unwrap()
     }
 
@@ -235,6 +239,15 @@ impl Kh {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// The log index of a result's audit entry: its receipt checked with `POST /v1/audit/receipt`
+    /// (which integrates the queue first), which must say `included`.
+    pub fn audit_index(&self, token: &str, result: &Value) -> i64 {
+        let c = self.post(token, "/v1/audit/receipt", result["receipt"].clone()).ok();
+        assert_eq!(c["status"], "included", "{c}");
+        assert_eq!(c["ok"], true, "{c}");
+        c["audit_index"].as_i64().unwrap()
     }
 
     pub fn answer(&self, token: &str, requests: Value) -> Vec<Value> {
