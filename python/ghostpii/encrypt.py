@@ -123,6 +123,8 @@ def encrypt(
                 meta["ord"] = req["ord"]
             if spec.join_domain is not None:
                 meta["join_domain"] = spec.join_domain
+            if (search := spec.search_meta()) is not None:
+                meta["search"] = search
             if "meta" in req:
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:

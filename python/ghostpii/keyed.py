@@ -17,7 +17,12 @@ import polars as pl
 
 __all__ = ["fuzzy_text", "key_facet_keys", "match_spec"]
 
-_KEY_NAMES = {"match": ("match",), "group": ("group_det", "group_pad"), "fuzzy": ("clk", "fuzzy_seal")}
+_KEY_NAMES = {
+    "match": ("match",),
+    "group": ("group_det", "group_pad"),
+    "fuzzy": ("clk", "fuzzy_seal"),
+    "search": ("search",),
+}
 
 
 def key_facet_keys(keys: dict[str, str], facets: Sequence[str]) -> dict[str, bytes] | None:
@@ -79,6 +84,18 @@ def prefers_in_memory(lf: pl.LazyFrame) -> bool:
 
 
 def match_descriptor(need: dict[str, Any]) -> dict[str, Any]:
+    """The ``match`` descriptor of a kernel's need, or the ``search`` descriptor of a search need."""
+    search = need.get("search")
+    if search is not None:
+        return {
+            "op": "search",
+            "dataset_id": need["dataset_id"],
+            "column_id": need["column_id"],
+            "epoch": need["epoch"],
+            "kind": search["kind"],
+            "q": search["q"],
+            "constant": need["constant"]["text"],
+        }
     return {
         "op": "match",
         "dataset_id": need["dataset_id"],

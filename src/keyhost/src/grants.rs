@@ -23,6 +23,8 @@ pub enum Operation {
     Moments,
     /// Match tokens (DET of constants) of the `match` facet: equality and is_in.
     Match,
+    /// Search tokens of the `search` facet: prefix, suffix and substring search.
+    Search,
     /// Per-row pads of the `group` facet: pseudonymous keys (`ghost.key()`).
     Group,
     /// Per-row sealing seeds of the `fuzzy` facet: record linkage (`gp.link`).
@@ -38,6 +40,7 @@ impl Operation {
             Operation::Score => "score",
             Operation::Moments => "moments",
             Operation::Match => "match",
+            Operation::Search => "search",
             Operation::Group => "group",
             Operation::Link => "link",
         }
@@ -51,6 +54,7 @@ impl Operation {
             "score" => Some(Operation::Score),
             "moments" => Some(Operation::Moments),
             "match" => Some(Operation::Match),
+            "search" => Some(Operation::Search),
             "group" => Some(Operation::Group),
             "link" => Some(Operation::Link),
             _ => None,

@@ -55,6 +55,15 @@ pub struct MatchNeed {
     pub column_id: i64,
     pub epoch: u32,
     pub constant: Stored,
+    /// A search token (`search.rs`) instead of a match token: its kind and q-gram length.
+    pub search: Option<SearchNeed>,
+}
+
+/// The kind ("prefix", "suffix", "substring") and q-gram length of a search token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchNeed {
+    pub kind: &'static str,
+    pub q: u32,
 }
 
 fn hint(meta: &ColumnMeta) -> &'static str {
@@ -106,6 +115,7 @@ fn plan(name: &str, dtype: &DataType, kw: &MatchKwargs) -> PolarsResult<Plan> {
             column_id: meta.column_id,
             epoch: meta.epoch,
             constant: stored(&meta, v, &what)?,
+            search: None,
         };
         if !needs.contains(&n) {
             needs.push(n);
@@ -193,7 +203,7 @@ fn fetch_lock() -> &'static Mutex<()> {
     L.get_or_init(Default::default)
 }
 
-fn note(needs: &[MatchNeed]) {
+pub(crate) fn note(needs: &[MatchNeed]) {
     if let Ok(mut s) = scan().lock() {
         if let Some(v) = s.as_mut() {
             v.extend(needs.iter().cloned());
@@ -206,7 +216,7 @@ fn cached(needs: &[MatchNeed]) -> Option<Vec<Vec<u8>>> {
     needs.iter().map(|n| c.get(n).cloned()).collect()
 }
 
-fn resolve(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn resolve(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
     if let Some(t) = cached(needs) {
         return Ok(t);
     }
@@ -245,6 +255,12 @@ fn need_to_py<'py>(py: Python<'py>, n: &MatchNeed) -> PyResult<Bound<'py, PyDict
         Stored::Int(i) => c.set_item("int", i)?,
     }
     d.set_item("constant", c)?;
+    if let Some(sn) = &n.search {
+        let x = PyDict::new(py);
+        x.set_item("kind", sn.kind)?;
+        x.set_item("q", sn.q)?;
+        d.set_item("search", x)?;
+    }
     Ok(d)
 }
 
@@ -254,7 +270,21 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
         Ok(t) => Stored::Text(t.extract()?),
         Err(_) => Stored::Int(c.get_item("int")?.extract()?),
     };
+    let search = match d.get_item("search") {
+        Ok(x) if !x.is_none() => {
+            let kind: String = x.get_item("kind")?.extract()?;
+            let kind = ghostpii_core::search::Kind::parse(&kind)
+                .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown search kind {kind:?}")))?
+                .as_str();
+            Some(SearchNeed {
+                kind,
+                q: x.get_item("q")?.extract()?,
+            })
+        }
+        _ => None,
+    };
     Ok(MatchNeed {
+        search,
         keyhost: d.get_item("keyhost")?.extract()?,
         dataset_id: d.get_item("dataset_id")?.extract()?,
         column_id: d.get_item("column_id")?.extract()?,
@@ -276,9 +306,13 @@ fn fetch(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
     crate::resolver::fetch_tokens(
         needs,
         |n| &n.keyhost,
-        |n| {
-            serde_json::json!({"op": "match", "dataset_id": n.dataset_id, "column_id": n.column_id,
-                               "epoch": n.epoch, "constant": constant_json(&n.constant)})
+        |n| match (&n.search, &n.constant) {
+            (Some(sn), Stored::Text(t)) => {
+                serde_json::json!({"op": "search", "dataset_id": n.dataset_id, "column_id": n.column_id,
+                                   "epoch": n.epoch, "kind": sn.kind, "q": sn.q, "constant": t})
+            }
+            _ => serde_json::json!({"op": "match", "dataset_id": n.dataset_id, "column_id": n.column_id,
+                                    "epoch": n.epoch, "constant": constant_json(&n.constant)}),
         },
     )
 }

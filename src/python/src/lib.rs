@@ -20,6 +20,7 @@ mod key_facets;
 mod keyhost;
 mod linalg;
 mod linkage;
+mod search;
 mod merge;
 mod moments;
 mod pseudonyms;

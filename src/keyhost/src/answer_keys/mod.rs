@@ -19,6 +19,7 @@ mod effects;
 mod gram;
 mod intake;
 mod match_tokens;
+mod search_tokens;
 pub mod payload;
 mod pseudonyms;
 mod recheck;
@@ -113,6 +114,17 @@ enum Descriptor {
         epoch: u32,
         constant: Value,
     },
+    /// Search token of one constant: prefix, suffix or substring (`search_tokens.rs`).
+    Search {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        kind: String,
+        constant: String,
+        /// The column's q-gram length (substring search).
+        #[serde(default)]
+        q: u32,
+    },
     /// Per-row pads of the group or fuzzy facet (`pseudonyms.rs`).
     Pads {
         dataset_id: i64,
@@ -132,6 +144,7 @@ enum Work {
     Score(score::ScoreWork),
     Gram(gram::GramWork),
     Match(Box<match_tokens::MatchWork>),
+    Search(Box<search_tokens::SearchWork>),
     Pads(Box<pseudonyms::PadWork>),
 }
 
@@ -354,6 +367,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Score { .. } => Operation::Score,
             Descriptor::Gram { .. } => Operation::Moments,
             Descriptor::Match { .. } => Operation::Match,
+            Descriptor::Search { .. } => Operation::Search,
             Descriptor::Pads { facet, .. } => pseudonyms::operation(facet),
         };
         Ctx {
@@ -457,6 +471,25 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 &constant,
             )
             .map(|w| Work::Match(Box::new(w))),
+            Descriptor::Search {
+                dataset_id,
+                column_id,
+                epoch,
+                kind,
+                constant,
+                q,
+            } => search_tokens::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                column_id,
+                epoch,
+                &kind,
+                q,
+                &constant,
+            )
+            .map(|w| Work::Search(Box::new(w))),
             Descriptor::Pads {
                 dataset_id,
                 column_id,
@@ -581,6 +614,7 @@ fn compute(work: Work) -> Result<Computed, ApiError> {
         Work::Score(w) => Ok(score::compute(w)),
         Work::Gram(w) => gram::compute(w).and_then(Computed::json),
         Work::Match(w) => Computed::json(match_tokens::compute(*w)),
+        Work::Search(w) => search_tokens::compute(*w).and_then(Computed::json),
         Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }
