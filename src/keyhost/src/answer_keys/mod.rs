@@ -273,7 +273,7 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
                 | Descriptor::Score { rids, .. }
                 | Descriptor::Gram { rids, .. }
                 | Descriptor::Pads { rids, .. } => Some(intake::Incoming::decode(rids)?),
-                Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => None,
+                Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Search { .. } | Descriptor::Sums { .. } => None,
             };
             Ok((d, rids))
         });
@@ -291,7 +291,7 @@ impl Descriptor {
                 vec![rids]
             }
             Descriptor::Sums { groups, .. } => groups.iter_mut().collect(),
-            Descriptor::Compare { .. } | Descriptor::Match { .. } => Vec::new(),
+            Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Search { .. } => Vec::new(),
         }
     }
 }
