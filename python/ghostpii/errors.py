@@ -104,7 +104,9 @@ _RELAY = re.compile(r"(\w+)(?:\[(\w+)\])?: ")
 
 # Polars refuses `.str.*` on an extension dtype while resolving the plan, before any plugin
 # runs: "expected String type, got: ext[ghost[string]]" (the extension's display name)
-_STR_ON_CIPHERTEXT = re.compile(r"expected String type, got: ext\[ghost\[(\w+)\]\]")
+# (or, for functions whose output type does not look at the input, at run time: "expected
+# `String`, got `ext[ghost[string]]`")
+_STR_ON_CIPHERTEXT = re.compile(r"expected `?String`?(?: type)?, got:? `?ext\[ghost\[(\w+)\]\]")
 _FAILED_EXPR = re.compile(r"This error occurred in the following expression:\s*\n\s*(.+)")
 
 
