@@ -63,7 +63,7 @@ def link(
     threshold: float = DEFAULT_THRESHOLD,
     session: Session,
     weights: Mapping[str, float] | None = None,
-    encoding: Literal["fields", "record"] = "fields",
+    encoding: Literal["fields", "record"] = "record",
 ) -> pl.DataFrame:
     """Link the rows of ``left`` and ``right`` that describe the same entity.
 
@@ -73,7 +73,16 @@ def link(
     similarity of the rows' record encodings), only pairs with ``similarity >= threshold``.
     Indices are row positions of the collected frames. Null fields add nothing to a record;
     a row whose ``on`` fields are all null (or empty strings) is never linked.
+
+    ``encoding="record"`` (default) ORs the fields of a row into one encoding and blocks with
+    MinHash LSH; ``encoding="fields"`` scores the weighted mean of the fields' Dice
+    similarities (``weights``, default equal; fields null on either side are left out) and
+    compares every pair up to 64 million pairs, beyond that the pairs that share a MinHash band
+    in any field. On FEBRL4 (all ten fields) the defaults give precision 1.000 / recall 0.967,
+    ``threshold=0.7`` 1.000 / 0.9996 (benchmarks/linkage.md).
     """
+    if weights is not None and encoding == "record":
+        raise LinkError("weights apply to encoding='fields' (a record encoding ORs its fields: it has no weights)")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
         raise LinkError(f"threshold must be a number in (0, 1], got {threshold!r}")
     if encoding not in ("fields", "record"):
