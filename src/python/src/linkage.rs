@@ -316,9 +316,10 @@ fn unzip(pairs: Vec<clk::Pair>) -> Pairs {
 }
 
 /// Link two sides of encrypted columns (with their seeds, per column, in rid order).
-/// `exhaustive` compares every pair (the brute-force baseline) instead of blocking.
+/// `exhaustive` compares every pair (the brute-force baseline); `blocked` always blocks with
+/// MinHash LSH (by default: exhaustive up to `clk::EXHAUSTIVE_PAIRS` pairs, blocked beyond).
 #[pyfunction]
-#[pyo3(signature = (left, left_seeds, right, right_seeds, threshold, exhaustive=false))]
+#[pyo3(signature = (left, left_seeds, right, right_seeds, threshold, exhaustive=false, blocked=false))]
 pub fn link_encrypted(
     py: Python<'_>,
     left: Vec<PySeries>,
@@ -327,12 +328,15 @@ pub fn link_encrypted(
     right_seeds: Vec<Vec<u8>>,
     threshold: f64,
     exhaustive: bool,
+    blocked: bool,
 ) -> PyResult<Pairs> {
     let l = records(&left, &left_seeds)?;
     let r = records(&right, &right_seeds)?;
     Ok(py.detach(|| {
         unzip(if exhaustive {
             clk::link_exhaustive(&l, &r, threshold)
+        } else if blocked {
+            clk::link_blocked(&l, &r, threshold)
         } else {
             clk::link(&l, &r, threshold)
         })
