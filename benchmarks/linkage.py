@@ -126,7 +126,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, name in zip(axes, ("all 10 fields", "given name, surname, date of birth"), strict=True):
         for setting, style in (("gp.link record", "-"), ("gp.link fields", "--"), ("plaintext bigram Dice", ":")):
             sel = [r for r in rows if r["fields"] == name and r["setting"] == setting]
-            ax.plot([r["threshold"] for r in sel], [r["recall"] for r in sel], style, marker="o", label=f"{setting} recall")
+            ax.plot(
+                [r["threshold"] for r in sel], [r["recall"] for r in sel], style, marker="o", label=f"{setting} recall"
+            )
             ax.plot([r["threshold"] for r in sel], [r["precision"] for r in sel], style, marker="x",
                     label=f"{setting} precision")  # fmt: skip
         ax.axhline(0.95, color="grey", lw=0.5)
@@ -177,9 +179,9 @@ def main() -> None:
     lines += [
         "",
         f"Speed: {speed['rows']:,} x {speed['rows']:,} names (first, last; the right side a shuffled copy with a",
-        f"typo in 20 % of each field), `gp.link` defaults (record encoding, threshold 0.8, MinHash blocking):",
-        f"**{speed['link_s']:.2f} s** ({speed['links']:,} links, {speed['correct']:,} of them the true row); encrypting",
-        f"both sides {speed['encrypt_s']:.2f} s.",
+        "typo in 20 % of each field), `gp.link` defaults (record encoding, threshold 0.8, MinHash blocking):",
+        f"**{speed['link_s']:.2f} s** ({speed['links']:,} links, {speed['correct']:,} of them the true row);",
+        f"encrypting both sides {speed['encrypt_s']:.2f} s.",
         "",
         "![precision and recall](linkage.png)",
         "",

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 import ghostpii as gp
-from ghostpii import _internal, linkage
 from conftest import KeyhostProcess
+from ghostpii import _internal, linkage
 
 FIELDS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
           "date_of_birth", "soc_sec_id"]  # fmt: skip
@@ -48,7 +48,9 @@ def _quality(A: pl.DataFrame, B: pl.DataFrame, li: pl.Series, ri: pl.Series) -> 
     return true / max(len(li), 1), true / A.height  # every FEBRL4 record has one true match
 
 
-def test_febrl4_precision_and_recall(febrl: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, gp.Session]) -> None:
+def test_febrl4_precision_and_recall(
+    febrl: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, gp.Session],
+) -> None:
     A, B, ea, eb, an = febrl
     default = gp.link(ea, eb, on=FIELDS, session=an)
     p, r = _quality(A, B, default["left_index"], default["right_index"])
@@ -58,7 +60,9 @@ def test_febrl4_precision_and_recall(febrl: tuple[pl.DataFrame, pl.DataFrame, pl
     assert p >= 0.99 and r >= 0.99, (p, r)  # measured: 1.000 / 0.9996
 
 
-def test_febrl4_blocking_loses_no_pair(febrl: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, gp.Session]) -> None:
+def test_febrl4_blocking_loses_no_pair(
+    febrl: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, gp.Session],
+) -> None:
     A, B, ea, eb, an = febrl
     lf, rf, ls, rs = linkage._unsealing_seeds(ea, eb, FIELDS, an)
     left, right = [lf[c] for c in FIELDS], [rf[c] for c in FIELDS]

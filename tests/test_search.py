@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 import ghostpii as gp
+from conftest import KeyhostProcess
 from ghostpii import _internal
 from ghostpii.tokens import clear as clear_tokens
-from conftest import KeyhostProcess
 
 DATA = Path(__file__).parent / "data" / "large_names_5k.csv"
 SEARCH = gp.text(prefix=(1, 2, 3), suffix=(1, 2, 3), substring=3)

@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 import ghostpii as gp
+from conftest import KeyhostProcess
 from ghostpii import _internal, linkage
 from ghostpii.keyed import normalise
-from conftest import KeyhostProcess
 
 DATA = Path(__file__).parent / "data" / "large_names_5k.csv"
 ON = ["first", "last"]
@@ -33,7 +33,9 @@ def sides(keyhost: KeyhostProcess) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
     left = df.head(50)
     typos = left.head(25).with_columns(pl.Series("last", [_typo(s, rng) for s in left["last"].head(25)]))
     right = pl.concat([typos, df.tail(25)])
-    right = right.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("first")).alias("first"))
+    right = right.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("first")).alias("first")
+    )
     admin = keyhost.admin()
     tag = random.randrange(10**9)
     admin.create_join_domain(f"names{tag}")

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 import ghostpii as gp
-from ghostpii import _internal, linkage
 from conftest import KeyhostProcess
+from ghostpii import _internal, linkage
 
 DATA = Path(__file__).parent / "data" / "large_names_5k.csv"
 

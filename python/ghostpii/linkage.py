@@ -94,7 +94,9 @@ def link(
             [lf[c] for c in on], lseeds, [rf[c] for c in on], rseeds, w, float(threshold)
         )
     else:
-        li, ri, sim = _internal.link_encrypted([lf[c] for c in on], lseeds, [rf[c] for c in on], rseeds, float(threshold))
+        li, ri, sim = _internal.link_encrypted(
+            [lf[c] for c in on], lseeds, [rf[c] for c in on], rseeds, float(threshold)
+        )
     return _pairs(li, ri, sim)
 
 

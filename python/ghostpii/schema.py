@@ -71,7 +71,9 @@ def _search_shape(
     if substring is not None and (
         isinstance(substring, bool) or not isinstance(substring, int) or not 1 <= substring <= _MAX_PIECE
     ):
-        raise EncryptionError(f"substring (the q-gram length) must be an integer between 1 and {_MAX_PIECE}, got {substring!r}")
+        raise EncryptionError(
+            f"substring (the q-gram length) must be an integer between 1 and {_MAX_PIECE}, got {substring!r}"
+        )
     if not p and not s and substring is None:
         return None
     m = DEFAULT_SEARCH_LENGTH if max_length is None else min(max_length, 1024)

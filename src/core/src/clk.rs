@@ -580,7 +580,9 @@ pub fn link_fields(l: &Fields, r: &Fields, w: &[f64], threshold: f64) -> Vec<Pai
             let mut out = Vec::new();
             for &i in chunk {
                 for (f, bf) in buckets.iter().enumerate() {
-                    let Some(s) = l.field(f, i).and_then(|c| lsh.signature(&c.0)) else { continue };
+                    let Some(s) = l.field(f, i).and_then(|c| lsh.signature(&c.0)) else {
+                        continue;
+                    };
                     for (k, h) in s.iter().enumerate() {
                         let Some(v) = bf[k].get(h) else { continue };
                         for &j in v {

@@ -82,7 +82,10 @@ impl SearchParams {
             }
         }
         if self.max_length == 0 || self.max_length > MAX_LENGTH {
-            return bad(format!("max_length must be in 1..={MAX_LENGTH}, got {}", self.max_length));
+            return bad(format!(
+                "max_length must be in 1..={MAX_LENGTH}, got {}",
+                self.max_length
+            ));
         }
         if let Some(q) = self.substring {
             if q == 0 || q > MAX_PIECE || q > self.max_length {
@@ -196,7 +199,10 @@ fn tag(piece: &[u8; PIECE], kind: Kind, slot: u32, rid: u64) -> [u8; TAG_LEN] {
 
 /// Byte offsets of the `i`-th character boundaries of `s` (`len + 1` entries).
 fn boundaries(s: &str) -> Vec<usize> {
-    s.char_indices().map(|(i, _)| i).chain(std::iter::once(s.len())).collect()
+    s.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(s.len()))
+        .collect()
 }
 
 fn cell(base: &Hmac<Sha256>, p: &SearchParams, rid: u64, v: &str, rng: &mut impl RngCore) -> Vec<u8> {

@@ -20,7 +20,6 @@ mod key_facets;
 mod keyhost;
 mod linalg;
 mod linkage;
-mod search;
 mod merge;
 mod moments;
 mod pseudonyms;
@@ -29,6 +28,7 @@ mod resolver;
 mod reveal;
 mod score;
 mod sealed_column;
+mod search;
 mod tokens;
 
 use pyo3::prelude::*;

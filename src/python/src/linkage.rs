@@ -123,8 +123,7 @@ fn fields(cols: &[PySeries], seeds: &[Vec<u8>]) -> PyResult<clk::Fields> {
 }
 
 fn metric(m: &str) -> PyResult<clk::Metric> {
-    clk::Metric::parse(m)
-        .ok_or_else(|| GhostError::new_err(format!("metric must be 'dice' or 'jaccard', got {m:?}")))
+    clk::Metric::parse(m).ok_or_else(|| GhostError::new_err(format!("metric must be 'dice' or 'jaccard', got {m:?}")))
 }
 
 fn check_weights(w: &[f64], n: usize) -> PyResult<()> {
@@ -184,7 +183,11 @@ pub fn link_fields_encrypted(
 /// The unsealed encodings of a column as bytes (`None` for nulls): what a `link` grant lets
 /// its holder see (for tests of the similarity against the encodings themselves).
 #[pyfunction]
-pub fn fuzzy_encodings<'py>(py: Python<'py>, series: PySeries, seeds: Vec<u8>) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+pub fn fuzzy_encodings<'py>(
+    py: Python<'py>,
+    series: PySeries,
+    seeds: Vec<u8>,
+) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
     let f = unsealed(&series, &seeds)?;
     Ok(f.iter()
         .map(|c| {
@@ -211,8 +214,14 @@ pub fn similarity_plaintext(
 ) -> PyResult<Pairs> {
     let m = metric(metric_name)?;
     check_weights(&weights, left.len())?;
-    let l: Vec<Vec<HashSet<(usize, char, char)>>> = left.iter().map(|c| bigram_sets(std::slice::from_ref(c))).collect::<PyResult<_>>()?;
-    let r: Vec<Vec<HashSet<(usize, char, char)>>> = right.iter().map(|c| bigram_sets(std::slice::from_ref(c))).collect::<PyResult<_>>()?;
+    let l: Vec<Vec<HashSet<(usize, char, char)>>> = left
+        .iter()
+        .map(|c| bigram_sets(std::slice::from_ref(c)))
+        .collect::<PyResult<_>>()?;
+    let r: Vec<Vec<HashSet<(usize, char, char)>>> = right
+        .iter()
+        .map(|c| bigram_sets(std::slice::from_ref(c)))
+        .collect::<PyResult<_>>()?;
     let (n, k) = (l.first().map_or(0, Vec::len), r.first().map_or(0, Vec::len));
     Ok(py.detach(|| {
         let pairs: Vec<clk::Pair> = (0..n)

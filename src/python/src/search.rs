@@ -153,9 +153,9 @@ pub fn kernel(s: &Series, kw: &SearchKwargs) -> PolarsResult<Series> {
             }
             match &token {
                 None => Ok(true),
-                Some(t) => t
-                    .matches(&p.params, rids[i], cells.value(i), p.anchored)
-                    .ok_or_else(|| polars_err!(ComputeError: "ghostpii: the search token does not fit column '{}'", s.name())),
+                Some(t) => t.matches(&p.params, rids[i], cells.value(i), p.anchored).ok_or_else(
+                    || polars_err!(ComputeError: "ghostpii: the search token does not fit column '{}'", s.name()),
+                ),
             }
         })
         .collect::<PolarsResult<_>>()?;

@@ -19,11 +19,11 @@ mod effects;
 mod gram;
 mod intake;
 mod match_tokens;
-mod search_tokens;
 pub mod payload;
 mod pseudonyms;
 mod recheck;
 mod score;
+mod search_tokens;
 mod sum;
 mod sums;
 mod visibility;
@@ -273,7 +273,10 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
                 | Descriptor::Score { rids, .. }
                 | Descriptor::Gram { rids, .. }
                 | Descriptor::Pads { rids, .. } => Some(intake::Incoming::decode(rids)?),
-                Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Search { .. } | Descriptor::Sums { .. } => None,
+                Descriptor::Compare { .. }
+                | Descriptor::Match { .. }
+                | Descriptor::Search { .. }
+                | Descriptor::Sums { .. } => None,
             };
             Ok((d, rids))
         });
