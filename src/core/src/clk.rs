@@ -216,7 +216,9 @@ pub struct Pair {
 struct Lsh {
     bands: usize,
     rows: usize,
-    tables: Vec<[u32; BITS]>,
+    /// The hash tables stored position-major (`by_pos[p · n + t]` = table `t` at bit `p`), so
+    /// a set bit updates all `n` minima from one contiguous slice (vectorised).
+    by_pos: Vec<u32>,
 }
 
 impl Lsh {
@@ -247,22 +249,30 @@ impl Lsh {
                 }
                 t
             })
-            .collect();
-        Lsh { bands, rows, tables }
+            .collect::<Vec<[u32; BITS]>>();
+        let n = tables.len();
+        let mut by_pos = vec![0u32; BITS * n];
+        for (t, table) in tables.iter().enumerate() {
+            for (p, &x) in table.iter().enumerate() {
+                by_pos[p * n + t] = x;
+            }
+        }
+        Lsh { bands, rows, by_pos }
     }
 
     fn signature(&self, f: &Filter) -> Option<Vec<u64>> {
         if f.iter().all(|&w| w == 0) {
             return None;
         }
-        let mut mins = vec![u32::MAX; self.tables.len()];
+        let n = self.bands * self.rows;
+        let mut mins = vec![u32::MAX; n];
         for (wi, &w) in f.iter().enumerate() {
             let mut w = w;
             while w != 0 {
                 let p = wi * 64 + w.trailing_zeros() as usize;
                 w &= w - 1;
-                for (m, t) in mins.iter_mut().zip(&self.tables) {
-                    *m = (*m).min(t[p]);
+                for (m, &x) in mins.iter_mut().zip(&self.by_pos[p * n..(p + 1) * n]) {
+                    *m = (*m).min(x);
                 }
             }
         }
