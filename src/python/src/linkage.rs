@@ -329,6 +329,7 @@ fn unzip(pairs: Vec<clk::Pair>) -> Pairs {
 /// MinHash LSH (by default: exhaustive up to `clk::EXHAUSTIVE_PAIRS` pairs, blocked beyond).
 #[pyfunction]
 #[pyo3(signature = (left, left_seeds, right, right_seeds, threshold, exhaustive=false, blocked=false))]
+#[allow(clippy::too_many_arguments)]
 pub fn link_encrypted(
     py: Python<'_>,
     left: Vec<PySeries>,
