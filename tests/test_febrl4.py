@@ -70,9 +70,16 @@ def test_febrl4_blocking_loses_no_pair(
     def true_pairs(li: list[int], ri: list[int]) -> set[tuple[int, int]]:
         return {(i, j) for i, j in zip(li, ri, strict=True) if A["id"][i] == B["id"][j]}
 
-    for threshold in (0.7, 0.8):
-        # MinHash blocking forced (gp.link blocks beyond 64 M pairs; FEBRL4 has 25 M)
+    # gp.link itself compares every pair up to 64 M pairs (FEBRL4 has 25 M): nothing is lost
+    li, ri, _ = _internal.link_encrypted(left, ls, right, rs, 0.8)
+    ei, ej, _ = _internal.link_encrypted(left, ls, right, rs, 0.8, exhaustive=True)
+    assert (li, ri) == (ei, ej)
+    # MinHash blocking forced (what gp.link does beyond 64 M pairs): a pair at the threshold is
+    # missed with probability <= 1e-6 from 0.55 to 0.75 (90 bands of 2 rows), 1.5e-4 at Dice 0.8
+    # with the default 40 bands of 4 rows (docs/threat-model.md): none may be lost at 0.7, at
+    # most 0.1 % at 0.8 (measured: none in most runs; about one run in ten loses a pair at 0.8)
+    for threshold, allowed in ((0.7, 0), (0.8, 5)):
         li, ri, _ = _internal.link_encrypted(left, ls, right, rs, threshold, blocked=True)
         ei, ej, _ = _internal.link_encrypted(left, ls, right, rs, threshold, exhaustive=True)
         found, every = true_pairs(li, ri), true_pairs(ei, ej)
-        assert len(every) > 4800 and found >= every, len(every - found)
+        assert len(every) > 4800 and len(every - found) <= allowed, (threshold, len(every - found))
