@@ -218,3 +218,31 @@ def test_plain_string_functions_on_ciphertext_name_the_ghost_ones(
             enc.lazy().select(expr).collect()
         with pytest.raises(gp.UnsupportedOperation, match="ghost.starts_with"), gp.ghost_errors():
             enc.lazy().select(expr).collect()
+
+
+def test_the_keyhost_refuses_bad_search_descriptors_typed_and_audited(
+    keyhost: KeyhostProcess, names: tuple[pl.DataFrame, pl.DataFrame, str], admin: gp.Session, dataset: gp.Dataset
+) -> None:
+    _, enc, ds = names
+    meta = enc["first"].dtype.meta()  # type: ignore[attr-defined]
+    plain = gp.encrypt(pl.DataFrame({"x": ["abc"]}), dataset, {"x": gp.text()})
+    pmeta = plain["x"].dtype.meta()  # type: ignore[attr-defined]
+
+    def desc(m: dict[str, object], kind: str, constant: str, q: int = 3) -> dict[str, object]:
+        return {"op": "search", "dataset_id": m["dataset_id"], "column_id": m["column_id"], "epoch": m["epoch"],
+                "kind": kind, "q": q, "constant": constant}  # fmt: skip
+
+    for d, words in [
+        (desc(meta, "regex", "a.*"), "unknown"),
+        (desc(meta, "substring", "ab"), "at least q"),
+        (desc(meta, "prefix", ""), "1 to 1024"),
+        (desc(pmeta, "prefix", "a"), "search"),
+    ]:
+        with pytest.raises(gp.KeyhostError, match=words) as e:
+            admin.answer_keys([d])
+        assert e.value.reason == "invalid_request", e.value.reason
+    # grant parameters other than max_constants are refused for search grants
+    with pytest.raises(gp.KeyhostError, match="constants"):
+        admin.grant("s_bad", admin.dataset(ds), [gp.allow.Allow("search", "first", {"constants": ["a"]})])
+    with pytest.raises(ValueError):
+        gp.allow.search("first", max_constants=0)
