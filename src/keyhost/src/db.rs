@@ -147,8 +147,9 @@ pub fn open_sqlite(path: &Path) -> Result<Connection> {
 
 /// Version 2 added the `score`, `moments`, `match`, `group` and `link` grant operations and their
 /// tables. A version-1 database is refused at start (there is no upgrade path yet: its grants
-/// table's CHECK constraint would refuse the new operations).
-pub const SCHEMA_VERSION: i64 = 2;
+/// table's CHECK constraint would refuse the new operations). Version 3 added the `search`
+/// operation to that CHECK constraint, so a version-2 database is refused likewise.
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
