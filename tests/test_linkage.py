@@ -175,3 +175,7 @@ def test_blocking_finds_the_exhaustive_pairs(admin: gp.Session) -> None:
     found = set(zip(blocked["left_index"].to_list(), blocked["right_index"].to_list(), strict=True))
     assert len(found & exhaustive) >= 0.97 * len(exhaustive)
     assert len(exhaustive) > 1000
+    # gp.link compares every pair at this size (9 M pairs): force the MinHash blocking it uses
+    # beyond 64 M pairs, which must find the same pairs too
+    bi, bj, _ = _internal.link_encrypted([el["n"]], [res[0]["pads"]], [er["n"]], [res[1]["pads"]], 0.8, blocked=True)
+    assert len(set(zip(bi, bj, strict=True)) & exhaustive) >= 0.97 * len(exhaustive)

@@ -48,7 +48,7 @@ from ghostpii.functions import (
     younger_than,
 )
 from ghostpii.keyhost import Keyhost
-from ghostpii.linkage import LinkError, link
+from ghostpii.linkage import LinkError, link, similarity
 from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
@@ -99,6 +99,7 @@ __all__ = [
     "le",
     "linear_sum",
     "link",
+    "similarity",
     "lt",
     "ml",
     "mean",

@@ -43,9 +43,37 @@ def link_encrypted(
     right_seeds: list[bytes],
     threshold: float,
     exhaustive: bool = False,
+    blocked: bool = False,
 ) -> tuple[list[int], list[int], list[float]]: ...
 def link_plaintext(
     left: list[pl.Series], right: list[pl.Series], threshold: float
+) -> tuple[list[int], list[int], list[float]]: ...
+def similarity_encrypted(
+    left: list[pl.Series],
+    left_seeds: list[bytes],
+    right: list[pl.Series],
+    right_seeds: list[bytes],
+    weights: list[float],
+    metric_name: str,
+    top_k: int | None = None,
+    threshold: float = 0.0,
+) -> tuple[list[int], list[int], list[float]]: ...
+def link_fields_encrypted(
+    left: list[pl.Series],
+    left_seeds: list[bytes],
+    right: list[pl.Series],
+    right_seeds: list[bytes],
+    weights: list[float],
+    threshold: float,
+) -> tuple[list[int], list[int], list[float]]: ...
+def fuzzy_encodings(series: pl.Series, seeds: bytes) -> list[bytes | None]: ...
+def similarity_plaintext(
+    left: list[pl.Series],
+    right: list[pl.Series],
+    weights: list[float],
+    metric_name: str,
+    top_k: int | None = None,
+    threshold: float = 0.0,
 ) -> tuple[list[int], list[int], list[float]]: ...
 def open_rows(series: pl.Series, facet: str, keys: bytes) -> pl.Series: ...
 def sealed_descriptors(series: pl.Series) -> list[str]: ...

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "group", "link", "match", "moments", "score"]
+__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "group", "link", "match", "moments", "score", "search"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,20 @@ def match(column: str, *, constants: Sequence[Any] | None = None, max_constants:
         "max_constants": max_constants,
     }
     return Allow("match", column, params)
+
+
+def search(column: str, *, max_constants: int | None = None) -> Allow:
+    """Allow search tokens for ``column`` (encrypted with ``gp.text(prefix=..., suffix=...,
+    substring=...)``): ``ghost.starts_with`` / ``ghost.ends_with`` / ``ghost.contains``.
+
+    ``max_constants`` caps how many distinct (kind, constant) pairs the identity may ever search
+    the column for (counted together with the column's match constants). A token reveals which
+    rows start with, end with or contain its constant; a substring token also where each q-gram
+    of the constant occurs in every row (docs/threat-model.md, "search").
+    """
+    if max_constants is not None and (isinstance(max_constants, bool) or max_constants < 1):
+        raise ValueError("max_constants must be at least 1")
+    return Allow("search", column, {"max_constants": max_constants})
 
 
 def group(column: str, *, domain_key_holder: bool = False) -> Allow:

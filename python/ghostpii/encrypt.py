@@ -128,6 +128,8 @@ def encrypt(
                 # a rotated domain's new key is a new domain id
                 jd = reg.get("join_domain") or {}
                 meta["join_domain"] = f"{jd.get('owner')}/{jd.get('name')}#{jd.get('id')}" if jd else spec.join_domain
+            if (search := spec.search_meta()) is not None:
+                meta["search"] = search
             if "meta" in req:
                 meta["time_unit"] = req["meta"]["time_unit"]
                 if req["meta"]["time_zone"]:

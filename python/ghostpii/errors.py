@@ -102,13 +102,39 @@ PREFIX = "ghostpii: "
 _RELAY = re.compile(r"(\w+)(?:\[(\w+)\])?: ")
 
 
+# Polars refuses `.str.*` on an extension dtype while resolving the plan, before any plugin
+# runs: "expected String type, got: ext[ghost[string]]" (the extension's display name)
+# (or, for functions whose output type does not look at the input, at run time: "expected
+# `String`, got `ext[ghost[string]]`")
+_STR_ON_CIPHERTEXT = re.compile(r"expected `?String`?(?: type)?, got:? `?ext\[ghost\[(\w+)\]\]")
+_FAILED_EXPR = re.compile(r"This error occurred in the following expression:\s*\n\s*(.+)")
+
+
+def string_op_error(e: BaseException) -> UnsupportedOperation | None:
+    """The typed error for a Polars string function (``pl.col(c).str.*``) applied to an
+    encrypted column, naming the ciphertext operations to use instead; ``None`` for any other error."""
+    msg = str(e)
+    m = _STR_ON_CIPHERTEXT.search(msg)
+    if m is None:
+        return None
+    where = _FAILED_EXPR.search(msg)
+    expr = f" ({where[1].strip()})" if where else ""
+    return UnsupportedOperation(
+        f"Polars string functions (.str.*) do not run on an encrypted column{expr}: it holds ciphertext, "
+        f"not {m[1]} values. Use pl.col(name).ghost.starts_with / ghost.ends_with / ghost.contains (encrypt "
+        f"with gp.text(prefix=..., suffix=..., substring=...), grant gp.allow.search), ghost.eq / ghost.is_in "
+        f"for equality (match=True), gp.similarity for string similarity (fuzzy=True), or ghost.decrypt() "
+        f"under a decrypt grant"
+    )
+
+
 def from_polars(e: BaseException) -> GhostError | None:
     """The ghostpii error carried by a Polars error raised from a ghostpii kernel (its message
     holds ``ghostpii: ...``), or ``None`` for any other error."""
     msg = str(e)
     at = msg.find(PREFIX)
     if at < 0:
-        return None
+        return string_op_error(e)
     text = msg[at + len(PREFIX) :].split("\n\n", 1)[0].strip()  # without Polars' plan context
     m = _RELAY.match(text)
     if m and m[1] in _RELAYED:

@@ -19,7 +19,12 @@ from ghostpii import _protocol
 
 __all__ = ["fuzzy_text", "key_facet_keys", "match_spec"]
 
-_KEY_NAMES = {"match": ("match",), "group": ("group_det", "group_pad"), "fuzzy": ("clk", "fuzzy_seal")}
+_KEY_NAMES = {
+    "match": ("match",),
+    "group": ("group_det", "group_pad"),
+    "fuzzy": ("clk", "fuzzy_seal"),
+    "search": ("search",),
+}
 
 
 def key_facet_keys(keys: dict[str, str], facets: Sequence[str]) -> dict[str, bytes] | None:

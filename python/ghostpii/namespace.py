@@ -219,6 +219,38 @@ class GhostExpr:
             raise TypeError(f"is_in takes a list of constants, got {values!r}")
         return self._match("is_in", [match_spec(v) for v in values])
 
+    def _search(self, op: str, constant: str) -> pl.Expr:
+        if not isinstance(constant, str):
+            raise TypeError(f"ghost.{op} takes a text constant, got {type(constant).__name__}: {constant!r}")
+        return register_plugin_function(
+            plugin_path=PLUGIN_PATH,
+            function_name="ghost_search",
+            args=self._expr,
+            kwargs={"op": op, "constant": constant},
+            is_elementwise=True,
+        )
+
+    def starts_with(self, prefix: str) -> pl.Expr:
+        """``str.starts_with(prefix)`` per row (Boolean; null rows stay null), on the ``search``
+        facet (``gp.text(prefix=(...), substring=q)``): ``prefix`` must have a declared prefix
+        length, or at least ``q`` characters. Needs a search token for ``prefix`` (a
+        ``gp.allow.search`` grant); the token reveals which rows start with ``prefix`` (through
+        q-grams also where each q-gram of it occurs in every row; docs/threat-model.md)."""
+        return self._search("starts_with", prefix)
+
+    def ends_with(self, suffix: str) -> pl.Expr:
+        """``str.ends_with(suffix)`` per row, on the ``search`` facet: ``suffix`` must have a
+        declared suffix length (``gp.text(suffix=(...))``). The token reveals which rows end
+        with ``suffix``."""
+        return self._search("ends_with", suffix)
+
+    def contains(self, substring: str) -> pl.Expr:
+        """``str.contains(substring, literal=True)`` per row, on the ``search`` facet
+        (``gp.text(substring=q)``): ``substring`` must have at least ``q`` characters. The token
+        holds the q-grams of ``substring``: it reveals which rows contain ``substring`` and, in
+        every row, the positions at which each of its q-grams occurs (docs/threat-model.md)."""
+        return self._search("contains", substring)
+
     def key(self) -> pl.Expr:
         """Pseudonymous keys (Int128) of the ``group`` facet, for ``group_by``, joins and
         ``n_unique``: equal values give equal keys within this process, across the columns of

@@ -9,7 +9,7 @@ import polars as pl
 
 from ghostpii.errors import EncryptionError
 
-__all__ = ["ColumnSpec", "boolean", "date", "datetime", "integer", "number", "text"]
+__all__ = ["ColumnSpec", "SearchShape", "boolean", "date", "datetime", "integer", "number", "text"]
 
 _INT_DTYPES: dict[type[pl.DataType], str] = {
     pl.Int8: "int8",
@@ -36,6 +36,54 @@ _DEFAULT_DOMAINS: dict[str, tuple[int, int]] = {
 }
 
 
+#: longest value (characters) of a search facet when ``gp.text`` is given no ``max_length``
+DEFAULT_SEARCH_LENGTH = 32
+_MAX_PIECE = 64
+
+
+@dataclass(frozen=True)
+class SearchShape:
+    """The declared shape of a ``search`` facet (see :func:`text`)."""
+
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    substring: int | None = None
+    max_length: int = DEFAULT_SEARCH_LENGTH
+
+
+def _lengths(name: str, v: int | tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
+    if v is None:
+        return ()
+    items = (v,) if isinstance(v, int) else tuple(v)
+    for x in items:
+        if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= _MAX_PIECE:
+            raise EncryptionError(f"{name} lengths must be integers between 1 and {_MAX_PIECE}, got {v!r}")
+    return tuple(sorted(set(items)))
+
+
+def _search_shape(
+    prefix: int | tuple[int, ...] | list[int] | None,
+    suffix: int | tuple[int, ...] | list[int] | None,
+    substring: int | None,
+    max_length: int | None,
+) -> SearchShape | None:
+    p, s = _lengths("prefix", prefix), _lengths("suffix", suffix)
+    if substring is not None and (
+        isinstance(substring, bool) or not isinstance(substring, int) or not 1 <= substring <= _MAX_PIECE
+    ):
+        raise EncryptionError(
+            f"substring (the q-gram length) must be an integer between 1 and {_MAX_PIECE}, got {substring!r}"
+        )
+    if not p and not s and substring is None:
+        return None
+    m = DEFAULT_SEARCH_LENGTH if max_length is None else min(max_length, 1024)
+    if max_length is not None and max_length > 1024:
+        raise EncryptionError(f"a column with the search facet takes max_length <= 1024 characters, got {max_length}")
+    if substring is not None and substring > m:
+        raise EncryptionError(f"substring={substring} is longer than max_length={m}")
+    return SearchShape(p, s, substring, m)
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """How one column is encrypted. Build it with the functions of this module."""
@@ -52,6 +100,22 @@ class ColumnSpec:
     #: owner of that join domain, when the dataset's owner may use several of that name (its own
     #: and another owner's that made it a member)
     join_domain_owner: str | None = None
+    #: shape of the ``search`` facet: prefix lengths, suffix lengths, q-gram length, maximum
+    #: length in characters (``gp.text(prefix=..., suffix=..., substring=...)``)
+    search: SearchShape | None = None
+
+    def search_meta(self) -> dict[str, object] | None:
+        """The ``search`` entry of the column metadata (``ghostpii_core::search::SearchParams``)."""
+        if self.search is None:
+            return None
+        out: dict[str, object] = {"max_length": self.search.max_length}
+        if self.search.prefix:
+            out["prefix"] = list(self.search.prefix)
+        if self.search.suffix:
+            out["suffix"] = list(self.search.suffix)
+        if self.search.substring is not None:
+            out["substring"] = self.search.substring
+        return out
 
     def logical_dtype(self, name: str, dtype: pl.DataType) -> str:
         """The logical type name for a column of ``dtype``, or an error naming the mismatch."""
@@ -226,6 +290,9 @@ def text(
     fuzzy: bool = False,
     join_domain: str | None = None,
     join_domain_owner: str | None = None,
+    prefix: int | tuple[int, ...] | list[int] | None = None,
+    suffix: int | tuple[int, ...] | list[int] | None = None,
+    substring: int | None = None,
 ) -> ColumnSpec:
     """A text column, sealed per row (``val`` facet): decryptable where a grant allows.
 
@@ -243,23 +310,45 @@ def text(
     4-byte length) is padded to the next power of two of at least 16 bytes. ``max_length=M``
     pads every value to ``M`` bytes, so all cells of the column have one length; values longer
     than ``M`` bytes (UTF-8) raise :class:`~ghostpii.errors.EncryptionError`.
+
+    ``prefix=(1, 2, 3)``, ``suffix=(...)`` and ``substring=q`` add the ``search`` facet:
+    ``ghost.starts_with`` / ``ghost.ends_with`` for constants of a declared length, and
+    ``ghost.contains`` (and ``starts_with`` of any length ≥ q) for constants of at least ``q``
+    characters, with keyhost-issued tokens (``gp.allow.search``); exact, case-sensitive
+    characters as ``str.starts_with`` / ``str.contains`` see them. Each row stores one tag per
+    declared length and one per q-gram position up to ``max_length`` characters (default 32;
+    longer values raise :class:`~ghostpii.errors.EncryptionError`), every tag bound to the row,
+    so equal values and pieces look unrelated at rest. What each token reveals:
+    docs/threat-model.md ("search").
     """
     if max_length is not None and (
         isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= 2**31
     ):
         raise EncryptionError(f"max_length must be an integer between 1 and 2**31 (bytes), got {max_length!r}")
     facets, jd = _keyed(("val",), match, group, fuzzy, join_domain)
+    shape = _search_shape(prefix, suffix, substring, max_length)
+    if shape is not None:
+        facets = (*facets, "search")
     return ColumnSpec(
         "text",
         facets=facets,
         max_length=max_length,
         join_domain=jd,
         join_domain_owner=_domain_owner(jd, join_domain_owner),
+        search=shape,
     )
 
 
 def precheck_length(s: pl.Series, spec: ColumnSpec) -> None:
     """Refuse text longer than the spec's ``max_length`` before anything is registered on the keyhost."""
+    if spec.search is not None and s.dtype == pl.String:
+        m = spec.search.max_length
+        bad = s.to_frame("v").select(pl.arg_where(pl.col("v").str.len_chars() > m).first()).item()
+        if bad is not None:
+            raise EncryptionError(
+                f"column {s.name!r}: the value at row {bad} has {s.str.len_chars()[bad]} characters, more than "
+                f"max_length = {m} of its search facet; give gp.text(..., max_length=...) or shorten the value"
+            )
     if spec.max_length is None or s.dtype != pl.String:
         return
     lengths = s.str.len_bytes()

@@ -290,6 +290,8 @@ pub struct KeyFacetKeys {
     pub match_key: DetKey,
     pub group_pad: PadKey,
     pub fuzzy_seal: PadKey,
+    /// HMAC key of the `search` facet's piece tags (`search.rs`).
+    pub search_key: DetKey,
 }
 
 /// Keys shared by the columns of one join domain (or private to a column without one).
@@ -311,11 +313,14 @@ pub fn column_key_facets(root: &RootKey, binding: &str) -> KeyFacetKeys {
     let mut m: [u8; 32] = expand(&hk, b"match/", binding);
     let mut g: [u8; 16] = expand(&hk, b"grouppad/", binding);
     let mut f: [u8; 16] = expand(&hk, b"fuzzyseal/", binding);
+    let mut s: [u8; 32] = expand(&hk, b"search/", binding);
     let keys = KeyFacetKeys {
         match_key: DetKey::from_bytes(&m),
         group_pad: PadKey::from_bytes(&g),
         fuzzy_seal: PadKey::from_bytes(&f),
+        search_key: DetKey::from_bytes(&s),
     };
+    s.zeroize();
     m.zeroize();
     g.zeroize();
     f.zeroize();

@@ -23,6 +23,7 @@ pub mod rids;
 pub mod sealed;
 pub mod sealed_format;
 pub mod sealed_gram;
+pub mod search;
 pub mod val;
 mod varint;
 

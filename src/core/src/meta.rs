@@ -50,6 +50,8 @@ pub enum Facet {
     Group,
     /// Sealed, hardened Bloom-filter encodings for record linkage (`clk.rs`).
     Fuzzy,
+    /// Prefix, suffix and substring search against constants: rid-bound piece tags (`search.rs`).
+    Search,
 }
 
 impl Facet {
@@ -61,6 +63,7 @@ impl Facet {
             Facet::Match => "match",
             Facet::Group => "group",
             Facet::Fuzzy => "fuzzy",
+            Facet::Search => "search",
         }
     }
 }
@@ -103,6 +106,9 @@ pub struct ColumnMeta {
     /// Join domain of the `group` and `fuzzy` facets (columns of one domain join and link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_domain: Option<String>,
+    /// Shape of the `search` facet (prefix/suffix lengths, q-gram length, maximum length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::search::SearchParams>,
 }
 
 impl ColumnMeta {
@@ -160,6 +166,7 @@ mod tests {
             ord: None,
             products: Vec::new(),
             join_domain: None,
+            search: None,
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");

@@ -89,6 +89,7 @@ pub fn parse_facet(s: &str) -> Option<Facet> {
         "match" => Some(Facet::Match),
         "group" => Some(Facet::Group),
         "fuzzy" => Some(Facet::Fuzzy),
+        "search" => Some(Facet::Search),
         _ => None,
     }
 }
@@ -121,6 +122,7 @@ fn facet_order(f: &Facet) -> u8 {
         Facet::Match => 3,
         Facet::Group => 4,
         Facet::Fuzzy => 5,
+        Facet::Search => 6,
     }
 }
 

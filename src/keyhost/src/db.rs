@@ -189,7 +189,8 @@ pub fn open_sqlite(path: &Path) -> Result<Connection> {
 /// table's CHECK constraint would refuse the new operations). Version 3 scoped dataset and join
 /// domain names per owner (`UNIQUE (owner_id, name)`), added owner-managed identities
 /// (`identities.manager_id`, `identity_shares`), join-domain membership and the audit readers
-/// index (`orgs.rs`); older databases are refused the same way.
+/// index (`orgs.rs`), and the `search` operation to the grants' CHECK constraint; older databases
+/// are refused the same way.
 pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
@@ -258,7 +259,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'group', 'link')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER

@@ -88,6 +88,7 @@ pub fn build(
         Operation::Moments => &["min_rows", "epsilon", "delta", "budget", "columns"],
         Operation::Compare => &["constants", "range", "max_constants"],
         Operation::Match => &["constants", "max_constants"],
+        Operation::Search => &["max_constants"],
         Operation::Score => &["max_vectors"],
     };
     let refused: Vec<&str> = given
@@ -123,6 +124,15 @@ pub fn build(
             aggregate_checked(conn, ds, column, &raw)?,
         ),
         Operation::Match => match_params(conn, ds, column, raw),
+        Operation::Search => {
+            if raw.max_constants == Some(0) {
+                return Err(ApiError::invalid("max_constants must be at least 1"));
+            }
+            Ok(GrantParams {
+                max_constants: raw.max_constants,
+                ..Default::default()
+            })
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Operation {
     Moments,
     /// Match tokens (DET of constants) of the `match` facet: equality and is_in.
     Match,
+    /// Search tokens of the `search` facet: prefix, suffix and substring search.
+    Search,
     /// Per-row pads of the `group` facet: pseudonymous keys (`ghost.key()`).
     Group,
     /// Per-row sealing seeds of the `fuzzy` facet: record linkage (`gp.link`).
@@ -31,13 +33,14 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the order of the enum.
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 9] = [
         Operation::Decrypt,
         Operation::Aggregate,
         Operation::Compare,
         Operation::Score,
         Operation::Moments,
         Operation::Match,
+        Operation::Search,
         Operation::Group,
         Operation::Link,
     ];
@@ -50,6 +53,7 @@ impl Operation {
             Operation::Score => "score",
             Operation::Moments => "moments",
             Operation::Match => "match",
+            Operation::Search => "search",
             Operation::Group => "group",
             Operation::Link => "link",
         }

@@ -251,6 +251,9 @@ pub fn insert_keys(
         put("clk", shared.clk.expose_bytes());
         put("fuzzy_seal", local.fuzzy_seal.expose_bytes());
     }
+    if col.spec.has(Facet::Search) {
+        put("search", local.search_key.expose_bytes());
+    }
     Ok(())
 }
 
@@ -307,6 +310,12 @@ pub fn check_key_facets(dtype: ghostpii_core::LogicalType, facets: &[ghostpii_co
     if !keyed.is_empty() && !ok {
         return Err(ApiError::invalid(format!(
             "facets {keyed:?} apply to text, integer and date columns only, not to {}",
+            columns::dtype_str(dtype)
+        )));
+    }
+    if facets.contains(&Facet::Search) && dtype != L::String {
+        return Err(ApiError::invalid(format!(
+            "the 'search' facet (prefix, suffix and substring search) applies to text columns only, not to {}",
             columns::dtype_str(dtype)
         )));
     }

@@ -61,6 +61,25 @@ impl MatchConstant {
     }
 }
 
+/// What a search token searches for (the `search` facet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    Prefix,
+    Suffix,
+    Substring,
+}
+
+impl SearchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchKind::Prefix => "prefix",
+            SearchKind::Suffix => "suffix",
+            SearchKind::Substring => "substring",
+        }
+    }
+}
+
 /// One computation descriptor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -121,6 +140,17 @@ pub enum Descriptor<R> {
         epoch: u32,
         constant: MatchConstant,
     },
+    /// The search token of one constant: rows that start with it, end with it or contain it.
+    Search {
+        dataset_id: i64,
+        column_id: i64,
+        epoch: u32,
+        kind: SearchKind,
+        constant: String,
+        /// The column's q-gram length (substring search).
+        #[serde(default)]
+        q: u32,
+    },
     /// Per-row pads of the `group` facet, or sealing seeds of the `fuzzy` facet.
     Pads {
         dataset_id: i64,
@@ -142,6 +172,7 @@ impl<R> Descriptor<R> {
             Descriptor::Sums { .. } => "sums",
             Descriptor::Gram { .. } => "gram",
             Descriptor::Match { .. } => "match",
+            Descriptor::Search { .. } => "search",
             Descriptor::Pads { .. } => "pads",
         }
     }
@@ -156,7 +187,7 @@ impl<R> Descriptor<R> {
                 vec![rids]
             }
             Descriptor::Sums { groups, .. } => groups.iter_mut().collect(),
-            Descriptor::Compare { .. } | Descriptor::Match { .. } => Vec::new(),
+            Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Search { .. } => Vec::new(),
         }
     }
 
@@ -253,6 +284,21 @@ impl<R> Descriptor<R> {
                 epoch: *epoch,
                 constant: constant.clone(),
             },
+            Descriptor::Search {
+                dataset_id,
+                column_id,
+                epoch,
+                kind,
+                constant,
+                q,
+            } => Descriptor::Search {
+                dataset_id: *dataset_id,
+                column_id: *column_id,
+                epoch: *epoch,
+                kind: *kind,
+                constant: constant.clone(),
+                q: *q,
+            },
             Descriptor::Pads {
                 dataset_id,
                 column_id,
@@ -269,6 +315,21 @@ impl<R> Descriptor<R> {
         })
     }
 
+    /// The dataset the descriptor is about.
+    pub fn dataset_id(&self) -> i64 {
+        match self {
+            Descriptor::Sum { dataset_id, .. }
+            | Descriptor::Decrypt { dataset_id, .. }
+            | Descriptor::Compare { dataset_id, .. }
+            | Descriptor::Score { dataset_id, .. }
+            | Descriptor::Sums { dataset_id, .. }
+            | Descriptor::Gram { dataset_id, .. }
+            | Descriptor::Match { dataset_id, .. }
+            | Descriptor::Search { dataset_id, .. }
+            | Descriptor::Pads { dataset_id, .. } => *dataset_id,
+        }
+    }
+
     /// The main rid set, mutable.
     pub fn main_rids_mut(&mut self) -> Option<&mut R> {
         match self {
@@ -277,7 +338,10 @@ impl<R> Descriptor<R> {
             | Descriptor::Score { rids, .. }
             | Descriptor::Gram { rids, .. }
             | Descriptor::Pads { rids, .. } => Some(rids),
-            Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => None,
+            Descriptor::Compare { .. }
+            | Descriptor::Match { .. }
+            | Descriptor::Search { .. }
+            | Descriptor::Sums { .. } => None,
         }
     }
 
@@ -289,7 +353,10 @@ impl<R> Descriptor<R> {
             | Descriptor::Score { rids, .. }
             | Descriptor::Gram { rids, .. }
             | Descriptor::Pads { rids, .. } => Some(rids),
-            Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => None,
+            Descriptor::Compare { .. }
+            | Descriptor::Match { .. }
+            | Descriptor::Search { .. }
+            | Descriptor::Sums { .. } => None,
         }
     }
 }
@@ -333,12 +400,13 @@ mod tests {
             {"op": "match", "dataset_id": 1, "column_id": 2, "epoch": 0, "constant": {"text": "green"}},
             {"op": "match", "dataset_id": 1, "column_id": 2, "epoch": 0, "constant": {"int": 42}},
             {"op": "pads", "dataset_id": 1, "column_id": 2, "epoch": 0, "facet": "group", "rids": "AQAB"},
+            {"op": "search", "dataset_id": 1, "column_id": 2, "epoch": 0, "kind": "substring", "constant": "ann", "q": 3},
         ]);
         let ds: Vec<Descriptor<Rids>> = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(serde_json::to_value(&ds).unwrap(), wire, "written back byte for byte");
         assert_eq!(
             ds.iter().map(Descriptor::op).collect::<Vec<_>>(),
-            ["sum", "decrypt", "compare", "score", "sums", "gram", "match", "match", "pads"]
+            ["sum", "decrypt", "compare", "score", "sums", "gram", "match", "match", "pads", "search"]
         );
         assert!(matches!(
             ds[7],

@@ -12,6 +12,7 @@ pub const ORD: &str = "ord";
 pub const MATCH: &str = "match";
 pub const GROUP: &str = "group";
 pub const FUZZY: &str = "fuzzy";
+pub const SEARCH: &str = "search";
 
 /// The metadata of an encrypted column's dtype, or a clear error naming the column.
 pub fn meta_of(name: &str, dtype: &DataType, what: &str) -> PolarsResult<ColumnMeta> {

@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ghostpii_core::det::{MatchToken, TAG_LEN};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
-use ghostpii_proto::descriptor::{Descriptor, MatchConstant, Rids};
+use ghostpii_proto::descriptor::{Descriptor, MatchConstant, Rids, SearchKind};
 use polars::prelude::*;
 use polars_arrow::array::BooleanArray;
 use polars_arrow::bitmap::Bitmap;
@@ -56,6 +56,15 @@ pub struct MatchNeed {
     pub column_id: i64,
     pub epoch: u32,
     pub constant: Stored,
+    /// A search token (`search.rs`) instead of a match token: its kind and q-gram length.
+    pub search: Option<SearchNeed>,
+}
+
+/// The kind ("prefix", "suffix", "substring") and q-gram length of a search token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchNeed {
+    pub kind: SearchKind,
+    pub q: u32,
 }
 
 fn hint(meta: &ColumnMeta) -> &'static str {
@@ -107,6 +116,7 @@ fn plan(name: &str, dtype: &DataType, kw: &MatchKwargs) -> PolarsResult<Plan> {
             column_id: meta.column_id,
             epoch: meta.epoch,
             constant: stored(&meta, v, &what)?,
+            search: None,
         };
         if !needs.contains(&n) {
             needs.push(n);
@@ -194,7 +204,7 @@ fn fetch_lock() -> &'static Mutex<()> {
     L.get_or_init(Default::default)
 }
 
-fn note(needs: &[MatchNeed]) {
+pub(crate) fn note(needs: &[MatchNeed]) {
     if let Ok(mut s) = scan().lock() {
         if let Some(v) = s.as_mut() {
             v.extend(needs.iter().cloned());
@@ -207,7 +217,7 @@ fn cached(needs: &[MatchNeed]) -> Option<Vec<Vec<u8>>> {
     needs.iter().map(|n| c.get(n).cloned()).collect()
 }
 
-fn resolve(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn resolve(needs: &[MatchNeed]) -> Result<Vec<Vec<u8>>, String> {
     if let Some(t) = cached(needs) {
         return Ok(t);
     }
@@ -246,6 +256,12 @@ fn need_to_py<'py>(py: Python<'py>, n: &MatchNeed) -> PyResult<Bound<'py, PyDict
         Stored::Int(i) => c.set_item("int", i)?,
     }
     d.set_item("constant", c)?;
+    if let Some(sn) = &n.search {
+        let x = PyDict::new(py);
+        x.set_item("kind", sn.kind.as_str())?;
+        x.set_item("q", sn.q)?;
+        d.set_item("search", x)?;
+    }
     Ok(d)
 }
 
@@ -255,7 +271,28 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
         Ok(t) => Stored::Text(t.extract()?),
         Err(_) => Stored::Int(c.get_item("int")?.extract()?),
     };
+    let search = match d.get_item("search") {
+        Ok(x) if !x.is_none() => {
+            let kind: String = x.get_item("kind")?.extract()?;
+            let kind = match kind.as_str() {
+                "prefix" => SearchKind::Prefix,
+                "suffix" => SearchKind::Suffix,
+                "substring" => SearchKind::Substring,
+                _ => {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "unknown search kind {kind:?}"
+                    )))
+                }
+            };
+            Some(SearchNeed {
+                kind,
+                q: x.get_item("q")?.extract()?,
+            })
+        }
+        _ => None,
+    };
     Ok(MatchNeed {
+        search,
         keyhost: d.get_item("keyhost")?.extract()?,
         dataset_id: d.get_item("dataset_id")?.extract()?,
         column_id: d.get_item("column_id")?.extract()?,
@@ -307,8 +344,18 @@ pub fn needs_to_py<'py>(py: Python<'py>, needs: &[MatchNeed]) -> PyResult<Bound<
     Ok(out)
 }
 
-/// The match descriptor of a need.
+/// The match descriptor of a need, or the search descriptor of a search need.
 pub fn descriptor(n: &MatchNeed) -> Descriptor<Rids> {
+    if let (Some(sn), Stored::Text(t)) = (&n.search, &n.constant) {
+        return Descriptor::Search {
+            dataset_id: n.dataset_id,
+            column_id: n.column_id,
+            epoch: n.epoch,
+            kind: sn.kind,
+            constant: t.clone(),
+            q: sn.q,
+        };
+    }
     Descriptor::Match {
         dataset_id: n.dataset_id,
         column_id: n.column_id,

@@ -72,6 +72,16 @@ fn ghost_match(inputs: &[Series], kwargs: crate::equality::MatchKwargs) -> Polar
     crate::equality::kernel(first(inputs, "ghost.eq")?, &kwargs)
 }
 
+fn search_field(inputs: &[Field], kwargs: crate::search::SearchKwargs) -> PolarsResult<Field> {
+    crate::search::field(inputs, &kwargs)
+}
+
+/// `starts_with` / `ends_with` / `contains` against constants, on the `search` facet.
+#[polars_expr(output_type_func_with_kwargs=search_field)]
+fn ghost_search(inputs: &[Series], kwargs: crate::search::SearchKwargs) -> PolarsResult<Series> {
+    crate::search::kernel(first(inputs, "ghost.contains")?, &kwargs)
+}
+
 fn key_field(inputs: &[Field]) -> PolarsResult<Field> {
     crate::pseudonyms::field(inputs)
 }

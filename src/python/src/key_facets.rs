@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use ghostpii_core::det::{self, DetKey, PadKey, PadKind, Plain};
 use ghostpii_core::meta::{ColumnMeta, Facet, LogicalType};
-use ghostpii_core::{clk, CoreError};
+use ghostpii_core::{clk, search, CoreError};
 use polars::prelude::*;
 use pyo3::prelude::*;
 
-use crate::columns::{FUZZY, GROUP, MATCH};
+use crate::columns::{FUZZY, GROUP, MATCH, SEARCH};
 use crate::errors::{core_err, polars_err, EncryptionError};
 
 fn key<'a>(keys: &'a HashMap<String, Vec<u8>>, name: &str, facet: &str) -> PyResult<&'a [u8]> {
@@ -61,7 +61,7 @@ pub fn encrypt_fields(
 ) -> PyResult<Vec<Series>> {
     let mut out = Vec::new();
     let wants = |f| meta.has(f);
-    if !(wants(Facet::Match) || wants(Facet::Group) || wants(Facet::Fuzzy)) {
+    if !(wants(Facet::Match) || wants(Facet::Group) || wants(Facet::Fuzzy) || wants(Facet::Search)) {
         return Ok(out);
     }
     let values = Values::of(s, meta)?;
@@ -100,5 +100,32 @@ pub fn encrypt_fields(
             .collect();
         out.push(binary_field(FUZZY, cells));
     }
+    if wants(Facet::Search) {
+        out.push(search_field(s, meta, rids, keys)?);
+    }
     Ok(out)
+}
+
+/// The `search` facet's cells (`ghostpii_core::search`): one fixed-size cell of rid-bound
+/// prefix, suffix and q-gram tags per row.
+fn search_field(s: &Series, meta: &ColumnMeta, rids: &[u64], keys: &HashMap<String, Vec<u8>>) -> PyResult<Series> {
+    let p = meta
+        .search
+        .as_ref()
+        .ok_or_else(|| EncryptionError::new_err("search facet requested without its prefix/substring lengths"))?;
+    p.validate().map_err(core_err)?;
+    let k = DetKey::try_from_slice(key(keys, "search", "search")?).map_err(core_err)?;
+    let ca = s.str().map_err(polars_err)?;
+    let vals: Vec<Option<&str>> = ca.iter().collect();
+    let cells = search::encrypt_many(&k, p, rids, &vals).map_err(|i| {
+        EncryptionError::new_err(format!(
+            "column '{}': the value at row {i} has {} characters, more than max_length = {} declared for its \
+             search facet; raise max_length in gp.text(..., max_length=...) or shorten the value",
+            meta.column,
+            vals[i].map_or(0, |v| v.chars().count()),
+            p.max_length
+        ))
+    })?;
+    let ca: BinaryChunked = cells.iter().map(|c| c.as_deref()).collect();
+    Ok(ca.with_name(SEARCH.into()).into_series())
 }

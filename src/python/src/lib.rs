@@ -28,6 +28,7 @@ mod resolver;
 mod reveal;
 mod score;
 mod sealed_column;
+mod search;
 mod token_plan;
 mod tokens;
 
@@ -58,6 +59,10 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linkage::fuzzy_rids, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::link_encrypted, m)?)?;
     m.add_function(wrap_pyfunction!(linkage::link_plaintext, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::similarity_encrypted, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::link_fields_encrypted, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::fuzzy_encodings, m)?)?;
+    m.add_function(wrap_pyfunction!(linkage::similarity_plaintext, m)?)?;
     m.add_class::<keyhost::LocalKeyhost>()?;
     m.add_class::<resolver::KeyhostClient>()?;
     m.add_function(wrap_pyfunction!(resolver::error_class, m)?)?;

@@ -78,6 +78,189 @@ pub fn fuzzy_rids<'py>(py: Python<'py>, series: PySeries) -> PyResult<(String, B
     ))
 }
 
+/// The unsealed encodings of one column (`None` for null rows).
+fn unsealed(s: &PySeries, sd: &[u8]) -> PyResult<Vec<Option<Filter>>> {
+    let c = cells_of(&s.0)?;
+    let w = wanted(&c);
+    if sd.len() != 16 * w.len() {
+        return Err(GhostError::new_err(format!(
+            "the keyhost returned {} bytes of seeds for {} rows of column '{}'",
+            sd.len(),
+            w.len(),
+            c.meta.column
+        )));
+    }
+    let arr = c.cells.downcast_as_array();
+    (0..c.rids.len())
+        .into_par_iter()
+        .map(|i| {
+            if !c.valid[i] {
+                return Ok(None);
+            }
+            let j = w.binary_search(&c.rids[i]).expect("every valid rid was requested");
+            let seed: [u8; 16] = sd[16 * j..16 * j + 16].try_into().expect("16 bytes");
+            clk::unseal(arr.value(i), &seed)
+                .map(Some)
+                .ok_or_else(|| CiphertextError::new_err(format!("column '{}': row {i} is corrupt", c.meta.column)))
+        })
+        .collect()
+}
+
+/// Field-level encodings of one side (one entry per column, all of one length).
+fn fields(cols: &[PySeries], seeds: &[Vec<u8>]) -> PyResult<clk::Fields> {
+    if cols.len() != seeds.len() || cols.is_empty() {
+        return Err(GhostError::new_err("one seed set per column is needed"));
+    }
+    let f = cols
+        .iter()
+        .zip(seeds)
+        .map(|(s, sd)| unsealed(s, sd))
+        .collect::<PyResult<Vec<_>>>()?;
+    if f.iter().any(|c| c.len() != f[0].len()) {
+        return Err(GhostError::new_err("the columns of one side differ in length"));
+    }
+    Ok(clk::Fields::new(f))
+}
+
+fn metric(m: &str) -> PyResult<clk::Metric> {
+    clk::Metric::parse(m).ok_or_else(|| GhostError::new_err(format!("metric must be 'dice' or 'jaccard', got {m:?}")))
+}
+
+fn check_weights(w: &[f64], n: usize) -> PyResult<()> {
+    if w.len() != n || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().all(|x| *x == 0.0) {
+        return Err(GhostError::new_err(
+            "one finite, non-negative weight per column is needed (not all zero)",
+        ));
+    }
+    Ok(())
+}
+
+/// The similarity matrix (long format) or the top k per left row of encrypted columns
+/// (field-level, weighted), pairs with `similarity >= threshold`.
+#[pyfunction]
+#[pyo3(signature = (left, left_seeds, right, right_seeds, weights, metric_name, top_k=None, threshold=0.0))]
+#[allow(clippy::too_many_arguments)]
+pub fn similarity_encrypted(
+    py: Python<'_>,
+    left: Vec<PySeries>,
+    left_seeds: Vec<Vec<u8>>,
+    right: Vec<PySeries>,
+    right_seeds: Vec<Vec<u8>>,
+    weights: Vec<f64>,
+    metric_name: &str,
+    top_k: Option<usize>,
+    threshold: f64,
+) -> PyResult<Pairs> {
+    let m = metric(metric_name)?;
+    check_weights(&weights, left.len())?;
+    let l = fields(&left, &left_seeds)?;
+    let r = fields(&right, &right_seeds)?;
+    Ok(py.detach(|| {
+        unzip(match top_k {
+            Some(k) => clk::top_k(&l, &r, &weights, m, k, threshold),
+            None => clk::matrix(&l, &r, &weights, m, threshold),
+        })
+    }))
+}
+
+/// Field-level linkage (weighted Dice of the fields, greedy one-to-one; `clk::link_fields`).
+#[pyfunction]
+pub fn link_fields_encrypted(
+    py: Python<'_>,
+    left: Vec<PySeries>,
+    left_seeds: Vec<Vec<u8>>,
+    right: Vec<PySeries>,
+    right_seeds: Vec<Vec<u8>>,
+    weights: Vec<f64>,
+    threshold: f64,
+) -> PyResult<Pairs> {
+    check_weights(&weights, left.len())?;
+    let l = fields(&left, &left_seeds)?;
+    let r = fields(&right, &right_seeds)?;
+    Ok(py.detach(|| unzip(clk::link_fields(&l, &r, &weights, threshold))))
+}
+
+/// The unsealed encodings of a column as bytes (`None` for nulls): what a `link` grant lets
+/// its holder see (for tests of the similarity against the encodings themselves).
+#[pyfunction]
+pub fn fuzzy_encodings<'py>(
+    py: Python<'py>,
+    series: PySeries,
+    seeds: Vec<u8>,
+) -> PyResult<Vec<Option<Bound<'py, PyBytes>>>> {
+    let f = unsealed(&series, &seeds)?;
+    Ok(f.iter()
+        .map(|c| {
+            c.map(|c| {
+                let b: Vec<u8> = c.iter().flat_map(|w| w.to_le_bytes()).collect();
+                PyBytes::new(py, &b)
+            })
+        })
+        .collect())
+}
+
+/// Plaintext baseline of [`similarity_encrypted`]: per field the set of bigrams (sentinel-padded,
+/// as the encodings see them), the same weighting, every pair (or top k).
+#[pyfunction]
+#[pyo3(signature = (left, right, weights, metric_name, top_k=None, threshold=0.0))]
+pub fn similarity_plaintext(
+    py: Python<'_>,
+    left: Vec<PySeries>,
+    right: Vec<PySeries>,
+    weights: Vec<f64>,
+    metric_name: &str,
+    top_k: Option<usize>,
+    threshold: f64,
+) -> PyResult<Pairs> {
+    let m = metric(metric_name)?;
+    check_weights(&weights, left.len())?;
+    let l: Vec<Vec<HashSet<(usize, char, char)>>> = left
+        .iter()
+        .map(|c| bigram_sets(std::slice::from_ref(c)))
+        .collect::<PyResult<_>>()?;
+    let r: Vec<Vec<HashSet<(usize, char, char)>>> = right
+        .iter()
+        .map(|c| bigram_sets(std::slice::from_ref(c)))
+        .collect::<PyResult<_>>()?;
+    let (n, k) = (l.first().map_or(0, Vec::len), r.first().map_or(0, Vec::len));
+    Ok(py.detach(|| {
+        let pairs: Vec<clk::Pair> = (0..n)
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let mut v: Vec<clk::Pair> = (0..k)
+                    .filter_map(|j| {
+                        let (mut num, mut den) = (0.0, 0.0);
+                        for (f, &wf) in weights.iter().enumerate() {
+                            let (a, b) = (&l[f][i], &r[f][j]);
+                            if a.is_empty() || b.is_empty() {
+                                continue;
+                            }
+                            let inter = a.intersection(b).count() as f64;
+                            num += wf
+                                * match m {
+                                    clk::Metric::Dice => 2.0 * inter / (a.len() + b.len()) as f64,
+                                    clk::Metric::Jaccard => inter / ((a.len() + b.len()) as f64 - inter),
+                                };
+                            den += wf;
+                        }
+                        (den > 0.0 && num / den >= threshold).then(|| clk::Pair {
+                            left: i as u32,
+                            right: j as u32,
+                            similarity: num / den,
+                        })
+                    })
+                    .collect();
+                if let Some(t) = top_k {
+                    v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.right.cmp(&b.right)));
+                    v.truncate(t);
+                }
+                v
+            })
+            .collect();
+        unzip(pairs)
+    }))
+}
+
 /// Record encodings of one side: per row the OR of its unsealed non-null fields; `None` when
 /// every field is null.
 fn records(cols: &[PySeries], seeds: &[Vec<u8>]) -> PyResult<Vec<Option<Filter>>> {
@@ -142,9 +325,11 @@ fn unzip(pairs: Vec<clk::Pair>) -> Pairs {
 }
 
 /// Link two sides of encrypted columns (with their seeds, per column, in rid order).
-/// `exhaustive` compares every pair (the brute-force baseline) instead of blocking.
+/// `exhaustive` compares every pair (the brute-force baseline); `blocked` always blocks with
+/// MinHash LSH (by default: exhaustive up to `clk::EXHAUSTIVE_PAIRS` pairs, blocked beyond).
 #[pyfunction]
-#[pyo3(signature = (left, left_seeds, right, right_seeds, threshold, exhaustive=false))]
+#[pyo3(signature = (left, left_seeds, right, right_seeds, threshold, exhaustive=false, blocked=false))]
+#[allow(clippy::too_many_arguments)]
 pub fn link_encrypted(
     py: Python<'_>,
     left: Vec<PySeries>,
@@ -153,12 +338,15 @@ pub fn link_encrypted(
     right_seeds: Vec<Vec<u8>>,
     threshold: f64,
     exhaustive: bool,
+    blocked: bool,
 ) -> PyResult<Pairs> {
     let l = records(&left, &left_seeds)?;
     let r = records(&right, &right_seeds)?;
     Ok(py.detach(|| {
         unzip(if exhaustive {
             clk::link_exhaustive(&l, &r, threshold)
+        } else if blocked {
+            clk::link_blocked(&l, &r, threshold)
         } else {
             clk::link(&l, &r, threshold)
         })

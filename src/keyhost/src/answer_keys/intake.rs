@@ -144,7 +144,7 @@ fn gate(cx: &mut Ctx<'_>, desc: &Descriptor) -> Gate {
             dataset_id, column_id, ..
         } => (*dataset_id, vec![*column_id]),
         Descriptor::Score { dataset_id, terms, .. } => (*dataset_id, terms.iter().map(|t| t.column_id).collect()),
-        Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Sums { .. } => {
+        Descriptor::Compare { .. } | Descriptor::Match { .. } | Descriptor::Search { .. } | Descriptor::Sums { .. } => {
             return Ok((0, String::new()))
         }
         Descriptor::Gram {

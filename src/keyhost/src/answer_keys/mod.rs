@@ -23,6 +23,7 @@ pub mod payload;
 mod pseudonyms;
 mod recheck;
 mod score;
+mod search_tokens;
 mod sum;
 mod sums;
 mod visibility;
@@ -69,6 +70,7 @@ enum Work {
     Score(score::ScoreWork),
     Gram(gram::GramWork),
     Match(Box<match_tokens::MatchWork>),
+    Search(Box<search_tokens::SearchWork>),
     Pads(Box<pseudonyms::PadWork>),
 }
 
@@ -206,26 +208,12 @@ fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent
     let mut keys: Vec<i64> = decoded
         .iter()
         .filter_map(|(_, d)| d.as_ref().ok())
-        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, dataset_of(d)))
+        .map(|(d, _)| lock_key(LockScope::IdentityDataset, caller.id, d.dataset_id()))
         .chain(idem.map(|i| idempotency_lock_key(i.identity_id, &i.key)))
         .collect();
     keys.sort_unstable();
     keys.dedup();
     keys
-}
-
-/// The dataset a descriptor is about.
-fn dataset_of(d: &Descriptor) -> i64 {
-    match d {
-        Descriptor::Sum { dataset_id, .. }
-        | Descriptor::Decrypt { dataset_id, .. }
-        | Descriptor::Compare { dataset_id, .. }
-        | Descriptor::Score { dataset_id, .. }
-        | Descriptor::Sums { dataset_id, .. }
-        | Descriptor::Gram { dataset_id, .. }
-        | Descriptor::Match { dataset_id, .. }
-        | Descriptor::Pads { dataset_id, .. } => *dataset_id,
-    }
 }
 
 /// Per-batch cache of the allocated rid sets of columns, of what the caller may see, and of
@@ -301,6 +289,7 @@ impl<'a> Ctx<'a> {
             Descriptor::Score { .. } => Operation::Score,
             Descriptor::Gram { .. } => Operation::Moments,
             Descriptor::Match { .. } => Operation::Match,
+            Descriptor::Search { .. } => Operation::Search,
             Descriptor::Pads { facet, .. } => pseudonyms::operation(facet.as_str()),
         };
         Ctx {
@@ -406,6 +395,25 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 &constant.to_json(),
             )
             .map(|w| Work::Match(Box::new(w))),
+            Descriptor::Search {
+                dataset_id,
+                column_id,
+                epoch,
+                kind,
+                constant,
+                q,
+            } => search_tokens::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                dataset_id,
+                column_id,
+                epoch,
+                kind.as_str(),
+                q,
+                &constant,
+            )
+            .map(|w| Work::Search(Box::new(w))),
             Descriptor::Pads {
                 dataset_id,
                 column_id,
@@ -534,6 +542,7 @@ fn compute(work: Work) -> Result<Computed, ApiError> {
         Work::Score(w) => Ok(score::compute(w)),
         Work::Gram(w) => gram::compute(w).and_then(Computed::json),
         Work::Match(w) => Computed::json(match_tokens::compute(*w)),
+        Work::Search(w) => search_tokens::compute(*w).and_then(Computed::json),
         Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }
