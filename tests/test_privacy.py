@@ -181,7 +181,7 @@ def test_replayed_and_forged_tokens_are_rejected(
 
 
 def test_token_used_on_another_dataset(keyhost: KeyhostProcess, admin: gp.Session, dataset: gp.Dataset) -> None:
-    other = admin.create_dataset(dataset.name + "_other")
+    other = admin.create_dataset(dataset.name + "_other", population=dataset.name + "_other")
     enc_other = _enc(other)
     _enc(dataset)
     an = _analyst(keyhost, admin, dataset, [gp.allow.aggregate("x")])

@@ -8,7 +8,8 @@
 //!
 //! - an exact answer (an exact `sum`/`sums`/`gram` under grants, or a `score`) on a column is
 //!   refused (`population_overlap`) when another dataset of the same owner has a column of the
-//!   same name, unless the owner declared that the two datasets hold different people;
+//!   same name with a `num` facet, unless the owner declared that the two datasets hold
+//!   different people;
 //! - the declaration is a *population* label, set by the owner when it creates the dataset
 //!   (`POST /v1/datasets {"population": ...}`, `session.create_dataset(name, population=...)`)
 //!   and fixed afterwards: two datasets with different labels are declared disjoint; a dataset
@@ -72,21 +73,33 @@ pub fn check_exact(conn: &Connection, ds: &Dataset, columns: &[&str]) -> ApiResu
     names.sort_unstable();
     names.dedup();
     let mut st = conn.prepare_cached(
-        "SELECT d.name, p.population FROM columns c
+        "SELECT d.id, d.name, p.population FROM columns c
          JOIN datasets d ON d.id = c.dataset_id
          LEFT JOIN dataset_populations p ON p.dataset_id = d.id
          WHERE d.owner_id = ?1 AND d.id <> ?2 AND c.name = ?3
          ORDER BY d.id",
     )?;
     for name in &names {
-        let others: Vec<(String, Option<String>)> = st
-            .query_map(params![ds.owner_id, ds.id, name], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let others: Vec<(i64, String, Option<String>)> = st
+            .query_map(params![ds.owner_id, ds.id, name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<crate::db::Result<_>>()?;
-        let overlapping = others.iter().find(|(_, theirs)| match (&mine, theirs) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        });
-        if let Some((other, _)) = overlapping {
+        let mut overlapping = None;
+        for (id, other, theirs) in &others {
+            let same = match (&mine, theirs) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            // only a namesake that can be summed too (a `num` facet) gives a second answer
+            if same
+                && crate::columns::find_by_name(conn, *id, name)?.is_some_and(|c| c.spec.has(ghostpii_core::Facet::Num))
+            {
+                overlapping = Some(other);
+                break;
+            }
+        }
+        if let Some(other) = overlapping {
             return Err(ApiError::refused(
                 reason::POPULATION_OVERLAP,
                 format!(

@@ -47,6 +47,9 @@ enum Undo {
 struct Journal {
     atoms: usize,
     undo: Vec<Undo>,
+    /// Chunks whose whole state before the journal began is saved: changes to their row ids
+    /// need no further entries (the whole chunk is restored last).
+    whole: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,6 +146,7 @@ impl Atoms {
         self.journal = Some(Journal {
             atoms: self.sizes.len(),
             undo: Vec::new(),
+            whole: Default::default(),
         });
     }
 
@@ -261,20 +265,22 @@ impl Atoms {
         };
         for (c, lo, hi) in pieces(runs) {
             let whole = lo == 0 && hi == CHUNK as usize - 1;
-            let journal = self.journal.as_mut().map(|j| &mut j.undo);
+            let journal = self.journal.as_mut();
             let chunk = match self.chunks.entry(c) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
                     if let Some(j) = journal {
-                        j.push(Undo::Chunk(c, None));
+                        j.undo.push(Undo::Chunk(c, None));
+                        j.whole.insert(c);
                     }
                     e.insert(Chunk::Uniform(NONE))
                 }
             };
-            let mut journal = self.journal.as_mut().map(|j| &mut j.undo);
+            let mut journal = self.journal.as_mut();
             if let Chunk::Uniform(a) = chunk {
                 if let Some(j) = journal.as_deref_mut() {
-                    j.push(Undo::Chunk(c, Some(Chunk::Uniform(*a))));
+                    j.undo.push(Undo::Chunk(c, Some(Chunk::Uniform(*a))));
+                    j.whole.insert(c);
                 }
                 if whole {
                     *a = map(*a);
@@ -283,14 +289,16 @@ impl Atoms {
                 *chunk = Chunk::Dense(vec![*a; CHUNK as usize].into_boxed_slice());
             }
             if let Chunk::Dense(ids) = chunk {
+                // row ids need entries only where the chunk's whole state is not saved yet
+                let mut cells = journal.as_deref_mut().filter(|j| !j.whole.contains(&c));
                 let (mut last, mut to) = (NONE, map(NONE));
                 for (i, id) in ids[lo..=hi].iter_mut().enumerate() {
                     if *id != last {
                         (last, to) = (*id, map(*id));
                     }
                     if to != *id {
-                        if let Some(j) = journal.as_deref_mut() {
-                            j.push(Undo::Cell(c, (lo + i) as u32, *id));
+                        if let Some(j) = cells.as_deref_mut() {
+                            j.undo.push(Undo::Cell(c, (lo + i) as u32, *id));
                         }
                     }
                     *id = to;
@@ -301,7 +309,7 @@ impl Atoms {
                     let a = ids[0];
                     let before = std::mem::replace(chunk, Chunk::Uniform(a));
                     if let Some(j) = journal {
-                        j.push(Undo::Chunk(c, Some(before)));
+                        j.undo.push(Undo::Chunk(c, Some(before)));
                     }
                 }
             }
