@@ -56,7 +56,7 @@ fn plan(name: &str, dtype: &DataType, kw: &SearchKwargs) -> PolarsResult<Plan> {
              with e.g. gp.text(prefix=(1, 2, 3), suffix=(1, 2, 3), substring=3)"),
     };
     let n = kw.constant.chars().count() as u32;
-    let sub = |anchored: bool| -> Option<(&'static str, u32, bool)> {
+    let sub = |anchored: bool| -> Option<(SearchKind, u32, bool)> {
         let q = params.substring?;
         (q <= n).then_some((SearchKind::Substring, q, anchored))
     };
