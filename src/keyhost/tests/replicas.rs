@@ -645,13 +645,20 @@ fn the_sequencer_leader_fails_over() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     };
-    until("no replica leads the sequencer", &|| leader_port().is_some());
-    let port = leader_port().unwrap();
-    let leader = c
-        .replicas
-        .iter()
-        .position(|r| local_ports(r.child.id()).contains(&(port as u16)))
-        .expect("the leader is one of the replicas");
+    // the leader lock may still show, for a moment, on the backend of a process that has
+    // exited (the cluster's bootstrap): wait until a live replica holds it
+    let found: std::cell::Cell<Option<(i64, usize)>> = std::cell::Cell::new(None);
+    until("no replica leads the sequencer", &|| {
+        let at = leader_port().and_then(|port| {
+            c.replicas
+                .iter()
+                .position(|r| local_ports(r.child.id()).contains(&(port as u16)))
+                .map(|i| (port, i))
+        });
+        found.set(at);
+        at.is_some()
+    });
+    let (port, leader) = found.get().expect("a replica leads the sequencer");
     let mut receipts = Vec::new();
     for r in 0..3 {
         let v = c.answer(r, c.sum(c.income, &c.rids(0, 100))); // repeats teach the linear audit nothing
