@@ -2,6 +2,7 @@
 
 use ghostpii_core::meta::{ColumnMeta, Facet, ENCRYPTED_EXT_NAME};
 use polars::prelude::*;
+use polars_arrow::bitmap::Bitmap;
 
 /// Field names of the storage struct.
 pub const RID: &str = "rid";
@@ -110,4 +111,25 @@ impl EncryptedCells {
 /// Contiguous values of a rechunked u64 array, ignoring validity.
 pub fn values(ca: &UInt64Chunked) -> &[u64] {
     ca.downcast_as_array().values().as_slice()
+}
+
+/// The rids, one binary facet's cells (`field`) and the validity of an encrypted column, each
+/// in one chunk; a storage of another shape is reported as a corrupt column.
+pub fn rids_and_binary_facet(s: &Series, field: &str) -> PolarsResult<(UInt64Chunked, BinaryChunked, Bitmap)> {
+    let storage = s.to_storage();
+    let corrupt = |w: &str| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: {w}", s.name());
+    let st = storage.struct_().map_err(|_| corrupt("its storage is not a struct"))?;
+    let rid = st.field_by_name(RID).map_err(|_| corrupt("no rid field"))?;
+    let rid = rid.u64().map_err(|_| corrupt("rid is not u64"))?.rechunk().into_owned();
+    let cells = st
+        .field_by_name(field)
+        .map_err(|_| corrupt(&format!("no {field} field")))?;
+    let cells = cells
+        .binary()
+        .map_err(|_| corrupt(&format!("{field} is not binary")))?
+        .rechunk()
+        .into_owned();
+    let valid = storage.is_not_null().rechunk().into_owned();
+    let valid = valid.downcast_as_array().values().clone();
+    Ok((rid, cells, valid))
 }

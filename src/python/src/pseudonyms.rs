@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::errors::GhostError;
 use rayon::prelude::*;
 
-use crate::columns::{meta_of, values, GROUP, RID};
+use crate::columns::{meta_of, rids_and_binary_facet, values, GROUP, RID};
 
 /// The pseudonym key of this process: random, unless a distributed query installed its own.
 fn query_key() -> Arc<PseudonymKey> {
@@ -205,21 +205,10 @@ pub fn field(inputs: &[Field]) -> PolarsResult<Field> {
 
 pub fn kernel(s: &Series) -> PolarsResult<Series> {
     let meta = key_meta(s.name(), s.dtype())?;
-    let storage = s.to_storage();
+    let (rid, cells, valid) = rids_and_binary_facet(s, GROUP)?;
     let corrupt = |w: &str| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: {w}", s.name());
-    let st = storage.struct_().map_err(|_| corrupt("its storage is not a struct"))?;
-    let rid = st.field_by_name(RID).map_err(|_| corrupt("no rid field"))?;
-    let rid = rid.u64().map_err(|_| corrupt("rid is not u64"))?.rechunk().into_owned();
-    let cells = st.field_by_name(GROUP).map_err(|_| corrupt("no group field"))?;
-    let cells = cells
-        .binary()
-        .map_err(|_| corrupt("group is not binary"))?
-        .rechunk()
-        .into_owned();
     let cells = cells.downcast_as_array();
     let rids = values(&rid);
-    let valid = storage.is_not_null().rechunk().into_owned();
-    let valid = valid.downcast_as_array().values().clone();
     let wanted = wanted_rids(rids, &valid);
     let mut out = vec![0i128; rids.len()];
     if !wanted.is_empty() {

@@ -12,7 +12,7 @@ use polars_arrow::datatypes::ArrowDataType;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::columns::{meta_of, values, RID, SEARCH};
+use crate::columns::{meta_of, rids_and_binary_facet, values, SEARCH};
 use crate::equality::{note, resolve, MatchNeed, SearchNeed, Stored};
 use ghostpii_proto::descriptor::SearchKind;
 
@@ -129,21 +129,9 @@ pub fn kernel(s: &Series, kw: &SearchKwargs) -> PolarsResult<Series> {
             Some(SearchToken::parse(&t[0], &p.meta.binding()).map_err(|e| polars_err!(ComputeError: "ghostpii: {e}"))?)
         }
     };
-    let storage = s.to_storage();
-    let corrupt = |w: &str| polars_err!(ComputeError: "ghostpii: column '{}' is corrupt: {w}", s.name());
-    let st = storage.struct_().map_err(|_| corrupt("its storage is not a struct"))?;
-    let rid = st.field_by_name(RID).map_err(|_| corrupt("no rid field"))?;
-    let rid = rid.u64().map_err(|_| corrupt("rid is not u64"))?.rechunk().into_owned();
-    let cells = st.field_by_name(SEARCH).map_err(|_| corrupt("no search field"))?;
-    let cells = cells
-        .binary()
-        .map_err(|_| corrupt("search is not binary"))?
-        .rechunk()
-        .into_owned();
+    let (rid, cells, valid) = rids_and_binary_facet(s, SEARCH)?;
     let cells = cells.downcast_as_array();
     let rids = values(&rid);
-    let valid = storage.is_not_null().rechunk().into_owned();
-    let valid = valid.downcast_as_array().values().clone();
     let n = rids.len();
     let bits: Vec<bool> = (0..n)
         .into_par_iter()
