@@ -86,8 +86,9 @@ fn existing_database(data_dir: &Path, database: Option<&str>) -> Result<db::Data
 
 /// Check the audit chain offline, in `DIR/keyhost.db` or (with `database`) in PostgreSQL.
 pub fn verify_audit(data_dir: &Path, database: Option<&str>) -> Result<AuditVerification, KeyhostError> {
-    let conn = db::open_read_only(&existing_database(data_dir, database)?)?;
-    Ok(audit::verify(&conn)?)
+    let mut conn = db::open_read_only(&existing_database(data_dir, database)?)?;
+    let snap = conn.snapshot()?;
+    Ok(audit::verify(&snap)?)
 }
 
 /// [`verify_audit_db`] plus a check against a signed checkpoint (the JSON published at
@@ -125,8 +126,11 @@ pub fn verify_audit_checkpoint(
         .map(checkpoint::parse_public_key)
         .transpose()
         .map_err(|e| KeyhostError::Config(format!("--public-key: {e}")))?;
-    let mut report = verify_audit(data_dir, database)?;
-    let conn = db::open_read_only(&existing_database(data_dir, database)?)?;
+    // One snapshot for the chain and the checkpoint: a live keyhost may integrate entries
+    // meanwhile (on PostgreSQL each statement would otherwise see the latest commit).
+    let mut conn = db::open_read_only(&existing_database(data_dir, database)?)?;
+    let conn = conn.snapshot()?;
+    let mut report = audit::verify(&conn)?;
     let keyhost_id = db::meta_get(&conn, "keyhost_id")?;
     let expected = match pinned {
         Some(k) => Some(k),

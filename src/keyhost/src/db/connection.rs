@@ -153,6 +153,22 @@ impl Connection {
         })
     }
 
+    /// Begin a read-only transaction whose statements all see one snapshot of the database, for
+    /// checks that read several tables while other connections (other replicas, the sequencer,
+    /// a live keyhost beside an offline check) keep committing. PostgreSQL: `REPEATABLE READ
+    /// READ ONLY`; SQLite: a deferred transaction (in WAL mode its first read fixes the
+    /// snapshot). Takes no write lock.
+    pub fn snapshot(&mut self) -> Result<Transaction<'_>> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.begin("BEGIN DEFERRED")?,
+            Engine::Postgres(p) => p.begin_snapshot()?,
+        }
+        Ok(Transaction {
+            conn: self,
+            done: false,
+        })
+    }
+
     fn end(&self, commit: bool) -> Result<()> {
         match &self.engine {
             Engine::Sqlite(s) => s.end(commit),

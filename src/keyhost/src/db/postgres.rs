@@ -364,6 +364,13 @@ impl Postgres {
         Ok(())
     }
 
+    /// Begin a read-only transaction on one snapshot (no advisory lock).
+    pub(super) fn begin_snapshot(&self) -> Result<()> {
+        self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
     pub(super) fn end(&self, commit: bool) -> Result<()> {
         let res = self.batch(if commit { "COMMIT" } else { "ROLLBACK" });
         self.in_transaction.set(false);
