@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::budget;
-use crate::limits::Limits;
+use crate::domain::budget;
+use crate::domain::limits::Limits;
 
 /// Where a keyhost keeps its state, where it listens, and its resource limits.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Config {
     /// Socket address to listen on, e.g. `"127.0.0.1:0"` (port 0: any free port).
     pub listen: String,
     /// Request-size, batch and failed-authentication limits; at start, the `GHOSTPII_*`
-    /// environment variables of [`crate::limits::ENV_VARS`] that are set override them.
+    /// environment variables of [`crate::domain::limits::ENV_VARS`] that are set override them.
     pub limits: Limits,
     /// Privacy settings (default DP budget, noise key recovery).
     pub privacy: Privacy,

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 use serde_json::json;
 
-use crate::audit::{self, NewEntry};
-use crate::budget;
 use crate::config::Privacy;
-use crate::db;
-use crate::dir_lock;
+use crate::domain::audit::{self, NewEntry};
+use crate::domain::budget;
+use crate::domain::identities::{self, Role};
+use crate::domain::tokens;
 use crate::error::KeyhostError;
 use crate::files;
-use crate::identities::{self, Role};
-use crate::key_files;
-use crate::master_key::MasterKey;
-use crate::secret_file;
+use crate::files::dir_lock;
+use crate::files::key_files;
+use crate::files::master_key::MasterKey;
+use crate::files::secret_file;
 use crate::state::{AppState, Secrets};
-use crate::tokens;
+use crate::store;
 
 pub const MASTER_KEY_FILE: &str = "master.key";
 pub const DB_FILE: &str = "keyhost.db";
@@ -63,23 +63,23 @@ pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<
     privacy.default_budget.validate().map_err(KeyhostError::Config)?;
     files::create_private_dir(dir).map_err(|e| KeyhostError::io("cannot create data directory", dir, e))?;
     let database = match database {
-        Some(url) => db::Database::postgres(url),
-        None => db::Database::Sqlite(db_path(dir)),
+        Some(url) => store::Database::postgres(url),
+        None => store::Database::Sqlite(db_path(dir)),
     };
-    let shared = matches!(database, db::Database::Postgres(_));
+    let shared = matches!(database, store::Database::Postgres(_));
     let lock = dir_lock::acquire_mode(dir, shared)?;
-    let _starting = db::startup_lock(&database)?;
+    let _starting = store::startup_lock(&database)?;
     let mk_path = dir.join(MASTER_KEY_FILE);
-    if let db::Database::Sqlite(path) = &database {
+    if let store::Database::Sqlite(path) = &database {
         if !path.exists() {
             // An empty file with mode 0600; SQLite gives its -wal and -shm files the same mode.
             files::create_private(path).map_err(|e| KeyhostError::io("cannot create database", path, e))?;
         }
     }
-    let mut conn = db::open(&database)?;
-    db::migrate(&mut conn)?;
+    let mut conn = store::open(&database)?;
+    store::migrate(&mut conn)?;
 
-    let (keyhost_id, master) = match db::meta_get(&conn, KEYHOST_ID_KEY)? {
+    let (keyhost_id, master) = match store::meta_get(&conn, KEYHOST_ID_KEY)? {
         Some(id) => {
             if !mk_path.exists() {
                 return Err(KeyhostError::MasterKey(format!(
@@ -90,7 +90,7 @@ pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<
                 )));
             }
             let master = MasterKey::load(&mk_path)?;
-            if db::meta_get(&conn, MASTER_CHECK_KEY)?.as_deref() != Some(&master.check_value(&id)) {
+            if store::meta_get(&conn, MASTER_CHECK_KEY)?.as_deref() != Some(&master.check_value(&id)) {
                 return Err(KeyhostError::MasterKey(format!(
                     "{} does not belong to keyhost {id}",
                     mk_path.display()
@@ -117,14 +117,14 @@ pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<
         !shared && cp_created,
     )?;
     let signer = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let sequencing = crate::sequencer::Settings::from_env()?;
+    let sequencing = crate::domain::sequencer::Settings::from_env()?;
     if !shared {
         conn.set_group_commit(sqlite_group_commit()?);
     }
     let mut more = Vec::new();
     if shared {
         for _ in 1..db_connections()? {
-            more.push(db::open(&database)?);
+            more.push(store::open(&database)?);
         }
     }
     AppState::new(
@@ -139,7 +139,7 @@ pub fn open_on(dir: &Path, database: Option<&str>, privacy: &Privacy) -> Result<
 }
 
 /// Group commit on SQLite (`GHOSTPII_SQLITE_GROUP_COMMIT`, `1` by default, `0` turns it off):
-/// the transactions of concurrent requests commit together (`db::sqlite`, `state.rs`).
+/// the transactions of concurrent requests commit together (`store::sqlite`, `state.rs`).
 pub const GROUP_COMMIT_ENV: &str = "GHOSTPII_SQLITE_GROUP_COMMIT";
 
 fn sqlite_group_commit() -> Result<bool, KeyhostError> {
@@ -170,8 +170,8 @@ fn db_connections() -> Result<usize, KeyhostError> {
 /// were charged: a new key would give fresh noise to requests already charged.
 fn load_noise_key(
     dir: &Path,
-    database: &db::Database,
-    conn: &db::Connection,
+    database: &store::Database,
+    conn: &store::Connection,
     new_noise_key: bool,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyhostError> {
     let path = dir.join(secret_file::NOISE_KEY_FILE);
@@ -192,7 +192,7 @@ fn load_noise_key(
     secret_file::load_or_create(&path, "noise key file")
 }
 
-fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut db::Connection) -> Result<(String, MasterKey), KeyhostError> {
+fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut store::Connection) -> Result<(String, MasterKey), KeyhostError> {
     // A master key without a keyhost id is left over from an interrupted bootstrap.
     let master = if mk_path.exists() {
         MasterKey::load(mk_path)?
@@ -201,8 +201,8 @@ fn bootstrap(dir: &Path, mk_path: &Path, conn: &mut db::Connection) -> Result<(S
     };
     let keyhost_id = new_keyhost_id();
     let tx = conn.transaction()?;
-    db::meta_set(&tx, KEYHOST_ID_KEY, &keyhost_id)?;
-    db::meta_set(&tx, MASTER_CHECK_KEY, &master.check_value(&keyhost_id))?;
+    store::meta_set(&tx, KEYHOST_ID_KEY, &keyhost_id)?;
+    store::meta_set(&tx, MASTER_CHECK_KEY, &master.check_value(&keyhost_id))?;
     let admin = identities::insert(&tx, ADMIN_IDENTITY, Role::Admin)?;
     let (info, secret) = tokens::issue(&tx, &admin, None)?;
     audit::append(

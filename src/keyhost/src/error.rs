@@ -22,7 +22,7 @@ pub enum KeyhostError {
         source: std::io::Error,
     },
     #[error("keyhost database error: {0}")]
-    Db(#[from] crate::db::Error),
+    Db(#[from] crate::store::Error),
     #[error("master key: {0}")]
     MasterKey(String),
     #[error("invalid configuration: {0}")]
@@ -146,8 +146,8 @@ impl ApiError {
     }
 }
 
-impl From<crate::db::Error> for ApiError {
-    fn from(e: crate::db::Error) -> Self {
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> Self {
         ApiError::internal("database", &e)
     }
 }

@@ -6,17 +6,17 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::db::Connection;
+use crate::store::Connection;
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
-use crate::auth_audit::Refusals;
-use crate::dir_lock::DirLock;
+use crate::domain::auth_audit::Refusals;
+use crate::domain::limits::Limits;
+use crate::domain::linear_audit;
 use crate::error::{ApiError, ApiResult, KeyhostError};
-use crate::limits::Limits;
-use crate::linear_audit;
-use crate::master_key::MasterKey;
-use crate::rate_limit::AuthFailures;
+use crate::files::dir_lock::DirLock;
+use crate::files::master_key::MasterKey;
+use crate::http::rate_limit::AuthFailures;
 
 /// State shared by all handlers. Cheap to clone.
 #[derive(Clone)]
@@ -149,8 +149,8 @@ struct Inner {
     db: Pool,
     /// The PostgreSQL database (the sequencer leader opens a connection of its own); `None` on
     /// SQLite.
-    database: Option<crate::db::Database>,
-    sequencing: crate::sequencer::Settings,
+    database: Option<crate::store::Database>,
+    sequencing: crate::domain::sequencer::Settings,
     master: MasterKey,
     keyhost_id: String,
     data_dir: PathBuf,
@@ -186,7 +186,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 db: Pool::new(vec![conn]),
                 database: None,
-                sequencing: crate::sequencer::Settings::default(),
+                sequencing: crate::domain::sequencer::Settings::default(),
                 master,
                 keyhost_id,
                 data_dir,
@@ -215,8 +215,8 @@ impl AppState {
     pub fn with_database(
         mut self,
         more: Vec<Connection>,
-        database: Option<crate::db::Database>,
-        sequencing: crate::sequencer::Settings,
+        database: Option<crate::store::Database>,
+        sequencing: crate::domain::sequencer::Settings,
     ) -> Result<Self, KeyhostError> {
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| KeyhostError::Runtime("connections must be added before the state is shared".into()))?;
@@ -232,19 +232,19 @@ impl AppState {
     }
 
     /// The PostgreSQL database of this keyhost (`None`: SQLite).
-    pub fn database(&self) -> Option<&crate::db::Database> {
+    pub fn database(&self) -> Option<&crate::store::Database> {
         self.inner.database.as_ref()
     }
 
     /// How the audit sequencer runs and what receipts promise.
-    pub fn sequencing(&self) -> &crate::sequencer::Settings {
+    pub fn sequencing(&self) -> &crate::domain::sequencer::Settings {
         &self.inner.sequencing
     }
 
     /// Integrate the queued audit entries into the log (a read of the log does it first, so
     /// it sees every entry committed before it).
     pub fn integrate_audit(&self, conn: &mut Connection) -> ApiResult<()> {
-        crate::sequencer::integrate_all(conn, self.keyhost_id(), self.signer())?;
+        crate::domain::sequencer::integrate_all(conn, self.keyhost_id(), self.signer())?;
         Ok(())
     }
 

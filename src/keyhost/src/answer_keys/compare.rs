@@ -13,10 +13,10 @@ use ghostpii_core::{ColumnKeys, Facet, OreParams};
 use serde_json::{json, Value};
 
 use super::{authorize, column_epoch, dataset, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::policy;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::policy;
 
 pub(super) struct CompareWork {
     keys: Box<ColumnKeys>,

@@ -6,10 +6,10 @@ use zeroize::Zeroizing;
 
 use super::payload::Computed;
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx};
-use crate::audit::NewEntry;
-use crate::columns;
+use crate::domain::audit::NewEntry;
+use crate::domain::columns;
+use crate::domain::grants::Operation;
 use crate::error::{ApiError, ApiResult};
-use crate::grants::Operation;
 
 pub(super) struct DecryptWork {
     rids: RidSet,

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use crate::db::{params, Connection, OptionalExtension};
+use crate::store::{params, Connection, OptionalExtension};
 
-use crate::budget;
-use crate::dp::Cost;
+use crate::domain::budget;
+use crate::domain::dp::Cost;
+use crate::domain::linear_audit;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::linear_audit;
 
 /// One stateful check and its ledger update.
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ fn short(x: f64) -> String {
     }
 }
 
-fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i64) -> crate::db::Result<bool> {
+fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i64) -> crate::store::Result<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM issued_constants WHERE identity_id = ?1 AND column_id = ?2 AND constant = ?3")?
         .query_row(params![identity_id, column_id, constant], |_| Ok(()))
@@ -156,7 +156,7 @@ impl Effect {
                 digest,
                 max: Some(max),
             } => {
-                use crate::join_domains as jd;
+                use crate::domain::join_domains as jd;
                 if jd::already_issued(tx, *identity_id, *column_id, digest)? {
                     return Ok(());
                 }
@@ -193,7 +193,7 @@ impl Effect {
                 vector,
                 max,
                 names,
-            } => crate::score_span::check(tx, *identity_id, *dataset_id, dataset, vector, *max, names),
+            } => crate::domain::score_span::check(tx, *identity_id, *dataset_id, dataset, vector, *max, names),
             Effect::LinearAuditMany {
                 identity_id,
                 dataset_id,
@@ -236,7 +236,7 @@ impl Effect {
                 column_id,
                 digest,
                 ..
-            } => Ok(crate::join_domains::record_issued(
+            } => Ok(crate::domain::join_domains::record_issued(
                 tx,
                 *identity_id,
                 *column_id,
@@ -250,7 +250,7 @@ impl Effect {
                 dataset_id,
                 vector,
                 ..
-            } => crate::score_span::remember(tx, *identity_id, *dataset_id, vector, audit_index),
+            } => crate::domain::score_span::remember(tx, *identity_id, *dataset_id, vector, audit_index),
         }
     }
 }

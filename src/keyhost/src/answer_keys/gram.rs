@@ -23,12 +23,12 @@ use sha2::{Digest, Sha256};
 
 use super::sum::{check_min_rows, rows_of, RepeatSpec};
 use super::{check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
-use crate::columns::Column;
-use crate::dp::{rho_for, Mechanism, NoisePlan};
+use crate::domain::audit::NewEntry;
+use crate::domain::columns::Column;
+use crate::domain::dp::{rho_for, Mechanism, NoisePlan};
+use crate::domain::linear_audit::Query;
+use crate::domain::policy::Authority;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::linear_audit::Query;
-use crate::policy::Authority;
 
 /// Most entries in one Gram descriptor (d = 30 features and a target with intercept).
 pub const MAX_ENTRIES: usize = 528;
@@ -132,7 +132,7 @@ pub(super) fn plan(
                 col.name
             )));
         }
-        let a = crate::moments::authorize_term(cx.conn, cx.caller, &ds, &col.name)?;
+        let a = crate::domain::moments::authorize_term(cx.conn, cx.caller, &ds, &col.name)?;
         auths.extend(a.iter().cloned());
         per_column.push((col, a));
     }
@@ -264,7 +264,7 @@ pub(super) fn plan(
         dp_note = Some(d);
     } else if granted {
         let names: Vec<&str> = cols.iter().map(|(c, _, _, _)| c.name.as_str()).collect();
-        crate::populations::check_exact(cx.conn, &ds, &names)?;
+        crate::domain::populations::check_exact(cx.conn, &ds, &names)?;
         let mut queries = Vec::new();
         let min_rows = super::sum::audit_min_rows(&auths);
         for e in entries {

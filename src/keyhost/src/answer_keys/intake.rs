@@ -8,16 +8,16 @@
 //! index look-ups only: dataset, columns, grants, allocated-row counts); [`expand`] the ones
 //! that passed (no lock). The plan step then re-checks everything with the sets in hand.
 
-use crate::db::Connection;
+use crate::store::Connection;
 use axum::body::Bytes;
 use ghostpii_core::{rid_encoding, RidSet};
 
 use super::wire::{Batch, WireRids};
 use super::{column_of, dataset, Cache, Ctx, Decoded, Descriptor, Received};
+use crate::domain::identities::Identity;
+use crate::domain::limits::Limits;
+use crate::domain::policy;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::identities::Identity;
-use crate::limits::Limits;
-use crate::policy;
 use crate::state::AppState;
 
 /// Received descriptors → descriptors with their rid sets admitted: refuse the request (413) if
@@ -165,8 +165,8 @@ fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> Gate {
     let mut smallest: Option<(u64, String)> = None;
     for &id in column_ids {
         let col = column_of(cx, &ds, id)?;
-        if cx.op == crate::grants::Operation::Moments {
-            crate::moments::authorize_term(cx.conn, cx.caller, &ds, &col.name)?;
+        if cx.op == crate::domain::grants::Operation::Moments {
+            crate::domain::moments::authorize_term(cx.conn, cx.caller, &ds, &col.name)?;
         } else {
             policy::authorize(cx.conn, cx.caller, &ds, &col.name, cx.op)?;
         }
@@ -179,7 +179,7 @@ fn gate_columns(cx: &mut Ctx<'_>, dataset_id: i64, column_ids: &[i64]) -> Gate {
 }
 
 /// How many rids were allocated for the column (from its ranges, nothing materialised).
-fn allocated_count(conn: &Connection, column_id: i64) -> crate::db::Result<u64> {
+fn allocated_count(conn: &Connection, column_id: i64) -> crate::store::Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COALESCE(SUM(count), 0) FROM rid_ranges WHERE column_id = ?1 AND count > 0",
         [column_id],

@@ -14,12 +14,12 @@ use ghostpii_core::Facet;
 use serde_json::{json, Value};
 
 use super::{column_of, dataset, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::join_domains;
+use crate::domain::match_constants::{self, MatchConst};
+use crate::domain::policy::Authority;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::join_domains;
-use crate::match_constants::{self, MatchConst};
-use crate::policy::Authority;
 
 pub(super) struct MatchWork {
     key: DetKey,

@@ -17,6 +17,7 @@ mod compare;
 mod decrypt;
 mod effects;
 mod gram;
+pub mod idempotency;
 mod intake;
 mod match_tokens;
 pub mod payload;
@@ -32,22 +33,22 @@ mod wire;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use crate::db::Connection;
+use crate::store::Connection;
 use ghostpii_core::{ColumnKeys, RidSet};
 use rayon::prelude::*;
 use roaring::RoaringTreemap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::audit::{self, NewEntry};
-use crate::columns::{self, Column};
-use crate::datasets::Dataset;
+use self::idempotency::Idempotent;
+use crate::domain::audit::{self, NewEntry};
+use crate::domain::columns::{self, Column};
+use crate::domain::datasets::Dataset;
+use crate::domain::grants::Operation;
+use crate::domain::identities::Identity;
+use crate::domain::linear_audit;
+use crate::domain::policy::{self, Authority};
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::idempotency::{self, Idempotent};
-use crate::identities::Identity;
-use crate::linear_audit;
-use crate::policy::{self, Authority};
 use crate::state::AppState;
 
 pub use effects::Effect;
@@ -204,7 +205,7 @@ fn decode(v: &Value, blobs: &[axum::body::Bytes]) -> Received {
 /// every dataset the batch names (its ledgers, linear audit, score span and distinct constants
 /// live under those keys), and the idempotency key if there is one.
 fn record_locks(caller: &Identity, decoded: &[Decoded], idem: Option<&Idempotent<'_>>) -> Vec<i64> {
-    use crate::db::{idempotency_lock_key, lock_key, LockScope};
+    use crate::store::{idempotency_lock_key, lock_key, LockScope};
     let mut keys: Vec<i64> = decoded
         .iter()
         .filter_map(|(_, d)| d.as_ref().ok())

@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 
 use super::payload::Computed;
 use super::{check_rids, column_of, dataset, set_authority, Ctx};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::join_domains;
 use crate::error::{ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::join_domains;
 
 pub(super) struct PadWork {
     rids: RidSet,
@@ -66,7 +66,7 @@ pub(super) fn plan(
     let auth = super::authorize(cx, &ds, &col.name, operation(facet))?;
     set_authority(entry, std::slice::from_ref(&auth));
     let domain = join_domains::of_column(cx.conn, col.id)?;
-    crate::policy::check_key_holder(cx.conn, cx.caller, &ds, &col.name, domain.as_ref(), &auth)?;
+    crate::domain::policy::check_key_holder(cx.conn, cx.caller, &ds, &col.name, domain.as_ref(), &auth)?;
     check_rids(cx, &col, &rids)?;
     let (local, _) = join_domains::key_facet_keys(cx.conn, cx.st.master(), cx.st.keyhost_id(), &col, epoch)?;
     let key = match kind {

@@ -3,10 +3,10 @@
 //! the batch was computed is not honoured), and a `linear_sum` whose weights could wrap the
 //! 128-bit ring is refused.
 
-use crate::db::{Connection, OptionalExtension};
+use crate::store::{Connection, OptionalExtension};
 
-use crate::audit::NewEntry;
-use crate::columns::Column;
+use crate::domain::audit::NewEntry;
+use crate::domain::columns::Column;
 use crate::error::{ApiError, ApiResult};
 
 /// Refuse if any grant named in the entry's `grant_ids` (set by `set_authority`) was revoked
@@ -50,9 +50,10 @@ pub(super) fn check_no_wrap(terms: &[(&Column, i64)], rows: u64) -> ApiResult<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::{self, GrantParams, Operation};
-    use crate::identities::{self, Role};
-    use crate::{datasets, db};
+    use crate::domain::datasets;
+    use crate::domain::grants::{self, GrantParams, Operation};
+    use crate::domain::identities::{self, Role};
+    use crate::store as db;
 
     #[test]
     fn a_grant_revoked_after_planning_is_not_honoured() {

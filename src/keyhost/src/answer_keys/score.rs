@@ -14,10 +14,10 @@ use zeroize::Zeroizing;
 
 use super::payload::Computed;
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::policy::Authority;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::policy::Authority;
 
 /// Largest `scale_bits` of a score (the weights' binary fixed-point scale, `2^-scale_bits`): the
 /// f64 exponent range (`gp.score` uses at most 960).
@@ -136,7 +136,7 @@ pub(super) fn plan(
             ));
         }
         let names: Vec<&str> = resolved.iter().map(|(c, _, _)| c.name.as_str()).collect();
-        crate::populations::check_exact(cx.conn, &ds, &names)?;
+        crate::domain::populations::check_exact(cx.conn, &ds, &names)?;
         let mut vector: Vec<(i64, i64)> = resolved.iter().map(|(c, _, w)| (c.id, *w)).collect();
         vector.sort_unstable();
         // the smallest limit among the columns' grants (each column's grants: the largest)

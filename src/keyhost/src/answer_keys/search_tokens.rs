@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{column_of, dataset, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::join_domains;
+use crate::domain::policy::Authority;
 use crate::error::{ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::join_domains;
-use crate::policy::Authority;
 
 pub(super) struct SearchWork {
     key: DetKey,

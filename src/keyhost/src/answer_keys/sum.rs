@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 
 use super::wire::WireRids;
 use super::{authorize, check_rids, column_epoch, dataset, note, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
-use crate::columns::Column;
-use crate::datasets::Dataset;
-use crate::dp::{Mechanism, NoisePlan};
+use crate::domain::audit::NewEntry;
+use crate::domain::columns::Column;
+use crate::domain::datasets::Dataset;
+use crate::domain::dp::{Mechanism, NoisePlan};
+use crate::domain::grants::Operation;
+use crate::domain::policy::Authority;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::policy::Authority;
 
 pub(super) use ghostpii_proto::descriptor::Term;
 
@@ -79,14 +79,14 @@ pub(super) fn check_min_rows(auth: &Authority, col: &Column, rows: &RidMultiset)
 
 /// The `min_rows` an exact answer under `auths` is audited with: the largest over its terms of
 /// what each term's grants allow (a grant without `min_rows` allows the floor,
-/// [`crate::linear_audit::MIN_EXACT_ROWS`]).
+/// [`crate::domain::linear_audit::MIN_EXACT_ROWS`]).
 pub(super) fn audit_min_rows(auths: &[Authority]) -> u64 {
     auths
         .iter()
         .map(|a| a.min_rows().unwrap_or(0))
         .max()
         .unwrap_or(0)
-        .max(crate::linear_audit::MIN_EXACT_ROWS)
+        .max(crate::domain::linear_audit::MIN_EXACT_ROWS)
 }
 
 /// A sum's terms, resolved: its dataset, each term's column, keys and weight, and the
@@ -173,11 +173,11 @@ pub(super) fn plan(
     let granted = auths.iter().all(|a| matches!(a, Authority::Grant { .. }));
     if granted && noise.is_none() {
         let names: Vec<&str> = resolved.iter().map(|(c, _, _)| c.name.as_str()).collect();
-        crate::populations::check_exact(cx.conn, &ds, &names)?;
+        crate::domain::populations::check_exact(cx.conn, &ds, &names)?;
         effects.push(Effect::LinearAudit {
             identity_id: cx.caller.id,
             dataset_id: ds.id,
-            query: Arc::new(crate::linear_audit::Query {
+            query: Arc::new(crate::domain::linear_audit::Query {
                 terms: resolved.iter().map(|(c, _, w)| (c.id, *w)).collect(),
                 classes: rows.classes(),
                 min_rows: audit_min_rows(&auths),
@@ -268,7 +268,7 @@ pub(super) fn noise_plan(
     }
     sensitivity *= BigUint::from(rows.max_multiplicity().max(1));
     let mechanism = Mechanism::new(epsilon, delta);
-    let terms = crate::dp::canonical_terms(terms_json);
+    let terms = crate::domain::dp::canonical_terms(terms_json);
     let mut canonical = format!("{}|{}|{terms}|{}", cx.caller.id, ds.id, rows.support.digest_hex());
     for r in &rows.repeats {
         canonical.push_str(&format!("|{}x{}", r.k, r.rids.digest_hex()));

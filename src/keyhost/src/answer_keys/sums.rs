@@ -28,10 +28,10 @@ use super::payload::Computed;
 use super::sum::{self, Resolved, Term};
 use super::wire::WireRids;
 use super::{check_rids, note, Ctx, Effect};
-use crate::audit::NewEntry;
-use crate::dp::NoisePlan;
+use crate::domain::audit::NewEntry;
+use crate::domain::dp::NoisePlan;
+use crate::domain::policy::Authority;
 use crate::error::{ApiError, ApiResult};
-use crate::policy::Authority;
 
 pub(super) struct SumsWork {
     groups: Vec<(RidMultiset, Option<NoisePlan>)>,
@@ -70,7 +70,7 @@ pub(super) fn plan(
         cx.st.limits().check_rids(total)?;
         sets.push(set);
     }
-    let cols: Vec<(&crate::columns::Column, i64)> = terms.iter().map(|(c, _, w)| (c, *w)).collect();
+    let cols: Vec<(&crate::domain::columns::Column, i64)> = terms.iter().map(|(c, _, w)| (c, *w)).collect();
     let largest = sets.iter().map(RidSet::len).max().unwrap_or(0);
     super::recheck::check_no_wrap(&cols, largest)?;
     let mut digest = Sha256::new();
@@ -78,8 +78,8 @@ pub(super) fn plan(
     let mut prepared = Vec::with_capacity(sets.len());
     let granted = auths.iter().all(|a| matches!(a, Authority::Grant { .. }));
     let mut queries = Vec::new();
-    let mut cost: Option<crate::dp::Cost> = None;
-    let mut one_cost: Option<crate::dp::Cost> = None;
+    let mut cost: Option<crate::domain::dp::Cost> = None;
+    let mut one_cost: Option<crate::domain::dp::Cost> = None;
     let mut requests = Sha256::new();
     let mut dp = None;
     for (i, set) in sets.into_iter().enumerate() {
@@ -104,7 +104,7 @@ pub(super) fn plan(
             Some(plan) => {
                 let c = plan.mechanism.cost();
                 // sequential unless the groups turn out disjoint (below); every group costs the same
-                cost = Some(cost.map_or(c, |t| crate::dp::Cost {
+                cost = Some(cost.map_or(c, |t| crate::domain::dp::Cost {
                     epsilon: t.epsilon + c.epsilon,
                     delta: t.delta + c.delta,
                     rho: t.rho + c.rho,
@@ -113,7 +113,7 @@ pub(super) fn plan(
                 requests.update(plan.request.as_bytes());
                 dp.get_or_insert_with(|| plan.mechanism.describe(&plan.sensitivity));
             }
-            None if granted => queries.push(crate::linear_audit::Query {
+            None if granted => queries.push(crate::domain::linear_audit::Query {
                 terms: terms.iter().map(|(c, _, w)| (c.id, *w)).collect(),
                 classes: rows.classes(),
                 min_rows: sum::audit_min_rows(&auths),
@@ -151,7 +151,7 @@ pub(super) fn plan(
     }
     if !queries.is_empty() {
         let names: Vec<&str> = terms.iter().map(|(c, _, _)| c.name.as_str()).collect();
-        crate::populations::check_exact(cx.conn, &ds, &names)?;
+        crate::domain::populations::check_exact(cx.conn, &ds, &names)?;
         effects.push(Effect::LinearAuditMany {
             identity_id: cx.caller.id,
             dataset_id: ds.id,

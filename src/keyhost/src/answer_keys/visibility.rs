@@ -4,10 +4,10 @@
 //! refusals cannot be used to enumerate datasets or their columns.
 
 use super::Ctx;
-use crate::columns::{self, Column};
-use crate::datasets::{self, Dataset};
+use crate::domain::columns::{self, Column};
+use crate::domain::datasets::{self, Dataset};
+use crate::domain::policy;
 use crate::error::{ApiError, ApiResult, MissingGrant};
-use crate::policy;
 
 /// The dataset, if the caller may see it (admin, owner, or any active grant on it). An unknown
 /// dataset and one the caller may not see get the same refusal, which names only the id.
@@ -47,14 +47,14 @@ pub(super) fn column_of(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64) -> ApiRe
         })
 }
 
-fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> crate::db::Result<bool> {
+fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> crate::store::Result<bool> {
     if let Some(v) = cx.cache.visible.get(&dataset_id) {
         return Ok(*v);
     }
     let v = cx.conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM grants WHERE identity_id = ?1 AND dataset_id = ?2
          AND revoked_at IS NULL)",
-        crate::db::params![cx.caller.id, dataset_id],
+        crate::store::params![cx.caller.id, dataset_id],
         |r| r.get(0),
     )?;
     cx.cache.visible.insert(dataset_id, v);
