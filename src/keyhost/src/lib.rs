@@ -45,10 +45,11 @@ pub use store as db;
 use std::path::Path;
 
 pub use config::Config;
-pub use domain::audit::{AuditProblem, AuditVerification};
+pub use domain::audit::AuditProblem;
 pub use domain::limits::Limits;
+pub use domain::verification::AuditVerification;
 pub use error::{ApiError, KeyhostError};
-pub use http::routes::router;
+pub use http::router;
 pub use http::server::{serve_blocking, spawn, RunningKeyhost};
 pub use state::AppState;
 
@@ -76,7 +77,7 @@ fn existing_database(data_dir: &Path, database: Option<&str>) -> Result<store::D
 pub fn verify_audit(data_dir: &Path, database: Option<&str>) -> Result<AuditVerification, KeyhostError> {
     let mut conn = store::open_read_only(&existing_database(data_dir, database)?)?;
     let snap = conn.snapshot()?;
-    Ok(domain::audit::verify(&snap)?)
+    Ok(domain::verification::verify(&snap)?)
 }
 
 /// [`verify_audit_db`] plus a check against a signed checkpoint (the JSON published at
@@ -118,7 +119,7 @@ pub fn verify_audit_checkpoint(
     // meanwhile (on PostgreSQL each statement would otherwise see the latest commit).
     let mut conn = store::open_read_only(&existing_database(data_dir, database)?)?;
     let conn = conn.snapshot()?;
-    let mut report = domain::audit::verify(&conn)?;
+    let mut report = domain::verification::verify(&conn)?;
     let keyhost_id = store::meta_get(&conn, "keyhost_id")?;
     let expected = match pinned {
         Some(k) => Some(k),

@@ -5,18 +5,19 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use crate::store::Connection;
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
-use crate::domain::auth_audit::Refusals;
+use crate::domain::auth_audit::{self, Refusals};
+use crate::domain::auth_failures::AuthFailures;
 use crate::domain::limits::Limits;
 use crate::domain::linear_audit;
-use crate::error::{ApiError, ApiResult, KeyhostError};
+use crate::error::{ApiError, ApiResult, KeyhostError, Reason};
 use crate::files::dir_lock::DirLock;
 use crate::files::master_key::MasterKey;
-use crate::http::rate_limit::AuthFailures;
 
 /// State shared by all handlers. Cheap to clone.
 #[derive(Clone)]
@@ -257,7 +258,33 @@ impl AppState {
         &self.inner.auth_refusals
     }
 
-    /// Failed-authentication buckets per client address (`rate_limit`).
+    /// Audit one refused authentication (bounded as `domain/auth_audit.rs` says).
+    pub async fn record_refused_auth(
+        &self,
+        why: Reason,
+        token_sha256_prefix: Option<String>,
+        path: String,
+    ) -> ApiResult<()> {
+        let rows = self
+            .auth_refusals()
+            .note(Instant::now(), why, token_sha256_prefix, &path);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.db(move |conn, _| auth_audit::write(conn, rows)).await
+    }
+
+    /// Write the repeat counts of refused authentications whose window ended (all of them when
+    /// `everything`, at stop).
+    pub fn flush_refused_auth(&self, everything: bool) -> ApiResult<()> {
+        let rows = self.auth_refusals().flush(Instant::now(), everything);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.with_db(|conn| auth_audit::write(conn, rows))
+    }
+
+    /// Failed-authentication buckets per client address (`http/rate_limit.rs`).
     pub fn auth_failures(&self) -> &AuthFailures {
         &self.inner.auth_failures
     }

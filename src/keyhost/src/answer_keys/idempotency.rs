@@ -24,21 +24,6 @@ pub const RETENTION_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// Responses larger than this are not kept; a retry of such a request is refused.
 pub const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS idempotency (
-    identity_id  INTEGER NOT NULL REFERENCES identities(id),
-    key          TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    response     BLOB,
-    created_at   INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, key)
-);";
-
-/// Create the table (called by `db::migrate`).
-pub fn migrate(conn: &Connection) -> crate::store::Result<()> {
-    crate::store::create_tables(conn, SCHEMA)
-}
-
 /// The idempotency key of one request of one identity, and the hash of its body.
 pub struct Idempotent<'a> {
     pub identity_id: i64,

@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::store;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const LAST_INDEX_KEY: &str = "audit_last_index";
+pub(crate) const LAST_INDEX_KEY: &str = "audit_last_index";
 
 pub const ISSUED: &str = "issued";
 pub const REFUSED: &str = "refused";
@@ -389,45 +389,6 @@ pub(crate) fn decode_readers(s: &str) -> crate::store::Result<Vec<i64>> {
         .collect()
 }
 
-/// The queue and the map from queue ids to log indices (`store::migrate` creates them). SQLite
-/// ids are `AUTOINCREMENT` so that an id is never reused once its row is integrated.
-const QUEUE_SQLITE: &str = r#"
-CREATE TABLE IF NOT EXISTS audit_queue (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    time       INTEGER NOT NULL,
-    identity   TEXT,
-    dataset    TEXT,
-    "column"   TEXT,
-    operation  TEXT NOT NULL,
-    params     TEXT NOT NULL,
-    rid_count  INTEGER,
-    rid_digest TEXT,
-    decision   TEXT NOT NULL,
-    reason     TEXT,
-    salt       TEXT NOT NULL,
-    readers    TEXT NOT NULL DEFAULT ''
-);
-"#;
-
-const INTEGRATED: &str = r#"
-CREATE TABLE IF NOT EXISTS audit_integrated (
-    queue_id      INTEGER PRIMARY KEY,
-    idx           INTEGER NOT NULL UNIQUE,
-    integrated_at INTEGER NOT NULL
-);
-"#;
-
-pub fn migrate(conn: &Connection) -> crate::store::Result<()> {
-    let queue = match conn.backend() {
-        store::Backend::Sqlite => QUEUE_SQLITE.to_owned(),
-        store::Backend::Postgres => {
-            store::postgres::ddl(&QUEUE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER PRIMARY KEY"))
-        }
-    };
-    conn.execute_batch(&queue)?;
-    store::create_tables(conn, INTEGRATED)
-}
-
 /// Write a queued entry into the chain after the entry `prev_index` (hash `prev_hash`), with
 /// its queue time and salt (the sequencer's step). Returns the stored entry.
 pub(crate) fn append_after(
@@ -569,89 +530,8 @@ pub fn list(conn: &Connection, f: &Filter) -> crate::store::Result<Page> {
     })
 }
 
-/// Result of checking the chain.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AuditVerification {
-    pub ok: bool,
-    pub entries: u64,
-    /// Hash of the last row (genesis hash for an empty log).
-    pub head: String,
-    pub problems: Vec<AuditProblem>,
-    /// Entries queued but not yet integrated into the chain (`sequencer.rs`); not checked here
-    /// (`POST /v1/audit/receipt` checks each receipt's promise).
-    #[serde(default)]
-    pub pending: u64,
-    /// The checkpoint checked against, if one was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<crate::domain::checkpoint::Checkpoint>,
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditProblem {
     pub index: i64,
     pub problem: String,
-}
-
-/// Recompute the whole chain and report every inconsistency.
-pub fn verify(conn: &Connection) -> crate::store::Result<AuditVerification> {
-    let mut st = conn.prepare(&format!("{SELECT} ORDER BY idx"))?;
-    let rows = st.query_map((), from_row)?;
-    let mut problems = Vec::new();
-    let mut expected_index = 1i64;
-    let mut prev = GENESIS.to_owned();
-    let mut entries = 0u64;
-    for row in rows {
-        let e = row?;
-        entries += 1;
-        if e.index != expected_index {
-            problems.push(AuditProblem {
-                index: e.index,
-                problem: format!(
-                    "index gap: expected entry {expected_index}, found {} (rows deleted or inserted)",
-                    e.index
-                ),
-            });
-        }
-        if e.prev_hash != prev {
-            problems.push(AuditProblem {
-                index: e.index,
-                problem: "prev_hash does not match the previous entry's hash \
-                          (a row was inserted or deleted before this one)"
-                    .into(),
-            });
-        }
-        if entry_hash(&e) != e.hash {
-            problems.push(AuditProblem {
-                index: e.index,
-                problem: "hash does not match the entry's contents (the row was edited)".into(),
-            });
-        }
-        expected_index = e.index + 1;
-        prev = e.hash;
-    }
-    let recorded: Option<i64> = store::meta_get(conn, LAST_INDEX_KEY)?.and_then(|s| s.parse().ok());
-    let last = expected_index - 1;
-    if let Some(r) = recorded {
-        if r != last {
-            problems.push(AuditProblem {
-                index: last,
-                problem: format!(
-                    "the log ends at entry {last} but the keyhost recorded {r} entries \
-                     (rows cut off the end or added after it)"
-                ),
-            });
-        }
-    }
-    // (a database written before the queue existed has no queue table: nothing is pending)
-    let pending: i64 = conn
-        .query_row("SELECT COUNT(*) FROM audit_queue", (), |r| r.get(0))
-        .unwrap_or(0);
-    Ok(AuditVerification {
-        ok: problems.is_empty(),
-        entries,
-        head: prev,
-        problems,
-        pending: u64::try_from(pending).unwrap_or(0),
-        checkpoint: None,
-    })
 }

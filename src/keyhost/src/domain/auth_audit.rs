@@ -3,7 +3,8 @@
 //! refusal of a minute is written at once; the repeats within that minute are counted in memory
 //! and written as one row with `"repeats": n` when the minute is over (at the next refusal, at
 //! the keyhost's periodic flush, or when it stops). At most [`MAX_KEYS`] keys are tracked; past
-//! that, refusals are counted under one key per reason with the path `"<other paths>"`.
+//! that, refusals are counted under one key per reason with the path `"<other paths>"`. The
+//! keyhost's state writes them (`AppState::record_refused_auth`, `AppState::flush_refused_auth`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +14,6 @@ use serde_json::json;
 
 use crate::domain::audit::{self, NewEntry};
 use crate::error::{ApiResult, Reason};
-use crate::state::AppState;
 
 /// Longest path (in characters) an audit row of a refused authentication keeps.
 pub const PATH_CHARS: usize = 128;
@@ -140,25 +140,8 @@ impl Refusals {
     }
 }
 
-/// Audit one refused authentication (bounded as the module docs say).
-pub async fn record(st: &AppState, why: Reason, token_sha256_prefix: Option<String>, path: String) -> ApiResult<()> {
-    let rows = st.auth_refusals().note(Instant::now(), why, token_sha256_prefix, &path);
-    if rows.is_empty() {
-        return Ok(());
-    }
-    st.db(move |conn, _| write(conn, rows)).await
-}
-
-/// Write the repeat counts of ended windows (all of them when `everything`, at stop).
-pub fn flush(st: &AppState, everything: bool) -> ApiResult<()> {
-    let rows = st.auth_refusals().flush(Instant::now(), everything);
-    if rows.is_empty() {
-        return Ok(());
-    }
-    st.with_db(|conn| write(conn, rows))
-}
-
-fn write(conn: &mut crate::store::Connection, rows: Vec<NewEntry>) -> ApiResult<()> {
+/// Write refused-authentication rows into the audit log, in one transaction.
+pub fn write(conn: &mut crate::store::Connection, rows: Vec<NewEntry>) -> ApiResult<()> {
     let tx = conn.transaction()?;
     for r in rows {
         audit::append(&tx, r)?;

@@ -19,6 +19,9 @@ use crate::domain::merkle::{self, Hash};
 
 pub const ALGORITHM: &str = "ed25519";
 
+/// The `meta` key under which the sequencer stores the checkpoint it signed after its last batch.
+pub(crate) const STORED_KEY: &str = "audit_checkpoint";
+
 /// A signed checkpoint, as published at `GET /v1/audit/checkpoint`. Binary fields are base64.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -46,13 +49,20 @@ pub fn leaves(conn: &Connection) -> crate::store::Result<Vec<Hash>> {
 pub fn create(conn: &Connection, keyhost_id: &str, signer: &SigningKey) -> crate::store::Result<Checkpoint> {
     let size: Option<i64> = conn.query_row("SELECT MAX(idx) FROM audit", (), |r| r.get(0))?;
     let size = size.unwrap_or(0);
-    if let Some(cp) = crate::domain::sequencer::stored_checkpoint(conn, u64::try_from(size).unwrap_or(0))? {
+    if let Some(cp) = stored_checkpoint(conn, u64::try_from(size).unwrap_or(0))? {
         if cp.keyhost_id == keyhost_id && cp.public_key == B64.encode(signer.verifying_key().to_bytes()) {
             return Ok(cp);
         }
     }
     let leaves = leaves(conn)?;
     Ok(sign(keyhost_id, signer, leaves.len() as u64, &merkle::root(&leaves)))
+}
+
+/// The checkpoint the last batch signed, if it covers a log of `size` entries.
+pub fn stored_checkpoint(conn: &Connection, size: u64) -> crate::store::Result<Option<Checkpoint>> {
+    Ok(crate::store::meta_get(conn, STORED_KEY)?
+        .and_then(|s| serde_json::from_str::<Checkpoint>(&s).ok())
+        .filter(|c| c.tree_size == size))
 }
 
 /// Sign a checkpoint of a tree of `tree_size` leaves with `root`, now.

@@ -142,36 +142,3 @@ pub fn list_for_owner(conn: &Connection, owner_id: i64) -> crate::store::Result<
 pub fn manages(who: &Identity, target: &Identity) -> bool {
     who.role == Role::Admin || (who.role == Role::Owner && target.manager_id == Some(who.id))
 }
-
-/// The identity `name` as `who` addresses it when granting or issuing tokens. An admin names
-/// any identity. An owner names its own identities by their short name (`worker` for
-/// `clinic/worker`) or full name, identities another owner shared with it by their full name,
-/// and keyhost-wide identities (created by an admin) by their name. Anything else is refused
-/// exactly as an unknown name is, so owners cannot probe other organisations' identities.
-pub fn resolve(conn: &Connection, who: &Identity, name: &str) -> ApiResult<Identity> {
-    if who.role == Role::Admin {
-        return require(conn, name);
-    }
-    if who.role == Role::Owner {
-        if let Some(own) = find_by_name(conn, &crate::domain::orgs::qualified(who, name))? {
-            if own.manager_id == Some(who.id) {
-                return Ok(own);
-            }
-        }
-        if let Some(i) = find_by_name(conn, name)? {
-            let visible = i.id == who.id
-                || i.manager_id == Some(who.id)
-                || (i.manager_id.is_none() && i.role != Role::Admin)
-                || crate::domain::orgs::is_shared(conn, i.id, who.id)?;
-            if visible {
-                return Ok(i);
-            }
-        }
-    }
-    Err(ApiError::not_found(format!(
-        "identity '{name}' does not exist on this keyhost or is not one you manage; an owner creates \
-         its own with session.create_identity('{name}') (named '{}/{name}'), another owner's identity \
-         is usable only after its manager shares it with you",
-        who.name
-    )))
-}

@@ -18,35 +18,6 @@ use crate::domain::columns::{self, Column};
 use crate::error::{ApiError, ApiResult};
 use crate::files::master_key::MasterKey;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS join_domains (
-    id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    key_sealed BLOB NOT NULL,
-    created_by TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    -- the owner whose domain it is; (owner_id, name) is unique among domains not retired
-    owner_id   INTEGER NOT NULL REFERENCES identities(id),
-    -- set when the domain's key was rotated: columns registered before keep this key
-    retired_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS column_join_domains (
-    column_id INTEGER PRIMARY KEY REFERENCES columns(id),
-    domain_id INTEGER NOT NULL REFERENCES join_domains(id)
-);
-CREATE TABLE IF NOT EXISTS issued_match_constants (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    column_id   INTEGER NOT NULL REFERENCES columns(id),
-    digest      TEXT NOT NULL,
-    first_audit INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, column_id, digest)
-);
-"#;
-
-pub fn migrate(conn: &Connection) -> crate::store::Result<()> {
-    crate::store::create_tables(conn, SCHEMA)
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct JoinDomain {
     pub id: i64,

@@ -8,10 +8,12 @@
 //! - how much: `budget` and `dp/` (privacy budgets and noise), `linear_audit/` (the disclosure
 //!   rule for exact answers), `score_span`;
 //! - the log: `audit` (entries, hash chain), `sequencer` (integrates queued entries), `merkle`
-//!   and `checkpoint` (signed tree heads), `auth_audit` (refused authentications, bounded).
+//!   and `checkpoint` (signed tree heads), `verification` (the chain, against a checkpoint), `auth_audit` and
+//!   `auth_failures` (refused authentications: audited, bounded; counted per address).
 
 pub mod audit;
 pub mod auth_audit;
+pub mod auth_failures;
 pub mod budget;
 pub mod checkpoint;
 pub mod columns;
@@ -33,3 +35,4 @@ pub mod populations;
 pub mod score_span;
 pub mod sequencer;
 pub mod tokens;
+pub mod verification;

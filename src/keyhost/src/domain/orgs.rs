@@ -14,42 +14,8 @@ use crate::store::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::clock;
-use crate::domain::identities::{Identity, Role};
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS identity_shares (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    owner_id    INTEGER NOT NULL REFERENCES identities(id),
-    created_at  INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, owner_id)
-);
--- a removed member keeps its row (removed_at set): it still holds the keys it was given
-CREATE TABLE IF NOT EXISTS join_domain_members (
-    domain_id  INTEGER NOT NULL REFERENCES join_domains(id),
-    owner_id   INTEGER NOT NULL REFERENCES identities(id),
-    created_at INTEGER NOT NULL,
-    removed_at INTEGER,
-    PRIMARY KEY (domain_id, owner_id)
-);
--- an analyst an owner made the lead of its identities: it issues and revokes their tokens, each
--- living at most max_ttl_seconds and not beyond expires_at (the delegation's own end)
-CREATE TABLE IF NOT EXISTS token_delegations (
-    identity_id     INTEGER NOT NULL REFERENCES identities(id),
-    max_ttl_seconds INTEGER NOT NULL,
-    expires_at      INTEGER NOT NULL,
-    created_at      INTEGER NOT NULL,
-    PRIMARY KEY (identity_id)
-);
-CREATE TABLE IF NOT EXISTS audit_readers (
-    idx      INTEGER NOT NULL,
-    owner_id INTEGER NOT NULL,
-    PRIMARY KEY (owner_id, idx)
-);
-"#;
-
-pub fn migrate(conn: &Connection) -> crate::store::Result<()> {
-    crate::store::create_tables(conn, SCHEMA)
-}
+use crate::domain::identities::{self, Identity, Role};
+use crate::error::{ApiError, ApiResult};
 
 /// The organisation an identity acts for: an owner (or admin) is its own organisation; an
 /// identity an owner created belongs to that owner; a keyhost-wide member (created by an
@@ -70,6 +36,39 @@ pub fn qualified(owner: &Identity, name: &str) -> String {
     } else {
         format!("{prefix}{name}")
     }
+}
+
+/// The identity `name` as `who` addresses it when granting or issuing tokens. An admin names
+/// any identity. An owner names its own identities by their short name (`worker` for
+/// `clinic/worker`) or full name, identities another owner shared with it by their full name,
+/// and keyhost-wide identities (created by an admin) by their name. Anything else is refused
+/// exactly as an unknown name is, so owners cannot probe other organisations' identities.
+pub fn resolve(conn: &Connection, who: &Identity, name: &str) -> ApiResult<Identity> {
+    if who.role == Role::Admin {
+        return identities::require(conn, name);
+    }
+    if who.role == Role::Owner {
+        if let Some(own) = identities::find_by_name(conn, &qualified(who, name))? {
+            if own.manager_id == Some(who.id) {
+                return Ok(own);
+            }
+        }
+        if let Some(i) = identities::find_by_name(conn, name)? {
+            let visible = i.id == who.id
+                || i.manager_id == Some(who.id)
+                || (i.manager_id.is_none() && i.role != Role::Admin)
+                || is_shared(conn, i.id, who.id)?;
+            if visible {
+                return Ok(i);
+            }
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "identity '{name}' does not exist on this keyhost or is not one you manage; an owner creates \
+         its own with session.create_identity('{name}') (named '{}/{name}'), another owner's identity \
+         is usable only after its manager shares it with you",
+        who.name
+    )))
 }
 
 /// Whether `identity_id` was shared with the owner `owner_id` by its manager.

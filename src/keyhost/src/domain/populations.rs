@@ -22,17 +22,6 @@ use crate::store::{params, Connection, OptionalExtension};
 use crate::domain::datasets::Dataset;
 use crate::error::{reason, ApiError, ApiResult};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS dataset_populations (
-    dataset_id INTEGER PRIMARY KEY REFERENCES datasets(id),
-    population TEXT NOT NULL
-);
-";
-
-pub fn migrate(conn: &Connection) -> crate::store::Result<()> {
-    crate::store::create_tables(conn, SCHEMA)
-}
-
 /// The population label of a dataset, if its owner declared one.
 pub fn of(conn: &Connection, dataset_id: i64) -> crate::store::Result<Option<String>> {
     conn.prepare_cached("SELECT population FROM dataset_populations WHERE dataset_id = ?1")?

@@ -6,7 +6,7 @@
 //! integrates it.
 //!
 //! Who integrates:
-//! - every keyhost runs a background task ([`run`]) that integrates every
+//! - every keyhost runs a background task (`http/background.rs`) that integrates every
 //!   [`Settings::batch_interval`]; on PostgreSQL only the replica holding the session advisory
 //!   lock `postgres::SEQUENCER_LEADER` (on a connection of its own) does: the leader. When the
 //!   leader's process dies, PostgreSQL releases its lock and the next replica to try takes over;
@@ -35,7 +35,6 @@ use crate::store::{self, params, Connection, OptionalExtension};
 pub const MAX_BATCH: usize = 20_000;
 
 const FRONTIER_KEY: &str = "audit_frontier";
-const CHECKPOINT_KEY: &str = "audit_checkpoint";
 
 /// How the sequencer runs (environment variables read at start, `docs/keyhost.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +244,11 @@ pub fn integrate(conn: &mut Connection, keyhost_id: &str, signer: &SigningKey, m
         &serde_json::to_string(&frontier).map_err(json_error)?,
     )?;
     let cp = checkpoint::sign(keyhost_id, signer, size, &frontier_root(&nodes));
-    store::meta_set(&tx, CHECKPOINT_KEY, &serde_json::to_string(&cp).map_err(json_error)?)?;
+    store::meta_set(
+        &tx,
+        checkpoint::STORED_KEY,
+        &serde_json::to_string(&cp).map_err(json_error)?,
+    )?;
     tx.commit()?;
     Ok(Batch {
         integrated: queued.len(),
@@ -267,13 +270,6 @@ pub fn integrate_all(conn: &mut Connection, keyhost_id: &str, signer: &SigningKe
             return Ok(total);
         }
     }
-}
-
-/// The checkpoint the last batch signed, if it covers a log of `size` entries.
-pub fn stored_checkpoint(conn: &Connection, size: u64) -> store::Result<Option<Checkpoint>> {
-    Ok(store::meta_get(conn, CHECKPOINT_KEY)?
-        .and_then(|s| serde_json::from_str::<Checkpoint>(&s).ok())
-        .filter(|c| c.tree_size == size))
 }
 
 /// What `POST /v1/audit/receipt` answers.
@@ -390,87 +386,6 @@ pub fn verify_receipt(
     out.audit_index = Some(index);
     out.leaf_hash = Some(B64.encode(audit::leaf_hash(&entry)));
     Ok(out)
-}
-
-/// The background sequencer of a keyhost (see the module docs); returns when `stop` fires.
-/// `leader_db` is the PostgreSQL database (the leader lock needs a connection of its own);
-/// `None` on SQLite, where it integrates through the keyhost's own connection.
-pub async fn run(
-    state: crate::state::AppState,
-    leader_db: Option<store::Database>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let interval = state.sequencing().batch_interval;
-    if interval.is_zero() {
-        return;
-    }
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let leader = std::sync::Arc::new(std::sync::Mutex::new(LeaderSlot::default()));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let st = state.clone();
-        let (leader, leader_db) = (leader.clone(), leader_db.clone());
-        let res = tokio::task::spawn_blocking(move || -> store::Result<()> {
-            match leader_db {
-                None => st
-                    .with_db(|conn| {
-                        integrate_all(conn, st.keyhost_id(), st.signer())
-                            .map(|_| ())
-                            .map_err(crate::error::ApiError::from)
-                    })
-                    .map_err(|e| store::Error::Schema(e.message)),
-                Some(database) => {
-                    let mut slot = leader.lock().map_err(|_| store::Error::Schema("sequencer".into()))?;
-                    slot.tick(&database, st.keyhost_id(), st.signer())
-                }
-            }
-        })
-        .await;
-        if let Ok(Err(e)) = res {
-            eprintln!("ghostpii keyhost: the audit sequencer could not integrate a batch (it retries): {e}");
-        }
-    }
-}
-
-/// A replica's claim to lead the sequencer on PostgreSQL: its own connection and whether it
-/// holds the leader lock on it.
-#[derive(Default)]
-struct LeaderSlot {
-    conn: Option<Connection>,
-    leader: bool,
-}
-
-impl LeaderSlot {
-    fn tick(&mut self, database: &store::Database, keyhost_id: &str, signer: &SigningKey) -> store::Result<()> {
-        if self.conn.is_none() {
-            self.conn = Some(store::open(database)?);
-            self.leader = false;
-        }
-        let conn = self.conn.as_mut().expect("set above");
-        let res = (|| {
-            if !self.leader {
-                self.leader = conn.query_row(
-                    &format!("SELECT pg_try_advisory_lock({})", store::postgres::SEQUENCER_LEADER),
-                    (),
-                    |r| r.get(0),
-                )?;
-            }
-            if self.leader {
-                integrate_all(conn, keyhost_id, signer)?;
-            }
-            Ok(())
-        })();
-        if res.is_err() {
-            // the connection (and with it the leader lock) may be gone: claim it afresh
-            self.conn = None;
-            self.leader = false;
-        }
-        res
-    }
 }
 
 #[cfg(test)]

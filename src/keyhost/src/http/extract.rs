@@ -142,5 +142,5 @@ async fn audit_auth_refusal(
     token_sha256: Option<String>,
     why: Reason,
 ) -> Result<(), ApiError> {
-    crate::domain::auth_audit::record(state, why, token_sha256, path).await
+    state.record_refused_auth(why, token_sha256, path).await
 }

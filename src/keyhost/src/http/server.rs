@@ -10,9 +10,10 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::data_dir;
-use crate::domain::{auth_audit, sequencer};
+use crate::domain::auth_audit;
 use crate::error::KeyhostError;
-use crate::http::routes::router;
+use crate::http::background;
+use crate::http::router;
 use crate::state::AppState;
 
 /// A keyhost running on its own tokio runtime in a background thread.
@@ -102,17 +103,21 @@ async fn serve(
             loop {
                 tick.tick().await;
                 let st = st.clone();
-                let _ = st.clone().blocking(move || auth_audit::flush(&st, false)).await;
+                let _ = st.clone().blocking(move || st.flush_refused_auth(false)).await;
             }
         })
     };
     let (stop_sequencer, stopped) = tokio::sync::watch::channel(false);
-    let sequencer = tokio::spawn(sequencer::run(state.clone(), state.database().cloned(), stopped));
+    let sequencer = tokio::spawn(background::run_sequencer(
+        state.clone(),
+        state.database().cloned(),
+        stopped,
+    ));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     flusher.abort();
     let st = state.clone();
-    let flushed = state.blocking(move || auth_audit::flush(&st, true)).await;
+    let flushed = state.blocking(move || st.flush_refused_auth(true)).await;
     let _ = stop_sequencer.send(true);
     let _ = sequencer.await;
     // a clean stop integrates what is queued (a killed keyhost leaves it to the next sequencer)

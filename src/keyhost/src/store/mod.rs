@@ -8,9 +8,9 @@
 //! instead of `INSERT OR IGNORE / OR REPLACE`, `INSERT .. RETURNING id` instead of
 //! `last_insert_rowid()`, `CAST(SUM(x) AS INTEGER)` only where a sum must stay an integer
 //! (PostgreSQL's `SUM` of integers is `numeric`, which the interface reads back as an
-//! integer when it has no fraction), and quote the audit table's `"column"`. A module
-//! that needs a new table appends its `CREATE TABLE IF NOT EXISTS` to [`SCHEMA`] below (or
-//! keeps it in its own constant and calls [`create_tables`] from [`migrate`]). Every write
+//! integer when it has no fraction), and quote the audit table's `"column"`. Every table
+//! is defined in `schema.rs`, which [`migrate`] creates at start: a module that needs a new table
+//! adds its `CREATE TABLE IF NOT EXISTS` there. Every write
 //! that must see a consistent state runs in a transaction: `conn.transaction()` for
 //! administrative and schema writes (on PostgreSQL it takes the keyhost-wide write lock
 //! exclusively), `conn.transaction_scoped(&[lock_key(..)])` for answers and rid allocations
@@ -19,12 +19,14 @@
 
 mod connection;
 pub mod postgres;
+mod schema;
 mod sqlite;
 mod value;
 
 use std::path::{Path, PathBuf};
 
 pub use connection::{get0, Connection, OptionalExtension, Rows, Statement, Transaction};
+pub use schema::{migrate, SCHEMA_VERSION};
 pub use value::{FromSql, Params, Row, ToSql, Value};
 
 /// `params![a, b, ..]`: parameters of mixed types for one statement.
@@ -184,156 +186,6 @@ pub fn open_sqlite(path: &Path) -> Result<Connection> {
     open(&Database::Sqlite(path.to_path_buf()))
 }
 
-/// Version 2 added the `score`, `moments`, `match`, `group` and `link` grant operations and their
-/// tables. A version-1 database is refused at start (there is no upgrade path yet: its grants
-/// table's CHECK constraint would refuse the new operations). Version 3 scoped dataset and join
-/// domain names per owner (`UNIQUE (owner_id, name)`), added owner-managed identities
-/// (`identities.manager_id`, `identity_shares`), join-domain membership and the audit readers
-/// index (`orgs.rs`), and the `search` operation to the grants' CHECK constraint; older databases
-/// are refused the same way.
-pub const SCHEMA_VERSION: i64 = 3;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identities (
-    id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL UNIQUE,
-    role       TEXT NOT NULL CHECK (role IN ('admin', 'owner', 'member')),
-    created_at INTEGER NOT NULL,
-    -- the owner that created and manages this identity (NULL: created by an admin, keyhost-wide)
-    manager_id INTEGER REFERENCES identities(id)
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id          INTEGER PRIMARY KEY,
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    hash        TEXT NOT NULL UNIQUE,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER,
-    revoked_at  INTEGER
-);
-CREATE INDEX IF NOT EXISTS tokens_identity ON tokens(identity_id);
-CREATE TABLE IF NOT EXISTS datasets (
-    id         INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    owner_id   INTEGER NOT NULL REFERENCES identities(id),
-    next_rid   INTEGER NOT NULL DEFAULT 1,
-    created_at INTEGER NOT NULL,
-    UNIQUE (owner_id, name)
-);
-CREATE TABLE IF NOT EXISTS columns (
-    id            INTEGER PRIMARY KEY,
-    dataset_id    INTEGER NOT NULL REFERENCES datasets(id),
-    name          TEXT NOT NULL,
-    dtype         TEXT NOT NULL,
-    scale         INTEGER NOT NULL,
-    bounds_lo     INTEGER,
-    bounds_hi     INTEGER,
-    facets        TEXT NOT NULL,
-    meta          TEXT,
-    ord_offset    INTEGER,
-    ord_bits      INTEGER,
-    current_epoch INTEGER NOT NULL,
-    created_at    INTEGER NOT NULL,
-    UNIQUE (dataset_id, name)
-);
-CREATE TABLE IF NOT EXISTS column_epochs (
-    column_id  INTEGER NOT NULL REFERENCES columns(id),
-    epoch      INTEGER NOT NULL,
-    key_nonce  BLOB NOT NULL,
-    key_sealed BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (column_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS rid_ranges (
-    id        INTEGER PRIMARY KEY,
-    column_id INTEGER NOT NULL REFERENCES columns(id),
-    start     INTEGER NOT NULL,
-    count     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rid_ranges_column ON rid_ranges(column_id);
-CREATE TABLE IF NOT EXISTS grants (
-    id          INTEGER PRIMARY KEY,
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-    column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link')),
-    params      TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    revoked_at  INTEGER
-);
-CREATE INDEX IF NOT EXISTS grants_lookup ON grants(identity_id, dataset_id, column_name);
-CREATE TABLE IF NOT EXISTS audit (
-    idx        INTEGER PRIMARY KEY,
-    time       INTEGER NOT NULL,
-    identity   TEXT,
-    dataset    TEXT,
-    "column"   TEXT,
-    operation  TEXT NOT NULL,
-    params     TEXT NOT NULL,
-    rid_count  INTEGER,
-    rid_digest TEXT,
-    decision   TEXT NOT NULL,
-    reason     TEXT,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL,
-    salt       TEXT NOT NULL DEFAULT ''
-);
--- Distinct comparison constants issued per identity and column (for max_constants).
-CREATE TABLE IF NOT EXISTS issued_constants (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    column_id   INTEGER NOT NULL REFERENCES columns(id),
-    constant    INTEGER NOT NULL,
-    first_audit INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, column_id, constant)
-);
--- Privacy budget ledger per identity x dataset: sums of the answers' (epsilon, delta, rho) and
--- the total (epsilon, delta) an owner or admin set (NULL: grant budget or keyhost default).
-CREATE TABLE IF NOT EXISTS budget_ledger (
-    identity_id   INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id    INTEGER NOT NULL REFERENCES datasets(id),
-    epsilon_sum   REAL NOT NULL DEFAULT 0,
-    delta_sum     REAL NOT NULL DEFAULT 0,
-    rho_sum       REAL NOT NULL DEFAULT 0,
-    answers       INTEGER NOT NULL DEFAULT 0,
-    total_epsilon REAL,
-    total_delta   REAL,
-    PRIMARY KEY (identity_id, dataset_id)
-);
--- Each distinct DP request charged once (repeats return the same noise and cost nothing).
-CREATE TABLE IF NOT EXISTS budget_charges (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-    request     TEXT NOT NULL,
-    epsilon     REAL NOT NULL,
-    delta       REAL NOT NULL,
-    rho         REAL NOT NULL,
-    audit_index INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, dataset_id, request)
-);
--- Linear audit of exact sums per identity x dataset (see linear_audit/): the encoded state and a
--- generation that in-memory caches must match.
-CREATE TABLE IF NOT EXISTS linear_audit (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-    generation  INTEGER NOT NULL,
-    answered    INTEGER NOT NULL,
-    state       BLOB NOT NULL,
-    PRIMARY KEY (identity_id, dataset_id)
-);
--- Weight vectors of score answer keys that enlarged the span of those answered per identity x
--- dataset (score_span.rs): `vector` is `column_id:weight,...` sorted by column id.
-CREATE TABLE IF NOT EXISTS score_vectors (
-    identity_id INTEGER NOT NULL REFERENCES identities(id),
-    dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
-    vector      TEXT NOT NULL,
-    first_audit INTEGER NOT NULL,
-    PRIMARY KEY (identity_id, dataset_id, vector)
-);
-"#;
-
 /// DDL written for SQLite (see the module doc), as this connection's backend needs it.
 pub fn ddl(backend: Backend, sqlite_ddl: &str) -> String {
     match backend {
@@ -345,29 +197,6 @@ pub fn ddl(backend: Backend, sqlite_ddl: &str) -> String {
 /// Create the tables of `sqlite_ddl` (`CREATE TABLE IF NOT EXISTS ..`) on this backend.
 pub fn create_tables(conn: &Connection, sqlite_ddl: &str) -> Result<()> {
     conn.execute_batch(&ddl(conn.backend(), sqlite_ddl))
-}
-
-/// Create the tables if they do not exist and record the schema version, in one transaction
-/// (on PostgreSQL under the write lock, so replicas starting together do not race). A
-/// database written with another schema version is refused (no upgrade path is written yet;
-/// see [`SCHEMA_VERSION`]).
-pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction()?;
-    create_tables(&tx, SCHEMA)?;
-    crate::answer_keys::idempotency::migrate(&tx)?;
-    crate::domain::audit::migrate(&tx)?;
-    crate::domain::join_domains::migrate(&tx)?;
-    crate::domain::populations::migrate(&tx)?;
-    crate::domain::orgs::migrate(&tx)?;
-    if let Some(v) = meta_get(&tx, "schema_version")? {
-        if v != SCHEMA_VERSION.to_string() {
-            return Err(Error::Schema(format!(
-                "the keyhost database has schema version {v}; this keyhost reads version {SCHEMA_VERSION}"
-            )));
-        }
-    }
-    meta_set(&tx, "schema_version", &SCHEMA_VERSION.to_string())?;
-    tx.commit()
 }
 
 pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::bare;
 use super::layout;
 use super::session::{Console, Flash};
 use crate::error::{ApiError, ApiResult};
@@ -48,7 +49,7 @@ pub fn done(c: &Console, result: ApiResult<String>, to: &str) -> Response {
             c.flash(false, f.text);
         }
     }
-    layout::redirect(to)
+    bare::redirect(to)
 }
 
 /// A page that could not be built (unknown dataset, not its owner, database failure).

@@ -14,9 +14,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 use super::api;
-use super::datasets::managed;
 use super::html::{esc, options, row, seg, table};
 use super::layout;
+use super::lookup::managed;
 use super::session::Console;
 use crate::clock;
 use crate::domain::audit::{self, Entry};

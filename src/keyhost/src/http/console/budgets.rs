@@ -7,26 +7,16 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::api;
-use super::charts;
-use super::datasets::managed;
+use super::charts::{self, BudgetRow};
 use super::html::{csrf_field, esc, link, num, row, seg, table};
 use super::layout;
+use super::lookup::managed;
 use super::session::{Console, ConsolePost};
 use crate::domain::budget;
 use crate::domain::datasets::Dataset;
 use crate::error::{ApiError, ApiResult};
 use crate::http::routes::budget as api_budget;
 use crate::state::AppState;
-
-/// One identity's budget state on a dataset.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BudgetRow {
-    pub identity: String,
-    pub epsilon_spent: f64,
-    pub epsilon_total: Option<f64>,
-    /// δ of the total (every mechanism counts in one (ε, δ) total).
-    pub delta: Option<f64>,
-}
 
 /// Identities with a budget account or an active aggregate grant on `ds`, with their state
 /// as `GET /v1/budget` reports it.

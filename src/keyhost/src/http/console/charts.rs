@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use super::budgets::BudgetRow;
 use super::html::{esc, num};
 use crate::clock;
 
@@ -12,6 +11,16 @@ const ISSUED: &str = "#2e7d4f";
 const REFUSED: &str = "#c0392b";
 const SPENT: &str = "#3566a8";
 const TRACK: &str = "#e3e8ef";
+
+/// One identity's budget state on a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRow {
+    pub identity: String,
+    pub epsilon_spent: f64,
+    pub epsilon_total: Option<f64>,
+    /// δ of the total (every mechanism counts in one (ε, δ) total).
+    pub delta: Option<f64>,
+}
 
 /// Answer keys in one span of time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,10 +7,11 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::api;
-use super::budgets::{self, BudgetRow};
-use super::charts::{self, Bucket};
+use super::budgets;
+use super::charts::{self, Bucket, BudgetRow};
 use super::html::{esc, link, row, seg, table};
 use super::layout;
+use super::lookup::{columns_of, managed};
 use super::session::Console;
 use crate::domain::columns::{self, Column};
 use crate::domain::datasets::{self, Dataset};
@@ -23,31 +24,6 @@ use crate::state::AppState;
 pub const ANSWER_OPS: &str = "('sum', 'decrypt', 'compare', 'score')";
 /// Bars of the activity chart.
 const BUCKETS: i64 = 24;
-
-/// The dataset called `name`, if `who` may manage it (admin or its owner).
-pub fn managed(conn: &Connection, who: &Identity, name: &str) -> ApiResult<Dataset> {
-    let ds = datasets::resolve(conn, who, name, None)?;
-    policy::require_manage(who, &ds, "open the console pages")?;
-    Ok(ds)
-}
-
-/// Every registered column of a dataset, with its number of key epochs.
-pub fn columns_of(conn: &Connection, dataset_id: i64) -> ApiResult<Vec<(Column, i64)>> {
-    let mut st = conn.prepare(
-        "SELECT c.id, (SELECT COUNT(*) FROM column_epochs e WHERE e.column_id = c.id)
-         FROM columns c WHERE c.dataset_id = ?1 ORDER BY c.id",
-    )?;
-    let ids = st
-        .query_map([dataset_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-        .collect::<crate::store::Result<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, epochs) in ids {
-        if let Some(c) = columns::find_by_id(conn, id)? {
-            out.push((c, epochs));
-        }
-    }
-    Ok(out)
-}
 
 /// The datasets `who` manages: all for an admin, its own for an owner.
 fn managed_list(conn: &Connection, who: &Identity) -> ApiResult<Vec<(Dataset, usize, usize)>> {

@@ -12,9 +12,10 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::api;
-use super::datasets::{columns_of, managed};
+use super::bare;
 use super::html::{csrf_field, esc, link, options, row, seg, table};
 use super::layout;
+use super::lookup::{columns_of, managed};
 use super::session::{Console, ConsolePost, Flash};
 use crate::domain::datasets::Dataset;
 use crate::domain::grants::{self, Grant};
@@ -282,7 +283,7 @@ pub async fn create(State(st): State<AppState>, Path(name): Path<String>, p: Con
                     p.field("column")
                 ),
             );
-            layout::redirect(&format!("/console/datasets/{}/grants", seg(&name)))
+            bare::redirect(&format!("/console/datasets/{}/grants", seg(&name)))
         }
         Err(e) => {
             let who = p.c.who.clone();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::api;
+use super::bare;
 use super::html::{button_form, csrf_field, esc, options, row, table};
 use super::layout;
 use super::session::{Console, ConsolePost};
@@ -217,7 +218,7 @@ pub async fn issue(State(st): State<AppState>, p: ConsolePost) -> Response {
     if let Err(e) = result {
         return api::done(&p.c, Err(e), "/console/identities");
     }
-    layout::redirect("/console/identities")
+    bare::redirect("/console/identities")
 }
 
 /// `POST /console/tokens/{token_id}/revoke`
@@ -248,5 +249,5 @@ pub async fn rotate(State(st): State<AppState>, p: ConsolePost) -> Response {
     if let Err(e) = result {
         return api::done(&p.c, Err(e), "/console/identities");
     }
-    layout::redirect("/console/identities")
+    bare::redirect("/console/identities")
 }

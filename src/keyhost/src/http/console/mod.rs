@@ -11,14 +11,17 @@
 
 mod api;
 mod audit;
+mod bare;
 mod budgets;
 mod charts;
 mod checkpoint;
+mod cookies;
 mod datasets;
 mod grants;
 pub mod html;
 mod identities;
 mod layout;
+mod lookup;
 mod session;
 
 use axum::response::Redirect;
@@ -27,12 +30,12 @@ use axum::{Extension, Router};
 
 use crate::state::AppState;
 
-/// The console's routes, mounted by [`crate::http::routes::router`].
+/// The console's routes, mounted by [`crate::http::router`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/datasets") }))
         .route("/console/", get(|| async { Redirect::to("/console/datasets") }))
-        .route("/console/style.css", get(layout::stylesheet))
+        .route("/console/style.css", get(bare::stylesheet))
         .route("/console/login", get(session::login_form).post(session::login))
         .route("/console/logout", post(session::logout))
         .route("/console/datasets", get(datasets::list))

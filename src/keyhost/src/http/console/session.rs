@@ -16,21 +16,15 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use rand::rngs::OsRng;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::layout;
+use super::bare;
+use super::cookies::{cookie, ct_eq, random_hex, set_cookie, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::domain::identities::{Identity, Role};
 use crate::http::extract::Caller;
 use crate::state::AppState;
 
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "gp_console";
-/// Name of the sign-in form's double-submit cookie (CSRF of the sign-in form itself).
-pub const LOGIN_COOKIE: &str = "gp_console_login";
 /// A session unused for this long is forgotten.
 const IDLE: Duration = Duration::from_secs(8 * 3600);
 /// Most sessions kept at once (the least recently used goes first).
@@ -58,20 +52,9 @@ pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Session>>>,
 }
 
-/// 32 random bytes from the OS, hex.
-pub fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    OsRng.fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 /// Sessions are stored under the SHA-256 of their id, never the id itself.
 fn key(session_id: &str) -> String {
     hex::encode(Sha256::digest(session_id.as_bytes()))
-}
-
-pub fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 impl Sessions {
@@ -143,31 +126,11 @@ impl Sessions {
     }
 }
 
-/// The value of cookie `name` in the request, if any.
-pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// A `Set-Cookie` value with the console's flags (`max_age` 0 deletes the cookie).
-pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
-    let v = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict{age}");
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("gp_console=; Max-Age=0"))
-}
-
 /// Authenticate `token` exactly as the API does (the [`Caller`] extractor, with the
 /// request's own parts), then require a role that may use the console.
 pub async fn authenticate(parts: &mut Parts, state: &AppState, token: &str) -> Result<Identity, Response> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| layout::login_page(StatusCode::UNAUTHORIZED, Some("that is not a keyhost token")))?;
+        .map_err(|_| bare::login_page(StatusCode::UNAUTHORIZED, Some("that is not a keyhost token")))?;
     value.set_sensitive(true);
     let previous = parts.headers.insert(header::AUTHORIZATION, value);
     let result = Caller::from_request_parts(parts, state).await;
@@ -175,9 +138,9 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState, token: &str) -> R
         Some(p) => parts.headers.insert(header::AUTHORIZATION, p),
         None => parts.headers.remove(header::AUTHORIZATION),
     };
-    let Caller(who) = result.map_err(|e| layout::login_page(e.status, Some(&e.message)))?;
+    let Caller(who) = result.map_err(|e| bare::login_page(e.status, Some(&e.message)))?;
     if who.role == Role::Member {
-        return Err(layout::refused_member(&who));
+        return Err(bare::refused_member(&who));
     }
     Ok(who)
 }
@@ -241,10 +204,10 @@ impl FromRequestParts<AppState> for Console {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let sessions = sessions_of(parts);
         let Some(session_id) = cookie(parts, SESSION_COOKIE) else {
-            return Err(layout::login_page(StatusCode::UNAUTHORIZED, None));
+            return Err(bare::login_page(StatusCode::UNAUTHORIZED, None));
         };
         let Some((token, csrf)) = sessions.touch(&session_id) else {
-            return Err(layout::login_page(
+            return Err(bare::login_page(
                 StatusCode::UNAUTHORIZED,
                 Some("your console session has ended; sign in again"),
             ));
@@ -280,13 +243,13 @@ impl ConsolePost {
 async fn read_form(body: axum::body::Body) -> Result<HashMap<String, String>, Response> {
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| layout::error_page(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large"))?;
+        .map_err(|_| bare::error_page(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large"))?;
     serde_urlencoded::from_bytes(&bytes)
-        .map_err(|e| layout::error_page(StatusCode::BAD_REQUEST, &format!("malformed form: {e}")))
+        .map_err(|e| bare::error_page(StatusCode::BAD_REQUEST, &format!("malformed form: {e}")))
 }
 
 fn csrf_refused() -> Response {
-    layout::error_page(
+    bare::error_page(
         StatusCode::FORBIDDEN,
         "the form's CSRF token is missing or wrong (a form from another site, or from an \
          earlier session): nothing was changed. Reload the page and submit the form again.",
@@ -309,7 +272,7 @@ impl FromRequest<AppState> for ConsolePost {
 
 /// `GET /console/login`: the sign-in form, with a fresh double-submit cookie.
 pub async fn login_form() -> Response {
-    layout::login_page(StatusCode::OK, None)
+    bare::login_page(StatusCode::OK, None)
 }
 
 /// `POST /console/login` (`token`, `login_csrf`): start a session for an admin or owner.
@@ -326,14 +289,14 @@ pub async fn login(state: axum::extract::State<AppState>, req: Request) -> Respo
     }
     let token = Zeroizing::new(form.get("token").map(|t| t.trim().to_owned()).unwrap_or_default());
     if token.is_empty() {
-        return layout::login_page(StatusCode::UNAUTHORIZED, Some("paste an admin or owner token"));
+        return bare::login_page(StatusCode::UNAUTHORIZED, Some("paste an admin or owner token"));
     }
     if let Err(page) = authenticate(&mut parts, &state, &token).await {
         return page;
     }
     let sessions = sessions_of(&parts);
     let id = sessions.create(token);
-    let mut resp = layout::redirect("/console/datasets");
+    let mut resp = bare::redirect("/console/datasets");
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, None));
     h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", Some(0)));
@@ -343,7 +306,7 @@ pub async fn login(state: axum::extract::State<AppState>, req: Request) -> Respo
 /// `POST /console/logout`: forget the session (CSRF-checked like every POST).
 pub async fn logout(post: ConsolePost) -> Response {
     post.c.sessions.remove(&post.c.session_id);
-    let mut resp = layout::redirect("/console/login");
+    let mut resp = bare::redirect("/console/login");
     resp.headers_mut()
         .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0)));
     resp

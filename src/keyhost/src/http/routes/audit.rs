@@ -8,6 +8,7 @@ use crate::clock;
 use crate::domain::audit::{self, Filter, NewEntry};
 use crate::domain::datasets;
 use crate::domain::policy;
+use crate::domain::verification;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, Caller};
 use crate::state::AppState;
@@ -121,7 +122,7 @@ pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResul
         guard(conn, &entry, policy::require_admin(&who, "verify the audit log"))?;
         st.integrate_audit(conn)?;
         let snap = conn.snapshot()?;
-        Ok(Json(json!(audit::verify(&snap)?)))
+        Ok(Json(json!(verification::verify(&snap)?)))
     })
     .await
 }

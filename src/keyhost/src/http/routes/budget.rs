@@ -7,7 +7,7 @@ use super::guard;
 use crate::domain::audit::{self, NewEntry};
 use crate::domain::budget;
 use crate::domain::datasets;
-use crate::domain::identities;
+use crate::domain::orgs;
 use crate::domain::policy;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
@@ -37,7 +37,7 @@ pub async fn show(
                     &entry,
                     policy::require_manage(&who, &ds, "read other identities' budgets"),
                 )?;
-                identities::resolve(conn, &who, name)?
+                orgs::resolve(conn, &who, name)?
             }
             _ => who.clone(),
         };
@@ -90,7 +90,7 @@ pub async fn set(
                 return Err(ApiError::invalid(format!("delta must be in (0, 1), not {d}")));
             }
         }
-        let target = identities::resolve(conn, &who, &req.identity)?;
+        let target = orgs::resolve(conn, &who, &req.identity)?;
         let tx = conn.transaction()?;
         budget::set_total(&tx, target.id, ds.id, req.total, req.delta)?;
         audit::append(&tx, entry)?;
@@ -122,7 +122,7 @@ pub async fn reset(
         let ds = super::guard_found(conn, &entry, found)?;
         entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "reset budgets"))?;
-        let target = identities::resolve(conn, &who, &req.identity)?;
+        let target = orgs::resolve(conn, &who, &req.identity)?;
         let tx = conn.transaction()?;
         let before = budget::state_json(&tx, &target.name, target.id, &ds.name, ds.id)?;
         budget::reset(&tx, target.id, ds.id)?;

@@ -11,6 +11,7 @@ use crate::domain::datasets;
 use crate::domain::grant_params;
 use crate::domain::grants::{self, Operation};
 use crate::domain::identities;
+use crate::domain::orgs;
 use crate::domain::policy;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{path_id, ApiJson, ApiQuery, Caller};
@@ -45,7 +46,7 @@ pub async fn create(
         let ds = super::guard_found(conn, &entry, found)?;
         entry.set_dataset(&ds);
         guard(conn, &entry, policy::require_manage(&who, &ds, "manage grants"))?;
-        let found = identities::resolve(conn, &who, &req.identity);
+        let found = orgs::resolve(conn, &who, &req.identity);
         let grantee = super::guard_found(conn, &entry, found)?;
         if let Some(org) = crate::domain::orgs::org_of(&grantee) {
             entry.add_reader(org);
@@ -94,7 +95,7 @@ pub async fn list(
         let visible_to = if policy::is_admin(&who) { None } else { Some(who.id) };
         // an owner names its own identities by their short name (`worker` for `clinic/worker`)
         let identity = q.identity.as_deref().map(|n| {
-            identities::resolve(conn, &who, n)
+            orgs::resolve(conn, &who, n)
                 .map(|i| i.name)
                 .unwrap_or_else(|_| n.to_owned())
         });

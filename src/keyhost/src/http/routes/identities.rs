@@ -79,7 +79,7 @@ pub async fn create(
         if by_owner && req.name.contains('/') && !req.name.starts_with(&format!("{}/", who.name)) {
             // a name in another namespace: usable only once shared (resolve says so), never a
             // new `owner/other/name`
-            let found = identities::resolve(conn, &who, &req.name);
+            let found = orgs::resolve(conn, &who, &req.name);
             let existing = super::guard_found(conn, &entry, found)?;
             if !req.exist_ok {
                 return Err(ApiError::conflict(format!(
@@ -99,7 +99,7 @@ pub async fn create(
         if by_owner && req.exist_ok {
             // an identity the owner may already address by this name (its own, one shared with
             // it, or a keyhost-wide one): use it
-            if let Ok(existing) = identities::resolve(conn, &who, &req.name) {
+            if let Ok(existing) = orgs::resolve(conn, &who, &req.name) {
                 return Ok(Json(created_json(conn, &existing)?));
             }
         }
@@ -296,7 +296,7 @@ pub fn manageable(conn: &crate::store::Connection, who: &Identity, name: &str) -
     if who.role == Role::Admin {
         return identities::require(conn, name);
     }
-    let found = identities::resolve(conn, who, name).ok();
+    let found = orgs::resolve(conn, who, name).ok();
     match found {
         Some(i) if identities::manages(who, &i) => Ok(i),
         // the same refusal whether the identity exists or not: no probing other organisations

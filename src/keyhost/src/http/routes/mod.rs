@@ -13,11 +13,10 @@ mod openapi;
 pub(crate) mod tokens;
 
 use crate::store::Connection;
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::domain::audit::NewEntry;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Declares every route once, as `method "path" => handler;`, and generates from that one list
@@ -29,7 +28,7 @@ macro_rules! api_routes {
         /// OpenAPI write it). `openapi.json` lists exactly these (checked by the API tests).
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        fn api_routes() -> Router<AppState> {
+        pub(crate) fn api_routes() -> Router<AppState> {
             Router::new()$(.route($path, axum::routing::$method($handler)))*
         }
     };
@@ -69,34 +68,6 @@ api_routes! {
     get "/v1/budget" => budget::show;
     put "/v1/budget" => budget::set;
     post "/v1/budget/reset" => budget::reset;
-}
-
-/// The keyhost's HTTP API, with the body limit and the failed-authentication rate limit of
-/// the state's [`crate::domain::limits::Limits`].
-pub fn router(state: AppState) -> Router {
-    let max_body = state.limits().max_body_bytes;
-    api_routes()
-        .merge(crate::http::console::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::http::rate_limit::limit_failed_auth,
-        ))
-        .with_state(state)
-}
-
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
-}
-
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        crate::error::reason::INVALID_REQUEST,
-        format!("{method} is not supported on {}", uri.path()),
-    )
 }
 
 /// Apply a permission check; a refusal is written to the audit log before it is returned.
