@@ -1,9 +1,13 @@
 """Find circles of imports between the modules of ghostpii's packages.
 
-Rust crates (`src/core`, `src/keyhost`, `src/python`, `src/linalg`): a unit is a top-level module
-of the crate (`answer_keys/` with its files is one unit), an edge is a `crate::x` path in one
-unit's files naming another unit `x`; inside a directory module, its files are units too and
-`super::y` paths are edges. Unit tests (a trailing `#[cfg(test)] mod`, `tests.rs`) are not edges.
+Rust crates (`src/core`, `src/proto`, `src/keyhost`, `src/python`, `src/linalg`): the units are the modules, at
+every level: the top-level modules of the crate (`domain/` with its files is one unit), and inside
+each directory module its files and subdirectories (`domain/audit`, `domain/checkpoint`). An edge
+is a path in one unit's files (`crate::a::b`, `super::b`, `self::b`, `use` groups included) that
+names another unit of the same level: `crate::store::Connection` in `domain/audit.rs` is the edge
+`domain -> store`, `crate::domain::merkle::root` in it the edge `domain/audit -> domain/merkle`.
+Paths through a `pub use` re-export of a module (`pub use store as db;` in `lib.rs`) are followed to
+the module. Unit tests (a trailing `#[cfg(test)] mod`, `tests.rs`) are not edges.
 Python (`python/ghostpii`): a unit is a module, an edge any import of another ghostpii module,
 lazy imports inside functions included (they hide a circle, they do not remove it); imports
 under `if TYPE_CHECKING:` are not edges.
@@ -31,9 +35,12 @@ PYTHON_PACKAGES = ["python/ghostpii"]
 # unit -> {other unit: (file, line) of the first reference}
 Graph = dict[str, dict[str, tuple[Path, int]]]
 
-CRATE_PATH = re.compile(r"\bcrate::(?:\{\s*)?([a-z_][a-z0-9_]*)")
-SUPER_PATH = re.compile(r"\bsuper::(?:\{\s*)?([a-z_][a-z0-9_]*)")
-USE_GROUP = re.compile(r"\buse\s+crate::\{([^}]*)\}", re.S)
+INLINE_PATH = re.compile(r"\b(crate|super|self)((?:\s*::\s*[A-Za-z_][A-Za-z0-9_]*)+)")
+USE_STMT = re.compile(r"\buse\s+([^;]+);", re.S)
+USE_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|::|[{},*]")
+PUB_USE_STMT = re.compile(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", re.S)
+
+Module = tuple[str, ...]
 
 
 TEST_MODULE = re.compile(r"^#\[cfg\(test\)\]\s*\n\s*mod \w+\s*\{", re.M)
@@ -57,37 +64,129 @@ def _add(graph: Graph, src: str, dst: str, where: tuple[Path, int]) -> None:
         graph[src].setdefault(dst, where)
 
 
+def _use_paths(tree: str) -> list[tuple[list[str], str | None]]:
+    """The paths a `use` tree names, each with its alias: `a::{b, c::d as e}` -> a::b, a::c::d as e."""
+    tokens = USE_TOKEN.findall(tree)
+    out: list[tuple[list[str], str | None]] = []
+
+    def parse(i: int, prefix: list[str]) -> int:
+        path = list(prefix)
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok == "{":
+                i += 1
+                while i < len(tokens) and tokens[i] != "}":
+                    i = parse(i, path)
+                    if i < len(tokens) and tokens[i] == ",":
+                        i += 1
+                return i + 1
+            if tok == "*":
+                out.append((path, None))
+                return i + 1
+            if tok in (",", "}"):
+                return i
+            if tok == "self" and path:  # `a::{self, b}` names `a`
+                i += 1
+            else:
+                path.append(tok)
+                i += 1
+            if i < len(tokens) and tokens[i] == "::":
+                i += 1
+                continue
+            alias = None
+            if i + 1 < len(tokens) and tokens[i] == "as":
+                alias = tokens[i + 1]
+                i += 2
+            out.append((path, alias))
+            return i
+        return i
+
+    parse(0, [])
+    return out
+
+
+def _module_of(rel: Path) -> Module:
+    """The module path of a source file: `lib.rs` -> (), `a/mod.rs` -> (a,), `a/b.rs` -> (a, b)."""
+    parts = list(rel.with_suffix("").parts)
+    if parts[-1] in ("mod", "lib", "main"):
+        parts.pop()
+    return tuple(parts)
+
+
+def _absolute(me: Module, path: list[str], modules: set[Module]) -> list[str] | None:
+    """`path` as written in module `me`, from the crate root; `None` for another crate's path."""
+    if not path:
+        return None
+    if path[0] in ("crate", "$crate"):
+        return path[1:]
+    if path[0] in ("super", "self"):
+        base = list(me)
+        rest = list(path)
+        while rest and rest[0] in ("super", "self"):
+            if rest.pop(0) == "super" and base:
+                base.pop()
+        return base + rest
+    if (*me, path[0]) in modules:  # a child module named without `self::`
+        return [*me, *path]
+    return None
+
+
+def _resolve(path: list[str], modules: set[Module], aliases: dict[Module, Module]) -> Module | None:
+    """The deepest module that an absolute path names (through re-exports), or None."""
+    parts = list(path)
+    for _ in range(8):  # an alias may point at another alias
+        for n in range(len(parts), 0, -1):
+            head = tuple(parts[:n])
+            if head in aliases:
+                parts = [*aliases[head], *parts[n:]]
+                break
+        else:
+            break
+    for n in range(len(parts), 0, -1):
+        if tuple(parts[:n]) in modules:
+            return tuple(parts[:n])
+    return None
+
+
 def rust_graph(crate: Path) -> Graph:
-    """Edges between the top-level modules of a crate, and between the files of each directory module."""
+    """Edges between the sibling modules of a crate, at every level of its module tree."""
     src = crate / "src"
     graph: Graph = defaultdict(dict)
-    top = {p.stem for p in src.glob("*.rs") if p.stem not in ("lib", "main")}
-    top |= {p.name for p in src.iterdir() if p.is_dir() and p.name != "bin"}
+    files = {}
     for file in sorted(src.rglob("*.rs")):
         rel = file.relative_to(src)
-        if rel.parts[0] == "bin" or rel.stem == "tests":
+        if rel.parts[0] == "bin":
             continue
-        unit = rel.parts[0].removesuffix(".rs") if len(rel.parts) > 0 else ""
-        if unit in ("lib", "main"):
+        files[file] = (rel, _module_of(rel))
+    modules = {m for _, m in files.values()}
+    texts = {file: _strip_comments(file.read_text()) for file in files}
+    # `pub use x::y [as z];` of a module, in lib.rs and mod.rs: z (or y) is another name of x::y
+    aliases: dict[Module, Module] = {}
+    for file, (_, me) in files.items():
+        for m in PUB_USE_STMT.finditer(texts[file]):
+            for path, alias in _use_paths(m.group(1)):
+                target = _absolute(me, path, modules)
+                if target and tuple(target) in modules and tuple(target) != (*me, alias or target[-1]):
+                    aliases[(*me, alias or target[-1])] = tuple(target)
+    for file, (rel, me) in files.items():
+        if rel.stem == "tests" or not me:
             continue
-        text = _strip_comments(file.read_text())
-        for m in CRATE_PATH.finditer(text):
-            if m.group(1) in top:
-                _add(graph, unit, m.group(1), (file, _line_of(text, m.start())))
-        for m in USE_GROUP.finditer(text):
-            for name in re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", m.group(1)):
-                if name in top:
-                    _add(graph, unit, name, (file, _line_of(text, m.start())))
-        if len(rel.parts) >= 2:  # a file inside a directory module: its siblings via super::
-            parent = "/".join(rel.parts[:-1])
-            me = rel.stem
-            if me == "mod":
+        text = texts[file]
+        refs: list[tuple[list[str], int]] = []
+        for m in USE_STMT.finditer(text):
+            refs += [(p, m.start()) for p, _ in _use_paths(m.group(1))]
+        for m in INLINE_PATH.finditer(text):
+            refs.append(([m.group(1), *re.findall(r"[A-Za-z_][A-Za-z0-9_]*", m.group(2))], m.start()))
+        for path, pos in refs:
+            absolute = _absolute(me, path, modules)
+            named = _resolve(absolute, modules, aliases) if absolute else None
+            if named is None:
                 continue
-            siblings = {p.stem for p in file.parent.glob("*.rs") if p.stem != "mod"}
-            siblings |= {p.name for p in file.parent.iterdir() if p.is_dir()}
-            for m in SUPER_PATH.finditer(text):
-                if m.group(1) in siblings:
-                    _add(graph, f"{parent}/{me}", f"{parent}/{m.group(1)}", (file, _line_of(text, m.start())))
+            common = 0
+            while common < min(len(me), len(named)) and me[common] == named[common]:
+                common += 1
+            if common < len(me) and common < len(named):
+                _add(graph, "/".join(me[: common + 1]), "/".join(named[: common + 1]), (file, _line_of(text, pos)))
     return graph
 
 
