@@ -93,6 +93,28 @@ pub struct ApiError {
     pub reason: Reason,
     pub message: String,
     pub missing_grant: Option<MissingGrant>,
+    /// Of an internal error: what failed, for the keyhost's log (never a key or a token), never
+    /// sent to the client. Logged where the error leaves the keyhost, by
+    /// `http::internal_errors` (as a response) or by [`ApiError::log_cause`] (an error consumed
+    /// inside the keyhost), not where it is built.
+    pub cause: Option<Box<str>>,
+}
+
+/// The cause of an internal error, carried from [`ApiError`]'s response to the logging
+/// middleware (`http::internal_errors`) in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+/// Log the cause of an internal error: a `tracing` event (target `ghostpii_keyhost::error`) if
+/// the process or the current thread installed a subscriber, else a line on stderr (the keyhost
+/// installs none itself).
+pub fn log_internal(during: &str, cause: &str) {
+    let subscribed = tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>());
+    if subscribed {
+        tracing::error!(during, cause, "internal keyhost error");
+    } else {
+        eprintln!("ghostpii keyhost: internal error ({during}): {cause}");
+    }
 }
 
 impl ApiError {
@@ -102,6 +124,7 @@ impl ApiError {
             reason,
             message: message.into(),
             missing_grant: None,
+            cause: None,
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -135,14 +158,24 @@ impl ApiError {
             ..Self::denied(message)
         }
     }
-    /// A generic internal error. The cause is reported on stderr without any secret.
+    /// A generic internal error; `context` and `cause` (never a secret) are kept for the log.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
-        eprintln!("ghostpii keyhost: internal error ({context}): {cause}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            reason::INTERNAL,
-            "internal keyhost error; the request was not completed",
-        )
+        ApiError {
+            cause: Some(format!("{context}: {cause}").into()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                reason::INTERNAL,
+                "internal keyhost error; the request was not completed",
+            )
+        }
+    }
+
+    /// Log the cause of an internal error that does not leave the keyhost as a response (a
+    /// refusal inside a batch, a background task); `during` says what the keyhost was doing.
+    pub fn log_cause(&self, during: &str) {
+        if let Some(cause) = &self.cause {
+            log_internal(during, cause);
+        }
     }
 }
 
@@ -174,7 +207,11 @@ impl IntoResponse for ApiError {
                 missing_grant: self.missing_grant.as_ref(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause.into()));
+        }
+        response
     }
 }
 

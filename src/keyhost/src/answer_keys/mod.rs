@@ -610,6 +610,7 @@ fn record(
                 results.push(Value::Object(m), blob);
             }
             Err(err) => {
+                err.log_cause("one descriptor of an answer-key request");
                 let receipt = chain.append(&tx, o.entry.refused(err.reason.as_str()))?;
                 results.push(
                     json!({

@@ -491,8 +491,8 @@ pub struct Filter {
 }
 
 /// One page of a listing: the entries, how many entries match the filter in all (ignoring
-/// `before`/`after`/`limit`), and the cursor of the next page if there is one.
-#[derive(Debug, Clone)]
+/// `before`/`after`/`limit`), and the cursor of the next page if there is one (`GET /v1/audit`).
+#[derive(Debug, Clone, Serialize)]
 pub struct Page {
     pub entries: Vec<Entry>,
     pub total: u64,

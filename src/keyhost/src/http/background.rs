@@ -39,7 +39,7 @@ pub async fn run_sequencer(
                             .map(|_| ())
                             .map_err(ApiError::from)
                     })
-                    .map_err(|e| store::Error::Schema(e.message)),
+                    .map_err(|e| store::Error::Schema(e.cause.map_or(e.message, String::from))),
                 Some(database) => {
                     let mut slot = leader.lock().map_err(|_| store::Error::Schema("sequencer".into()))?;
                     slot.tick(&database, st.keyhost_id(), st.signer())

@@ -1,11 +1,13 @@
 //! The keyhost over HTTP: [`router`] (every route, the body limit, the rate limit), `routes/`
-//! (the `/v1` JSON API), `console/` (the HTML console, which
-//! calls the API's handlers), `extract` (the caller, from its bearer token), `rate_limit` (the
-//! failed-authentication limit), `server` (listening, stopping) and `background` (the audit sequencer's ticks).
+//! (the `/v1` JSON API), `console/` (the HTML console, which calls the API's handlers),
+//! `extract` (the caller, from its bearer token), `rate_limit` (the failed-authentication
+//! limit), `internal_errors` (logs the causes of internal errors), `server` (listening,
+//! stopping) and `background` (the audit sequencer's ticks).
 
 pub mod background;
 pub mod console;
 pub mod extract;
+pub mod internal_errors;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;
@@ -17,7 +19,8 @@ use crate::error::{reason, ApiError};
 use crate::state::AppState;
 
 /// The keyhost's HTTP API, with the body limit and the failed-authentication rate limit of
-/// the state's [`crate::domain::limits::Limits`].
+/// the state's [`crate::domain::limits::Limits`]; the causes of internal errors are logged as
+/// the responses leave (`internal_errors`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits().max_body_bytes;
     routes::api_routes()
@@ -29,6 +32,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             rate_limit::limit_failed_auth,
         ))
+        .layer(axum::middleware::from_fn(internal_errors::log_internal_errors))
         .with_state(state)
 }
 

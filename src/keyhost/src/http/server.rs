@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::data_dir;
 use crate::domain::auth_audit;
-use crate::error::KeyhostError;
+use crate::error::{ApiError, KeyhostError};
 use crate::http::background;
 use crate::http::router;
 use crate::state::AppState;
@@ -103,7 +103,9 @@ async fn serve(
             loop {
                 tick.tick().await;
                 let st = st.clone();
-                let _ = st.clone().blocking(move || st.flush_refused_auth(false)).await;
+                if let Err(e) = st.clone().blocking(move || st.flush_refused_auth(false)).await {
+                    e.log_cause("writing refused authentications");
+                }
             }
         })
     };
@@ -124,8 +126,9 @@ async fn serve(
     let st = state.clone();
     let integrated = state.blocking(move || st.with_db(|c| st.integrate_audit(c))).await;
     served.map_err(|e| KeyhostError::Runtime(format!("server error: {e}")))?;
-    flushed.map_err(|e| KeyhostError::Runtime(format!("writing refused authentications: {}", e.message)))?;
-    integrated.map_err(|e| KeyhostError::Runtime(format!("integrating the audit queue: {}", e.message)))
+    let cause = |e: ApiError| e.cause.map_or(e.message, String::from);
+    flushed.map_err(|e| KeyhostError::Runtime(format!("writing refused authentications: {}", cause(e))))?;
+    integrated.map_err(|e| KeyhostError::Runtime(format!("integrating the audit queue: {}", cause(e))))
 }
 
 /// Open (or bootstrap) the data dir, bind, and serve in a background thread. Returns once

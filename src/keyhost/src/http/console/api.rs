@@ -6,6 +6,7 @@ use std::future::Future;
 use axum::response::Response;
 use axum::Json;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::bare;
@@ -25,13 +26,16 @@ pub fn caller(c: &Console) -> Caller {
     Caller(c.who.clone())
 }
 
-/// Await a handler and unwrap its JSON answer.
-pub async fn call(f: impl Future<Output = ApiResult<Json<Value>>>) -> ApiResult<Value> {
-    f.await.map(|Json(v)| v)
+/// Await a handler and unwrap its JSON answer (as the API would send it).
+pub async fn call<T: Serialize>(f: impl Future<Output = ApiResult<Json<T>>>) -> ApiResult<Value> {
+    let Json(answer) = f.await?;
+    serde_json::to_value(answer).map_err(|e| ApiError::internal("the console reading an API answer", &e))
 }
 
-/// An API error as a one-shot message.
+/// An API error as a one-shot message (every error a console page shows goes through here, so
+/// the cause of an internal one is logged here).
 pub fn flash_of(e: &ApiError) -> Flash {
+    e.log_cause("console page");
     Flash {
         ok: false,
         text: format!("refused ({}): {}", e.reason, e.message),

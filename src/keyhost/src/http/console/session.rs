@@ -138,7 +138,10 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState, token: &str) -> R
         Some(p) => parts.headers.insert(header::AUTHORIZATION, p),
         None => parts.headers.remove(header::AUTHORIZATION),
     };
-    let Caller(who) = result.map_err(|e| bare::login_page(e.status, Some(&e.message)))?;
+    let Caller(who) = result.map_err(|e| {
+        e.log_cause("console sign-in");
+        bare::login_page(e.status, Some(&e.message))
+    })?;
     if who.role == Role::Member {
         return Err(bare::refused_member(&who));
     }

@@ -1,14 +1,14 @@
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::guard;
 use crate::clock;
-use crate::domain::audit::{self, Filter, NewEntry};
+use crate::domain::audit::{self, Filter, NewEntry, Page};
+use crate::domain::checkpoint::Checkpoint;
 use crate::domain::datasets;
 use crate::domain::policy;
-use crate::domain::verification;
+use crate::domain::verification::{self, AuditVerification};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, Caller};
 use crate::state::AppState;
@@ -40,7 +40,7 @@ pub async fn list(
     State(st): State<AppState>,
     Caller(who): Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page>> {
     st.db(move |conn, st| {
         let mut entry = NewEntry::new(&who, "audit.read");
         // entries of one owner's dataset: dataset names are unique per owner only
@@ -107,35 +107,44 @@ pub async fn list(
             oldest_first,
         };
         st.integrate_audit(conn)?;
-        let page = audit::list(conn, &filter)?;
-        Ok(Json(
-            json!({"entries": page.entries, "total": page.total, "next": page.next}),
-        ))
+        Ok(Json(audit::list(conn, &filter)?))
     })
     .await
 }
 
 /// `GET /v1/audit/verify` (admin): recompute the hash chain.
-pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
+pub async fn verify(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<AuditVerification>> {
     st.db(move |conn, st| {
         let entry = NewEntry::new(&who, "audit.verify");
         guard(conn, &entry, policy::require_admin(&who, "verify the audit log"))?;
         st.integrate_audit(conn)?;
         let snap = conn.snapshot()?;
-        Ok(Json(json!(verification::verify(&snap)?)))
+        Ok(Json(verification::verify(&snap)?))
     })
     .await
 }
 
 /// `GET /v1/audit/checkpoint` (any authenticated identity): a signed checkpoint of the
 /// whole log, to keep and later check the log against (`ghostpii audit verify --checkpoint`).
-pub async fn checkpoint(State(st): State<AppState>, Caller(_who): Caller) -> ApiResult<Json<Value>> {
+pub async fn checkpoint(State(st): State<AppState>, Caller(_who): Caller) -> ApiResult<Json<Checkpoint>> {
     st.db(move |conn, st| {
         st.integrate_audit(conn)?;
-        let cp = crate::domain::checkpoint::create(conn, st.keyhost_id(), st.signer())?;
-        Ok(Json(json!(cp)))
+        Ok(Json(crate::domain::checkpoint::create(
+            conn,
+            st.keyhost_id(),
+            st.signer(),
+        )?))
     })
     .await
+}
+
+/// What `GET /v1/audit/proof` answers: the audit path of entry `index` in the tree of
+/// `tree_size` entries (base64 hashes, leaf to root).
+#[derive(Debug, Serialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub proof: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,7 +160,7 @@ pub async fn proof(
     State(st): State<AppState>,
     Caller(_who): Caller,
     ApiQuery(q): ApiQuery<ProofQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InclusionProof>> {
     st.db(move |conn, st| {
         st.integrate_audit(conn)?;
         let proof = crate::domain::checkpoint::inclusion_proof(conn, q.index, q.tree_size)?.ok_or_else(|| {
@@ -160,9 +169,11 @@ pub async fn proof(
                 q.index, q.tree_size
             ))
         })?;
-        Ok(Json(
-            json!({"index": q.index, "tree_size": q.tree_size, "proof": proof}),
-        ))
+        Ok(Json(InclusionProof {
+            index: q.index,
+            tree_size: q.tree_size,
+            proof,
+        }))
     })
     .await
 }
