@@ -28,6 +28,7 @@ pub mod dir_lock;
 pub mod dp;
 pub mod error;
 pub mod extract;
+pub mod fhe_keys;
 mod files;
 pub mod grant_params;
 pub mod grants;
