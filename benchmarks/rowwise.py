@@ -59,8 +59,10 @@ def main(rows: int) -> None:
         t = time.perf_counter()
         fhe_client(an)
         upload = time.perf_counter() - t
-        print(f"rows: {rows}; keys: {keygen:.1f} s; server key {len(client.server_key()) / 1e6:.0f} MB, upload "
-              f"and keyhost decompression {upload:.1f} s")
+        print(
+            f"rows: {rows}; keys: {keygen:.1f} s; server key {len(client.server_key()) / 1e6:.0f} MB, upload "
+            f"and keyhost decompression {upload:.1f} s"
+        )
         print("| expression | width | seconds | rows/s |")
         print("|---|---|---|---|")
         for name, expr in EXPRESSIONS.items():

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 import pytest
-from conftest import KeyhostProcess
-from relay import SlowProxy
 
 import ghostpii as gp
+from conftest import KeyhostProcess
 from ghostpii import _internal, _protocol
 from ghostpii.rowwise import _send, fhe_client
+from relay import SlowProxy
 
 N = 40
 SYMPTOMS = ["aches", "cough", "fatigue", "sore_throat", "runny_nose"]
@@ -139,7 +139,11 @@ def test_a_shifted_input_binary_search_stops_at_the_rows_limit(admin: gp.Session
     meta = enc.schema["v"].meta()  # type: ignore[attr-defined]
     circuit = {
         "inputs": [{"terms": [{"column_id": meta["column_id"], "epoch": meta["epoch"], "weight": 1}]}],
-        "nodes": [{"op": "input", "index": 0}, {"op": "const", "value": 50}, {"op": "cmp", "cmp": "gt", "a": 0, "b": 1}],
+        "nodes": [
+            {"op": "input", "index": 0},
+            {"op": "const", "value": 50},
+            {"op": "cmp", "cmp": "gt", "a": 0, "b": 1},
+        ],
         "output": 2,
     }
     client = fhe_client(an)
@@ -150,7 +154,9 @@ def test_a_shifted_input_binary_search_stops_at_the_rows_limit(admin: gp.Session
     def probe(delta: int) -> bool:
         v = ((residue + delta + 128) % 256) - 128
         cts = bytes(client.encrypt(8, np.array([v], dtype="<i8").tobytes()))
-        answer, blob = _send(an, dict(_protocol.compute(meta["dataset_id"], bytes(rows.rid_set()), circuit, 8, "v+d>50", cts)))
+        answer, blob = _send(
+            an, dict(_protocol.compute(meta["dataset_id"], bytes(rows.rid_set()), circuit, 8, "v+d>50", cts))
+        )
         return bool(client.decrypt_bools(blob, 1)[0])
 
     # shifted by +20: 37 + 20 > 50 is True although 37 > 50 is False; by -20, False
@@ -231,7 +237,9 @@ def test_a_session_without_an_uploaded_key_is_told_to_upload_it(admin: gp.Sessio
     assert gp.compute(enc, pl.col("a") > 1, session=an).to_list() == [False, True]
 
 
-def test_a_full_key_cache_refuses_the_upload(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_key_cache_refuses_the_upload(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GHOSTPII_FHE_KEYS_MAX_BYTES", "1000000")
     kh = KeyhostProcess(tmp_path_factory.mktemp("small-cache"))
     try:
@@ -240,3 +248,11 @@ def test_a_full_key_cache_refuses_the_upload(tmp_path_factory: pytest.TempPathFa
         assert e.value.reason == "fhe_key_cache_full" and "GHOSTPII_FHE_KEYS_MAX_BYTES" in str(e.value)
     finally:
         kh.stop()
+
+
+def test_plain_polars_arithmetic_on_ciphertext_points_to_gp_compute(world: World) -> None:
+    from ghostpii.errors import ghost_errors
+
+    for expr in (pl.col("x") * pl.col("y"), pl.col("x") > pl.col("y")):
+        with pytest.raises(gp.UnsupportedOperation, match=r"gp\.compute"), ghost_errors():
+            world.enc.lazy().select(expr).collect()

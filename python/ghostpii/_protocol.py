@@ -190,7 +190,9 @@ class ComputeRequest(TypedDict):
     ciphertexts: bytes
 
 
-def compute(dataset_id: int, rids: bytes, circuit: dict[str, Any], bits: int, text: str, ciphertexts: bytes) -> ComputeRequest:
+def compute(
+    dataset_id: int, rids: bytes, circuit: dict[str, Any], bits: int, text: str, ciphertexts: bytes
+) -> ComputeRequest:
     """A row-wise circuit over the rows ``rids`` (ascending), whose inputs are ``ciphertexts``."""
     return {
         "dataset_id": dataset_id,

@@ -18,7 +18,14 @@ __all__ = [
     "aggregate",
     "compare",
     "compute",
-    "decrypt", "group", "link", "match", "moments", "score", "search"]
+    "decrypt",
+    "group",
+    "link",
+    "match",
+    "moments",
+    "score",
+    "search",
+]
 
 
 @dataclass(frozen=True)

@@ -115,10 +115,13 @@ class _Compiler:
     def lin_scale(self, lin: Lin) -> int:
         """The smallest scale at which every weight and the constant are integers."""
         for s in range(_MAX_SCALE + 1):
-            ok = all(
-                s >= int(self.metas[c]["scale"]) and (w * 10 ** (s - int(self.metas[c]["scale"]))).denominator == 1
-                for c, w in lin.terms.items()
-            ) and (lin.const * 10**s).denominator == 1
+            ok = (
+                all(
+                    s >= int(self.metas[c]["scale"]) and (w * 10 ** (s - int(self.metas[c]["scale"]))).denominator == 1
+                    for c, w in lin.terms.items()
+                )
+                and (lin.const * 10**s).denominator == 1
+            )
             if ok:
                 return s
         raise UnsupportedOperation(
@@ -209,9 +212,7 @@ class _Compiler:
                     if p.const.denominator == 1:
                         return Val(self.add({"op": "mul", "a": q.node, "b": self.const(int(p.const))}), q.scale)
                     s = self.lin_scale(p)
-                    return Val(
-                        self.add({"op": "mul", "a": q.node, "b": self.const(int(p.const * 10**s))}), q.scale + s
-                    )
+                    return Val(self.add({"op": "mul", "a": q.node, "b": self.const(int(p.const * 10**s))}), q.scale + s)
             x, y = self.materialise(a), self.materialise(b)
             return Val(self.add({"op": "mul", "a": x.node, "b": y.node}), x.scale + y.scale)
         if op == "TrueDivide":
@@ -259,7 +260,8 @@ class _Compiler:
                 return Val(self.add({"op": "bool", "value": True}), 0, True)
             # integers: X > t ⇔ X > floor(t); X >= t ⇔ X > floor(t); X < t ⇔ X <= floor(t)
             f = math.floor(t)
-            cmp, t = {"gt": ("gt", f), "ge": ("gt", f), "lt": ("le", f), "le": ("le", f)}[cmp], Fraction(f)
+            cmp = {"gt": "gt", "ge": "gt", "lt": "le", "le": "le"}[cmp]
+            t = Fraction(f)
         return Val(self.add({"op": "cmp", "cmp": cmp, "a": x.node, "b": self.const(int(t))}), 0, True)
 
     def select(self, p: Lin | Val, t: Lin | Val, f: Lin | Val) -> Val:
@@ -298,13 +300,13 @@ class _Compiler:
             return self.extremum("min" if name == "MinHorizontal" else "max", args)
         if name == "Clip":
             spec = f["Clip"]
-            x: Lin | Val = args[0]
+            clipped: Lin | Val = args[0]
             rest = args[1:]
             if spec.get("has_min"):
-                x = self.extremum("max", [x, rest.pop(0)])
+                clipped = self.extremum("max", [clipped, rest.pop(0)])
             if spec.get("has_max"):
-                x = self.extremum("min", [x, rest.pop(0)])
-            return x
+                clipped = self.extremum("min", [clipped, rest.pop(0)])
+            return clipped
         raise UnsupportedOperation(f"gp.compute() does not support the function {name} (see docs/rowwise.md)")
 
     def extremum(self, op: str, args: list[Lin | Val]) -> Val:
