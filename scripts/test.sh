@@ -5,19 +5,19 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ghostpii/target}"
 PY="${PYTHON:-python3}"
 bash scripts/build.sh
-echo "== cargo fmt / clippy (core, keyhost, linalg)"
+echo "== cargo fmt / clippy (core, proto, keyhost, linalg, fhe)"
 cargo fmt --all -- --check
 # The extension crate is not linted here: `cargo clippy` without maturin's environment
 # (PYO3_PYTHON, ...) reconfigures pyo3, which makes the next maturin build rebuild Polars.
 # Lint it by hand: scripts/clippy-extension.sh.
-cargo clippy --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg --all-targets -- -D warnings
+cargo clippy --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg -p ghostpii-fhe --all-targets -- -D warnings
 echo "== circles of imports (core, extension, linalg, Python; the keyhost's are listed by scripts/import_cycles.py src/keyhost)"
 "$PY" scripts/import_cycles.py src/core src/proto src/python src/linalg python/ghostpii
 echo "== ruff / mypy"
 "$PY" -m ruff check python tests benchmarks examples scripts
 "$PY" -m ruff format --check python tests benchmarks examples scripts
 "$PY" -m mypy python/ghostpii
-echo "== cargo test (core, keyhost, linalg)"
-cargo test --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg
+echo "== cargo test (core, proto, keyhost, linalg, fhe)"
+cargo test --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg -p ghostpii-fhe
 echo "== pytest (end to end against a real keyhost)"
 "$PY" -m pytest tests -q -p no:cacheprovider "$@"

@@ -60,9 +60,18 @@ impl AnalystKeys {
         pool.install(|| {
             let mut b = CompressedCiphertextListBuilder::new();
             match bits {
-                8 => push_all(&mut b, values.par_iter().map(|&v| FheInt8::encrypt(v as i8, ck)).collect()),
-                16 => push_all(&mut b, values.par_iter().map(|&v| FheInt16::encrypt(v as i16, ck)).collect()),
-                32 => push_all(&mut b, values.par_iter().map(|&v| FheInt32::encrypt(v as i32, ck)).collect()),
+                8 => push_all(
+                    &mut b,
+                    values.par_iter().map(|&v| FheInt8::encrypt(v as i8, ck)).collect(),
+                ),
+                16 => push_all(
+                    &mut b,
+                    values.par_iter().map(|&v| FheInt16::encrypt(v as i16, ck)).collect(),
+                ),
+                32 => push_all(
+                    &mut b,
+                    values.par_iter().map(|&v| FheInt32::encrypt(v as i32, ck)).collect(),
+                ),
                 64 => push_all(&mut b, values.par_iter().map(|&v| FheInt64::encrypt(v, ck)).collect()),
                 w => return Err(FheError::Width(w)),
             }

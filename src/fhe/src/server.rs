@@ -67,8 +67,8 @@ impl ServerKey {
                 bytes.len()
             )));
         }
-        let compressed: CompressedServerKey =
-            safe_deserialize(Cursor::new(bytes), SERVER_KEY_LIMIT).map_err(|e| FheError::BadServerKey(e.to_string()))?;
+        let compressed: CompressedServerKey = safe_deserialize(Cursor::new(bytes), SERVER_KEY_LIMIT)
+            .map_err(|e| FheError::BadServerKey(e.to_string()))?;
         // decompression runs tfhe's own parallel code: catch a panic on a malformed key
         let key = std::panic::catch_unwind(move || compressed.decompress())
             .map_err(|_| FheError::BadServerKey("it does not decompress".into()))?;
@@ -170,7 +170,12 @@ macro_rules! rerandomise {
         let r = ($row as u64).to_le_bytes();
         let mut ctx = ReRandomizationContext::new(
             *b"TFHE_Rrd",
-            [b"ghostpii-compute-v1".as_slice(), $label.as_slice(), $nonce.as_slice(), r.as_slice()],
+            [
+                b"ghostpii-compute-v1".as_slice(),
+                $label.as_slice(),
+                $nonce.as_slice(),
+                r.as_slice(),
+            ],
             *b"TFHE_Enc",
         );
         for c in cts.iter() {
@@ -179,10 +184,10 @@ macro_rules! rerandomise {
         let mut seeds = ctx.finalize();
         let mut result: Result<(), FheError> = Ok(());
         for c in cts.iter_mut() {
-            let done = seeds
-                .next_seed()
-                .map_err(tfhe_err)
-                .and_then(|seed| c.re_randomize(ReRandomizationMode::UseAvailableMode, seed).map_err(tfhe_err));
+            let done = seeds.next_seed().map_err(tfhe_err).and_then(|seed| {
+                c.re_randomize(ReRandomizationMode::UseAvailableMode, seed)
+                    .map_err(tfhe_err)
+            });
             if let Err(e) = done {
                 result = Err(e);
                 break;
@@ -362,7 +367,11 @@ macro_rules! width {
                         Err(c) => V::CB(!c),
                         Ok(x) => V::B(!&x),
                     },
-                    Node::Select { cond, then, otherwise } => match boolean(g(cond))? {
+                    Node::Select {
+                        cond,
+                        then,
+                        otherwise,
+                    } => match boolean(g(cond))? {
                         Err(true) => clone(g(then)),
                         Err(false) => clone(g(otherwise)),
                         Ok(c) => {
@@ -405,7 +414,9 @@ macro_rules! width {
                 nonce: &[u8; 32],
             ) -> Result<Out, FheError> {
                 let n = circuit.inputs.len();
-                let mut cts: Vec<$T> = (0..n).map(|i| get::<$T>(list, row * n + i)).collect::<Result<_, _>>()?;
+                let mut cts: Vec<$T> = (0..n)
+                    .map(|i| get::<$T>(list, row * n + i))
+                    .collect::<Result<_, _>>()?;
                 let mut refs: Vec<&mut $T> = cts.iter_mut().collect();
                 rerandomise!(refs, nonce, row, b"in")?;
                 let inputs: Vec<$T> = cts.iter().zip(masks).map(|(c, &m)| c - (m as $C)).collect();

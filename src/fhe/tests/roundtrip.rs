@@ -17,13 +17,22 @@ fn term(c: i64, w: i64) -> Term {
 fn masked_predicates_and_values_equal_plaintext() {
     let keys = AnalystKeys::generate().unwrap();
     let server = ServerKey::from_bytes(keys.server_key()).unwrap();
-    assert!(ServerKey::from_bytes(&keys.server_key()[..1000]).is_err(), "a truncated key is refused");
+    assert!(
+        ServerKey::from_bytes(&keys.server_key()[..1000]).is_err(),
+        "a truncated key is refused"
+    );
     // input 0: 3a + 2b; input 1: t (scale 1); (3a + 2b) + 7·(t > 1005) > 8, and the value
     // clip(3a + 2b − t/… ) as a second circuit
     let survey = Circuit {
         inputs: vec![
-            Input { terms: vec![term(1, 3), term(2, 2)], offset: 0 },
-            Input { terms: vec![term(3, 1)], offset: 0 },
+            Input {
+                terms: vec![term(1, 3), term(2, 2)],
+                offset: 0,
+            },
+            Input {
+                terms: vec![term(3, 1)],
+                offset: 0,
+            },
         ],
         nodes: vec![
             Node::Input { index: 0 },
@@ -109,7 +118,10 @@ fn masked_predicates_and_values_equal_plaintext() {
     assert_ne!(keys.decrypt_bools(&out, rows.len()).unwrap(), want);
     // an integer output: abs(form0 − 3)·2, 8 bits, one input
     let value = Circuit {
-        inputs: vec![Input { terms: vec![term(1, 3), term(2, 2)], offset: 0 }],
+        inputs: vec![Input {
+            terms: vec![term(1, 3), term(2, 2)],
+            offset: 0,
+        }],
         nodes: vec![
             Node::Input { index: 0 },
             Node::Const { value: 3 },

@@ -160,10 +160,7 @@ fn compute_params(raw: Raw) -> ApiResult<GrantParams> {
         return Err(ApiError::invalid("max_evaluations must be at least 1"));
     }
     if let Some(ops) = &raw.ops {
-        if let Some(bad) = ops
-            .iter()
-            .find(|o| !ghostpii_proto::circuit::OPS.contains(&o.as_str()))
-        {
+        if let Some(bad) = ops.iter().find(|o| !ghostpii_proto::circuit::OPS.contains(&o.as_str())) {
             return Err(ApiError::invalid(format!(
                 "ops: '{bad}' is not a circuit op; the ops are {}",
                 ghostpii_proto::circuit::OPS.join(", ")

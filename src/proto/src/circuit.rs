@@ -72,26 +72,70 @@ impl Cmp {
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Node {
     /// The value of input `index` (a linear form, unmasked by the keyhost).
-    Input { index: u32 },
+    Input {
+        index: u32,
+    },
     /// An integer constant.
-    Const { value: i64 },
+    Const {
+        value: i64,
+    },
     /// A boolean constant.
-    Bool { value: bool },
-    Add { a: u32, b: u32 },
-    Sub { a: u32, b: u32 },
-    Mul { a: u32, b: u32 },
-    Neg { a: u32 },
-    Abs { a: u32 },
-    Min { a: u32, b: u32 },
-    Max { a: u32, b: u32 },
+    Bool {
+        value: bool,
+    },
+    Add {
+        a: u32,
+        b: u32,
+    },
+    Sub {
+        a: u32,
+        b: u32,
+    },
+    Mul {
+        a: u32,
+        b: u32,
+    },
+    Neg {
+        a: u32,
+    },
+    Abs {
+        a: u32,
+    },
+    Min {
+        a: u32,
+        b: u32,
+    },
+    Max {
+        a: u32,
+        b: u32,
+    },
     /// `a^exp`, `2 ≤ exp ≤ MAX_POW`.
-    Pow { a: u32, exp: u32 },
-    Cmp { cmp: Cmp, a: u32, b: u32 },
-    And { a: u32, b: u32 },
-    Or { a: u32, b: u32 },
-    Not { a: u32 },
+    Pow {
+        a: u32,
+        exp: u32,
+    },
+    Cmp {
+        cmp: Cmp,
+        a: u32,
+        b: u32,
+    },
+    And {
+        a: u32,
+        b: u32,
+    },
+    Or {
+        a: u32,
+        b: u32,
+    },
+    Not {
+        a: u32,
+    },
     /// `when(cond).then(then).otherwise(otherwise)`.
-    Select { cond: u32, then: u32, otherwise: u32 },
+    Select {
+        cond: u32,
+        then: u32,
+        otherwise: u32,
+    },
 }
 
 impl Node {
@@ -216,8 +260,10 @@ pub fn input_bounds(terms: &[(i64, Option<(i64, i64)>)], offset: i64) -> Result<
     let (mut lo, mut hi) = (i128::from(offset), i128::from(offset));
     for &(w, b) in terms {
         let Some((l, h)) = b else {
-            return err("an encrypted column of the expression has no declared bounds, so no width can hold it; \
-                        encrypt it with bounds");
+            return err(
+                "an encrypted column of the expression has no declared bounds, so no width can hold it; \
+                        encrypt it with bounds",
+            );
         };
         let (a, b) = (i128::from(w) * i128::from(l), i128::from(w) * i128::from(h));
         lo += a.min(b);
@@ -244,7 +290,10 @@ impl Circuit {
             return err("one bound per input is needed");
         }
         if self.nodes.is_empty() || self.nodes.len() > MAX_NODES {
-            return err(format!("a circuit has 1 to {MAX_NODES} nodes, not {}", self.nodes.len()));
+            return err(format!(
+                "a circuit has 1 to {MAX_NODES} nodes, not {}",
+                self.nodes.len()
+            ));
         }
         for (i, inp) in self.inputs.iter().enumerate() {
             if inp.terms.is_empty() {
@@ -267,7 +316,10 @@ impl Circuit {
             let int = |k: u32| -> Result<(i128, i128), CircuitError> { Ok(bounds[k as usize]) };
             let boolean = |k: u32| -> Result<(), CircuitError> {
                 if kinds[k as usize] != Kind::Bool {
-                    return err(format!("node {i} ({}) needs a boolean operand, node {k} is an integer", node.op()));
+                    return err(format!(
+                        "node {i} ({}) needs a boolean operand, node {k} is an integer",
+                        node.op()
+                    ));
                 }
                 Ok(())
             };
@@ -299,7 +351,11 @@ impl Circuit {
                 }
                 Node::Abs { a } => {
                     let x = int(a)?;
-                    let lo = if x.0 <= 0 && x.1 >= 0 { 0 } else { x.0.abs().min(x.1.abs()) };
+                    let lo = if x.0 <= 0 && x.1 >= 0 {
+                        0
+                    } else {
+                        x.0.abs().min(x.1.abs())
+                    };
                     (Kind::Int, (lo, x.0.abs().max(x.1.abs())))
                 }
                 Node::Min { a, b: c } => {
@@ -312,7 +368,9 @@ impl Circuit {
                 }
                 Node::Pow { a, exp } => {
                     if !(2..=MAX_POW).contains(&exp) {
-                        return err(format!("node {i}: pow takes an exponent from 2 to {MAX_POW}, not {exp}"));
+                        return err(format!(
+                            "node {i}: pow takes an exponent from 2 to {MAX_POW}, not {exp}"
+                        ));
                     }
                     let x = int(a)?;
                     let m = x.0.abs().max(x.1.abs());
@@ -326,7 +384,17 @@ impl Circuit {
                     } else {
                         x.0.checked_pow(exp).unwrap_or(i128::MIN / 2)
                     };
-                    (Kind::Int, (lo, if exp % 2 == 0 { top } else { x.1.checked_pow(exp).unwrap_or(top) }))
+                    (
+                        Kind::Int,
+                        (
+                            lo,
+                            if exp % 2 == 0 {
+                                top
+                            } else {
+                                x.1.checked_pow(exp).unwrap_or(top)
+                            },
+                        ),
+                    )
                 }
                 Node::Cmp { a, b: c, .. } => {
                     let _ = (b(a), b(c));
@@ -359,7 +427,10 @@ impl Circuit {
         }
         let out = self.output as usize;
         if out >= self.nodes.len() {
-            return err(format!("the output names node {out}, but there are {}", self.nodes.len()));
+            return err(format!(
+                "the output names node {out}, but there are {}",
+                self.nodes.len()
+            ));
         }
         if !depends[out] {
             return err("the output depends on no encrypted input; compute it in plaintext");
@@ -384,7 +455,11 @@ impl Circuit {
 
     /// The columns the circuit reads (column ids, each once, ascending).
     pub fn column_ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.inputs.iter().flat_map(|i| i.terms.iter().map(|t| t.column_id)).collect();
+        let mut ids: Vec<i64> = self
+            .inputs
+            .iter()
+            .flat_map(|i| i.terms.iter().map(|t| t.column_id))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -416,8 +491,14 @@ mod tests {
         // (3a + 2b) + 7·(t > 1005) > 15
         let c = Circuit {
             inputs: vec![
-                Input { terms: vec![term(1, 3), term(2, 2)], offset: 0 },
-                Input { terms: vec![term(3, 1)], offset: 0 },
+                Input {
+                    terms: vec![term(1, 3), term(2, 2)],
+                    offset: 0,
+                },
+                Input {
+                    terms: vec![term(3, 1)],
+                    offset: 0,
+                },
             ],
             nodes: vec![
                 Node::Input { index: 0 },
@@ -447,31 +528,45 @@ mod tests {
         assert_eq!(c.ops(), vec!["add", "mul", "cmp"]);
         assert_eq!(c.column_ids(), vec![1, 2, 3]);
         // the same with the temperature input bounded in 8 bits
-        assert_eq!(c.check(&[(0, 5), (0, 100)]).unwrap().bits, 16, "the constant 1005 needs 16 bits");
+        assert_eq!(
+            c.check(&[(0, 5), (0, 100)]).unwrap().bits,
+            16,
+            "the constant 1005 needs 16 bits"
+        );
     }
 
     #[test]
     fn malformed_circuits_are_refused_with_the_problem_named() {
         let base = |nodes: Vec<Node>, output: u32| Circuit {
-            inputs: vec![Input { terms: vec![term(1, 1)], offset: 0 }],
+            inputs: vec![Input {
+                terms: vec![term(1, 1)],
+                offset: 0,
+            }],
             nodes,
             output,
         };
         let forward = base(vec![Node::Add { a: 0, b: 1 }, Node::Input { index: 0 }], 0);
         assert!(forward.check(&[(0, 9)]).unwrap_err().0.contains("does not come before"));
         let constant = base(vec![Node::Input { index: 0 }, Node::Const { value: 3 }], 1);
-        assert!(constant.check(&[(0, 9)]).unwrap_err().0.contains("depends on no encrypted input"));
+        assert!(constant
+            .check(&[(0, 9)])
+            .unwrap_err()
+            .0
+            .contains("depends on no encrypted input"));
         let not_int = base(vec![Node::Input { index: 0 }, Node::Not { a: 0 }], 1);
         assert!(not_int.check(&[(0, 9)]).unwrap_err().0.contains("needs a boolean"));
-        let wide = base(
-            vec![Node::Input { index: 0 }, Node::Pow { a: 0, exp: 4 }],
-            1,
-        );
+        let wide = base(vec![Node::Input { index: 0 }, Node::Pow { a: 0, exp: 4 }], 1);
         assert!(wide.check(&[(0, 1 << 40)]).unwrap_err().0.contains("64 bits"));
         let pow = base(vec![Node::Input { index: 0 }, Node::Pow { a: 0, exp: 9 }], 1);
         assert!(pow.check(&[(0, 3)]).unwrap_err().0.contains("exponent"));
-        assert!(input_bounds(&[(2, None)], 0).unwrap_err().0.contains("no declared bounds"));
-        assert_eq!(input_bounds(&[(2, Some((-1, 3))), (-1, Some((0, 5)))], 0).unwrap(), (-7, 6));
+        assert!(input_bounds(&[(2, None)], 0)
+            .unwrap_err()
+            .0
+            .contains("no declared bounds"));
+        assert_eq!(
+            input_bounds(&[(2, Some((-1, 3))), (-1, Some((0, 5)))], 0).unwrap(),
+            (-7, 6)
+        );
         assert_eq!(input_bounds(&[(1, Some((950, 1050)))], -1000).unwrap(), (-50, 50));
     }
 }

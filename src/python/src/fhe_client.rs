@@ -60,11 +60,20 @@ impl FheClient {
     }
 
     /// Decrypt `n` signed `bits`-bit integers: little-endian i64 bytes.
-    fn decrypt_ints<'py>(&self, py: Python<'py>, results: Vec<u8>, n: usize, bits: u32) -> PyResult<Bound<'py, PyBytes>> {
+    fn decrypt_ints<'py>(
+        &self,
+        py: Python<'py>,
+        results: Vec<u8>,
+        n: usize,
+        bits: u32,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let out = py
             .detach(|| self.keys.decrypt_ints(&results, n, bits))
             .map_err(|e| CiphertextError::new_err(format!("the keyhost's results do not decrypt: {e}")))?;
-        Ok(PyBytes::new(py, &out.into_iter().flat_map(i64::to_le_bytes).collect::<Vec<u8>>()))
+        Ok(PyBytes::new(
+            py,
+            &out.into_iter().flat_map(i64::to_le_bytes).collect::<Vec<u8>>(),
+        ))
     }
 }
 
@@ -72,8 +81,8 @@ impl FheClient {
 /// declared `bounds` (column id → stored-integer bounds): the keyhost's check, run by the client.
 #[pyfunction]
 pub fn circuit_bits(circuit: &str, bounds: HashMap<i64, (i64, i64)>) -> PyResult<u32> {
-    let c: Circuit = serde_json::from_str(circuit)
-        .map_err(|e| GhostError::new_err(format!("malformed circuit: {e}")))?;
+    let c: Circuit =
+        serde_json::from_str(circuit).map_err(|e| GhostError::new_err(format!("malformed circuit: {e}")))?;
     let b = c
         .inputs
         .iter()

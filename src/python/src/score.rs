@@ -144,7 +144,10 @@ impl ScoreRows {
                 out[k] = ghostpii_fhe::low_bits(self.masked[i], bits);
             }
         }
-        Ok(PyBytes::new(py, &out.into_iter().flat_map(i64::to_le_bytes).collect::<Vec<u8>>()))
+        Ok(PyBytes::new(
+            py,
+            &out.into_iter().flat_map(i64::to_le_bytes).collect::<Vec<u8>>(),
+        ))
     }
 
     /// The rid set of the rows to score, in the keyhost's encoding.

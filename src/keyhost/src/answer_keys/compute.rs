@@ -104,7 +104,8 @@ fn run(st: &AppState, caller: &Identity, body: Bytes) -> ApiResult<(Value, Vec<u
 
 /// The frame's JSON as a compute request, its rid set and ciphertexts resolved.
 fn decode(body: &[u8]) -> ApiResult<Received> {
-    let (json, blobs) = frame::decode(body).map_err(|e| ApiError::invalid(format!("malformed compute request frame: {e}")))?;
+    let (json, blobs) =
+        frame::decode(body).map_err(|e| ApiError::invalid(format!("malformed compute request frame: {e}")))?;
     let req: ComputeRequest<Value, Value> =
         serde_json::from_value(json).map_err(|e| ApiError::invalid(format!("malformed compute request: {e}")))?;
     let blob = |v: &Value, what: &str| -> ApiResult<Bytes> {
@@ -121,7 +122,13 @@ fn decode(body: &[u8]) -> ApiResult<Received> {
     Ok(Received { req, rids, ciphertexts })
 }
 
-fn plan(conn: &mut Connection, st: &AppState, caller: &Identity, entry: &mut NewEntry, r: &Received) -> ApiResult<Planned> {
+fn plan(
+    conn: &mut Connection,
+    st: &AppState,
+    caller: &Identity,
+    entry: &mut NewEntry,
+    r: &Received,
+) -> ApiResult<Planned> {
     let req = &r.req;
     let circuit = &req.circuit;
     entry.params = json!({
@@ -184,7 +191,9 @@ fn plan(conn: &mut Connection, st: &AppState, caller: &Identity, entry: &mut New
         auths.push(authorize(&mut cx, &ds, &col.name, Operation::Compute)?);
     }
     set_authority(entry, &auths);
-    let analysis = circuit.check(&bounds).map_err(|e| ApiError::invalid(format!("malformed circuit: {e}")))?;
+    let analysis = circuit
+        .check(&bounds)
+        .map_err(|e| ApiError::invalid(format!("malformed circuit: {e}")))?;
     if !WIDTHS.contains(&req.bits) || req.bits < analysis.bits {
         return Err(ApiError::invalid(format!(
             "width {} cannot hold the circuit's values over the columns' declared bounds; use {} bits",
@@ -238,11 +247,14 @@ fn check_counts(conn: &Connection, identity: i64, p: &Planned, rids: &RidSet) ->
     let Some(max) = p.max else {
         return Ok(());
     };
-    let mut st =
-        conn.prepare_cached("SELECT count FROM compute_evaluations WHERE identity_id = ?1 AND column_id = ?2 AND rid = ?3")?;
+    let mut st = conn.prepare_cached(
+        "SELECT count FROM compute_evaluations WHERE identity_id = ?1 AND column_id = ?2 AND rid = ?3",
+    )?;
     for (col, name) in &p.columns {
         for rid in rids.0.iter() {
-            let n: Option<i64> = st.query_row(crate::db::params![identity, col, rid as i64], |r| r.get(0)).optional()?;
+            let n: Option<i64> = st
+                .query_row(crate::db::params![identity, col, rid as i64], |r| r.get(0))
+                .optional()?;
             if n.unwrap_or(0) as u64 >= max {
                 return Err(ApiError::refused(
                     reason::MAX_EVALUATIONS,
@@ -279,7 +291,14 @@ fn mask_residues(p: &Planned, rids: &RidSet) -> Zeroizing<Vec<i64>> {
 }
 
 /// The record transaction: grants still active, counts checked and incremented, audit entry.
-fn record(conn: &mut Connection, st: &AppState, caller: &Identity, entry: &NewEntry, p: &Planned, rids: &RidSet) -> ApiResult<Value> {
+fn record(
+    conn: &mut Connection,
+    st: &AppState,
+    caller: &Identity,
+    entry: &NewEntry,
+    p: &Planned,
+    rids: &RidSet,
+) -> ApiResult<Value> {
     let locks = [lock_key(LockScope::IdentityDataset, caller.id, p.dataset_id)];
     let outcome = (|| -> ApiResult<Value> {
         let tx = conn.transaction_scoped(&locks)?;

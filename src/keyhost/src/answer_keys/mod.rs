@@ -310,7 +310,13 @@ impl<'a> Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context for a request that is not an answer-key descriptor (`compute.rs`).
-    fn for_op(conn: &'a Connection, st: &'a AppState, caller: &'a Identity, cache: &'a mut Cache, op: Operation) -> Self {
+    fn for_op(
+        conn: &'a Connection,
+        st: &'a AppState,
+        caller: &'a Identity,
+        cache: &'a mut Cache,
+        op: Operation,
+    ) -> Self {
         Ctx {
             conn,
             st,

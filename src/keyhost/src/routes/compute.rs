@@ -31,7 +31,11 @@ async fn body(req: Request, limit: usize, what: &str) -> ApiResult<axum::body::B
 
 /// `PUT /v1/fhe/server-key`: store the caller's compressed FHE server key (tfhe's safe
 /// serialisation) for its computations; replaces a previous one.
-pub async fn upload_server_key(State(st): State<AppState>, Caller(who): Caller, req: Request) -> ApiResult<Json<Value>> {
+pub async fn upload_server_key(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    req: Request,
+) -> ApiResult<Json<Value>> {
     let bytes = body(req, ghostpii_fhe::SERVER_KEY_LIMIT as usize, "server key").await?;
     let n = bytes.len();
     st.fhe_keys().check_room(who.id, n)?;
@@ -42,7 +46,9 @@ pub async fn upload_server_key(State(st): State<AppState>, Caller(who): Caller, 
         })
         .await?;
     st.fhe_keys().insert(who.id, key)?;
-    Ok(Json(json!({"ok": true, "bytes": n, "ttl_secs": st.fhe_keys().ttl().as_secs()})))
+    Ok(Json(
+        json!({"ok": true, "bytes": n, "ttl_secs": st.fhe_keys().ttl().as_secs()}),
+    ))
 }
 
 /// `POST /v1/compute`: evaluate a circuit; the answer is a frame whose JSON names the receipt

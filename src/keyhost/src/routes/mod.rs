@@ -2,9 +2,9 @@
 //! the contract.
 
 mod answer_keys;
-mod compute;
 pub(crate) mod audit;
 pub(crate) mod budget;
+mod compute;
 mod datasets;
 pub(crate) mod grants;
 pub(crate) mod identities;
