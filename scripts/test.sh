@@ -10,14 +10,14 @@ cargo fmt --all -- --check
 # The extension crate is not linted here: `cargo clippy` without maturin's environment
 # (PYO3_PYTHON, ...) reconfigures pyo3, which makes the next maturin build rebuild Polars.
 # Lint it by hand: scripts/clippy-extension.sh.
-cargo clippy --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg --all-targets -- -D warnings
+cargo clippy --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg -p ghostpii-fhe --all-targets -- -D warnings
 echo "== circles of imports (core, proto, keyhost, extension, linalg, Python)"
 "$PY" scripts/import_cycles.py
 echo "== ruff / mypy"
 "$PY" -m ruff check python tests benchmarks examples scripts
 "$PY" -m ruff format --check python tests benchmarks examples scripts
 "$PY" -m mypy python/ghostpii
-echo "== cargo test (core, keyhost, linalg)"
-cargo test --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg
+echo "== cargo test (core, proto, keyhost, linalg, fhe)"
+cargo test --release -p ghostpii-core -p ghostpii-proto -p ghostpii-keyhost -p ghostpii-linalg -p ghostpii-fhe
 echo "== pytest (end to end against a real keyhost)"
 "$PY" -m pytest tests -q -p no:cacheprovider "$@"

@@ -8,14 +8,15 @@ import time
 
 
 class SlowProxy:
-    """A TCP relay in front of the real keyhost that can hold back the next response, and
-    counts the connections clients open through it."""
+    """A TCP relay in front of the real keyhost that can hold back the next response, counts the
+    connections clients open through it, and keeps every byte clients send (``sent``)."""
 
     def __init__(self, target: str) -> None:
         self.connections = 0
         host, port = target.removeprefix("http://").split(":")
         self.target = (host, int(port))
         self.delay_next = 0.0
+        self.sent: list[bytes] = []
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         self._stop = False
@@ -35,6 +36,8 @@ class SlowProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket, responses: bool) -> None:
         try:
             while chunk := src.recv(1 << 16):
+                if not responses:
+                    self.sent.append(chunk)
                 if responses and self.delay_next:
                     delay, self.delay_next = self.delay_next, 0.0
                     time.sleep(delay)

@@ -46,6 +46,19 @@ gp.encrypt(df, ds, {"dob": gp.date(compare=True), "age": gp.integer(bounds=(0, 1
                     "score": gp.integer(bounds=(0, 10))})
 an = gp.connect(kh.url, admin.grant("analyst", ds, []))
 """,
+    "rowwise.md": IMPORTS
+    + """
+kh = gp.Keyhost.local()
+admin = kh.admin()
+ds = admin.create_dataset("survey")
+cols = ["aches", "cough", "fatigue", "sore_throat", "runny_nose"]
+df = pl.DataFrame({**{c: [1, 0, 1] for c in cols}, "temperature": [101.2, 99.0, 98.6], "x": [3, -2, 7], "y": [1, 5, 7]})
+enc = gp.encrypt(df, ds, {**{c: gp.integer(bounds=(0, 1)) for c in cols},
+                          "temperature": gp.number(decimals=1, bounds=(90, 110)),
+                          "x": gp.integer(bounds=(-10, 10)), "y": gp.integer(bounds=(0, 10))})
+doctor = gp.connect(kh.url, admin.grant("doctor", ds, [gp.allow.compute([*cols, "temperature", "x", "y"],
+                                                                       max_evaluations=4, reveal_values=True)]))
+""",
 }
 
 

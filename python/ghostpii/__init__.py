@@ -52,6 +52,7 @@ from ghostpii.linkage import LinkError, link, similarity
 from ghostpii.moments import corr, cosine_similarity, cov
 from ghostpii.namespace import linear_sum
 from ghostpii.plan_guard import reveal
+from ghostpii.rowwise import compute
 from ghostpii.schema import ColumnSpec, boolean, date, datetime, integer, number, text
 from ghostpii.scoring import score
 from ghostpii.tokens import activate, connect
@@ -108,6 +109,7 @@ __all__ = [
     "older_than",
     "quantile",
     "reveal",
+    "compute",
     "score",
     "sum",
     "text",

@@ -8,7 +8,7 @@ which ``Session.answer_keys`` sends raw in a request frame. No other module writ
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "Compare",
@@ -24,6 +24,8 @@ __all__ = [
     "Term",
     "Weights",
     "compare",
+    "compute",
+    "ComputeRequest",
     "decrypt",
     "gram",
     "match",
@@ -172,3 +174,32 @@ def gram(
     if weights:
         d["weights"] = weights
     return d
+
+
+class ComputeRequest(TypedDict):
+    """The JSON of ``POST /v1/compute`` (``ghostpii_proto::circuit::ComputeRequest``): the rid set
+    and the ciphertexts are ``bytes``, blobs of the request frame. The circuit's JSON (inputs,
+    nodes, output) is built by :mod:`ghostpii.circuit`."""
+
+    dataset_id: int
+    rids: bytes
+    circuit: dict[str, Any]
+    bits: int
+    output: Literal["revealed"]
+    text: str
+    ciphertexts: bytes
+
+
+def compute(
+    dataset_id: int, rids: bytes, circuit: dict[str, Any], bits: int, text: str, ciphertexts: bytes
+) -> ComputeRequest:
+    """A row-wise circuit over the rows ``rids`` (ascending), whose inputs are ``ciphertexts``."""
+    return {
+        "dataset_id": dataset_id,
+        "rids": rids,
+        "circuit": circuit,
+        "bits": bits,
+        "output": "revealed",
+        "text": text,
+        "ciphertexts": ciphertexts,
+    }

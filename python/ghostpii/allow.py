@@ -12,7 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Allow", "Allows", "aggregate", "compare", "decrypt", "group", "link", "match", "moments", "score", "search"]
+__all__ = [
+    "Allow",
+    "Allows",
+    "aggregate",
+    "compare",
+    "compute",
+    "decrypt",
+    "group",
+    "link",
+    "match",
+    "moments",
+    "score",
+    "search",
+]
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,36 @@ def score(columns: str | Sequence[str], *, max_vectors: int | None = None) -> Al
         raise ValueError("max_vectors must be at least 1")
     params: dict[str, Any] = {} if max_vectors is None else {"max_vectors": int(max_vectors)}
     return Allows(Allow("score", c, dict(params)) for c in dict.fromkeys(cols))
+
+
+def compute(
+    columns: str | Sequence[str],
+    *,
+    max_evaluations: int,
+    ops: Sequence[str] | None = None,
+    reveal_values: bool = False,
+) -> Allows:
+    """Allow row-wise computation over FHE ciphertexts (``gp.compute``) on encrypted ``columns``:
+    a ``compute`` grant on each.
+
+    Each evaluation reveals to the analyst one output per row: a predicate (``True``/``False``)
+    or, with ``reveal_values=True``, the integer value of the expression. The analyst controls its
+    inputs (it could send a shifted cell), so ``max_evaluations`` bounds how many evaluations of
+    any circuit each row of each column may take part in: a row leaks at most that many outputs
+    (for predicates, bits) about its values. ``ops`` limits the circuit ops (``add sub mul neg abs
+    min max pow cmp and or not select``). See ``docs/rowwise.md``.
+    """
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    if not cols or not all(isinstance(c, str) for c in cols):
+        raise TypeError("compute takes a column name or a list of column names")
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < 1:
+        raise ValueError("max_evaluations must be an integer of at least 1")
+    params: dict[str, Any] = {"max_evaluations": int(max_evaluations)}
+    if ops is not None:
+        params["ops"] = [str(o) for o in ops]
+    if reveal_values:
+        params["reveal_values"] = True
+    return Allows(Allow("compute", c, dict(params)) for c in dict.fromkeys(cols))
 
 
 def moments(

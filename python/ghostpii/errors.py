@@ -128,13 +128,31 @@ def string_op_error(e: BaseException) -> UnsupportedOperation | None:
     )
 
 
+def arithmetic_error(e: BaseException) -> UnsupportedOperation | None:
+    """The typed error for plain Polars arithmetic or comparison between values on an encrypted
+    column (Polars refuses the extension dtype), pointing to ``gp.compute``; ``None`` otherwise."""
+    msg = str(e)
+    if "ghost" not in msg or not (
+        "operation not supported for dtype" in msg or "could not evaluate" in msg or "arithmetic" in msg
+    ):
+        return None
+    where = _FAILED_EXPR.search(msg)
+    expr = f" ({where[1].strip()})" if where else ""
+    return UnsupportedOperation(
+        f"plain Polars arithmetic and comparisons do not run on an encrypted column{expr}: it holds ciphertext. "
+        f"Compute per row under FHE with gp.compute(frame, expr, session=...) (grant gp.allow.compute; see "
+        f"docs/rowwise.md), compare against constants with ghost.lt/le/gt/ge/between, or aggregate with "
+        f"ghost.sum / gp.linear_sum"
+    )
+
+
 def from_polars(e: BaseException) -> GhostError | None:
     """The ghostpii error carried by a Polars error raised from a ghostpii kernel (its message
     holds ``ghostpii: ...``), or ``None`` for any other error."""
     msg = str(e)
     at = msg.find(PREFIX)
     if at < 0:
-        return string_op_error(e)
+        return string_op_error(e) or arithmetic_error(e)
     text = msg[at + len(PREFIX) :].split("\n\n", 1)[0].strip()  # without Polars' plan context
     m = _RELAY.match(text)
     if m and m[1] in _RELAYED:

@@ -19,7 +19,7 @@ import polars as pl
 
 from ghostpii.client import Session
 from ghostpii.dtypes import is_encrypted, is_sealed, is_sealed_quantile
-from ghostpii.errors import UnsupportedOperation, ghost_errors, string_op_error
+from ghostpii.errors import UnsupportedOperation, arithmetic_error, ghost_errors, string_op_error
 from ghostpii.quantiles import resolve as resolve_quantiles
 from ghostpii.reveal import reveal as _reveal
 
@@ -276,7 +276,7 @@ def check_plan(lf: pl.LazyFrame) -> None:
     except pl.exceptions.PolarsError as e:
         # `.str.*` on ciphertext fails to resolve before any ghostpii code runs: name the
         # ciphertext operations instead; any other plan error is reported by collecting it
-        if (err := string_op_error(e)) is not None:
+        if (err := string_op_error(e) or arithmetic_error(e)) is not None:
             raise err from e
         return
     problem = next(_Walker(nt).node(), None)

@@ -1,4 +1,4 @@
-"""Progress bars for long encryption and key work (tqdm, shown on large inputs only)."""
+"""Progress bars for long encryption, key and FHE work (tqdm, shown on large inputs only)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ class _Silent:
 
 
 @contextmanager
-def progress(total: int, desc: str, show: bool | None = None) -> Iterator[_Bar]:
-    """A tqdm bar over ``total`` cells when ``show`` (default: large input on a terminal)."""
+def progress(total: int, desc: str, show: bool | None = None, unit: str = "cell") -> Iterator[_Bar]:
+    """A tqdm bar over ``total`` cells (or other ``unit``) when ``show`` (default: large input on a
+    terminal)."""
     if show is None:
         show = total >= THRESHOLD and sys.stderr.isatty()
     if not show:
@@ -31,7 +32,7 @@ def progress(total: int, desc: str, show: bool | None = None) -> Iterator[_Bar]:
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="cell", unit_scale=True, leave=False)
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False)
     try:
         yield bar
     finally:

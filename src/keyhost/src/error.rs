@@ -81,6 +81,9 @@ pub mod reason {
     pub const SCORE_SPAN: Reason = Reason::ScoreSpan;
     pub const MAX_VECTORS: Reason = Reason::MaxVectors;
     pub const POPULATION_OVERLAP: Reason = Reason::PopulationOverlap;
+    pub const MAX_EVALUATIONS: Reason = Reason::MaxEvaluations;
+    pub const FHE_KEY_MISSING: Reason = Reason::FheKeyMissing;
+    pub const FHE_KEY_CACHE_FULL: Reason = Reason::FheKeyCacheFull;
 
     /// Every reason (the `Reason` enum of `openapi.json`).
     pub const ALL: &[Reason] = &Reason::ALL;

@@ -14,7 +14,8 @@
 //! - `clock`, `store/` (the database: connections, both backends, the schema), `error`;
 //! - `files/` (the data directory's lock and key files, envelope encryption under the master key);
 //! - `domain/` (who, what, may, how much, the log: what the keyhost knows and decides);
-//! - `state` (the process-wide state of one keyhost), `config`, `data_dir` (bootstrap);
+//! - `state` (the process-wide state of one keyhost; `fhe_keys`, the analysts' FHE server keys
+//!   it holds in memory), `config`, `data_dir` (bootstrap);
 //! - `answer_keys/` (decode, plan, compute, record one batch of answer-key requests);
 //! - `http/` (routes, console, extractors, rate limit, server).
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod data_dir;
 pub mod domain;
 pub mod error;
+pub mod fhe_keys;
 pub mod files;
 pub mod http;
 pub mod state;

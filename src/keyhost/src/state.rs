@@ -164,6 +164,8 @@ struct Inner {
     limits: Limits,
     auth_refusals: Refusals,
     auth_failures: AuthFailures,
+    /// The analysts' FHE server keys (`fhe_keys.rs`), in memory only.
+    fhe_keys: crate::fhe_keys::FheKeys,
 }
 
 /// Secrets of a keyhost besides its master key.
@@ -199,6 +201,7 @@ impl AppState {
                 limits: Limits::default(),
                 auth_refusals: Refusals::default(),
                 auth_failures: AuthFailures::default(),
+                fhe_keys: crate::fhe_keys::FheKeys::from_env(),
             }),
         }
     }
@@ -230,6 +233,11 @@ impl AppState {
         inner.database = database;
         inner.sequencing = sequencing;
         Ok(self)
+    }
+
+    /// The analysts' FHE server keys.
+    pub fn fhe_keys(&self) -> &crate::fhe_keys::FheKeys {
+        &self.inner.fhe_keys
     }
 
     /// The PostgreSQL database of this keyhost (`None`: SQLite).

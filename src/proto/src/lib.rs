@@ -9,7 +9,9 @@
 //!   for it ([`ErrorClass`]).
 //! - [`descriptor`]: the computation descriptors of `POST /v1/answer-keys`, generic over how a
 //!   rid set travels (a base64 string or a blob marker of a request frame).
+//! - [`circuit`]: row-wise circuits over encrypted cells (`POST /v1/compute`), backend-neutral.
 
+pub mod circuit;
 pub mod descriptor;
 pub mod reason;
 

@@ -30,6 +30,12 @@ pub enum Reason {
     /// An exact answer on a column whose name the owner also holds in a dataset that may hold
     /// the same people (an owner-declared population ties them).
     PopulationOverlap,
+    /// A row-wise computation would exceed the grant's evaluations per row and column.
+    MaxEvaluations,
+    /// No FHE server key of the caller is cached (never uploaded, expired or evicted).
+    FheKeyMissing,
+    /// The keyhost's FHE server-key cache is full.
+    FheKeyCacheFull,
 }
 
 /// The error class a client raises for a reason (the Python classes of `ghostpii.errors`).
@@ -64,7 +70,7 @@ impl ErrorClass {
 
 impl Reason {
     /// Every reason, in the order of the enum (the `Reason` enum of `openapi.json`).
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Unauthenticated,
         Reason::TokenExpired,
         Reason::TokenRevoked,
@@ -85,6 +91,9 @@ impl Reason {
         Reason::ScoreSpan,
         Reason::MaxVectors,
         Reason::PopulationOverlap,
+        Reason::MaxEvaluations,
+        Reason::FheKeyMissing,
+        Reason::FheKeyCacheFull,
     ];
 
     /// The wire code.
@@ -110,6 +119,9 @@ impl Reason {
             Reason::ScoreSpan => "score_span",
             Reason::MaxVectors => "max_vectors",
             Reason::PopulationOverlap => "population_overlap",
+            Reason::MaxEvaluations => "max_evaluations",
+            Reason::FheKeyMissing => "fhe_key_missing",
+            Reason::FheKeyCacheFull => "fhe_key_cache_full",
         }
     }
 
@@ -131,7 +143,8 @@ impl Reason {
             | Reason::UnknownRids
             | Reason::AuditDisclosure
             | Reason::AuditLimit
-            | Reason::PopulationOverlap => ErrorClass::PermissionDenied,
+            | Reason::PopulationOverlap
+            | Reason::MaxEvaluations => ErrorClass::PermissionDenied,
             Reason::ConstantNotAllowed | Reason::MaxConstants | Reason::ScoreSpan | Reason::MaxVectors => {
                 ErrorClass::PermissionDenied
             }
@@ -140,7 +153,9 @@ impl Reason {
             | Reason::Conflict
             | Reason::Internal
             | Reason::RequestTooLarge
-            | Reason::RateLimited => ErrorClass::KeyhostError,
+            | Reason::RateLimited
+            | Reason::FheKeyMissing
+            | Reason::FheKeyCacheFull => ErrorClass::KeyhostError,
         }
     }
 

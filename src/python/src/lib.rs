@@ -14,6 +14,7 @@ mod encrypt;
 mod equality;
 mod errors;
 mod expressions;
+mod fhe_client;
 mod frames;
 mod grouped;
 mod key_facets;
@@ -71,6 +72,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reveal::RevealPlan>()?;
     m.add_function(wrap_pyfunction!(reveal::sealed_descriptors, m)?)?;
     m.add_class::<score::ScoreRows>()?;
+    m.add_class::<fhe_client::FheClient>()?;
+    m.add_function(wrap_pyfunction!(fhe_client::circuit_bits, m)?)?;
     m.add_class::<quantile::QuantileSearch>()?;
     Ok(())
 }

@@ -130,6 +130,26 @@ impl ScoreRows {
         self.distinct.len()
     }
 
+    /// Per distinct rid (ascending), the low `bits` bits of its masked value as a signed
+    /// integer (little-endian i64 bytes): the residues `gp.compute` encrypts under the
+    /// analyst's FHE key (masks are additive, so a linear form needs one residue).
+    fn residues<'py>(&self, py: Python<'py>, bits: u32) -> PyResult<Bound<'py, PyBytes>> {
+        if ![8, 16, 32, 64].contains(&bits) {
+            return Err(GhostError::new_err(format!("width {bits} is not 8, 16, 32 or 64 bits")));
+        }
+        let mut out = vec![0i64; self.distinct.len()];
+        for (i, rid) in self.rid.iter().enumerate() {
+            if self.valid[i] {
+                let k = self.distinct.binary_search(rid).expect("valid rid is in the set");
+                out[k] = ghostpii_fhe::low_bits(self.masked[i], bits);
+            }
+        }
+        Ok(PyBytes::new(
+            py,
+            &out.into_iter().flat_map(i64::to_le_bytes).collect::<Vec<u8>>(),
+        ))
+    }
+
     /// The rid set of the rows to score, in the keyhost's encoding.
     fn rid_set<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &RidSet::from_sorted(&self.distinct).to_bytes())

@@ -12,8 +12,11 @@
 //! A batch arrives as JSON or as a request frame whose rid sets may travel raw (`wire.rs`).
 //! Descriptors (`"op"`): `sum` (see `sum.rs`), `sums` (`sums.rs`), `decrypt` (`decrypt.rs`), `compare`
 //! (`compare.rs`), `score` (`score.rs`), `match` (`match_tokens.rs`), `pads` (`pseudonyms.rs`).
+//! Row-wise circuits over FHE ciphertexts (`POST /v1/compute`) are planned and recorded in
+//! `compute.rs` with the same helpers.
 
 mod compare;
+pub mod compute;
 mod decrypt;
 mod effects;
 mod gram;
@@ -293,6 +296,28 @@ impl<'a> Ctx<'a> {
             Descriptor::Search { .. } => Operation::Search,
             Descriptor::Pads { facet, .. } => pseudonyms::operation(facet.as_str()),
         };
+        Ctx {
+            conn,
+            st,
+            caller,
+            cache,
+            op,
+            rid_refusal: None,
+            seen_dataset: None,
+            seen_owner: None,
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for a request that is not an answer-key descriptor (`compute.rs`).
+    fn for_op(
+        conn: &'a Connection,
+        st: &'a AppState,
+        caller: &'a Identity,
+        cache: &'a mut Cache,
+        op: Operation,
+    ) -> Self {
         Ctx {
             conn,
             st,

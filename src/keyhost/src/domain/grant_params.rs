@@ -7,6 +7,7 @@
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
 //! - score: `max_vectors`.
+//! - compute: `max_evaluations` (required), `ops`, `reveal_values`.
 //! - moments: as aggregate, plus `columns` (the other columns of the second moments).
 
 use crate::store::Connection;
@@ -44,6 +45,12 @@ struct Raw {
     columns: Option<Vec<String>>,
     #[serde(default)]
     domain_key_holder: Option<bool>,
+    #[serde(default)]
+    max_evaluations: Option<u64>,
+    #[serde(default)]
+    ops: Option<Vec<String>>,
+    #[serde(default)]
+    reveal_values: Option<bool>,
 }
 
 fn unsupported(op: Operation, names: &[&str]) -> ApiError {
@@ -79,6 +86,9 @@ pub fn build(
         ("max_vectors", raw.max_vectors.is_some()),
         ("columns", raw.columns.is_some()),
         ("domain_key_holder", raw.domain_key_holder.is_some()),
+        ("max_evaluations", raw.max_evaluations.is_some()),
+        ("ops", raw.ops.is_some()),
+        ("reveal_values", raw.reveal_values.is_some()),
     ];
     const PRIVACY: [&str; 4] = ["min_rows", "epsilon", "delta", "budget"];
     let takes: &[&str] = match op {
@@ -90,6 +100,7 @@ pub fn build(
         Operation::Match => &["constants", "max_constants"],
         Operation::Search => &["max_constants"],
         Operation::Score => &["max_vectors"],
+        Operation::Compute => &["max_evaluations", "ops", "reveal_values"],
     };
     let refused: Vec<&str> = given
         .iter()
@@ -114,6 +125,7 @@ pub fn build(
                 ..Default::default()
             })
         }
+        Operation::Compute => compute_params(raw),
         Operation::Aggregate => aggregate_checked(conn, ds, column, &raw),
         Operation::Compare => compare(conn, ds, column, raw),
         Operation::Moments => crate::domain::moments::grant_params(
@@ -134,6 +146,33 @@ pub fn build(
             })
         }
     }
+}
+
+/// compute: a limit of evaluations per row and column is required (it bounds what shifted
+/// inputs can reveal, `docs/rowwise.md`); `ops` must name circuit ops.
+fn compute_params(raw: Raw) -> ApiResult<GrantParams> {
+    let max = raw.max_evaluations.ok_or_else(|| {
+        ApiError::invalid(
+            "a compute grant needs max_evaluations, the most evaluations per row and column (each reveals one              output about the row); give for example max_evaluations=4",
+        )
+    })?;
+    if max == 0 {
+        return Err(ApiError::invalid("max_evaluations must be at least 1"));
+    }
+    if let Some(ops) = &raw.ops {
+        if let Some(bad) = ops.iter().find(|o| !ghostpii_proto::circuit::OPS.contains(&o.as_str())) {
+            return Err(ApiError::invalid(format!(
+                "ops: '{bad}' is not a circuit op; the ops are {}",
+                ghostpii_proto::circuit::OPS.join(", ")
+            )));
+        }
+    }
+    Ok(GrantParams {
+        max_evaluations: Some(max),
+        ops: raw.ops,
+        reveal_values: raw.reveal_values.filter(|&b| b),
+        ..Default::default()
+    })
 }
 
 /// The checks and stored form of `min_rows`, `epsilon`, `delta`, `budget` (aggregate and moments).

@@ -29,11 +29,13 @@ pub enum Operation {
     Group,
     /// Per-row sealing seeds of the `fuzzy` facet: record linkage (`gp.link`).
     Link,
+    /// Row-wise circuits over FHE ciphertexts of `num` cells (`answer_keys/compute.rs`).
+    Compute,
 }
 
 impl Operation {
     /// Every operation, in the order of the enum.
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Operation::Decrypt,
         Operation::Aggregate,
         Operation::Compare,
@@ -43,6 +45,7 @@ impl Operation {
         Operation::Search,
         Operation::Group,
         Operation::Link,
+        Operation::Compute,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Operation {
             Operation::Search => "search",
             Operation::Group => "group",
             Operation::Link => "link",
+            Operation::Compute => "compute",
         }
     }
 
@@ -122,6 +126,16 @@ pub struct GrantParams {
     /// dictionary-attack the pseudonyms of the rows whose pads it obtains (`docs/privacy.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_key_holder: Option<bool>,
+    /// compute: most evaluations of row-wise circuits per identity × row × column (each
+    /// evaluation reveals one output about the row; see `docs/rowwise.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_evaluations: Option<u64>,
+    /// compute: the only circuit ops allowed (`ghostpii_proto::circuit::OPS`); none: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<String>>,
+    /// compute: whether integer outputs may be revealed (otherwise only predicates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal_values: Option<bool>,
 }
 
 impl GrantParams {

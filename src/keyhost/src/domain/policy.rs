@@ -150,6 +150,31 @@ impl Authority {
             .flatten()
     }
 
+    /// compute: the most evaluations per row and column the grants allow (the largest among
+    /// them; `None`: no limit, owner and admin).
+    pub fn max_evaluations(&self) -> Option<u64> {
+        self.grants()
+            .iter()
+            .map(|g| g.params.max_evaluations)
+            .reduce(|a, b| a.zip(b).map(|(x, y)| x.max(y)))
+            .flatten()
+    }
+
+    /// compute: whether some grant allows a circuit using `ops` with an output that is an
+    /// integer (`value`) or a predicate (owner and admin: always).
+    pub fn allows_circuit(&self, ops: &[&str], value: bool) -> bool {
+        match self {
+            Authority::Admin | Authority::Owner => true,
+            Authority::Grant { grants } => grants.iter().any(|g| {
+                (!value || g.params.reveal_values == Some(true))
+                    && g.params
+                        .ops
+                        .as_ref()
+                        .is_none_or(|allowed| ops.iter().all(|o| allowed.iter().any(|a| a == o)))
+            }),
+        }
+    }
+
     /// compare: the allowed constants of the grants, described for a refusal message.
     pub fn allowed_constants(&self) -> Vec<serde_json::Value> {
         self.grants()

@@ -156,6 +156,15 @@ CREATE TABLE IF NOT EXISTS score_vectors (
     first_audit INTEGER NOT NULL,
     PRIMARY KEY (identity_id, dataset_id, vector)
 );
+-- Evaluations of row-wise circuits (answer_keys/compute.rs) per identity x column x row, the
+-- count that compute grants' max_evaluations bounds.
+CREATE TABLE IF NOT EXISTS compute_evaluations (
+    identity_id INTEGER NOT NULL REFERENCES identities(id),
+    column_id   INTEGER NOT NULL REFERENCES columns(id),
+    rid         INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, column_id, rid)
+);
 "#;
 
 /// `answer_keys/idempotency.rs`: the recorded response of each idempotency key.

@@ -4,6 +4,7 @@
 mod answer_keys;
 pub(crate) mod audit;
 pub(crate) mod budget;
+mod compute;
 mod datasets;
 pub(crate) mod grants;
 pub(crate) mod identities;
@@ -60,6 +61,8 @@ api_routes! {
     get "/v1/grants" => grants::list;
     delete "/v1/grants/{grant_id}" => grants::revoke;
     post "/v1/answer-keys" => answer_keys::answer;
+    put "/v1/fhe/server-key" => compute::upload_server_key;
+    post "/v1/compute" => compute::compute;
     get "/v1/audit" => audit::list;
     get "/v1/audit/verify" => audit::verify;
     get "/v1/audit/checkpoint" => audit::checkpoint;
