@@ -154,6 +154,11 @@ def _unsealing_seeds(
                 f"right side in {rm.get('join_domain')!r}; only columns of one join domain link (encrypt both with "
                 f"join_domain=...)"
             )
+        if lm.get("fuzzy_space") != rm.get("fuzzy_space"):
+            raise UnsupportedOperation(
+                f"column {c!r} cannot be linked: its bigrams are hashed in space {lm.get('fuzzy_space')!r} on the "
+                f"left and {rm.get('fuzzy_space')!r} on the right (encrypt both with the same gp.text(fuzzy_space=...))"
+            )
         for side, frame, m in (("left", lf, lm), ("right", rf, rm)):
             _, rids = _internal.fuzzy_rids(frame[c])
             if frame[c].null_count() == frame.height:

@@ -62,10 +62,38 @@ fn positions(base: &Hmac<Sha256>, label: &[u8], a: char, b: char, out: &mut [u64
 /// The encoding of one value under the CLK key (`label` separates fields: the column name).
 pub fn encode(key: &DetKey, label: &str, text: &str, rng: &mut impl Rng) -> Filter {
     let base = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_bytes()).expect("HMAC takes any key length");
-    encode_with(&base, label.as_bytes(), text, rng)
+    encode_with(&base, label.as_bytes(), text, rng, NOISE_BITS)
 }
 
-fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng) -> Filter {
+/// The encoding of a query constant (`ghost.similarity`): as [`encode`], without salt bits, so
+/// one constant always gives one token. Issued by the keyhost under a `link` grant.
+pub fn encode_constant(key: &DetKey, label: &str, text: &str) -> Filter {
+    let base = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_bytes()).expect("HMAC takes any key length");
+    encode_with(&base, label.as_bytes(), text, &mut rand::rngs::OsRng, 0)
+}
+
+/// An encoding as its [`BYTES`] little-endian bytes (a similarity token).
+pub fn to_bytes(f: &Filter) -> [u8; BYTES] {
+    let mut out = [0u8; BYTES];
+    for (i, w) in f.iter().enumerate() {
+        out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The encoding of [`BYTES`] bytes ([`to_bytes`]); `None` for another length.
+pub fn from_bytes(b: &[u8]) -> Option<Filter> {
+    if b.len() != BYTES {
+        return None;
+    }
+    let mut f = [0u64; WORDS];
+    for (i, w) in f.iter_mut().enumerate() {
+        *w = u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    }
+    Some(f)
+}
+
+fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng, noise: usize) -> Filter {
     let mut raw = [0u64; 2 * WORDS];
     let mut out = [0u64; WORDS];
     if text.is_empty() {
@@ -79,7 +107,7 @@ fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng
     for i in 0..WORDS {
         out[i] = raw[i] ^ raw[i + WORDS];
     }
-    for _ in 0..NOISE_BITS {
+    for _ in 0..noise {
         let p = rng.gen_range(0..BITS);
         out[p / 64] |= 1u64 << (p % 64);
     }
@@ -97,7 +125,7 @@ pub fn encode_many(key: &DetKey, label: &str, values: &[Option<&str>]) -> Vec<Op
             let mut rng = ChaCha20Rng::from_rng(rand::rngs::OsRng).expect("OS randomness");
             chunk
                 .iter()
-                .map(|v| v.map(|t| encode_with(&base, label.as_bytes(), t, &mut rng)))
+                .map(|v| v.map(|t| encode_with(&base, label.as_bytes(), t, &mut rng, NOISE_BITS)))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -644,6 +672,19 @@ mod tests {
         assert!(dice(&a, &c) < 0.3);
         assert_ne!(a, a2, "salt bits make equal values encode differently");
         assert_eq!(weight(&encode(&k, "surname", "", &mut rng)), 0);
+    }
+
+    #[test]
+    fn a_constant_encodes_without_salt_bits_and_round_trips_as_bytes() {
+        let k = key();
+        let c = encode_constant(&k, "surname", "schmidt");
+        assert_eq!(c, encode_constant(&k, "surname", "schmidt"));
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let row = encode(&k, "surname", "schmidt", &mut rng);
+        assert!(weight(&row) > weight(&c) && weight(&row) <= weight(&c) + NOISE_BITS as u32);
+        assert_eq!(combine(&[&row, &c]), row, "the row holds every bit of the constant");
+        assert_eq!(from_bytes(&to_bytes(&c)), Some(c));
+        assert_eq!(from_bytes(&[0u8; 3]), None);
     }
 
     #[test]

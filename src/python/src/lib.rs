@@ -15,6 +15,7 @@ mod equality;
 mod errors;
 mod expressions;
 mod frames;
+mod fuzzy_query;
 mod grouped;
 mod key_facets;
 mod keyhost;
