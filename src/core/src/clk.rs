@@ -331,50 +331,76 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
 }
 
 /// Candidate pairs above `threshold` from MinHash LSH blocking, then the greedy assignment.
+///
+/// Bucket by bucket: per band, the left and right rows with one band hash; every left × right
+/// pair of a bucket is a candidate (skipped when the weights alone bound its Dice below the
+/// threshold) and kept only from the FIRST band in which the two collide (their signatures
+/// differ in every earlier band), so each pair is linked once. A bucket's right encodings are
+/// copied together once for all its left rows (cache-friendly: the rows sharing a frequent
+/// first name form large buckets).
 pub fn link_blocked(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -> Vec<Pair> {
     let lsh = Lsh::for_threshold(threshold);
-    let rsig: Vec<Option<Vec<u64>>> = right
-        .par_iter()
-        .map(|f| f.as_ref().and_then(|f| lsh.signature(f)))
-        .collect();
+    let sigs = |side: &[Option<Filter>]| -> Vec<Option<Vec<u64>>> {
+        side.par_iter()
+            .map(|f| f.as_ref().and_then(|f| lsh.signature(f)))
+            .collect()
+    };
+    let (lsig, rsig) = (sigs(left), sigs(right));
+    let lw: Vec<u32> = left.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
     let rw: Vec<u32> = right.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
-    let mut buckets: Vec<std::collections::HashMap<u64, Vec<u32>>> = vec![Default::default(); lsh.bands];
-    for (j, s) in rsig.iter().enumerate() {
-        if let Some(s) = s {
-            for (b, &h) in s.iter().enumerate() {
-                buckets[b].entry(h).or_default().push(j as u32);
+    // per band: band hash -> (left rows, right rows); only buckets with both sides are kept
+    type Bucket = (Vec<u32>, Vec<u32>);
+    let buckets: Vec<(usize, Bucket)> = (0..lsh.bands)
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let mut m: std::collections::HashMap<u64, Bucket> = Default::default();
+            for (j, s) in rsig.iter().enumerate() {
+                if let Some(s) = s {
+                    m.entry(s[b]).or_default().1.push(j as u32);
+                }
             }
-        }
-    }
-    // per chunk of left rows, a stamp per right row marks the candidates already compared
-    let pairs: Vec<Pair> = (0..left.len())
-        .collect::<Vec<_>>()
-        .par_chunks(1024)
-        .flat_map_iter(|chunk| {
-            let mut seen = vec![u32::MAX; right.len()];
-            let mut out = Vec::new();
-            for &i in chunk {
-                let Some(f) = &left[i] else { continue };
-                let Some(s) = lsh.signature(f) else { continue };
-                let wf = weight(f);
-                for (b, h) in s.iter().enumerate() {
-                    let Some(v) = buckets[b].get(h) else { continue };
-                    for &j in v {
-                        if seen[j as usize] == i as u32 {
-                            continue;
-                        }
-                        seen[j as usize] = i as u32;
-                        if let Some(g) = &right[j as usize] {
-                            let d = dice_w(f, wf, g, rw[j as usize]);
-                            if d >= threshold {
-                                out.push(Pair {
-                                    left: i as u32,
-                                    right: j,
-                                    similarity: d,
-                                });
-                            }
-                        }
+            for (i, s) in lsig.iter().enumerate() {
+                if let Some(s) = s {
+                    if let Some(e) = m.get_mut(&s[b]) {
+                        e.0.push(i as u32);
                     }
+                }
+            }
+            m.into_values().filter(|e| !e.0.is_empty()).map(move |e| (b, e))
+        })
+        .collect();
+    let pairs: Vec<Pair> = buckets
+        .par_iter()
+        .flat_map_iter(|(b, (ls, rs))| {
+            // the bucket's right encodings, copied together once for all its left rows
+            let rows: Vec<(u32, Filter, u32)> = rs
+                .iter()
+                .filter_map(|&j| right[j as usize].map(|g| (j, g, rw[j as usize])))
+                .collect();
+            let mut out = Vec::new();
+            for &i in ls {
+                let (Some(f), Some(si)) = (left[i as usize].as_ref(), lsig[i as usize].as_deref()) else {
+                    continue;
+                };
+                let wf = lw[i as usize];
+                for (j, g, wg) in &rows {
+                    if 2.0 * (wf.min(*wg) as f64) < threshold * (wf + wg) as f64 {
+                        continue; // the weights alone keep the pair below the threshold
+                    }
+                    let d = dice_w(f, wf, g, *wg);
+                    if d < threshold {
+                        continue;
+                    }
+                    // scored once: in the first band in which the two collide
+                    let sj = rsig[*j as usize].as_deref().expect("bucketed rows have signatures");
+                    if si[..*b].iter().zip(&sj[..*b]).any(|(x, y)| x == y) {
+                        continue;
+                    }
+                    out.push(Pair {
+                        left: i,
+                        right: *j,
+                        similarity: d,
+                    });
                 }
             }
             out
