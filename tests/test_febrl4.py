@@ -60,10 +60,10 @@ def test_febrl4_precision_and_recall(
     A, B, ea, eb, an = febrl
     default = gp.link(ea, eb, on=FIELDS, session=an)
     p, r = _quality(A, B, default["left_index"], default["right_index"])
-    assert p >= 0.95 and r >= 0.95, (p, r)  # measured: 1.000 / 0.976 (own name spaces: 0.968)
+    assert p >= 0.95 and r >= 0.95, (p, r)  # measured: 1.000 / 0.975-0.977 (own name spaces: 0.966-0.968)
     tuned = gp.link(ea, eb, on=FIELDS, session=an, threshold=0.7)
     p, r = _quality(A, B, tuned["left_index"], tuned["right_index"])
-    assert p >= 0.99 and r >= 0.99, (p, r)  # measured: 1.000 / 0.9996
+    assert p >= 0.99 and r >= 0.99, (p, r)  # measured: 1.000 / 0.9994-0.9998
     # the issue's three fields: a changed name alone takes a record below 0.8 (benchmarks/linkage.md),
     # so they need a lower threshold; the shared name space finds the swapped names
     three = gp.link(ea, eb, on=ISSUE, session=an, threshold=0.6)
