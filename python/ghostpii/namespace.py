@@ -19,7 +19,8 @@ from ghostpii.client import Session
 from ghostpii.constants import Constant, const_spec, cutoff_spec
 from ghostpii.dtypes import SealedType, ghost_columns
 from ghostpii.errors import UnsupportedOperation, ghost_errors
-from ghostpii.keyed import match_spec, prefers_in_memory
+from ghostpii.keyed import match_spec, normalise, prefers_in_memory
+from ghostpii.linkage import LinkError
 from ghostpii.plan_guard import check_plan, reveal
 from ghostpii.quantiles import QuantileMethod, SealedQuantileExpr, quantile
 from ghostpii.tokens import prefetch
@@ -250,6 +251,36 @@ class GhostExpr:
         holds the q-grams of ``substring``: it reveals which rows contain ``substring`` and, in
         every row, the positions at which each of its q-grams occurs (docs/threat-model.md)."""
         return self._search("contains", substring)
+
+    def similarity(self, constant: str | int | dt.date, *, metric: str = "dice") -> pl.Expr:
+        """The similarity (Float64 in [0, 1]; null rows stay null) of each row's ``fuzzy``
+        encoding with the encoding of ``constant``, normalised as the column's values were (text:
+        NFKC, lower case, trimmed; dates: ISO; integers: decimal): ``metric="dice"``
+        (2|A∩B|/(|A|+|B|)) or ``"jaccard"`` of the hardened Bloom filters, an approximation of the
+        same measure on the sets of character bigrams (as ``gp.similarity``). Needs a similarity
+        token for ``constant`` and the seeds of the rows: a ``gp.allow.link(column,
+        max_constants=n)`` grant. What it reveals: docs/threat-model.md ("fuzzy")."""
+        if metric not in ("dice", "jaccard"):
+            raise LinkError(f"metric must be 'dice' or 'jaccard', got {metric!r}")
+        if isinstance(constant, bool) or not isinstance(constant, str | int | dt.date):
+            raise TypeError(f"ghost.similarity takes text, an integer or a date, got {constant!r}")
+        if isinstance(constant, dt.datetime):
+            raise TypeError(f"ghost.similarity takes a date, not a datetime: {constant!r}")
+        if isinstance(constant, str):
+            text = str(normalise(pl.Series([constant]))[0])
+        elif isinstance(constant, dt.date):
+            text = constant.isoformat()
+        else:
+            text = str(constant)
+        if not text:
+            raise LinkError("ghost.similarity needs a non-empty constant (after normalisation)")
+        return register_plugin_function(
+            plugin_path=PLUGIN_PATH,
+            function_name="ghost_similarity",
+            args=self._expr,
+            kwargs={"constant": text, "metric": metric},
+            is_elementwise=True,
+        )
 
     def key(self) -> pl.Expr:
         """Pseudonymous keys (Int128) of the ``group`` facet, for ``group_by``, joins and

@@ -103,6 +103,8 @@ class ColumnSpec:
     #: shape of the ``search`` facet: prefix lengths, suffix lengths, q-gram length, maximum
     #: length in characters (``gp.text(prefix=..., suffix=..., substring=...)``)
     search: SearchShape | None = None
+    #: bigram space of the ``fuzzy`` facet shared with other columns (``gp.text(fuzzy_space=...)``)
+    fuzzy_space: str | None = None
 
     def search_meta(self) -> dict[str, object] | None:
         """The ``search`` entry of the column metadata (``ghostpii_core::search::SearchParams``)."""
@@ -293,6 +295,7 @@ def text(
     prefix: int | tuple[int, ...] | list[int] | None = None,
     suffix: int | tuple[int, ...] | list[int] | None = None,
     substring: int | None = None,
+    fuzzy_space: str | None = None,
 ) -> ColumnSpec:
     """A text column, sealed per row (``val`` facet): decryptable where a grant allows.
 
@@ -320,6 +323,13 @@ def text(
     longer values raise :class:`~ghostpii.errors.EncryptionError`), every tag bound to the row,
     so equal values and pieces look unrelated at rest. What each token reveals:
     docs/threat-model.md ("search").
+
+    ``fuzzy_space="name"`` (with ``fuzzy=True``) hashes the column's bigrams in a space shared
+    with the other columns that name it, instead of the column's own: ``gp.link`` then finds a
+    record whose given name and surname were swapped (on FEBRL4's given name, surname and date
+    of birth, recall 0.893 → 0.965 at threshold 0.6; benchmarks/linkage.md). Both sides of a
+    link must declare the same space. A link-grant holder can then also compare one column's
+    values with the other's (docs/threat-model.md, "fuzzy").
     """
     if max_length is not None and (
         isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= 2**31
@@ -329,6 +339,11 @@ def text(
     shape = _search_shape(prefix, suffix, substring, max_length)
     if shape is not None:
         facets = (*facets, "search")
+    if fuzzy_space is not None:
+        if not isinstance(fuzzy_space, str) or not fuzzy_space:
+            raise EncryptionError(f"fuzzy_space must be a non-empty name, got {fuzzy_space!r}")
+        if not fuzzy:
+            raise EncryptionError("fuzzy_space needs fuzzy=True (it names the bigram space of the fuzzy facet)")
     return ColumnSpec(
         "text",
         facets=facets,
@@ -336,6 +351,7 @@ def text(
         join_domain=jd,
         join_domain_owner=_domain_owner(jd, join_domain_owner),
         search=shape,
+        fuzzy_space=fuzzy_space,
     )
 
 

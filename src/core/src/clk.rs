@@ -62,10 +62,38 @@ fn positions(base: &Hmac<Sha256>, label: &[u8], a: char, b: char, out: &mut [u64
 /// The encoding of one value under the CLK key (`label` separates fields: the column name).
 pub fn encode(key: &DetKey, label: &str, text: &str, rng: &mut impl Rng) -> Filter {
     let base = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_bytes()).expect("HMAC takes any key length");
-    encode_with(&base, label.as_bytes(), text, rng)
+    encode_with(&base, label.as_bytes(), text, rng, NOISE_BITS)
 }
 
-fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng) -> Filter {
+/// The encoding of a query constant (`ghost.similarity`): as [`encode`], without salt bits, so
+/// one constant always gives one token. Issued by the keyhost under a `link` grant.
+pub fn encode_constant(key: &DetKey, label: &str, text: &str) -> Filter {
+    let base = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_bytes()).expect("HMAC takes any key length");
+    encode_with(&base, label.as_bytes(), text, &mut rand::rngs::OsRng, 0)
+}
+
+/// An encoding as its [`BYTES`] little-endian bytes (a similarity token).
+pub fn to_bytes(f: &Filter) -> [u8; BYTES] {
+    let mut out = [0u8; BYTES];
+    for (i, w) in f.iter().enumerate() {
+        out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The encoding of [`BYTES`] bytes ([`to_bytes`]); `None` for another length.
+pub fn from_bytes(b: &[u8]) -> Option<Filter> {
+    if b.len() != BYTES {
+        return None;
+    }
+    let mut f = [0u64; WORDS];
+    for (i, w) in f.iter_mut().enumerate() {
+        *w = u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    }
+    Some(f)
+}
+
+fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng, noise: usize) -> Filter {
     let mut raw = [0u64; 2 * WORDS];
     let mut out = [0u64; WORDS];
     if text.is_empty() {
@@ -79,7 +107,7 @@ fn encode_with(base: &Hmac<Sha256>, label: &[u8], text: &str, rng: &mut impl Rng
     for i in 0..WORDS {
         out[i] = raw[i] ^ raw[i + WORDS];
     }
-    for _ in 0..NOISE_BITS {
+    for _ in 0..noise {
         let p = rng.gen_range(0..BITS);
         out[p / 64] |= 1u64 << (p % 64);
     }
@@ -97,7 +125,7 @@ pub fn encode_many(key: &DetKey, label: &str, values: &[Option<&str>]) -> Vec<Op
             let mut rng = ChaCha20Rng::from_rng(rand::rngs::OsRng).expect("OS randomness");
             chunk
                 .iter()
-                .map(|v| v.map(|t| encode_with(&base, label.as_bytes(), t, &mut rng)))
+                .map(|v| v.map(|t| encode_with(&base, label.as_bytes(), t, &mut rng, NOISE_BITS)))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -303,50 +331,76 @@ pub fn link(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -
 }
 
 /// Candidate pairs above `threshold` from MinHash LSH blocking, then the greedy assignment.
+///
+/// Bucket by bucket: per band, the left and right rows with one band hash; every left × right
+/// pair of a bucket is a candidate (skipped when the weights alone bound its Dice below the
+/// threshold) and kept only from the FIRST band in which the two collide (their signatures
+/// differ in every earlier band), so each pair is linked once. A bucket's right encodings are
+/// copied together once for all its left rows (cache-friendly: the rows sharing a frequent
+/// first name form large buckets).
 pub fn link_blocked(left: &[Option<Filter>], right: &[Option<Filter>], threshold: f64) -> Vec<Pair> {
     let lsh = Lsh::for_threshold(threshold);
-    let rsig: Vec<Option<Vec<u64>>> = right
-        .par_iter()
-        .map(|f| f.as_ref().and_then(|f| lsh.signature(f)))
-        .collect();
+    let sigs = |side: &[Option<Filter>]| -> Vec<Option<Vec<u64>>> {
+        side.par_iter()
+            .map(|f| f.as_ref().and_then(|f| lsh.signature(f)))
+            .collect()
+    };
+    let (lsig, rsig) = (sigs(left), sigs(right));
+    let lw: Vec<u32> = left.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
     let rw: Vec<u32> = right.par_iter().map(|f| f.as_ref().map_or(0, weight)).collect();
-    let mut buckets: Vec<std::collections::HashMap<u64, Vec<u32>>> = vec![Default::default(); lsh.bands];
-    for (j, s) in rsig.iter().enumerate() {
-        if let Some(s) = s {
-            for (b, &h) in s.iter().enumerate() {
-                buckets[b].entry(h).or_default().push(j as u32);
+    // per band: band hash -> (left rows, right rows); only buckets with both sides are kept
+    type Bucket = (Vec<u32>, Vec<u32>);
+    let buckets: Vec<(usize, Bucket)> = (0..lsh.bands)
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let mut m: std::collections::HashMap<u64, Bucket> = Default::default();
+            for (j, s) in rsig.iter().enumerate() {
+                if let Some(s) = s {
+                    m.entry(s[b]).or_default().1.push(j as u32);
+                }
             }
-        }
-    }
-    // per chunk of left rows, a stamp per right row marks the candidates already compared
-    let pairs: Vec<Pair> = (0..left.len())
-        .collect::<Vec<_>>()
-        .par_chunks(1024)
-        .flat_map_iter(|chunk| {
-            let mut seen = vec![u32::MAX; right.len()];
-            let mut out = Vec::new();
-            for &i in chunk {
-                let Some(f) = &left[i] else { continue };
-                let Some(s) = lsh.signature(f) else { continue };
-                let wf = weight(f);
-                for (b, h) in s.iter().enumerate() {
-                    let Some(v) = buckets[b].get(h) else { continue };
-                    for &j in v {
-                        if seen[j as usize] == i as u32 {
-                            continue;
-                        }
-                        seen[j as usize] = i as u32;
-                        if let Some(g) = &right[j as usize] {
-                            let d = dice_w(f, wf, g, rw[j as usize]);
-                            if d >= threshold {
-                                out.push(Pair {
-                                    left: i as u32,
-                                    right: j,
-                                    similarity: d,
-                                });
-                            }
-                        }
+            for (i, s) in lsig.iter().enumerate() {
+                if let Some(s) = s {
+                    if let Some(e) = m.get_mut(&s[b]) {
+                        e.0.push(i as u32);
                     }
+                }
+            }
+            m.into_values().filter(|e| !e.0.is_empty()).map(move |e| (b, e))
+        })
+        .collect();
+    let pairs: Vec<Pair> = buckets
+        .par_iter()
+        .flat_map_iter(|(b, (ls, rs))| {
+            // the bucket's right encodings, copied together once for all its left rows
+            let rows: Vec<(u32, Filter, u32)> = rs
+                .iter()
+                .filter_map(|&j| right[j as usize].map(|g| (j, g, rw[j as usize])))
+                .collect();
+            let mut out = Vec::new();
+            for &i in ls {
+                let (Some(f), Some(si)) = (left[i as usize].as_ref(), lsig[i as usize].as_deref()) else {
+                    continue;
+                };
+                let wf = lw[i as usize];
+                for (j, g, wg) in &rows {
+                    if 2.0 * (wf.min(*wg) as f64) < threshold * (wf + wg) as f64 {
+                        continue; // the weights alone keep the pair below the threshold
+                    }
+                    let d = dice_w(f, wf, g, *wg);
+                    if d < threshold {
+                        continue;
+                    }
+                    // scored once: in the first band in which the two collide
+                    let sj = rsig[*j as usize].as_deref().expect("bucketed rows have signatures");
+                    if si[..*b].iter().zip(&sj[..*b]).any(|(x, y)| x == y) {
+                        continue;
+                    }
+                    out.push(Pair {
+                        left: i,
+                        right: *j,
+                        similarity: d,
+                    });
                 }
             }
             out
@@ -644,6 +698,19 @@ mod tests {
         assert!(dice(&a, &c) < 0.3);
         assert_ne!(a, a2, "salt bits make equal values encode differently");
         assert_eq!(weight(&encode(&k, "surname", "", &mut rng)), 0);
+    }
+
+    #[test]
+    fn a_constant_encodes_without_salt_bits_and_round_trips_as_bytes() {
+        let k = key();
+        let c = encode_constant(&k, "surname", "schmidt");
+        assert_eq!(c, encode_constant(&k, "surname", "schmidt"));
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let row = encode(&k, "surname", "schmidt", &mut rng);
+        assert!(weight(&row) > weight(&c) && weight(&row) <= weight(&c) + NOISE_BITS as u32);
+        assert_eq!(combine(&[&row, &c]), row, "the row holds every bit of the constant");
+        assert_eq!(from_bytes(&to_bytes(&c)), Some(c));
+        assert_eq!(from_bytes(&[0u8; 3]), None);
     }
 
     #[test]

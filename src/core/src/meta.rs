@@ -109,9 +109,19 @@ pub struct ColumnMeta {
     /// Shape of the `search` facet (prefix/suffix lengths, q-gram length, maximum length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<crate::search::SearchParams>,
+    /// Bigram space of the `fuzzy` facet: columns that name the same space hash their bigrams
+    /// alike, so their encodings compare across columns (a given name and a surname swapped
+    /// still match). Absent: the column's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuzzy_space: Option<String>,
 }
 
 impl ColumnMeta {
+    /// The label that separates this column's bigrams in the `fuzzy` facet (`clk::encode`).
+    pub fn fuzzy_label(&self) -> &str {
+        self.fuzzy_space.as_deref().unwrap_or(&self.column)
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("column metadata serializes")
     }
@@ -167,6 +177,7 @@ mod tests {
             products: Vec::new(),
             join_domain: None,
             search: None,
+            fuzzy_space: None,
         };
         assert_eq!(ColumnMeta::from_json(&m.to_json()).unwrap(), m);
         let other = m.to_json().replace("\"v\":1", "\"v\":99");

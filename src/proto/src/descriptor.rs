@@ -68,6 +68,8 @@ pub enum SearchKind {
     Prefix,
     Suffix,
     Substring,
+    /// The `fuzzy` encoding of the constant (`ghost.similarity`), under a `link` grant.
+    Similarity,
 }
 
 impl SearchKind {
@@ -76,6 +78,7 @@ impl SearchKind {
             SearchKind::Prefix => "prefix",
             SearchKind::Suffix => "suffix",
             SearchKind::Substring => "substring",
+            SearchKind::Similarity => "similarity",
         }
     }
 }

@@ -60,11 +60,25 @@ pub struct MatchNeed {
     pub search: Option<SearchNeed>,
 }
 
-/// The kind ("prefix", "suffix", "substring") and q-gram length of a search token.
+/// The kind ("prefix", "suffix", "substring", "similarity") and q-gram length of a search token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SearchNeed {
     pub kind: SearchKind,
     pub q: u32,
+}
+
+impl MatchNeed {
+    /// The need of a text constant's search (or similarity) token on the column of `meta`.
+    pub fn text(meta: &ColumnMeta, constant: &str, kind: SearchKind, q: u32) -> MatchNeed {
+        MatchNeed {
+            keyhost: meta.keyhost.clone(),
+            dataset_id: meta.dataset_id,
+            column_id: meta.column_id,
+            epoch: meta.epoch,
+            constant: Stored::Text(constant.to_owned()),
+            search: Some(SearchNeed { kind, q }),
+        }
+    }
 }
 
 fn hint(meta: &ColumnMeta) -> &'static str {
@@ -278,6 +292,7 @@ fn need_from_py(d: &Bound<'_, PyAny>) -> PyResult<MatchNeed> {
                 "prefix" => SearchKind::Prefix,
                 "suffix" => SearchKind::Suffix,
                 "substring" => SearchKind::Substring,
+                "similarity" => SearchKind::Similarity,
                 _ => {
                     return Err(pyo3::exceptions::PyValueError::new_err(format!(
                         "unknown search kind {kind:?}"

@@ -82,6 +82,16 @@ fn ghost_search(inputs: &[Series], kwargs: crate::search::SearchKwargs) -> Polar
     crate::search::kernel(first(inputs, "ghost.contains")?, &kwargs)
 }
 
+fn similarity_field(inputs: &[Field], kwargs: crate::fuzzy_query::SimilarityKwargs) -> PolarsResult<Field> {
+    crate::fuzzy_query::field(inputs, &kwargs)
+}
+
+/// Similarity of each row's `fuzzy` encoding with a query constant's (a similarity token).
+#[polars_expr(output_type_func_with_kwargs=similarity_field)]
+fn ghost_similarity(inputs: &[Series], kwargs: crate::fuzzy_query::SimilarityKwargs) -> PolarsResult<Series> {
+    crate::fuzzy_query::kernel(first(inputs, "ghost.similarity")?, &kwargs)
+}
+
 fn key_field(inputs: &[Field]) -> PolarsResult<Field> {
     crate::pseudonyms::field(inputs)
 }

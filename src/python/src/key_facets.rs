@@ -86,7 +86,7 @@ pub fn encrypt_fields(
             )));
         }
         let vals: Vec<Option<&str>> = text.iter().collect();
-        let filters = clk::encode_many(&c, &meta.column, &vals);
+        let filters = clk::encode_many(&c, meta.fuzzy_label(), &vals);
         let seeds = p.pads(PadKind::Fuzzy, rids);
         let cells: Vec<Option<[u8; clk::BYTES]>> = filters
             .iter()

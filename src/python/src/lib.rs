@@ -16,6 +16,7 @@ mod errors;
 mod expressions;
 mod fhe_client;
 mod frames;
+mod fuzzy_query;
 mod grouped;
 mod key_facets;
 mod keyhost;

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::columns::{meta_of, rids_and_binary_facet, values, SEARCH};
-use crate::equality::{note, resolve, MatchNeed, SearchNeed, Stored};
+use crate::equality::{note, resolve, MatchNeed};
 use ghostpii_proto::descriptor::SearchKind;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,14 +93,7 @@ fn plan(name: &str, dtype: &DataType, kw: &SearchKwargs) -> PolarsResult<Plan> {
              encrypt the column with the lengths you need (gp.text(prefix=..., suffix=..., substring=...))",
             declared(&params));
     };
-    let need = MatchNeed {
-        keyhost: meta.keyhost.clone(),
-        dataset_id: meta.dataset_id,
-        column_id: meta.column_id,
-        epoch: meta.epoch,
-        constant: Stored::Text(kw.constant.clone()),
-        search: Some(SearchNeed { kind, q }),
-    };
+    let need = MatchNeed::text(&meta, &kw.constant, kind, q);
     Ok(Plan {
         meta,
         params,

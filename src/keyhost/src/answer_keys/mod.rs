@@ -28,6 +28,7 @@ mod pseudonyms;
 mod recheck;
 mod score;
 mod search_tokens;
+mod similarity_tokens;
 mod sum;
 mod sums;
 mod visibility;
@@ -57,7 +58,7 @@ use crate::state::AppState;
 pub use effects::Effect;
 pub use intake::decode_untrusted;
 use payload::{Answered, Computed};
-use visibility::{column_of, dataset};
+use visibility::{column_of, constant_column, dataset};
 pub use wire::Batch;
 use wire::WireRids;
 
@@ -75,6 +76,7 @@ enum Work {
     Gram(gram::GramWork),
     Match(Box<match_tokens::MatchWork>),
     Search(Box<search_tokens::SearchWork>),
+    Similarity(Box<similarity_tokens::SimilarityWork>),
     Pads(Box<pseudonyms::PadWork>),
 }
 
@@ -293,6 +295,10 @@ impl<'a> Ctx<'a> {
             Descriptor::Score { .. } => Operation::Score,
             Descriptor::Gram { .. } => Operation::Moments,
             Descriptor::Match { .. } => Operation::Match,
+            Descriptor::Search {
+                kind: ghostpii_proto::descriptor::SearchKind::Similarity,
+                ..
+            } => Operation::Link,
             Descriptor::Search { .. } => Operation::Search,
             Descriptor::Pads { facet, .. } => pseudonyms::operation(facet.as_str()),
         };
@@ -421,6 +427,21 @@ fn plan(conn: &Connection, st: &AppState, caller: &Identity, d: Decoded, cache: 
                 &constant.to_json(),
             )
             .map(|w| Work::Match(Box::new(w))),
+            Descriptor::Search {
+                dataset_id,
+                column_id,
+                epoch,
+                kind: ghostpii_proto::descriptor::SearchKind::Similarity,
+                constant,
+                ..
+            } => similarity_tokens::plan(
+                &mut cx,
+                &mut entry,
+                &mut effects,
+                (dataset_id, column_id, epoch),
+                &constant,
+            )
+            .map(|w| Work::Similarity(Box::new(w))),
             Descriptor::Search {
                 dataset_id,
                 column_id,
@@ -569,6 +590,7 @@ fn compute(work: Work) -> Result<Computed, ApiError> {
         Work::Gram(w) => gram::compute(w).and_then(Computed::json),
         Work::Match(w) => Computed::json(match_tokens::compute(*w)),
         Work::Search(w) => search_tokens::compute(*w).and_then(Computed::json),
+        Work::Similarity(w) => Computed::json(similarity_tokens::compute(*w)),
         Work::Pads(w) => Ok(pseudonyms::compute(*w)),
     }
 }

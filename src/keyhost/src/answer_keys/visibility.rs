@@ -47,6 +47,27 @@ pub(super) fn column_of(cx: &mut Ctx<'_>, ds: &Dataset, column_id: i64) -> ApiRe
         })
 }
 
+/// The dataset and column a constant descriptor (a token of one constant: no rows) addresses,
+/// named in its audit entry, whose `params` it sets to the column epoch and `extra`.
+pub(super) fn constant_column(
+    cx: &mut Ctx<'_>,
+    entry: &mut crate::domain::audit::NewEntry,
+    (dataset_id, column_id, epoch): (i64, i64, u32),
+    extra: serde_json::Value,
+) -> ApiResult<(Dataset, Column)> {
+    let mut params = serde_json::json!({"dataset_id": dataset_id, "column_id": column_id, "epoch": epoch});
+    if let (serde_json::Value::Object(p), serde_json::Value::Object(e)) = (&mut params, extra) {
+        p.extend(e);
+    }
+    entry.params = params;
+    entry.rid_count = Some(0);
+    let ds = dataset(cx, dataset_id)?;
+    entry.dataset = Some(ds.name.clone());
+    let col = column_of(cx, &ds, column_id)?;
+    entry.column = Some(col.name.clone());
+    Ok((ds, col))
+}
+
 fn holds_grant(cx: &mut Ctx<'_>, dataset_id: i64) -> crate::store::Result<bool> {
     if let Some(v) = cx.cache.visible.get(&dataset_id) {
         return Ok(*v);

@@ -4,6 +4,7 @@
 //! - decrypt: no parameters.
 //! - group, link: `domain_key_holder` (pads for an identity whose organisation holds the
 //!   column's join-domain key, an explicit choice: see `policy::check_key_holder`).
+//!   link also: `max_constants` (similarity tokens of `ghost.similarity`; none without it).
 //! - aggregate: `min_rows`, `epsilon`, `delta`, `budget`.
 //! - compare: `constants` (list) | `range` ([lo, hi], inclusive) | `max_constants`.
 //! - score: `max_vectors`.
@@ -93,7 +94,8 @@ pub fn build(
     const PRIVACY: [&str; 4] = ["min_rows", "epsilon", "delta", "budget"];
     let takes: &[&str] = match op {
         Operation::Decrypt => &[],
-        Operation::Group | Operation::Link => &["domain_key_holder"],
+        Operation::Group => &["domain_key_holder"],
+        Operation::Link => &["domain_key_holder", "max_constants"],
         Operation::Aggregate => &PRIVACY,
         Operation::Moments => &["min_rows", "epsilon", "delta", "budget", "columns"],
         Operation::Compare => &["constants", "range", "max_constants"],
@@ -112,10 +114,20 @@ pub fn build(
     }
     match op {
         Operation::Decrypt => Ok(GrantParams::default()),
-        Operation::Group | Operation::Link => Ok(GrantParams {
+        Operation::Group => Ok(GrantParams {
             domain_key_holder: raw.domain_key_holder.filter(|&b| b),
             ..Default::default()
         }),
+        Operation::Link => {
+            if raw.max_constants == Some(0) {
+                return Err(ApiError::invalid("max_constants must be at least 1"));
+            }
+            Ok(GrantParams {
+                domain_key_holder: raw.domain_key_holder.filter(|&b| b),
+                max_constants: raw.max_constants,
+                ..Default::default()
+            })
+        }
         Operation::Score => {
             if raw.max_vectors == Some(0) {
                 return Err(ApiError::invalid("max_vectors must be at least 1"));
