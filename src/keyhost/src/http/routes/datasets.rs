@@ -2,7 +2,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::guard;
@@ -95,11 +95,19 @@ pub async fn create(
     .await
 }
 
+/// What `GET /v1/datasets` answers.
+#[derive(Debug, Serialize)]
+pub struct DatasetList {
+    pub datasets: Vec<datasets::Dataset>,
+}
+
 /// `GET /v1/datasets`: all for admins; for others, owned or with a grant.
-pub async fn list(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<Value>> {
+pub async fn list(State(st): State<AppState>, Caller(who): Caller) -> ApiResult<Json<DatasetList>> {
     st.db(move |conn, _| {
         let filter = if policy::is_admin(&who) { None } else { Some(who.id) };
-        Ok(Json(json!({"datasets": datasets::list_visible(conn, filter)?})))
+        Ok(Json(DatasetList {
+            datasets: datasets::list_visible(conn, filter)?,
+        }))
     })
     .await
 }
@@ -362,6 +370,13 @@ pub async fn rotate_column(
     .await
 }
 
+/// What `POST /v1/datasets/{dataset}/rids` answers: the first row id of the block and its size.
+#[derive(Debug, Serialize)]
+pub struct AllocatedRids {
+    pub start: u64,
+    pub count: u64,
+}
+
 #[derive(Deserialize)]
 pub struct AllocateRids {
     count: u64,
@@ -376,7 +391,7 @@ pub async fn allocate_rids(
     Path(dataset): Path<String>,
     ApiQuery(oq): ApiQuery<OwnerQuery>,
     ApiJson(req): ApiJson<AllocateRids>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AllocatedRids>> {
     st.db(move |conn, _| {
         let pre = NewEntry::new(&who, "rids.allocate").dataset(&dataset);
         guard(conn, &pre, policy::require_owner_role(&who, "allocate row ids"))?;
@@ -411,7 +426,10 @@ pub async fn allocate_rids(
             entry.params(json!({"start": start, "count": req.count, "column_ids": column_ids})),
         )?;
         tx.commit()?;
-        Ok(Json(json!({"start": start, "count": req.count})))
+        Ok(Json(AllocatedRids {
+            start,
+            count: req.count,
+        }))
     })
     .await
 }

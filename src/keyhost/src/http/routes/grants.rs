@@ -1,6 +1,6 @@
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::guard;
@@ -115,12 +115,18 @@ pub async fn list(
     .await
 }
 
+/// What `DELETE /v1/grants/{grant_id}` answers.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    pub revoked: bool,
+}
+
 /// `DELETE /v1/grants/{grant_id}` (owner of the dataset or admin)
 pub async fn revoke(
     State(st): State<AppState>,
     Caller(who): Caller,
     Path(grant_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Revoked>> {
     let grant_id = path_id("grant_id", &grant_id)?;
     st.db(move |conn, _| {
         let unknown = || ApiError::not_found(format!("grant {grant_id} does not exist (or was revoked)"));
@@ -146,7 +152,7 @@ pub async fn revoke(
         grants::revoke(&tx, grant_id)?;
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({"revoked": true})))
+        Ok(Json(Revoked { revoked: true }))
     })
     .await
 }

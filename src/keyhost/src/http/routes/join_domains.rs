@@ -8,7 +8,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::guard;
@@ -28,11 +28,42 @@ pub struct CreateJoinDomain {
     exist_ok: bool,
 }
 
+/// What `POST /v1/join-domains` answers.
+#[derive(Debug, Serialize)]
+pub struct JoinDomainCreated {
+    pub id: i64,
+    pub name: String,
+    pub owner: String,
+}
+
+/// What `POST /v1/join-domains/{name}/members` answers: the domain's members after the change.
+#[derive(Debug, Serialize)]
+pub struct MemberAdded {
+    pub join_domain: String,
+    pub member: String,
+    pub members: Vec<orgs::Member>,
+}
+
+/// What `DELETE /v1/join-domains/{name}/members/{member}` answers.
+#[derive(Debug, Serialize)]
+pub struct MemberRemoved {
+    pub join_domain: String,
+    pub removed: String,
+}
+
+/// What `POST /v1/join-domains/{name}/rotate` answers: the new domain and the one it replaces.
+#[derive(Debug, Serialize)]
+pub struct JoinDomainRotated {
+    pub join_domain: String,
+    pub id: i64,
+    pub previous_id: i64,
+}
+
 pub async fn create(
     State(st): State<AppState>,
     Caller(who): Caller,
     ApiJson(req): ApiJson<CreateJoinDomain>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JoinDomainCreated>> {
     st.db(move |conn, st| {
         let mut entry = NewEntry::new(&who, "join_domain.create");
         entry.add_reader(who.id);
@@ -58,7 +89,11 @@ pub async fn create(
             }
         };
         tx.commit()?;
-        Ok(Json(json!({"id": d.id, "name": d.name, "owner": who.name})))
+        Ok(Json(JoinDomainCreated {
+            id: d.id,
+            name: d.name,
+            owner: who.name,
+        }))
     })
     .await
 }
@@ -124,7 +159,7 @@ pub async fn add_member(
     Path(name): Path<String>,
     ApiQuery(oq): ApiQuery<DomainOwner>,
     ApiJson(req): ApiJson<AddMember>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MemberAdded>> {
     st.db(move |conn, _| {
         let mut entry =
             NewEntry::new(&who, "join_domain.member.add").params(json!({"join_domain": name, "member": req.owner}));
@@ -148,9 +183,11 @@ pub async fn add_member(
             json!({"join_domain": d.name, "join_domain_id": d.id, "member": member.name, "changed": changed});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(
-            json!({"join_domain": d.name, "member": member.name, "members": orgs::members(conn, d.id)?}),
-        ))
+        Ok(Json(MemberAdded {
+            members: orgs::members(conn, d.id)?,
+            join_domain: d.name,
+            member: member.name,
+        }))
     })
     .await
 }
@@ -172,7 +209,7 @@ pub async fn remove_member(
     Caller(who): Caller,
     Path((name, member)): Path<(String, String)>,
     ApiQuery(oq): ApiQuery<DomainOwner>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MemberRemoved>> {
     st.db(move |conn, _| {
         let mut entry =
             NewEntry::new(&who, "join_domain.member.remove").params(json!({"join_domain": name, "member": member}));
@@ -212,7 +249,10 @@ pub async fn remove_member(
         entry.params = json!({"join_domain": d.name, "join_domain_id": d.id, "member": m.name, "left": leaving});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(json!({"join_domain": d.name, "removed": m.name})))
+        Ok(Json(MemberRemoved {
+            join_domain: d.name,
+            removed: m.name,
+        }))
     })
     .await
 }
@@ -229,7 +269,7 @@ pub async fn rotate(
     Caller(who): Caller,
     Path(name): Path<String>,
     ApiQuery(oq): ApiQuery<DomainOwner>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JoinDomainRotated>> {
     st.db(move |conn, st| {
         let mut entry = NewEntry::new(&who, "join_domain.rotate").params(json!({"join_domain": name}));
         entry.add_reader(who.id);
@@ -251,9 +291,11 @@ pub async fn rotate(
         entry.params = json!({"join_domain": old.name, "previous_id": old.id, "join_domain_id": new.id});
         audit::append(&tx, entry)?;
         tx.commit()?;
-        Ok(Json(
-            json!({"join_domain": new.name, "id": new.id, "previous_id": old.id}),
-        ))
+        Ok(Json(JoinDomainRotated {
+            join_domain: new.name,
+            id: new.id,
+            previous_id: old.id,
+        }))
     })
     .await
 }
