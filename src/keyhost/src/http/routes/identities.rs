@@ -99,8 +99,11 @@ pub async fn create(
         if by_owner && req.exist_ok {
             // an identity the owner may already address by this name (its own, one shared with
             // it, or a keyhost-wide one): use it
-            if let Ok(existing) = orgs::resolve(conn, &who, &req.name) {
-                return Ok(Json(created_json(conn, &existing)?));
+            // (a name it may not address is simply created below; a failure of the store is not)
+            match orgs::resolve(conn, &who, &req.name) {
+                Ok(existing) => return Ok(Json(created_json(conn, &existing)?)),
+                Err(e) if e.cause.is_some() => return Err(e),
+                Err(_) => {}
             }
         }
         let tx = conn.transaction()?;
@@ -296,7 +299,12 @@ pub fn manageable(conn: &crate::store::Connection, who: &Identity, name: &str) -
     if who.role == Role::Admin {
         return identities::require(conn, name);
     }
-    let found = orgs::resolve(conn, who, name).ok();
+    let found = match orgs::resolve(conn, who, name) {
+        Ok(i) => Some(i),
+        // an internal error (the store failed) leaves as one, with its cause logged
+        Err(e) if e.cause.is_some() => return Err(e),
+        Err(_) => None,
+    };
     match found {
         Some(i) if identities::manages(who, &i) => Ok(i),
         // the same refusal whether the identity exists or not: no probing other organisations
