@@ -259,7 +259,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link', 'compute')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
