@@ -146,6 +146,15 @@ def test_a_fixed_point_value_comes_back_in_the_users_units(world: World) -> None
     np.testing.assert_allclose(got.drop_nulls().to_numpy(), want.drop_nulls().to_numpy(), atol=1e-9)
 
 
+def _greater_than(meta: dict[str, int], c: int) -> dict[str, object]:
+    """The circuit ``column > c`` as an attacker writes it (no offset)."""
+    return {
+        "inputs": [{"terms": [{"column_id": meta["column_id"], "epoch": meta["epoch"], "weight": 1}]}],
+        "nodes": [{"op": "input", "index": 0}, {"op": "const", "value": c}, {"op": "cmp", "cmp": "gt", "a": 0, "b": 1}],
+        "output": 2,
+    }
+
+
 def test_a_shifted_input_binary_search_stops_at_the_rows_limit(admin: gp.Session, dataset: gp.Dataset) -> None:
     """The analyst controls its ciphertexts: x + δ gives (x + δ > 0). A binary search over δ on
     one row learns one bit per evaluation, and the keyhost stops it at max_evaluations."""
@@ -212,17 +221,13 @@ def test_refusals_are_typed_and_nothing_is_counted_for_them(admin: gp.Session, d
     # garbage ciphertexts: refused as a bad request, nothing counted
     meta = enc.schema["a"].meta()  # type: ignore[attr-defined]
     rows = _internal.ScoreRows([enc["a"]], [1])
-    circuit = {
-        "inputs": [{"terms": [{"column_id": meta["column_id"], "epoch": meta["epoch"], "weight": 1}]}],
-        "nodes": [{"op": "input", "index": 0}, {"op": "const", "value": 1}, {"op": "cmp", "cmp": "gt", "a": 0, "b": 1}],
-        "output": 2,
-    }
+    circuit = _greater_than(meta, 1)
     fhe_client(an)
     with pytest.raises(gp.KeyhostError) as e:
         _send(an, dict(_protocol.compute(meta["dataset_id"], bytes(rows.rid_set()), circuit, 8, "a>1", b"\x00" * 64)))
     assert e.value.reason == "invalid_request"
     with pytest.raises(gp.KeyhostError) as e:  # a width that cannot hold 300
-        bad = {**circuit, "nodes": [*circuit["nodes"][:1], {"op": "const", "value": 300}, circuit["nodes"][2]]}
+        bad = _greater_than(meta, 300)
         _send(an, dict(_protocol.compute(meta["dataset_id"], bytes(rows.rid_set()), bad, 8, "a>300", b"")))
     assert e.value.reason == "invalid_request" and "16 bits" in str(e.value)
     # every refusal above left the one evaluation per row of the grant untouched
@@ -240,11 +245,7 @@ def test_a_session_without_an_uploaded_key_is_told_to_upload_it(admin: gp.Sessio
     client = fhe_client(an, upload=False)
     meta = enc.schema["a"].meta()  # type: ignore[attr-defined]
     rows = _internal.ScoreRows([enc["a"]], [1])
-    circuit = {
-        "inputs": [{"terms": [{"column_id": meta["column_id"], "epoch": meta["epoch"], "weight": 1}]}],
-        "nodes": [{"op": "input", "index": 0}, {"op": "const", "value": 1}, {"op": "cmp", "cmp": "gt", "a": 0, "b": 1}],
-        "output": 2,
-    }
+    circuit = _greater_than(meta, 1)
     cts = bytes(client.encrypt(8, np.zeros(2, dtype="<i8").tobytes()))
     with pytest.raises(gp.KeyhostError) as e:
         _send(an, dict(_protocol.compute(meta["dataset_id"], bytes(rows.rid_set()), circuit, 8, "a>1", cts)))
