@@ -133,7 +133,10 @@ def arithmetic_error(e: BaseException) -> UnsupportedOperation | None:
     column (Polars refuses the extension dtype), pointing to ``gp.compute``; ``None`` otherwise."""
     msg = str(e)
     if "ghost" not in msg or not (
-        "operation not supported for dtype" in msg or "could not evaluate" in msg or "arithmetic" in msg
+        "operation not supported for dtype" in msg
+        or "could not evaluate" in msg
+        or "supertype" in msg
+        or "arithmetic" in msg
     ):
         return None
     where = _FAILED_EXPR.search(msg)

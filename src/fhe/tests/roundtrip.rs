@@ -13,6 +13,23 @@ fn term(c: i64, w: i64) -> Term {
     }
 }
 
+/// Evaluate `circuit` on `rows` rows (no progress).
+fn run(server: &ServerKey, circuit: &Circuit, bits: u32, rows: usize, cts: &[u8], masks: &[i64]) -> Vec<u8> {
+    evaluate(
+        server,
+        &Evaluation {
+            circuit,
+            bits,
+            rows,
+            ciphertexts: cts,
+            masks,
+            threads: 0,
+        },
+        &|_| {},
+    )
+    .unwrap()
+}
+
 #[test]
 fn masked_predicates_and_values_equal_plaintext() {
     let keys = AnalystKeys::generate().unwrap();
@@ -80,19 +97,7 @@ fn masked_predicates_and_values_equal_plaintext() {
         mask_residues.push(low_bits(m1, 16));
     }
     let cts = keys.encrypt(16, &cells).unwrap();
-    let out = evaluate(
-        &server,
-        &Evaluation {
-            circuit: &survey,
-            bits: 16,
-            rows: rows.len(),
-            ciphertexts: &cts,
-            masks: &mask_residues,
-            threads: 0,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let out = run(&server, &survey, 16, rows.len(), &cts, &mask_residues);
     let got = keys.decrypt_bools(&out, rows.len()).unwrap();
     let want: Vec<bool> = rows
         .iter()
@@ -102,19 +107,7 @@ fn masked_predicates_and_values_equal_plaintext() {
     assert_eq!(want, vec![true, true, false, false]);
     // the wrong masks give another answer: the result depends on the keyhost's masks
     let wrong: Vec<i64> = mask_residues.iter().map(|m| m + 1000).collect();
-    let out = evaluate(
-        &server,
-        &Evaluation {
-            circuit: &survey,
-            bits: 16,
-            rows: rows.len(),
-            ciphertexts: &cts,
-            masks: &wrong,
-            threads: 0,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let out = run(&server, &survey, 16, rows.len(), &cts, &wrong);
     assert_ne!(keys.decrypt_bools(&out, rows.len()).unwrap(), want);
     // an integer output: abs(form0 − 3)·2, 8 bits, one input
     let value = Circuit {
@@ -140,19 +133,7 @@ fn masked_predicates_and_values_equal_plaintext() {
         m8.push(low_bits(m, 8));
     }
     let cts = keys.encrypt(8, &c8).unwrap();
-    let out = evaluate(
-        &server,
-        &Evaluation {
-            circuit: &value,
-            bits: 8,
-            rows: rows.len(),
-            ciphertexts: &cts,
-            masks: &m8,
-            threads: 0,
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let out = run(&server, &value, 8, rows.len(), &cts, &m8);
     let got = keys.decrypt_ints(&out, rows.len(), 8).unwrap();
     let want: Vec<i64> = rows.iter().map(|&(x, y, _)| (3 * x + 2 * y - 3).abs() * 2).collect();
     assert_eq!(got, want);

@@ -302,21 +302,11 @@ impl<'a> Ctx<'a> {
             Descriptor::Search { .. } => Operation::Search,
             Descriptor::Pads { facet, .. } => pseudonyms::operation(facet.as_str()),
         };
-        Ctx {
-            conn,
-            st,
-            caller,
-            cache,
-            op,
-            rid_refusal: None,
-            seen_dataset: None,
-            seen_owner: None,
-        }
+        Ctx::for_op(conn, st, caller, cache, op)
     }
-}
 
-impl<'a> Ctx<'a> {
-    /// A context for a request that is not an answer-key descriptor (`compute.rs`).
+    /// A context for the grant `op` (also for requests that are not answer-key descriptors,
+    /// `compute.rs`).
     fn for_op(
         conn: &'a Connection,
         st: &'a AppState,

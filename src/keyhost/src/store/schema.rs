@@ -12,8 +12,10 @@ use super::{create_tables, meta_get, meta_set, Backend, Connection, Error, Resul
 /// domain names per owner (`UNIQUE (owner_id, name)`), added owner-managed identities
 /// (`identities.manager_id`, `identity_shares`), join-domain membership and the audit readers
 /// index (`orgs.rs`), and the `search` operation to the grants' CHECK constraint; older databases
-/// are refused the same way.
-pub const SCHEMA_VERSION: i64 = 3;
+/// are refused the same way. Version 4 added the `compute` operation (row-wise circuits,
+/// `answer_keys/compute.rs`) to that constraint and the `compute_evaluations` table; version-3
+/// databases are refused the same way (their CHECK constraint would refuse compute grants).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Identities and tokens, datasets, columns and key epochs, rid ranges, grants, the audit log,
 /// comparison constants, budgets, the linear audit, score vectors.
@@ -83,7 +85,7 @@ CREATE TABLE IF NOT EXISTS grants (
     identity_id INTEGER NOT NULL REFERENCES identities(id),
     dataset_id  INTEGER NOT NULL REFERENCES datasets(id),
     column_name TEXT NOT NULL,
-    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link')),
+    operation   TEXT NOT NULL CHECK (operation IN ('decrypt', 'aggregate', 'compare', 'score', 'moments', 'match', 'search', 'group', 'link', 'compute')),
     params      TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
