@@ -23,12 +23,12 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use super::{authorize, check_rids, column_epoch, dataset, set_authority, Cache, Ctx};
-use crate::audit::{self, NewEntry};
-use crate::db::{lock_key, Connection, LockScope, OptionalExtension};
+use crate::domain::audit::{self, NewEntry};
+use crate::domain::grants::Operation;
+use crate::domain::identities::Identity;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::identities::Identity;
 use crate::state::AppState;
+use crate::store::{lock_key, Connection, LockScope, OptionalExtension};
 
 /// A compute request as received: its JSON, the rid set and the ciphertexts.
 struct Received {
@@ -177,7 +177,7 @@ fn plan(
             }
             terms.push((t.weight, col.spec.bounds));
             keyed.push((keys, t.weight));
-            if !cols.iter().any(|c: &crate::columns::Column| c.id == col.id) {
+            if !cols.iter().any(|c: &crate::domain::columns::Column| c.id == col.id) {
                 cols.push(col);
             }
         }
@@ -238,7 +238,7 @@ fn plan(
     Ok(planned)
 }
 
-fn cols_names(cols: &[crate::columns::Column]) -> Vec<(i64, String)> {
+fn cols_names(cols: &[crate::domain::columns::Column]) -> Vec<(i64, String)> {
     cols.iter().map(|c| (c.id, c.name.clone())).collect()
 }
 
@@ -253,7 +253,7 @@ fn check_counts(conn: &Connection, identity: i64, p: &Planned, rids: &RidSet) ->
     for (col, name) in &p.columns {
         for rid in rids.0.iter() {
             let n: Option<i64> = st
-                .query_row(crate::db::params![identity, col, rid as i64], |r| r.get(0))
+                .query_row(crate::store::params![identity, col, rid as i64], |r| r.get(0))
                 .optional()?;
             if n.unwrap_or(0) as u64 >= max {
                 return Err(ApiError::refused(
@@ -311,7 +311,7 @@ fn record(
             )?;
             for (col, _) in &p.columns {
                 for rid in rids.0.iter() {
-                    up.execute(crate::db::params![caller.id, col, rid as i64])?;
+                    up.execute(crate::store::params![caller.id, col, rid as i64])?;
                 }
             }
         }

@@ -19,11 +19,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{constant_column, set_authority, Ctx, Effect};
-use crate::audit::NewEntry;
+use crate::domain::audit::NewEntry;
+use crate::domain::grants::Operation;
+use crate::domain::join_domains;
+use crate::domain::policy::Authority;
 use crate::error::{reason, ApiError, ApiResult};
-use crate::grants::Operation;
-use crate::join_domains;
-use crate::policy::Authority;
 
 /// Longest similarity constant (characters).
 const MAX_CHARS: usize = 1024;

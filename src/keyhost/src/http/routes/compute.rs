@@ -13,7 +13,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::{reason, ApiError, ApiResult};
-use crate::extract::Caller;
+use crate::http::extract::Caller;
 use crate::state::AppState;
 
 /// Largest compute request body.
