@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ghostpii/target}"
 PY="${PYTHON:-python3}"
 bash scripts/build.sh
-echo "== cargo fmt / clippy (core, keyhost, linalg)"
+echo "== cargo fmt / clippy (core, proto, keyhost, linalg, fhe)"
 cargo fmt --all -- --check
 # The extension crate is not linted here: `cargo clippy` without maturin's environment
 # (PYO3_PYTHON, ...) reconfigures pyo3, which makes the next maturin build rebuild Polars.
