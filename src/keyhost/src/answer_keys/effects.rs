@@ -122,6 +122,25 @@ fn already_issued(tx: &Connection, identity_id: i64, column_id: i64, constant: i
 }
 
 impl Effect {
+    /// The count of one distinct constant (by digest) of a match, search or similarity token
+    /// against `max` per identity × column, for a caller that holds a grant (an owner's or
+    /// admin's own tokens are not counted): `None` otherwise.
+    pub fn match_constant(
+        auth: &crate::domain::policy::Authority,
+        identity_id: i64,
+        column: &crate::domain::columns::Column,
+        digest: String,
+        max: Option<u64>,
+    ) -> Option<Effect> {
+        matches!(auth, crate::domain::policy::Authority::Grant { .. }).then(|| Effect::DistinctMatchConstant {
+            identity_id,
+            column_id: column.id,
+            column: column.name.clone(),
+            digest,
+            max,
+        })
+    }
+
     fn check(&self, tx: &Connection, audits: &mut linear_audit::Batch<'_>) -> ApiResult<()> {
         match self {
             Effect::DistinctConstant {

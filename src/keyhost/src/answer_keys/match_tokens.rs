@@ -90,15 +90,7 @@ pub(super) fn plan(
             ),
         )
     })?;
-    if matches!(auth, Authority::Grant { .. }) {
-        effects.push(Effect::DistinctMatchConstant {
-            identity_id: cx.caller.id,
-            column_id: col.id,
-            column: col.name.clone(),
-            digest,
-            max,
-        });
-    }
+    effects.extend(Effect::match_constant(&auth, cx.caller.id, &col, digest, max));
     let (local, _) = join_domains::key_facet_keys(cx.conn, cx.st.master(), cx.st.keyhost_id(), &col, epoch)?;
     Ok(MatchWork {
         key: local.match_key,

@@ -104,15 +104,7 @@ pub(super) fn plan(
     if kind == Kind::Substring {
         super::note(entry, "q", json!(q));
     }
-    if matches!(auth, Authority::Grant { .. }) {
-        effects.push(Effect::DistinctMatchConstant {
-            identity_id: cx.caller.id,
-            column_id: col.id,
-            column: col.name.clone(),
-            digest: d,
-            max: limit(&auth),
-        });
-    }
+    effects.extend(Effect::match_constant(&auth, cx.caller.id, &col, d, limit(&auth)));
     let (local, _) = join_domains::key_facet_keys(cx.conn, cx.st.master(), cx.st.keyhost_id(), &col, epoch)?;
     Ok(SearchWork {
         key: local.search_key,
