@@ -18,7 +18,7 @@ pub struct FheClient {
 }
 
 fn i64s(bytes: &[u8]) -> PyResult<Vec<i64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(GhostError::new_err("values must be little-endian i64, 8 bytes each"));
     }
     Ok(bytes

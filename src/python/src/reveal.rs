@@ -548,7 +548,7 @@ impl RevealPlan {
 #[pyfunction]
 pub fn sealed_descriptors(series: PySeries) -> PyResult<Vec<String>> {
     let column = SealedColumn::read(&series.0).map_err(|e| CiphertextError::new_err(e.to_string()))?;
-    Ok(column
+    column
         .rows
         .iter()
         .flatten()
@@ -559,5 +559,5 @@ pub fn sealed_descriptors(series: PySeries) -> PyResult<Vec<String>> {
                 .unwrap_or_else(|never| match never {});
             serde_json::to_string(&d).map_err(|e| GhostError::new_err(format!("cannot encode a descriptor: {e}")))
         })
-        .collect::<PyResult<Vec<String>>>()?)
+        .collect::<PyResult<Vec<String>>>()
 }
