@@ -9,6 +9,8 @@
 mod client;
 #[path = "api/pg_cluster.rs"]
 mod pg_cluster;
+#[path = "api/process.rs"]
+mod process;
 
 mod backend {
     pub fn new_database() -> Option<String> {
@@ -17,9 +19,7 @@ mod backend {
 }
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -28,45 +28,13 @@ use ghostpii_keyhost::db::OptionalExtension;
 use serde_json::{json, Value};
 
 use client::{try_raw, Resp};
+use process::KeyhostProcess;
 
-/// One keyhost process.
-struct Replica {
-    child: Child,
-    url: String,
-}
+/// One keyhost process on the shared database.
+type Replica = KeyhostProcess;
 
-impl Replica {
-    fn start(dir: &Path, database: &str) -> Replica {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ghostpii-keyhost"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--data"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("ghostpii keyhost listening on ")
-            .unwrap_or_else(|| panic!("the replica did not start: {line:?}"))
-            .to_owned();
-        Replica { child, url }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_replica(dir: &Path, database: &str) -> Replica {
+    KeyhostProcess::start(dir, &["--database", database], &[])
 }
 
 fn call(url: &str, token: &str, method: &str, path: &str, body: &Value, key: Option<&str>) -> std::io::Result<Resp> {
@@ -105,7 +73,7 @@ impl Cluster {
         let database = backend::new_database().unwrap();
         let kh_dir = dir.path().join("kh");
         let replicas: Vec<Replica> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..3).map(|_| s.spawn(|| Replica::start(&kh_dir, &database))).collect();
+            let hs: Vec<_> = (0..3).map(|_| s.spawn(|| start_replica(&kh_dir, &database))).collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let admin = std::fs::read_to_string(kh_dir.join("admin.token"))

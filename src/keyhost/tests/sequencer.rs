@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 #[path = "api/client.rs"]
 mod client;
+#[path = "api/process.rs"]
+mod process;
 
 mod backend {
     pub fn new_database() -> Option<String> {
@@ -14,54 +16,17 @@ mod backend {
     }
 }
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use ghostpii_core::RidSet;
 use serde_json::{json, Value};
 
 use client::try_raw;
+use process::KeyhostProcess;
 
-struct Keyhost {
-    child: Child,
-    url: String,
-}
-
-impl Keyhost {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Keyhost {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghostpii-keyhost"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("ghostpii keyhost listening on ")
-            .unwrap_or_else(|| panic!("the keyhost did not start: {line:?}"))
-            .to_owned();
-        Keyhost { child, url }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Keyhost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A keyhost process on the test's data directory (SQLite), with `env` set.
+fn start_keyhost(dir: &Path, env: &[(&str, &str)]) -> KeyhostProcess {
+    KeyhostProcess::start(dir, &[], env)
 }
 
 fn call(url: &str, token: &str, method: &str, path: &str, body: Value) -> Value {
@@ -79,7 +44,7 @@ fn admin_token(dir: &Path) -> String {
 
 /// A dataset with one column and 100 rows; `n` sums answered to the admin in one request (so
 /// `n` entries are queued in one transaction). Returns the receipts and the requests.
-fn answered(kh: &Keyhost, admin: &str, n: usize) -> (Vec<Value>, Vec<Value>) {
+fn answered(kh: &KeyhostProcess, admin: &str, n: usize) -> (Vec<Value>, Vec<Value>) {
     let ds = call(&kh.url, admin, "POST", "/v1/datasets", json!({"name": "patrons"}))["id"]
         .as_i64()
         .unwrap();
@@ -129,7 +94,7 @@ fn a_sequencer_killed_mid_batch_loses_nothing_and_integrates_on_restart() {
     let dir = tmp.path().join("kh");
     // 1. No background sequencer: the bootstrap, the set-up and 12 answers stay queued; the
     //    keyhost is killed, so it does not integrate them at a clean stop either.
-    let mut first = Keyhost::start(&dir, &[("GHOSTPII_AUDIT_BATCH_MS", "0")]);
+    let mut first = start_keyhost(&dir, &[("GHOSTPII_AUDIT_BATCH_MS", "0")]);
     let admin = admin_token(&dir);
     let (receipts, _) = answered(&first, &admin, 12);
     first.kill();
@@ -138,13 +103,13 @@ fn a_sequencer_killed_mid_batch_loses_nothing_and_integrates_on_restart() {
     assert!(queued >= 12 + 4, "{queued} entries queued");
 
     // 2. A sequencer that aborts (SIGABRT, like kill -9) after writing 5 entries of its batch.
-    let mut crashing = Keyhost::start(&dir, &[("GHOSTPII_TEST_SEQUENCER_ABORT_AFTER", "5")]);
+    let mut crashing = start_keyhost(&dir, &[("GHOSTPII_TEST_SEQUENCER_ABORT_AFTER", "5")]);
     let status = crashing.child.wait().unwrap();
     assert!(!status.success(), "the sequencer did not abort: {status:?}");
     assert_eq!(counts(&dir), (0, queued), "a killed batch wrote part of itself");
 
     // 3. Restarted: the queue is integrated; every receipt's promise holds, each entry once.
-    let again = Keyhost::start(&dir, &[]);
+    let again = start_keyhost(&dir, &[]);
     let mut indices = Vec::new();
     for r in &receipts {
         let c = call(&again.url, &admin, "POST", "/v1/audit/receipt", r.clone());
@@ -170,7 +135,7 @@ fn a_sequencer_killed_mid_batch_loses_nothing_and_integrates_on_restart() {
 fn a_receipt_whose_entry_is_missing_after_the_promised_delay_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("kh");
-    let kh = Keyhost::start(
+    let kh = start_keyhost(
         &dir,
         &[("GHOSTPII_AUDIT_BATCH_MS", "0"), ("GHOSTPII_AUDIT_MAX_DELAY_MS", "300")],
     );
